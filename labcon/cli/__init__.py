@@ -1,0 +1,61 @@
+"""Entry point `labcon`: argument parsing only; each area registers its subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from labcon.errors import LabconError
+
+# Each module has register(subparsers); imported lazily so `labcon --help` stays fast.
+_AREAS: tuple[str, ...] = ("run", "data", "journal", "control", "tui")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every area's subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="labcon",
+        description="A deep-learning lab console for the terminal. With no subcommand, opens the console.",
+    )
+    parser.add_argument("--sessions-dir", help="where sessions and the journal live (default: $LABCON_HOME or ./sessions)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for area in _AREAS:
+        try:
+            mod = importlib.import_module(f"labcon.cli.{area}")
+        except ModuleNotFoundError as e:
+            if e.name != f"labcon.cli.{area}":
+                raise
+            continue
+        mod.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `labcon` command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        # No subcommand: the console on the built-in dataset's default session.
+        args = parser.parse_args(["open", *(argv or [])]) if "open" in _subcommands(parser) else args
+        func = getattr(args, "func", None)
+        if func is None:
+            parser.print_help()
+            return 0
+    try:
+        return int(func(args) or 0)
+    except LabconError as e:
+        print(f"labcon: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("labcon: interrupted", file=sys.stderr)
+        return 130
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> set[str]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return set(action.choices)
+    return set()

@@ -1,0 +1,138 @@
+"""The training loop's event vocabulary, control-flow exceptions and the Callback base class."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from labcon.core.runner import Runner
+
+# Levels of the loop that can be cancelled; each has before_X / after_X / after_cancel_X.
+LEVELS: tuple[str, ...] = ("fit", "epoch", "train", "validate", "batch", "backward", "step")
+
+# The whole vocabulary, declared once. Anything else named before_*/after_* on a callback is a typo.
+EVENTS: tuple[str, ...] = (
+    "before_fit",
+    "before_epoch",
+    "before_train",
+    "before_batch",
+    "after_pred",
+    "after_loss",
+    "before_backward",
+    "after_backward",
+    "before_step",
+    "after_step",
+    "after_batch",
+    "after_train",
+    "before_validate",
+    "after_validate",
+    "after_epoch",
+    "after_fit",
+    *(f"after_cancel_{lvl}" for lvl in LEVELS),
+)
+_EVENT_SET = frozenset(EVENTS)
+_EVENT_LIKE = re.compile(r"^(before|after)_[a-z0-9_]+$")
+
+
+class CancelFitException(Exception):
+    """Stop the whole fit (after_cancel_fit and after_fit still run)."""
+
+
+class CancelEpochException(Exception):
+    """Skip the rest of the current epoch."""
+
+
+class CancelTrainException(Exception):
+    """Skip the rest of the training phase of this epoch."""
+
+
+class CancelValidateException(Exception):
+    """Skip the rest of the validation phase of this epoch."""
+
+
+class CancelBatchException(Exception):
+    """Skip the rest of the current batch."""
+
+
+class CancelBackwardException(Exception):
+    """Skip the backward pass of this batch."""
+
+
+class CancelStepException(Exception):
+    """Skip the optimizer step and zero_grad of this batch (e.g. gradient accumulation)."""
+
+
+CANCEL_EXCEPTIONS: dict[str, type[Exception]] = {
+    "fit": CancelFitException,
+    "epoch": CancelEpochException,
+    "train": CancelTrainException,
+    "validate": CancelValidateException,
+    "batch": CancelBatchException,
+    "backward": CancelBackwardException,
+    "step": CancelStepException,
+}
+
+
+class CallbackError(RuntimeError):
+    """A callback raised: carries the callback's and the event's names."""
+
+    def __init__(self, cb_name: str, event: str, original: BaseException):
+        self.cb_name, self.event, self.original = cb_name, event, original
+        super().__init__(f"callback '{cb_name}' failed in {event}: {type(original).__name__}: {original}")
+
+
+def _snake(name: str) -> str:
+    name = re.sub(r"Callback$", "", name) or name
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+
+
+class Callback:
+    """Base class: override any event method in EVENTS; `self.runner` is set on registration."""
+
+    order: ClassVar[int] = 0
+    # Whether the callback runs during LR finding and other short probes (e.g. progress bars do not).
+    run_in_probe: ClassVar[bool] = True
+    runner: Runner
+
+    @property
+    def name(self) -> str:
+        """Snake-case name derived from the class name, used by `runner.cbs_by_name` and commands."""
+        return _snake(type(self).__name__)
+
+    def state_dict(self) -> dict[str, Any]:
+        """State to checkpoint (tensors and plain data only); default: nothing."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(order={self.order})"
+
+
+def check_callback(cb: Callback) -> None:
+    """Raise ValueError when a callback defines an event-like method that is not a real event."""
+    if not isinstance(cb, Callback):
+        raise TypeError(f"{cb!r} is not a labcon Callback (subclass labcon.Callback)")
+    for attr in dir(type(cb)):
+        if _EVENT_LIKE.match(attr) and attr not in _EVENT_SET and callable(getattr(cb, attr, None)):
+            close = [e for e in EVENTS if e.split("_", 1)[1] == attr.split("_", 1)[1] or _near(attr, e)]
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"callback '{cb.name}' defines {attr!r}, which is not a training event{hint} "
+                f"Events: {', '.join(EVENTS)}"
+            )
+
+
+def _near(a: str, b: str) -> bool:
+    """True when a and b differ by at most two single-character edits (typo detection)."""
+    if abs(len(a) - len(b)) > 2:
+        return False
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb_ in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb_)))
+        prev = cur
+    return prev[-1] <= 2

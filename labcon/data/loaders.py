@@ -1,0 +1,30 @@
+"""DataLoaders: the train/valid pair the Runner iterates over."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+
+class DataLoaders:
+    """A train and a valid iterable of (x, y) batches; wraps plain torch DataLoaders."""
+
+    def __init__(self, train: Iterable[Any], valid: Iterable[Any], device: torch.device | str | None = None):
+        self.train, self.valid = train, valid
+        self.device = torch.device(device) if device is not None else None
+
+    def to(self, device: torch.device | str) -> DataLoaders:
+        """Remember the device batches should land on (loaders that support it move there)."""
+        self.device = torch.device(device)
+        for dl in (self.train, self.valid):
+            if hasattr(dl, "to") and not isinstance(dl, torch.utils.data.DataLoader):
+                dl.to(self.device)
+        return self
+
+    def __repr__(self) -> str:
+        def n(dl: Any) -> str:
+            return str(len(dl)) if hasattr(dl, "__len__") else "?"
+
+        return f"DataLoaders(train={n(self.train)} batches, valid={n(self.valid)} batches)"
