@@ -91,6 +91,8 @@ class Callback:
     """Base class: override any event method in EVENTS; `self.runner` is set on registration."""
 
     order: ClassVar[int] = 0
+    # Overrides the name derived from the class name (e.g. NaNGuard -> 'nan_guard').
+    cb_name: ClassVar[str | None] = None
     # Whether the callback runs during LR finding and other short probes (e.g. progress bars do not).
     run_in_probe: ClassVar[bool] = True
     runner: Runner
@@ -98,7 +100,7 @@ class Callback:
     @property
     def name(self) -> str:
         """Snake-case name derived from the class name, used by `runner.cbs_by_name` and commands."""
-        return _snake(type(self).__name__)
+        return self.cb_name or _snake(type(self).__name__)
 
     def state_dict(self) -> dict[str, Any]:
         """State to checkpoint (tensors and plain data only); default: nothing."""

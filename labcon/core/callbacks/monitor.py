@@ -1,0 +1,100 @@
+"""Callbacks that watch an epoch metric: early stopping, save-best, reduce-lr-on-plateau."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from labcon.core.events import Callback, CancelFitException
+
+
+class _Monitor(Callback):
+    """Tracks the best value of `monitor` (an epoch-row column) and whether it improved."""
+
+    order = 60
+    run_in_probe = False
+
+    def __init__(self, monitor: str = "valid_loss", comp: str | None = None, min_delta: float = 0.0):
+        if comp is None:
+            comp = "min" if "loss" in monitor or "error" in monitor else "max"
+        if comp not in ("min", "max"):
+            raise ValueError(f"comp must be 'min' or 'max', got {comp!r}")
+        self.monitor, self.comp, self.min_delta = monitor, comp, abs(min_delta)
+        self.best = math.inf if comp == "min" else -math.inf
+        self.wait = 0
+
+    def _value(self) -> float:
+        row = self.runner.recorder.last_row or {}
+        if self.monitor not in row:
+            raise KeyError(f"cannot monitor '{self.monitor}': epoch rows have {', '.join(row) or 'nothing yet'}")
+        return row[self.monitor]
+
+    def _improved(self) -> bool:
+        v = self._value()
+        better = v < self.best - self.min_delta if self.comp == "min" else v > self.best + self.min_delta
+        if better:
+            self.best, self.wait = v, 0
+        else:
+            self.wait += 1
+        return better
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "wait": self.wait}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.wait = float(state["best"]), int(state["wait"])
+
+
+class EarlyStopping(_Monitor):
+    """Stop the fit when `monitor` has not improved for `patience` epochs."""
+
+    def __init__(self, monitor: str = "valid_loss", comp: str | None = None, min_delta: float = 0.0, patience: int = 1):
+        super().__init__(monitor, comp, min_delta)
+        self.patience = patience
+
+    def after_epoch(self) -> None:
+        if not self._improved() and self.wait >= self.patience:
+            raise CancelFitException(f"early stopping: no improvement in {self.monitor} for {self.wait} epochs")
+
+
+class SaveBest(_Monitor):
+    """Save the model's weights whenever `monitor` improves (atomically: temp file then rename)."""
+
+    def __init__(self, monitor: str = "valid_loss", comp: str | None = None, path: str | os.PathLike = "best.pt"):
+        super().__init__(monitor, comp)
+        self.path = Path(path)
+        self.saved_epoch: int | None = None
+
+    def after_epoch(self) -> None:
+        if self._improved():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+            torch.save(self.runner.model.state_dict(), tmp)
+            os.replace(tmp, self.path)
+            self.saved_epoch = self.runner.epoch
+
+
+class ReduceLROnPlateau(_Monitor):
+    """Divide every group's lr by `factor` when `monitor` stalls for `patience` epochs."""
+
+    def __init__(
+        self,
+        monitor: str = "valid_loss",
+        comp: str | None = None,
+        min_delta: float = 0.0,
+        patience: int = 1,
+        factor: float = 10.0,
+        min_lr: float = 0.0,
+    ):
+        super().__init__(monitor, comp, min_delta)
+        self.patience, self.factor, self.min_lr = patience, factor, min_lr
+
+    def after_epoch(self) -> None:
+        if not self._improved() and self.wait >= self.patience:
+            for g in self.runner.opt.param_groups:
+                g["lr"] = max(g["lr"] / self.factor, self.min_lr)
+            self.wait = 0

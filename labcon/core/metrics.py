@@ -1,0 +1,18 @@
+"""Metrics: functions of (pred, target) returning the batch mean as a tensor (no host sync)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def accuracy(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Fraction of rows whose argmax equals the target."""
+    return (pred.argmax(dim=-1) == target).float().mean()
+
+
+def error_rate(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - accuracy."""
+    return 1 - accuracy(pred, target)
+
+
+METRICS = {"accuracy": accuracy, "error_rate": error_rate}

@@ -1,0 +1,310 @@
+"""The Runner: a training loop whose every stage is visible to, and changeable by, callbacks."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from labcon.core.events import (
+    CANCEL_EXCEPTIONS,
+    EVENTS,
+    Callback,
+    CallbackError,
+    CancelFitException,
+    check_callback,
+)
+from labcon.core.hooks import HookRegistry
+from labcon.core.losses import cross_entropy
+from labcon.core.optim import Adam, get_hyper, set_hyper
+
+_CONTROL_FLOW = tuple(CANCEL_EXCEPTIONS.values())
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+class Runner:
+    """Fits a model on `dls` (.train/.valid iterables of (x, y)) with callbacks at every event."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        dls: Any,
+        loss_func: Callable[..., torch.Tensor] = cross_entropy,
+        opt_func: Callable[..., torch.optim.Optimizer] = Adam,
+        lr: float | Sequence[float] = 1e-3,
+        cbs: Iterable[Callback] = (),
+        metrics: Iterable[Callable[..., torch.Tensor]] = (),
+        device: torch.device | str | None = None,
+        splitter: Callable[[nn.Module], list[list[nn.Parameter]]] | None = None,
+        default_cbs: bool = True,
+    ):
+        from labcon.core.callbacks.basics import DeviceCallback, TrainEvalCallback
+        from labcon.core.callbacks.recorder import Recorder
+
+        self.device = torch.device(device) if device is not None else default_device()
+        self.model, self.dls, self.loss_func, self.opt_func = model.to(self.device), dls, loss_func, opt_func
+        self.lr, self.splitter, self.metrics = lr, splitter, list(metrics)
+        self.opt: torch.optim.Optimizer | None = None
+        self.hooks = HookRegistry(model)
+        self.cbs: list[Callback] = []
+        self._table: dict[str, list[Callable[[], Any]]] = {}
+        self.epoch, self.n_epochs, self.train_iter, self.pct_train = 0, 0, 0, 0.0
+        self.iter, self.n_iter, self.training, self.probing, self.in_fit = 0, 0, False, False, False
+        self.xb: Any = None
+        self.yb: Any = None
+        self.pred: Any = None
+        self.loss: Any = None
+        self.loss_grad: Any = None
+        self.step_fn: Callable[[], Any] = self._opt_step
+        self._fit_start_iter, self._fit_total_iters = 0, 1
+        self.recorder = Recorder()
+        if default_cbs:
+            self.add_cbs([TrainEvalCallback(), DeviceCallback(), self.recorder])
+        self.add_cbs(cbs)
+
+    # ----- callbacks -------------------------------------------------------------------------------
+    def add_cbs(self, cbs: Iterable[Callback]) -> None:
+        """Register callbacks permanently (checked for unknown event names and name clashes)."""
+        for cb in cbs:
+            check_callback(cb)
+            clash = self.cb(cb.name)
+            if clash is not None and clash is not cb:
+                raise ValueError(f"a callback named '{cb.name}' is already installed; remove it first")
+            if any(cb is c for c in self.cbs):
+                continue
+            cb.runner = self
+            self.cbs.append(cb)
+        self._rebuild()
+
+    def remove_cbs(self, cbs: Iterable[Callback | str]) -> None:
+        """Unregister callbacks (objects or names)."""
+        for cb in cbs:
+            obj = self.cb(cb) if isinstance(cb, str) else cb
+            if obj is None or not any(obj is c for c in self.cbs):
+                raise ValueError(f"no callback {cb!r} installed; installed: {', '.join(c.name for c in self.cbs)}")
+            self.cbs = [c for c in self.cbs if c is not obj]
+        self._rebuild()
+
+    @contextlib.contextmanager
+    def added_cbs(self, cbs: Iterable[Callback]) -> Iterator[None]:
+        """Callbacks installed only inside the with-block."""
+        cbs = list(cbs)
+        self.add_cbs(cbs)
+        try:
+            yield
+        finally:
+            self.remove_cbs([c for c in cbs if any(c is x for x in self.cbs)])
+
+    @contextlib.contextmanager
+    def removed_cbs(self, cbs: Iterable[Callback | str]) -> Iterator[None]:
+        """Callbacks taken out only inside the with-block."""
+        objs = [self.cb(c) if isinstance(c, str) else c for c in cbs]
+        objs = [c for c in objs if c is not None]
+        self.remove_cbs(objs)
+        try:
+            yield
+        finally:
+            self.add_cbs(objs)
+
+    def cb(self, name: str) -> Callback | None:
+        """The installed callback with this name, or None."""
+        return next((c for c in self.cbs if c.name == name), None)
+
+    def _rebuild(self) -> None:
+        """Precompute, per event, the bound methods to call: the hot loop then does no lookups."""
+        self.cbs.sort(key=lambda c: c.order)
+        active = [c for c in self.cbs if c.run_in_probe or not self.probing]
+        self._table = {e: [getattr(c, e) for c in active if callable(getattr(c, e, None))] for e in EVENTS}
+
+    def __call__(self, event: str) -> None:
+        for method in self._table[event]:
+            try:
+                method()
+            except _CONTROL_FLOW:
+                raise
+            except (CallbackError, KeyboardInterrupt):
+                raise
+            except Exception as e:
+                raise CallbackError(method.__self__.name, event, e) from e
+
+    def show_loop(self) -> str:
+        """Which callbacks run at each event, in order (events with none are left out)."""
+        lines = []
+        for e in EVENTS:
+            names = [f"{m.__self__.name}({m.__self__.order})" for m in self._table[e]]
+            if names:
+                lines.append(f"{e:<24} {', '.join(names)}")
+        return "\n".join(lines)
+
+    # ----- the loop ---------------------------------------------------------------------------------
+    def _with_events(self, f: Callable[[], None], level: str) -> None:
+        try:
+            self(f"before_{level}")
+            f()
+        except CANCEL_EXCEPTIONS[level]:
+            self(f"after_cancel_{level}")
+        self(f"after_{level}")
+
+    def _opt_step(self) -> None:
+        self.opt.step()
+
+    def _backward(self) -> None:
+        self.loss_grad.backward()
+
+    def _step(self) -> None:
+        self.step_fn()
+        self.opt.zero_grad(set_to_none=True)
+
+    def _do_one_batch(self) -> None:
+        self.pred = self.model(self.xb)
+        self("after_pred")
+        self.loss = self.loss_func(self.pred, self.yb)
+        self.loss_grad = self.loss
+        self("after_loss")
+        if not self.training:
+            return
+        self._with_events(self._backward, "backward")
+        self._with_events(self._step, "step")
+
+    def _one_batch(self, i: int, batch: Any) -> None:
+        self.iter = i
+        self.xb, self.yb = batch
+        self._with_events(self._do_one_batch, "batch")
+
+    def _all_batches(self, dl: Iterable[Any]) -> None:
+        self.n_iter = len(dl) if hasattr(dl, "__len__") else 0
+        for i, batch in enumerate(dl):
+            self._one_batch(i, batch)
+
+    def _do_train(self) -> None:
+        self._all_batches(self.dls.train)
+
+    def _do_validate(self) -> None:
+        with torch.no_grad():
+            self._all_batches(self.dls.valid)
+
+    def _do_epoch(self) -> None:
+        self._with_events(self._do_train, "train")
+        self._with_events(self._do_validate, "validate")
+
+    def _do_fit(self) -> None:
+        for _ in range(self.n_epochs):
+            self._with_events(self._do_epoch, "epoch")
+            self.epoch += 1
+
+    def create_opt(self) -> torch.optim.Optimizer:
+        """Build the optimizer from opt_func over the splitter's param groups (per-group lrs allowed)."""
+        groups = self.splitter(self.model) if self.splitter else [list(self.model.parameters())]
+        lrs = list(self.lr) if isinstance(self.lr, (list, tuple)) else [self.lr] * len(groups)
+        if len(lrs) != len(groups):
+            raise ValueError(f"got {len(lrs)} learning rates for {len(groups)} param groups")
+        self.opt = self.opt_func([list(g) for g in groups], lr=lrs[-1])
+        for g, lr in zip(self.opt.param_groups, lrs, strict=True):
+            g["lr"] = lr
+        norm_types = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+        keep = {id(p) for m in self.model.modules() if isinstance(m, norm_types) for p in m.parameters()}
+        if hasattr(self.opt, "keep_trainable"):
+            self.opt.keep_trainable = keep
+        return self.opt
+
+    def fit(self, n_epochs: int, cbs: Iterable[Callback] = (), reset_opt: bool = False) -> None:
+        """Train for n_epochs more epochs (cbs are installed for this fit only)."""
+        if n_epochs < 1:
+            raise ValueError(f"fit needs at least 1 epoch, got {n_epochs}")
+        if self.in_fit:
+            raise RuntimeError("fit called while a fit is running")
+        if self.opt is None or reset_opt:
+            self.create_opt()
+        self.n_epochs = n_epochs
+        n_train = len(self.dls.train) if hasattr(self.dls.train, "__len__") else 0
+        self._fit_start_iter, self._fit_total_iters = self.train_iter, max(1, n_epochs * n_train)
+        self.pct_train = 0.0
+        with self.added_cbs(cbs):
+            self.in_fit = True
+            try:
+                self._fit_with_cleanup()
+            finally:
+                # Whatever happened, no fit-scoped hook survives the fit.
+                self.in_fit = False
+                self.hooks.remove_scope("fit")
+
+    def _fit_with_cleanup(self) -> None:
+        """before_fit / epochs / after_fit, where after_fit also runs when the fit crashes."""
+        after_done = False
+        try:
+            try:
+                self("before_fit")
+                self._do_fit()
+            except CancelFitException:
+                self("after_cancel_fit")
+            after_done = True
+            self("after_fit")
+        except BaseException as err:
+            if not after_done:
+                # Cleanup (hooks, autocast, progress) must run; keep the original error in front.
+                try:
+                    self("after_fit")
+                except Exception as cleanup_err:  # noqa: BLE001 - reported on the original error
+                    err.add_note(f"after_fit also failed during cleanup: {cleanup_err}")
+            raise
+
+    def fit_one_cycle(
+        self, n_epochs: int, lr_max: float | Sequence[float] | None = None, pct_start: float = 0.25, **kwargs: Any
+    ) -> None:
+        """Fit with the one-cycle lr and momentum policy (lr_max per group allowed)."""
+        from labcon.core.callbacks.schedule import one_cycle
+
+        with self.added_cbs([one_cycle(self, lr_max, pct_start=pct_start, **kwargs)]):
+            self.fit(n_epochs)
+
+    def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100) -> Any:
+        """Run the LR range test; model and optimizer are restored afterwards. Returns an LRFindResult."""
+        from labcon.core.callbacks.lr_finder import run_lr_find
+
+        return run_lr_find(self, start_lr, end_lr, num_it)
+
+    @contextlib.contextmanager
+    def probe(self) -> Iterator[None]:
+        """Mark a short diagnostic fit: callbacks with run_in_probe=False sit it out, epoch counters kept."""
+        saved = (self.epoch, self.train_iter, self.probing)
+        self.probing = True
+        self._rebuild()
+        try:
+            yield
+        finally:
+            self.epoch, self.train_iter, self.probing = saved
+            self._rebuild()
+
+    # ----- hyper-parameters -------------------------------------------------------------------------
+    def hyper(self, name: str) -> list[Any]:
+        """A hyper-parameter's value in each param group."""
+        if self.opt is None:
+            self.create_opt()
+        try:
+            return [get_hyper(g, name) for g in self.opt.param_groups]
+        except KeyError:
+            known = sorted({k for g in self.opt.param_groups for k in g if k != "params"})
+            raise KeyError(f"optimizer has no hyper-parameter '{name}'; it has: {', '.join(known)}") from None
+
+    def set_hyper(self, name: str, value: Any, group: int | None = None) -> None:
+        """Set a hyper-parameter in one param group (or all when group is None)."""
+        if self.opt is None:
+            self.create_opt()
+        groups = self.opt.param_groups
+        if group is not None and not -len(groups) <= group < len(groups):
+            raise IndexError(f"param group {group} does not exist; there are {len(groups)}")
+        self.hyper(name)  # raises a clear error for an unknown name
+        for i, g in enumerate(groups):
+            if group is None or i == group % len(groups):
+                set_hyper(g, name, value)
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Ask the running fit to stop at the next event boundary (from a callback)."""
+        raise CancelFitException(reason)

@@ -1,0 +1,79 @@
+"""Progress reporting for plain Runner use: a live bar on a terminal, plain lines in logs and under nohup."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from labcon.core.events import Callback
+
+
+def format_row(row: dict[str, float]) -> str:
+    """One epoch row as `epoch 3  train_loss 0.4123  valid_loss 0.3920  accuracy 0.8812  time 12.3s`."""
+    parts = []
+    for k, v in row.items():
+        if k == "epoch":
+            parts.append(f"epoch {int(v)}")
+        elif k == "time":
+            parts.append(f"time {v:.1f}s")
+        else:
+            parts.append(f"{k} {v:.4f}")
+    return "  ".join(parts)
+
+
+class ProgressReporter(Callback):
+    """Writes progress to a stream: a carriage-return bar on a TTY, one plain line per `every` batches otherwise."""
+
+    order = 70
+    run_in_probe = False
+
+    def __init__(self, out: TextIO | None = None, every: int = 50, tty: bool | None = None):
+        self.out = out or sys.stdout
+        self.every = every
+        self.tty = self.out.isatty() if tty is None else tty
+
+    def before_fit(self) -> None:
+        r = self.runner
+        self._t0 = time.perf_counter()
+        self._write_line(f"fit {r.n_epochs} epoch(s) from epoch {r.epoch} on {r.device}")
+
+    def before_epoch(self) -> None:
+        self._te = time.perf_counter()
+
+    def after_batch(self) -> None:
+        r = self.runner
+        if not r.training:
+            return
+        i, n = r.iter + 1, r.n_iter
+        rec = r.recorder
+        loss = rec.smooth_losses[-1] if rec.smooth_losses else float("nan")
+        if self.tty:
+            if i % max(1, n // 100 or 1) == 0 or i == n:
+                eta = (time.perf_counter() - self._te) / i * (n - i)
+                width = 30
+                done = int(width * i / max(1, n))
+                bar = "#" * done + "." * (width - done)
+                self.out.write(f"\repoch {r.epoch} [{bar}] {i}/{n} loss {loss:.4f} eta {eta:.0f}s ")
+                self.out.flush()
+        elif i % self.every == 0 or i == n:
+            eta = (time.perf_counter() - self._te) / i * (n - i)
+            self._write_line(f"epoch {r.epoch} batch {i}/{n} loss {loss:.4f} eta {eta:.0f}s")
+
+    def after_epoch(self) -> None:
+        row = self.runner.recorder.last_row
+        if self.tty:
+            self.out.write("\r" + " " * 79 + "\r")
+        if row is not None:
+            self._write_line(format_row(row))
+
+    def after_cancel_fit(self) -> None:
+        if self.tty:
+            self.out.write("\n")
+
+    def after_fit(self) -> None:
+        self._write_line(f"fit finished in {time.perf_counter() - self._t0:.1f}s")
+
+    def _write_line(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
