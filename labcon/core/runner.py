@@ -64,6 +64,8 @@ class Runner:
         self.loss_grad: Any = None
         self.step_fn: Callable[[], Any] = self._opt_step
         self._fit_start_iter, self._fit_total_iters = 0, 1
+        self._epoch_complete = False
+        self.stop_reason: str | None = None  # why the last fit was cancelled (None: it ran to the end)
         self.recorder = Recorder()
         if default_cbs:
             self.add_cbs([TrainEvalCallback(), DeviceCallback(), self.recorder])
@@ -193,10 +195,18 @@ class Runner:
     def _do_epoch(self) -> None:
         self._with_events(self._do_train, "train")
         self._with_events(self._do_validate, "validate")
+        self._epoch_complete = True
 
     def _do_fit(self) -> None:
         for _ in range(self.n_epochs):
-            self._with_events(self._do_epoch, "epoch")
+            self._epoch_complete = False
+            try:
+                self._with_events(self._do_epoch, "epoch")
+            except BaseException:
+                # A fit stopped in after_epoch still completed that epoch; one stopped mid-train did not.
+                if self._epoch_complete:
+                    self.epoch += 1
+                raise
             self.epoch += 1
 
     def create_opt(self) -> torch.optim.Optimizer:
@@ -238,11 +248,13 @@ class Runner:
     def _fit_with_cleanup(self) -> None:
         """before_fit / epochs / after_fit, where after_fit also runs when the fit crashes."""
         after_done = False
+        self.stop_reason = None
         try:
             try:
                 self("before_fit")
                 self._do_fit()
-            except CancelFitException:
+            except CancelFitException as e:
+                self.stop_reason = str(e) or "cancelled"
                 self("after_cancel_fit")
             after_done = True
             self("after_fit")
