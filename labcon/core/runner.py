@@ -65,6 +65,7 @@ class Runner:
         self.step_fn: Callable[[], Any] = self._opt_step
         self._fit_start_iter, self._fit_total_iters = 0, 1
         self._epoch_complete = False
+        self.skip_batches = 0  # training batches of the next epoch already done (mid-epoch resume)
         self.stop_reason: str | None = None  # why the last fit was cancelled (None: it ran to the end)
         self.recorder = Recorder()
         if default_cbs:
@@ -182,7 +183,10 @@ class Runner:
 
     def _all_batches(self, dl: Iterable[Any]) -> None:
         self.n_iter = len(dl) if hasattr(dl, "__len__") else 0
+        skip, self.skip_batches = (self.skip_batches, 0) if self.training else (0, self.skip_batches)
         for i, batch in enumerate(dl):
+            if i < skip:
+                continue  # resuming mid-epoch: drawn (so later random streams line up) but not trained on
             self._one_batch(i, batch)
 
     def _do_train(self) -> None:
@@ -215,7 +219,7 @@ class Runner:
         lrs = list(self.lr) if isinstance(self.lr, (list, tuple)) else [self.lr] * len(groups)
         if len(lrs) != len(groups):
             raise ValueError(f"got {len(lrs)} learning rates for {len(groups)} param groups")
-        self.opt = self.opt_func([list(g) for g in groups], lr=lrs[-1])
+        self.opt = self.opt_func([{"params": list(g)} for g in groups], lr=lrs[-1])
         for g, lr in zip(self.opt.param_groups, lrs, strict=True):
             g["lr"] = lr
         norm_types = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
@@ -224,8 +228,13 @@ class Runner:
             self.opt.keep_trainable = keep
         return self.opt
 
-    def fit(self, n_epochs: int, cbs: Iterable[Callback] = (), reset_opt: bool = False) -> None:
-        """Train for n_epochs more epochs (cbs are installed for this fit only)."""
+    def fit(
+        self, n_epochs: int, cbs: Iterable[Callback] = (), reset_opt: bool = False, span: tuple[int, int] | None = None
+    ) -> None:
+        """Train for n_epochs more epochs (cbs are installed for this fit only).
+
+        `span` = (start_iter, total_iters) continues the schedule of an interrupted fit (resume).
+        """
         if n_epochs < 1:
             raise ValueError(f"fit needs at least 1 epoch, got {n_epochs}")
         if self.in_fit:
@@ -234,8 +243,8 @@ class Runner:
             self.create_opt()
         self.n_epochs = n_epochs
         n_train = len(self.dls.train) if hasattr(self.dls.train, "__len__") else 0
-        self._fit_start_iter, self._fit_total_iters = self.train_iter, max(1, n_epochs * n_train)
-        self.pct_train = 0.0
+        self._fit_start_iter, self._fit_total_iters = span or (self.train_iter, max(1, n_epochs * n_train))
+        self.pct_train = (self.train_iter - self._fit_start_iter) / self._fit_total_iters
         with self.added_cbs(cbs):
             self.in_fit = True
             try:
@@ -268,13 +277,17 @@ class Runner:
             raise
 
     def fit_one_cycle(
-        self, n_epochs: int, lr_max: float | Sequence[float] | None = None, pct_start: float = 0.25, **kwargs: Any
+        self,
+        n_epochs: int,
+        lr_max: float | Sequence[float] | None = None,
+        pct_start: float = 0.25,
+        span: tuple[int, int] | None = None,
+        **kwargs: Any,
     ) -> None:
         """Fit with the one-cycle lr and momentum policy (lr_max per group allowed)."""
         from labcon.core.callbacks.schedule import one_cycle
 
-        with self.added_cbs([one_cycle(self, lr_max, pct_start=pct_start, **kwargs)]):
-            self.fit(n_epochs)
+        self.fit(n_epochs, cbs=[one_cycle(self, lr_max, pct_start=pct_start, **kwargs)], span=span)
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100) -> Any:
         """Run the LR range test; model and optimizer are restored afterwards. Returns an LRFindResult."""

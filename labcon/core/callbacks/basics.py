@@ -70,6 +70,12 @@ class DeviceCallback(Callback):
         if hasattr(r.dls, "to"):
             r.dls.to(r.device)
 
+    def before_epoch(self) -> None:
+        # Loaders whose order is a function of (seed, epoch) stay in step with the runner, also after a resume.
+        set_epoch = getattr(self.runner.dls.train, "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(self.runner.epoch)
+
     def before_batch(self) -> None:
         r = self.runner
         r.xb = to_device(r.xb, r.device)

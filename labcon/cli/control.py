@@ -1,0 +1,134 @@
+"""`labcon send`, `labcon attach` and `labcon repl`: steering sessions from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from labcon.errors import LabconError
+
+HISTORY_FILE = "repl_history"
+
+
+def register(subparsers: Any) -> None:
+    """Add the send, attach and repl subcommands."""
+    p = subparsers.add_parser(
+        "send",
+        help="send one command to a live session and print the reply (exit 1 when refused)",
+        description='Send one command, e.g. labcon send mnist "set lr=1e-3". Exit status 0 ok, 1 refused, 2 error.',
+    )
+    p.add_argument("name", metavar="NAME", help="session name (its folder under the sessions directory)")
+    p.add_argument("command", nargs="+", metavar="COMMAND", help='the command line, e.g. "set lr=1e-3"')
+    p.add_argument("--json", action="store_true", help="print the whole reply as JSON (ok, text, data)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the reply (default 30)")
+    p.set_defaults(func=send_command)
+
+    p = subparsers.add_parser(
+        "attach",
+        help="open the console (or --repl) on a live headless session; detaching leaves it training",
+    )
+    p.add_argument("name", metavar="NAME", help="session name")
+    p.add_argument("--repl", action="store_true", help="the line console instead of the full-screen one")
+    p.set_defaults(func=attach)
+
+    p = subparsers.add_parser(
+        "repl",
+        help="the line console (prompt, history, tab completion) on a session or config",
+        description="Open a session (CONFIG.toml or a saved session's name) in the line console. "
+        "A session already running headless is attached to instead.",
+    )
+    p.add_argument(
+        "target", nargs="?", default=None, metavar="SESSION|CONFIG", help="session name or config file"
+    )
+    p.add_argument("--no-serve", action="store_true", help="do not listen on the session's control socket")
+    p.set_defaults(func=repl)
+
+
+def _socket_for(sessions_dir: str | None, name: str) -> Path:
+    from labcon.control.server import control_socket_path
+    from labcon.session.paths import sessions_home, validate_session_name
+
+    return control_socket_path(sessions_home(sessions_dir), validate_session_name(name))
+
+
+def send_command(args: argparse.Namespace) -> int:
+    """Print the reply to one command; 0 when accepted, 1 when refused."""
+    from labcon.control.client import ControlClient
+
+    text = " ".join(args.command)
+    with ControlClient(
+        _socket_for(getattr(args, "sessions_dir", None), args.name), timeout=args.timeout
+    ) as c:
+        reply = c.submit(text)
+    if args.json:
+        print(json.dumps({k: reply.get(k) for k in ("ok", "text", "data")}))
+    else:
+        out = sys.stdout if reply.get("ok") else sys.stderr
+        print(reply.get("text", ""), file=out)
+    return 0 if reply.get("ok") else 1
+
+
+def _run_front_end(session: Any, history: Path, want_repl: bool) -> None:
+    from labcon.repl import run_repl
+
+    if not want_repl:
+        try:
+            app = importlib.import_module("labcon.tui.app")
+        except ImportError as e:
+            print(f"labcon: the console is not available ({e}); using the line console", file=sys.stderr)
+        else:
+            app.run_console(session)
+            return
+    run_repl(session, history)
+
+
+def attach(args: argparse.Namespace) -> int:
+    """Attach a front end to a live session over its control socket."""
+    from labcon.control.client import RemoteSession
+
+    path = _socket_for(getattr(args, "sessions_dir", None), args.name)
+    session = RemoteSession(path)
+    try:
+        _run_front_end(session, path.parent / HISTORY_FILE, args.repl)
+    finally:
+        session.close()
+    return 0
+
+
+def repl(args: argparse.Namespace) -> int:
+    """The line console on a local session (serving its control socket), or attached to a live one."""
+    from labcon.control.server import ControlServer, server_is_live
+    from labcon.repl import run_repl
+
+    sessions_dir = getattr(args, "sessions_dir", None)
+    target = args.target
+    if target is not None and not str(target).endswith(".toml") and not Path(target).is_file():
+        path = _socket_for(sessions_dir, target)
+        if server_is_live(path):
+            print(f"labcon: session '{target}' is running elsewhere; attaching", file=sys.stderr)
+            args.name, args.repl = target, True
+            return attach(args)
+    try:
+        from labcon.session.session import Session
+    except ImportError as e:
+        raise LabconError(
+            f"the session layer is not available ({e}); `labcon repl` needs labcon.session.session"
+        ) from e
+    session = Session.open_or_create(target, sessions_dir=sessions_dir)
+    server = None
+    try:
+        if not args.no_serve:
+            try:
+                server = ControlServer(session, _socket_for(sessions_dir, session.name)).start()
+            except LabconError as e:
+                print(f"labcon: not serving the control socket: {e}", file=sys.stderr)
+        run_repl(session, Path(session.dir) / HISTORY_FILE)
+    finally:
+        if server is not None:
+            server.close()
+        session.close()
+    return 0

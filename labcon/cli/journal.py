@@ -1,0 +1,230 @@
+"""`labcon journal search|show|diff|note|export`: the experiment journal from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from labcon.errors import LabconError
+from labcon.session.journal import Journal
+from labcon.session.paths import journal_path
+
+
+def register(subparsers: Any) -> None:
+    """Add the `journal` command and its subcommands."""
+    p = subparsers.add_parser("journal", help="search, show, compare and annotate past runs")
+    p.set_defaults(func=cmd_search, query=[], json=False, limit=20)
+    sub = p.add_subparsers(dest="journal_command", metavar="SUBCOMMAND")
+
+    s = sub.add_parser("search", help='runs matching a query, e.g. "mixup status:done lr>1e-3"')
+    s.add_argument("query", nargs="*", help="query words (quote comparisons for the shell: 'lr>1e-3')")
+    s.add_argument("--json", action="store_true", help="print the runs as JSON")
+    s.add_argument("--limit", type=int, default=50, help="at most this many runs (default 50)")
+    s.set_defaults(func=cmd_search)
+
+    sh = sub.add_parser("show", help="one run: config, metrics, epochs and its event timeline")
+    sh.add_argument("run", help="a run id, or a session name for its latest run")
+    sh.add_argument("--json", action="store_true", help="print the run as JSON")
+    sh.set_defaults(func=cmd_show)
+
+    d = sub.add_parser("diff", help="two runs side by side: config, commands, metrics")
+    d.add_argument("run_a")
+    d.add_argument("run_b")
+    d.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    d.set_defaults(func=cmd_diff)
+
+    n = sub.add_parser("note", help="attach a note to a run (searchable)")
+    n.add_argument("run", help="a run id, or a session name for its latest run")
+    n.add_argument("text", nargs="+", help="the note")
+    n.set_defaults(func=cmd_note)
+
+    e = sub.add_parser("export", help="runs as CSV or JSON")
+    e.add_argument("--format", choices=("csv", "json"), default="csv")
+    e.add_argument("--query", default=None, help="only runs matching this query")
+    e.add_argument("-o", "--output", default=None, help="write to this file instead of stdout")
+    e.set_defaults(func=cmd_export)
+
+
+def open_journal(args: argparse.Namespace) -> Journal:
+    """The journal under --sessions-dir / $LABCON_HOME / ./sessions; an error if none exists yet."""
+    path = journal_path(getattr(args, "sessions_dir", None))
+    if not path.exists():
+        raise LabconError(
+            f"no journal at {path}: run a session first, or point --sessions-dir (or LABCON_HOME) at your sessions"
+        )
+    return Journal(path)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """Print the runs matching a query."""
+    with open_journal(args) as j:
+        runs = j.search(" ".join(args.query), limit=args.limit)
+    if args.json:
+        print(json.dumps(runs, indent=2, default=str))
+        return 0
+    if not runs:
+        print("no runs match")
+        return 0
+    rows = [
+        [
+            str(r["id"]),
+            r["session"],
+            r["status"],
+            _when(r["started"]),
+            _duration(r["duration"]),
+            ",".join(r["tags"]),
+            _metrics(r["final_metrics"]),
+        ]
+        for r in runs
+    ]
+    print(_table(["run", "session", "status", "started", "took", "tags", "final metrics"], rows))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Print one run in full."""
+    with open_journal(args) as j:
+        run = j.get_run(j.resolve_run(args.run))
+        epochs = j.epochs(run["id"])
+        events = j.events(run["id"])
+    if args.json:
+        print(json.dumps({**run, "epochs": epochs, "events": events}, indent=2, default=str))
+        return 0
+    parent = f"  (branched from run {run['parent_id']})" if run["parent_id"] else ""
+    print(f"run {run['id']}  session {run['session']}  {run['status']}{parent}")
+    print(f"started {_when(run['started'])}  took {_duration(run['duration'])}  seed {run['seed']}")
+    env = run["env"]
+    print(
+        f"code {run['code_version']}  python {env.get('python')}  torch {env.get('torch')}  host {run['host']}"
+    )
+    if run["tags"]:
+        print("tags: " + ", ".join(run["tags"]))
+    if run["final_metrics"]:
+        print("final: " + _metrics(run["final_metrics"]))
+    print("\nconfig:")
+    print("\n".join("  " + line for line in run["config"].splitlines()) or "  (empty)")
+    if epochs:
+        names = [k for k in epochs[0] if k != "epoch"]
+        names += sorted({k for e in epochs for k in e} - set(names) - {"epoch"})
+        print("\nepochs:")
+        print(
+            _table(["epoch", *names], [[str(e["epoch"]), *(_num(e.get(k)) for k in names)] for e in epochs])
+        )
+    if events:
+        print("\nevents:")
+        for e in events:
+            print(f"  {_time(e['time'])}  {_pos(e)}  {e['kind']:<7}  {e['text']}")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Print two runs compared: config side by side, command timelines, metrics."""
+    with open_journal(args) as j:
+        d = j.diff(j.resolve_run(args.run_a), j.resolve_run(args.run_b))
+    if args.json:
+        print(json.dumps(d, indent=2, default=str))
+        return 0
+    a, b = d["a"], d["b"]
+    width = max(20, (shutil.get_terminal_size((120, 24)).columns - 5) // 2)
+    head_a, head_b = (
+        f"run {a['id']} ({a['session']}, {a['status']})",
+        f"run {b['id']} ({b['session']}, {b['status']})",
+    )
+    print(f"{_fit(head_a, width)}  |  {head_b}")
+    print("\nconfig:")
+    marks = {"equal": " ", "replace": "|", "delete": "<", "insert": ">"}
+    for row in d["config"]["side_by_side"]:
+        print(f"{_fit(row['a'] or '', width)} {marks[row['op']]}  {row['b'] or ''}".rstrip())
+    print("\ncommands (epoch:iteration):")
+    if not d["commands"]:
+        print("  (none)")
+    for row in d["commands"]:
+        where = _pos(row)
+        for k in range(max(len(row["a"]), len(row["b"]))):
+            left = row["a"][k] if k < len(row["a"]) else ""
+            right = row["b"][k] if k < len(row["b"]) else ""
+            print(
+                f"{_fit(where + '  ' + left, width)} {'=' if left == right else '|'}  {where}  {right}".rstrip()
+            )
+    print("\nfinal metrics:")
+    rows = [[m["name"], _num(m["a"]), _num(m["b"]), _num(m["delta"], sign=True)] for m in d["metrics"]]
+    print(_table(["metric", f"run {a['id']}", f"run {b['id']}", "b - a"], rows) if rows else "  (none)")
+    if d["params"]:
+        print("\nchanged config values:")
+        rows = [[p["name"], _num(p["a"]), _num(p["b"])] for p in d["params"]]
+        print(_table(["name", f"run {a['id']}", f"run {b['id']}"], rows))
+    return 0
+
+
+def cmd_note(args: argparse.Namespace) -> int:
+    """Attach a note to a run."""
+    with open_journal(args) as j:
+        rid = j.resolve_run(args.run)
+        j.add_note(rid, " ".join(args.text))
+    print(f"note added to run {rid}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Print (or write) runs as CSV or JSON."""
+    with open_journal(args) as j:
+        text = j.export(args.format, args.query)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}")
+    else:
+        print(text, end="" if text.endswith("\n") else "\n")
+    return 0
+
+
+# -- formatting --------------------------------------------------------------------------------------
+
+
+def _when(t: float | None) -> str:
+    return "-" if t is None else dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")
+
+
+def _time(t: float | None) -> str:
+    return "-" if t is None else dt.datetime.fromtimestamp(t).strftime("%H:%M:%S")
+
+
+def _pos(e: dict[str, Any]) -> str:
+    ep = "-" if e["epoch"] is None else str(e["epoch"])
+    it = "-" if e["iteration"] is None else str(e["iteration"])
+    return f"{ep}:{it}"
+
+
+def _duration(s: float | None) -> str:
+    if s is None:
+        return "-"
+    s = int(round(s))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def _num(v: Any, sign: bool = False) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:+.4g}" if sign else f"{v:.4g}"
+    return str(v)
+
+
+def _metrics(m: dict[str, Any]) -> str:
+    return " ".join(f"{k}={_num(v)}" for k, v in m.items())
+
+
+def _fit(s: str, width: int) -> str:
+    return s[: width - 1] + "…" if len(s) > width else s.ljust(width)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)

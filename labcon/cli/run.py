@@ -1,0 +1,213 @@
+"""`labcon run`, `labcon resume`, `labcon replay`: headless training with a control socket."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from labcon.errors import LabconError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the run, resume and replay subcommands."""
+    p = sub.add_parser("run", help="train headless (plain progress lines, journal, checkpoints, control socket)")
+    p.add_argument("target", nargs="?", help="CONFIG.toml or a dataset preset (shapes, mnist_tiny, imagenette); default: built-in shapes")
+    p.add_argument("--session", help="session name (default: the config's name, or 'default')")
+    p.add_argument("--epochs", type=int, help="override [train] epochs")
+    p.add_argument("--lr", type=float, help="override [train] lr")
+    p.add_argument("--nproc", type=int, default=1, help="processes (GPUs) to train on via torch.distributed")
+    p.add_argument("--no-socket", action="store_true", help="do not serve sessions/<name>/control.sock")
+    p.add_argument("--every", type=float, default=10.0, help="seconds between progress lines (default 10)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("resume", help="continue a saved session's interrupted fit from its last checkpoint")
+    p.add_argument("name")
+    p.add_argument("--no-socket", action="store_true")
+    p.add_argument("--every", type=float, default=10.0)
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("replay", help="re-run a journaled run from its config, seed and commands")
+    p.add_argument("run", help="run id, or a session name (its latest run)")
+    p.add_argument("--until", type=int, help="stop after this many epochs")
+    p.add_argument("--then", dest="then_cmd", help="command to branch with after --until, e.g. \"set lr=1e-3\"")
+    p.add_argument("--session", help="name of the new session (default: <session>-replay<RUN>)")
+    p.add_argument("--every", type=float, default=10.0)
+    p.add_argument("--json", action="store_true", help="print the deviation report as JSON")
+    p.set_defaults(func=cmd_replay)
+
+
+def resolve_config(target: str | None, name: str | None) -> Any:
+    """A Config from a TOML path, a preset name, or nothing (the built-in dataset)."""
+    from labcon.data.datasets import PRESETS
+    from labcon.session.config import load_config, parse_config
+
+    if target is None:
+        config = parse_config("", source="<built-in defaults>").replace(name="default")
+    elif target in PRESETS:
+        config = parse_config(f'name = "{target}"\n[data]\npreset = "{target}"\n', source=f"<preset {target}>")
+    else:
+        path = Path(target)
+        if not path.is_file():
+            raise LabconError(f"{target!r} is neither a config file nor a preset ({', '.join(PRESETS)})")
+        config = load_config(path)
+    return config.replace(name=name) if name else config
+
+
+class HeadlessPrinter:
+    """Prints a session's messages as plain lines (a reader of the message stream, like any front end)."""
+
+    def __init__(self, session: Any, out: TextIO = sys.stdout, every: float = 10.0):
+        self.sub, self.out, self.every = session.subscribe(), out, every
+        self._last = 0.0
+        self._thread = threading.Thread(target=self._loop, name="labcon-printer", daemon=True)
+        self._stop = threading.Event()
+        self._thread.start()
+
+    def _loop(self) -> None:
+        from labcon.progress import format_row
+        from labcon.session import messages as M
+
+        while not self._stop.is_set():
+            m = self.sub.get(timeout=0.2)
+            if m is None:
+                continue
+            if isinstance(m, M.Progress):
+                now = time.monotonic()
+                if now - self._last >= self.every and m.phase == "train":
+                    self._last = now
+                    self._line(
+                        f"epoch {m.epoch} batch {m.iter}/{m.n_iter} loss {m.smooth_loss:.4f} "
+                        f"lr {m.lrs[-1]:.2e} eta {m.eta_epoch:.0f}s (fit {m.eta_fit:.0f}s)"
+                    )
+            elif isinstance(m, M.EpochEnded):
+                self._line(format_row(m.row))
+            elif isinstance(m, M.FitStarted):
+                self._line(f"run {m.run_id}: fit {m.n_epochs} epoch(s) from epoch {m.epoch_start}, {m.n_train} batches each")
+            elif isinstance(m, M.FitEnded):
+                self._line(f"fit {m.status}" + (f": {m.reason}" if m.reason else ""))
+            elif isinstance(m, (M.CommandApplied,)):
+                self._line(f"applied '{m.text}' at epoch {m.epoch}, iteration {m.iter}: {m.reply}")
+            elif isinstance(m, M.CommandFailed):
+                self._line(f"command '{m.text}' failed: {m.error}")
+            elif isinstance(m, M.Log):
+                self._line(f"{m.level}: {m.text}")
+            elif isinstance(m, M.StateChanged) and m.state == "paused":
+                self._line(f"paused{': ' + m.reason if m.reason else ''} (send 'resume' to continue)")
+
+    def _line(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def close(self) -> None:
+        """Print what is still queued, then stop."""
+        time.sleep(0.3)
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.sub.close()
+
+
+def serve_headless(session: Any, socket: bool, every: float, start: Any) -> int:
+    """Run `start()` on a session with a printer, a control socket and Ctrl-C = graceful stop; exit code."""
+    from labcon.control.server import ControlServer, control_socket_path
+    from labcon.session import messages as M
+
+    printer = HeadlessPrinter(session, every=every)
+    server = None
+    if socket and session.is_main:
+        server = ControlServer(session, control_socket_path(session.home, session.name)).start()
+        printer._line(f"session {session.name}: control socket {server.path} (labcon attach {session.name})")
+    ends = session.subscribe()
+    interrupted = {"n": 0}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        interrupted["n"] += 1
+        if interrupted["n"] > 1:
+            raise KeyboardInterrupt
+        printer._line("stopping at the next batch (checkpoint saved); interrupt again to abort")
+        session.submit("stop")
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    status = "done"
+    try:
+        start()
+        while not session.wait(0.5):
+            pass
+        for m in ends.drain():
+            if isinstance(m, M.FitEnded):
+                status = m.status
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if server is not None:
+            server.close()
+        printer.close()
+        session.close()
+    return {"done": 0, "stopped": 0}.get(status, 1)
+
+
+def _dist() -> Any:
+    from labcon.core.distributed import dist_env
+
+    return dist_env()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """labcon run."""
+    env = _dist()
+    if args.nproc > 1 and not env.is_distributed:
+        from labcon.core.distributed import launch
+
+        return launch(sys.argv[1:], args.nproc)
+    device = None
+    if env.is_distributed:
+        from labcon.core.distributed import init_distributed, local_device
+
+        init_distributed()
+        device = local_device(env)
+    from labcon.session.session import Session
+
+    config = resolve_config(args.target, args.session)
+    session = Session(config, args.sessions_dir, rank=env.rank, world_size=env.world_size, device=device)
+    try:
+        return serve_headless(session, not args.no_socket, args.every, lambda: session.start_fit(args.epochs, args.lr))
+    finally:
+        if env.is_distributed:
+            from labcon.core.distributed import cleanup
+
+            cleanup()
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """labcon resume NAME."""
+    from labcon.session.session import Session
+
+    session = Session.resume(args.name, args.sessions_dir)
+
+    def start() -> None:
+        if not session.resume_fit():
+            print(f"session {args.name}: nothing to resume (its last fit finished); `labcon open {args.name}` to train more")
+
+    return serve_headless(session, not args.no_socket, args.every, start)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """labcon replay RUN."""
+    from labcon.session.replay import report, start_replay
+
+    session, plan = start_replay(args.run, args.sessions_dir, args.until, args.then_cmd, args.session)
+    code = serve_headless(
+        session, False, args.every, lambda: print(f"replaying run {plan.run_id} as session {session.name}")
+    )
+    rep = report(session, plan.run_id)  # the session is closed; its history is still in memory
+    if args.json:
+        print(json.dumps(rep, indent=2))
+    else:
+        dev = ", ".join(f"{k} {v:.2e}" for k, v in rep["max_abs_deviation"].items()) or "no common epochs"
+        print(f"replay of run {rep['original_run']} -> run {rep['replay_run']}: max deviation {dev}")
+    return code

@@ -1,0 +1,260 @@
+"""Talking to a live session over its control socket: ControlClient (requests, messages) and RemoteSession."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import queue
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from labcon.control.server import check_socket_path
+from labcon.control.wire import RemoteReply, RemoteTelemetrySnapshot
+from labcon.errors import LabconError
+from labcon.session.messages import Message, message_from_dict
+
+_CLOSED = object()
+
+
+class ControlClient:
+    """One connection to a control socket: `request(op, **kw)` waits for the matching reply."""
+
+    def __init__(self, path: str | os.PathLike[str], timeout: float = 30.0):
+        self.path, self.timeout = Path(path), timeout
+        check_socket_path(self.path)
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._sock.connect(str(self.path))
+        except (FileNotFoundError, ConnectionRefusedError) as e:
+            self._sock.close()
+            raise LabconError(
+                f"no live session listening on {self.path} ({e.strerror}); start one with "
+                "`labcon run ... --session NAME`, or check the name with --sessions-dir"
+            ) from None
+        except OSError as e:
+            self._sock.close()
+            raise LabconError(f"cannot connect to {self.path}: {e}") from None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, queue.Queue[dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._messages: queue.Queue[Any] = queue.Queue()
+        self._subscribed = False
+        self.closed = False
+        self._reader = threading.Thread(target=self._read_loop, name="labcon-client-read", daemon=True)
+        self._reader.start()
+
+    def _read_loop(self) -> None:
+        f = self._sock.makefile("rb")
+        try:
+            for line in f:
+                try:
+                    d = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(d, dict):
+                    continue
+                if d.get("type") == "reply":
+                    with self._lock:
+                        waiter = self._pending.pop(d.get("id"), None) if d.get("id") is not None else None
+                    if waiter is not None:
+                        waiter.put(d)
+                    else:
+                        self._messages.put(d)  # an unsolicited error reply (e.g. malformed input)
+                else:
+                    self._messages.put(d)
+        except (OSError, ValueError):
+            pass
+        finally:
+            self.closed = True
+            with self._lock:
+                waiters, self._pending = list(self._pending.values()), {}
+            for w in waiters:
+                w.put(
+                    {"type": "reply", "ok": False, "text": "connection closed", "data": None, "_closed": True}
+                )
+            self._messages.put(_CLOSED)
+
+    def request(self, op: str, **kw: Any) -> dict[str, Any]:
+        """Send one request and return the server's reply dict (ok, text, data)."""
+        if self.closed:
+            raise LabconError(f"connection to {self.path} is closed (the session ended?)")
+        rid = next(self._ids)
+        waiter: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=1)
+        with self._lock:
+            self._pending[rid] = waiter
+        line = json.dumps({"id": rid, "op": op, **kw}).encode() + b"\n"
+        try:
+            with self._send_lock:
+                self._sock.sendall(line)
+        except OSError as e:
+            with self._lock:
+                self._pending.pop(rid, None)
+            raise LabconError(f"lost the connection to {self.path}: {e}") from None
+        try:
+            reply = waiter.get(timeout=self.timeout)
+        except queue.Empty:
+            with self._lock:
+                self._pending.pop(rid, None)
+            raise LabconError(f"no reply to '{op}' from {self.path} within {self.timeout:g}s") from None
+        if reply.get("_closed"):
+            raise LabconError(f"the session closed the connection before answering '{op}'")
+        return reply
+
+    def submit(self, text: str) -> dict[str, Any]:
+        """Submit a command line; the reply dict has ok, text, data."""
+        return self.request("submit", text=text)
+
+    def subscribe(self) -> None:
+        """Ask the server to push every session message to this connection."""
+        if not self._subscribed:
+            r = self.request("subscribe")
+            if not r.get("ok"):
+                raise LabconError(f"subscribe refused: {r.get('text')}")
+            self._subscribed = True
+
+    def get_message(self, timeout: float | None = None) -> Message | None:
+        """The next session message (None on timeout or when the connection is closed)."""
+        return self._next(timeout)[0]
+
+    def _next(self, timeout: float | None) -> tuple[Message | None, bool]:
+        """(message or None, whether the connection has ended and everything before that was read)."""
+        while True:
+            try:
+                d = self._messages.get(timeout=timeout)
+            except queue.Empty:
+                return None, False
+            if d is _CLOSED:
+                self._messages.put(_CLOSED)  # stay closed for later callers
+                return None, True
+            if d.get("type") == "reply":
+                continue
+            try:
+                return message_from_dict(d), False
+            except (ValueError, TypeError):
+                continue  # a newer server's message type: skip it
+
+    def messages(self) -> Iterator[Message]:
+        """Iterate over session messages until the connection closes (subscribes first)."""
+        self.subscribe()
+        while True:
+            msg, ended = self._next(timeout=0.5)
+            if ended:
+                return
+            if msg is not None:
+                yield msg
+
+    def close(self) -> None:
+        """Close the connection (the session keeps running)."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+        self.closed = True
+
+    def __enter__(self) -> ControlClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RemoteSubscription:
+    """A Subscription over its own socket connection: `get(timeout)` -> Message or None; `close()`."""
+
+    def __init__(self, path: Path):
+        self._client = ControlClient(path)
+        self._client.subscribe()
+
+    def get(self, timeout: float | None = None) -> Message | None:
+        """The next message, or None after `timeout` seconds (or once the session has gone)."""
+        return self._client.get_message(timeout=timeout)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection has ended."""
+        return self._client.closed
+
+    def close(self) -> None:
+        """Stop receiving."""
+        self._client.close()
+
+
+class RemoteSession:
+    """The Session protocol over a control socket, so the console and REPL can attach to a headless run."""
+
+    def __init__(self, path: str | os.PathLike[str], timeout: float = 30.0):
+        self.path = Path(path)
+        self._client = ControlClient(self.path, timeout=timeout)
+        self._subs: list[RemoteSubscription] = []
+        self.journal = None  # the journal is read locally (labcon journal), not over the socket
+        self.remote = True
+
+    @property
+    def name(self) -> str:
+        """The session name (its folder)."""
+        return self.path.parent.name
+
+    def _data(self, op: str, **kw: Any) -> Any:
+        r = self._client.request(op, **kw)
+        if not r.get("ok"):
+            raise LabconError(str(r.get("text")))
+        return r.get("data")
+
+    def submit(self, text: str) -> RemoteReply:
+        """Submit a command line; returns the session's Reply (ok, text, data)."""
+        r = self._client.submit(text)
+        return RemoteReply(bool(r.get("ok")), str(r.get("text", "")), r.get("data"))
+
+    def subscribe(self) -> RemoteSubscription:
+        """A new subscription to the session's messages (its own connection)."""
+        sub = RemoteSubscription(self.path)
+        self._subs.append(sub)
+        return sub
+
+    def status(self) -> dict[str, Any]:
+        """The session's status snapshot."""
+        return self._data("status")
+
+    def history(self) -> list[dict[str, Any]]:
+        """Epoch rows."""
+        return self._data("history")
+
+    def batch_history(self) -> dict[str, list[float]]:
+        """Per-batch losses, smoothed losses, lrs and moms."""
+        return self._data("batch_history")
+
+    def hooks_table(self) -> list[dict[str, Any]]:
+        """Installed hooks."""
+        return self._data("hooks")
+
+    def data_summary(self) -> str:
+        """Description of the session's data."""
+        return str(self._client.request("data_summary").get("text", ""))
+
+    def telemetry_snapshot(self) -> RemoteTelemetrySnapshot | None:
+        """Latest telemetry (heat maps fetched per layer on demand), or None when there is none."""
+        d = self._data("telemetry")
+        if d is None:
+            return None
+
+        def fetch(layer: str) -> list[list[float]]:
+            full = self._data("telemetry", layers=[layer], heatmap=True) or {}
+            return full.get("heatmap", {}).get(layer, [])
+
+        return RemoteTelemetrySnapshot(d, fetch)
+
+    def detach(self) -> None:
+        """Disconnect this front end; training carries on in the headless session."""
+        self.close()
+
+    def close(self) -> None:
+        """Close every connection this object opened."""
+        for s in self._subs:
+            s.close()
+        self._subs.clear()
+        self._client.close()

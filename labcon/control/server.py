@@ -1,0 +1,358 @@
+"""The control socket: a Unix socket at sessions/<name>/control.sock speaking JSON lines.
+
+Client -> server: `{"id": 1, "op": "submit", "text": "set lr=0.01"}` (ops in OPS).
+Server -> client: `{"id": 1, "type": "reply", "ok": true, "text": "...", "data": ...}`, and, after
+`subscribe`, every published session message as `msg.to_dict()` (its "type" is the message class).
+Slow subscribers never block the publisher: each client has a bounded queue that drops the oldest
+Progress (then the oldest message) when full.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import socket
+import stat
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from labcon.control.wire import jsonable, reply_fields, snapshot_to_dict
+from labcon.errors import LabconError
+
+MAX_LINE = 64 * 1024
+MAX_SOCKET_PATH = 107  # sun_path is 108 bytes including the terminating NUL
+MAX_CLIENTS = 32
+QUEUE_SIZE = 2048
+OPS: tuple[str, ...] = (
+    "submit",
+    "status",
+    "history",
+    "batch_history",
+    "hooks",
+    "data_summary",
+    "telemetry",
+    "subscribe",
+    "ping",
+)
+
+
+def control_socket_path(sessions_home: str | os.PathLike[str], name: str) -> Path:
+    """Where session `name` listens: <sessions_home>/<name>/control.sock."""
+    return Path(sessions_home) / name / "control.sock"
+
+
+def check_socket_path(path: Path) -> None:
+    """Raise LabconError when `path` is too long for a Unix socket."""
+    n = len(os.fsencode(str(path)))
+    if n > MAX_SOCKET_PATH:
+        raise LabconError(
+            f"control socket path is {n} bytes, over the {MAX_SOCKET_PATH} Unix sockets allow: {path}; "
+            "use a shorter --sessions-dir (or $LABCON_HOME) or session name"
+        )
+
+
+def server_is_live(path: Path, timeout: float = 0.5) -> bool:
+    """Whether something accepts connections on the socket at `path`."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        s.close()
+    return True
+
+
+class _Client:
+    """One connection: a reader thread (requests) and a writer thread (replies first, then messages)."""
+
+    def __init__(self, server: ControlServer, sock: socket.socket, queue_size: int):
+        self.server, self.sock = server, sock
+        self.subscribed = False
+        self.dropped = 0
+        self._replies: deque[bytes] = deque()
+        self._events: deque[tuple[bool, bytes]] = deque()  # (is_progress, line)
+        self._queue_size = queue_size
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def start(self) -> None:
+        threading.Thread(target=self._read_loop, name="labcon-ctl-read", daemon=True).start()
+        threading.Thread(target=self._write_loop, name="labcon-ctl-write", daemon=True).start()
+
+    # ----- outgoing -------------------------------------------------------------------------------
+    def reply(self, obj: dict[str, Any]) -> None:
+        line = json.dumps(obj, default=jsonable).encode() + b"\n"
+        with self._cond:
+            self._replies.append(line)
+            self._cond.notify()
+
+    def push(self, line: bytes, is_progress: bool) -> None:
+        with self._cond:
+            if len(self._events) >= self._queue_size:
+                victim = next((i for i, (p, _) in enumerate(self._events) if p), 0)
+                del self._events[victim]
+                self.dropped += 1
+            self._events.append((is_progress, line))
+            self._cond.notify()
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._replies and not self._events and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                line = self._replies.popleft() if self._replies else self._events.popleft()[1]
+            try:
+                self.sock.sendall(line)
+            except OSError:
+                self.close()
+                return
+
+    # ----- incoming -------------------------------------------------------------------------------
+    def _read_loop(self) -> None:
+        buf = b""
+        skipping = False  # inside an oversized line: discard until its newline
+        try:
+            while not self._closed:
+                try:
+                    chunk = self.sock.recv(65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                buf += chunk
+                while True:
+                    nl = buf.find(b"\n")
+                    if nl < 0:
+                        break
+                    line, buf = buf[:nl], buf[nl + 1 :]
+                    if skipping:
+                        skipping = False
+                        continue
+                    if len(line) > MAX_LINE:
+                        self._too_long()
+                        continue
+                    self._handle_line(line)
+                if len(buf) > MAX_LINE:
+                    if not skipping:
+                        self._too_long()
+                    skipping, buf = True, b""
+        finally:
+            self.close()
+
+    def _too_long(self) -> None:
+        self.reply(_error(None, f"message over {MAX_LINE} bytes; dropped (send one JSON object per line)"))
+
+    def _handle_line(self, line: bytes) -> None:
+        if not line.strip():
+            return
+        try:
+            req = json.loads(line)
+        except (ValueError, UnicodeDecodeError) as e:
+            self.reply(_error(None, f"malformed JSON ({e}); dropped"))
+            return
+        if not isinstance(req, dict):
+            self.reply(_error(None, 'a request must be a JSON object like {"id": 1, "op": "status"}'))
+            return
+        rid = req.get("id")
+        op = req.get("op")
+        if op not in OPS:
+            self.reply(_error(rid, f"unknown op {op!r}; ops: {', '.join(OPS)}"))
+            return
+        try:
+            self.reply(self.server.dispatch(self, rid, op, req))
+        except LabconError as e:
+            self.reply(_error(rid, str(e)))
+        except Exception as e:  # noqa: BLE001 - one bad request must not take the server down
+            self.reply(_error(rid, f"internal error in {op}: {type(e).__name__}: {e}"))
+
+    def close(self) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self.server._forget(self)
+
+
+def _error(rid: Any, text: str) -> dict[str, Any]:
+    return {"id": rid, "type": "reply", "ok": False, "text": text, "data": None}
+
+
+def _ok(rid: Any, text: str = "", data: Any = None) -> dict[str, Any]:
+    return {"id": rid, "type": "reply", "ok": True, "text": text, "data": data}
+
+
+class ControlServer:
+    """Serves a Session-like `handler` (submit, status, history, ...) on a Unix socket; see module doc."""
+
+    def __init__(
+        self,
+        handler: Any,
+        path: str | os.PathLike[str],
+        *,
+        follow: bool = True,
+        queue_size: int = QUEUE_SIZE,
+        max_clients: int = MAX_CLIENTS,
+    ):
+        self.handler, self.path = handler, Path(path)
+        self.follow, self.queue_size, self.max_clients = follow, queue_size, max_clients
+        self._clients: list[_Client] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._sock: socket.socket | None = None
+        self._inode: int | None = None
+        self._threads: list[threading.Thread] = []
+        self._sub: Any = None
+
+    # ----- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> ControlServer:
+        """Bind (0600 socket in a 0700 directory) and start serving in background threads."""
+        check_socket_path(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.path.parent, 0o700)
+        if self.path.exists() or self.path.is_symlink():
+            if not stat.S_ISSOCK(self.path.lstat().st_mode):
+                raise LabconError(f"{self.path} exists and is not a socket; remove it and start again")
+            if server_is_live(self.path):
+                raise LabconError(f"another labcon is already serving this session on {self.path}")
+            self.path.unlink()  # stale: its server died without cleaning up
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(str(self.path))
+            os.chmod(self.path, 0o600)
+            sock.listen(16)
+        except OSError as e:
+            sock.close()
+            raise LabconError(f"cannot listen on {self.path}: {e}") from e
+        sock.settimeout(0.2)
+        self._sock, self._inode = sock, self.path.stat().st_ino
+        self._spawn(self._accept_loop, "labcon-ctl-accept")
+        if self.follow and callable(getattr(self.handler, "subscribe", None)):
+            self._sub = self.handler.subscribe()
+            self._spawn(self._follow_loop, "labcon-ctl-follow")
+        return self
+
+    def _spawn(self, target: Any, name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def close(self) -> None:
+        """Stop serving, disconnect clients and remove the socket file (if it is still ours)."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=2.0)
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                self._sub.close()
+        with self._lock:
+            clients = list(self._clients)
+        for c in clients:
+            c.close()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+            with contextlib.suppress(OSError):
+                if self.path.stat().st_ino == self._inode:
+                    self.path.unlink()
+
+    def __enter__(self) -> ControlServer:
+        return self.start() if self._sock is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def n_clients(self) -> int:
+        """Connected clients now."""
+        with self._lock:
+            return len(self._clients)
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()  # type: ignore[union-attr]
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stop.is_set():
+                    return
+                continue
+            conn.settimeout(None)
+            client = _Client(self, conn, self.queue_size)
+            with self._lock:
+                full = len(self._clients) >= self.max_clients
+                if not full:
+                    self._clients.append(client)
+            client.start()
+            if full:
+                client.reply(_error(None, f"too many clients (max {self.max_clients}); try again later"))
+                threading.Timer(0.5, client.close).start()
+
+    def _follow_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                msg = self._sub.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if msg is not None:
+                self.publish(msg)
+
+    def _forget(self, client: _Client) -> None:
+        with self._lock:
+            if client in self._clients:
+                self._clients.remove(client)
+
+    # ----- messages -------------------------------------------------------------------------------
+    def publish(self, message: Any) -> None:
+        """Send a session message to every subscriber (never blocks on a slow client)."""
+        d = message.to_dict() if hasattr(message, "to_dict") else dict(message)
+        line = json.dumps(d, default=jsonable).encode() + b"\n"
+        is_progress = d.get("type") == "Progress"
+        with self._lock:
+            subs = [c for c in self._clients if c.subscribed]
+        for c in subs:
+            c.push(line, is_progress)
+
+    def dispatch(self, client: _Client, rid: Any, op: str, req: dict[str, Any]) -> dict[str, Any]:
+        """Answer one request (called on the client's reader thread)."""
+        h = self.handler
+        if op == "ping":
+            return _ok(rid, "pong")
+        if op == "subscribe":
+            client.subscribed = True
+            return _ok(rid, "subscribed")
+        if op == "submit":
+            text = req.get("text")
+            if not isinstance(text, str):
+                return _error(rid, 'submit needs "text": the command line, e.g. "set lr=1e-3"')
+            ok, reply_text, data = reply_fields(h.submit(text))
+            return {"id": rid, "type": "reply", "ok": ok, "text": reply_text, "data": data}
+        if op == "status":
+            return _ok(rid, data=h.status())
+        if op == "history":
+            return _ok(rid, data=h.history())
+        if op == "batch_history":
+            return _ok(rid, data=h.batch_history())
+        if op == "hooks":
+            return _ok(rid, data=h.hooks_table())
+        if op == "data_summary":
+            return _ok(rid, text=str(h.data_summary()))
+        # telemetry
+        fn = getattr(h, "telemetry_snapshot", None)
+        snap = fn() if callable(fn) else None
+        if snap is None:
+            return _ok(rid, "no telemetry", None)
+        layers = req.get("layers")
+        return _ok(rid, data=snapshot_to_dict(snap, layers=layers, heatmap=bool(req.get("heatmap", False))))

@@ -1,0 +1,110 @@
+"""What crosses the control socket: JSON-ready conversions of replies and telemetry snapshots."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from labcon.errors import LabconError
+
+
+def jsonable(obj: Any) -> Any:
+    """json.dumps default=: dataclasses, tuples/sets, paths and numpy scalars become plain values."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if not f.name.startswith("_")}
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj, key=str)
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):  # numpy arrays and scalars, tensors
+        return obj.tolist()
+    return repr(obj)
+
+
+def reply_fields(reply: Any) -> tuple[bool, str, Any]:
+    """(ok, text, data) of a Session reply: an object with those attributes, a dict, or a tuple."""
+    if isinstance(reply, dict):
+        return bool(reply.get("ok", False)), str(reply.get("text", "")), reply.get("data")
+    if isinstance(reply, tuple):
+        ok, text, *rest = reply
+        return bool(ok), str(text), rest[0] if rest else None
+    return bool(reply.ok), str(reply.text), getattr(reply, "data", None)
+
+
+@dataclass(frozen=True)
+class RemoteReply:
+    """A Session reply received over the socket."""
+
+    ok: bool
+    text: str
+    data: Any = None
+
+
+def snapshot_to_dict(snap: Any, layers: Sequence[str] | None = None, heatmap: bool = False) -> dict[str, Any]:
+    """A TelemetrySnapshot as plain data: latest stats, flags, per-layer history (and heat maps if asked)."""
+    all_layers = list(snap.layers)
+    chosen = all_layers if layers is None else [x for x in layers if x in all_layers]
+    out: dict[str, Any] = {
+        "train_iter": int(snap.train_iter),
+        "layers": all_layers,
+        "latest": {k: jsonable(v) for k, v in snap.latest.items()},
+        "hist_range": list(snap.hist_range),
+        "flags": dict(snap.flags),
+        "history": {x: snap.history(x) for x in chosen},
+    }
+    if heatmap:
+        out["heatmap"] = {x: snap.heatmap(x) for x in chosen}
+    return out
+
+
+@dataclass(frozen=True)
+class RemoteLayerStats:
+    """One layer's latest statistics (same fields as labcon.core.telemetry's LayerStats)."""
+
+    mean: float = math.nan
+    std: float = math.nan
+    near_zero: float = math.nan
+    grad_norm: float = math.nan
+    update_ratio: float = math.nan
+
+
+class RemoteTelemetrySnapshot:
+    """TelemetrySnapshot's read API over data fetched from a control socket (heat maps fetched lazily)."""
+
+    def __init__(self, d: dict[str, Any], fetch_heatmap: Any = None):
+        self.train_iter: int = int(d.get("train_iter", 0))
+        self.layers: tuple[str, ...] = tuple(d.get("layers", ()))
+        self.latest = {k: RemoteLayerStats(**_floats(v)) for k, v in d.get("latest", {}).items()}
+        lo, hi = d.get("hist_range", (0.0, 1.0))
+        self.hist_range = (float(lo), float(hi))
+        self.flags: dict[str, str] = dict(d.get("flags", {}))
+        self._history: dict[str, dict[str, list[float]]] = d.get("history", {})
+        self._heatmap: dict[str, list[list[float]]] = d.get("heatmap", {})
+        self._fetch = fetch_heatmap
+
+    def _check(self, layer: str) -> None:
+        if layer not in self.layers:
+            raise LabconError(f"telemetry has no layer {layer!r}; recorded layers: {', '.join(self.layers)}")
+
+    def history(self, layer: str) -> dict[str, list[float]]:
+        """Per-report series for one layer: iters, mean, std, near_zero, grad_norm, update_ratio."""
+        self._check(layer)
+        return self._history.get(layer, {})
+
+    def heatmap(self, layer: str) -> list[list[float]]:
+        """Rows = reports, columns = histogram bins (fetched from the server on first use)."""
+        self._check(layer)
+        if layer not in self._heatmap and self._fetch is not None:
+            self._heatmap[layer] = self._fetch(layer)
+        return self._heatmap.get(layer, [])
+
+
+def _floats(v: Any) -> dict[str, float]:
+    names = {f.name for f in dataclasses.fields(RemoteLayerStats)}
+    if not isinstance(v, dict):
+        return {}
+    return {k: (math.nan if x is None else float(x)) for k, x in v.items() if k in names}

@@ -1,0 +1,366 @@
+"""Telemetry: per-layer activation statistics, histograms, gradient norms and update ratios, cheap enough
+to leave on. Statistics accumulate in device tensors; the host gets one transfer every `every` batches."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from labcon.core.events import Callback
+from labcon.core.hooks import Hook, HookRegistry
+from labcon.core.telemetry_history import (
+    FIELDS,
+    N_FIELDS,
+    History,
+    LayerStats,
+    TelemetrySnapshot,
+    make_snapshot,
+)
+from labcon.errors import LabconError
+from labcon.nn.layers import GeneralRelu
+from labcon.nn.norms import NORM_TYPES
+
+__all__ = ["DEFAULT_TYPES", "FIELDS", "LayerStats", "Telemetry", "TelemetrySnapshot"]
+
+ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.ELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Hardswish,
+    nn.Tanh,
+    nn.Sigmoid,
+    GeneralRelu,
+)
+DEFAULT_TYPES: tuple[type[nn.Module], ...] = (
+    nn.modules.conv._ConvNd,
+    nn.Linear,
+    *NORM_TYPES,
+    *ACTIVATION_TYPES,
+)
+OWNER = "telemetry"
+
+
+def _first_tensor(out: Any) -> Tensor | None:
+    if isinstance(out, Tensor):
+        return out
+    if isinstance(out, (tuple, list)):
+        return next((o for o in out if isinstance(o, Tensor)), None)
+    return None
+
+
+def _spread(items: list[Any], cap: int) -> list[Any]:
+    """At most `cap` items, evenly spaced, first and last kept."""
+    if len(items) <= cap:
+        return items
+    if cap == 1:
+        return items[-1:]
+    step = (len(items) - 1) / (cap - 1)
+    return [items[round(i * step)] for i in range(cap)]
+
+
+class Telemetry(Callback):
+    """Records, for training batches only, per-layer activation mean/std/near-zero fraction and a histogram,
+    gradient norm and update/parameter ratio; read it with `snapshot()` (host-side, immutable).
+
+    layers: module paths and/or module types (default: conv, linear, norm and activation modules, at most
+    `max_layers`, evenly spaced). every: report (one device->host copy) every N training batches.
+    sample_every: measure activations and gradients on every k-th batch (report batches always).
+    spatial_stride: measure every s-th position along each spatial axis. horizon: history rows kept on the
+    host (older rows are merged pairwise when full). near_zero: |x| below this counts as near zero.
+    hist_range/n_bins: fixed histogram range (values outside are not counted) and bin count.
+    """
+
+    order = 60
+    run_in_probe = False
+
+    def __init__(
+        self,
+        layers: Sequence[str | type[nn.Module]] | None = None,
+        every: int = 20,
+        sample_every: int = 1,
+        spatial_stride: int = 1,
+        horizon: int = 512,
+        near_zero: float = 1e-2,
+        n_bins: int = 40,
+        hist_range: tuple[float, float] = (0.0, 10.0),
+        max_layers: int = 32,
+        dead_frac: float = 0.9,
+        explode_std: float = 1e3,
+    ):
+        for name, v in (("every", every), ("sample_every", sample_every), ("spatial_stride", spatial_stride)):
+            if not isinstance(v, int) or v < 1:
+                raise LabconError(f"Telemetry {name} must be a positive integer, got {v!r}")
+        if not hist_range[0] < hist_range[1]:
+            raise LabconError(f"Telemetry hist_range must be (low, high) with low < high, got {hist_range}")
+        if n_bins < 1 or max_layers < 1:
+            raise LabconError("Telemetry n_bins and max_layers must be at least 1")
+        self.layer_spec = list(layers) if layers is not None else None
+        self.every, self.sample_every, self.spatial_stride = every, sample_every, spatial_stride
+        self.horizon, self.near_zero, self.n_bins = horizon, near_zero, n_bins
+        self.hist_range = (float(hist_range[0]), float(hist_range[1]))
+        self.max_layers, self.dead_frac, self.explode_std = max_layers, dead_frac, explode_std
+        self.layers: list[str] = []
+        self._history: History | None = None
+        self._hooks: list[Hook] = []
+        self._lock = threading.Lock()
+        self._snapshot: TelemetrySnapshot | None = None
+        self._last_iter = 0
+        self._nonfinite: frozenset[str] = frozenset()
+        self._active = self._reporting = False
+        self._modules: list[nn.Module] = []
+        self._device: torch.device | None = None
+
+    # ----- layer selection -------------------------------------------------------------------------
+    def select_layers(self, model: nn.Module) -> list[str]:
+        """The module paths this telemetry would record on `model`."""
+        named = [(n, m) for n, m in model.named_modules() if n]
+        if self.layer_spec is None:
+            return _spread([n for n, m in named if isinstance(m, DEFAULT_TYPES)], self.max_layers)
+        reg = HookRegistry(model)
+        paths: list[str] = []
+        for spec in self.layer_spec:
+            if isinstance(spec, str):
+                reg.resolve(spec)  # clear error with close matches
+                paths.append(spec)
+            elif isinstance(spec, type) and issubclass(spec, nn.Module):
+                paths += _spread([n for n, m in named if isinstance(m, spec)], self.max_layers)
+            else:
+                raise LabconError(f"Telemetry layers must be module paths or nn.Module types, got {spec!r}")
+        return list(dict.fromkeys(paths))
+
+    # ----- device-side recording -------------------------------------------------------------------
+    def _make_hook(self, i: int) -> Any:
+        def record(_m: nn.Module, _inp: Any, out: Any) -> None:
+            if not self._active:
+                return
+            x = _first_tensor(out)
+            if x is None or not x.is_floating_point() or x.numel() == 0:
+                return
+            x = x.detach()
+            s = self.spatial_stride
+            if s > 1 and x.dim() > 2:
+                x = x[(slice(None), slice(None), *([slice(None, None, s)] * (x.dim() - 2)))]
+            if x.dtype != torch.float32:
+                x = x.float()
+            std, mean = torch.std_mean(x)
+            nz = (x.abs() < self.near_zero).sum(dtype=torch.float32)
+            self._pending.append((i, mean, std, nz, torch.histc(x, self.n_bins, *self.hist_range)))
+            self._n_act[i] += 1
+            self._numel[i] += x.numel()
+
+        return record
+
+    def _index_tensor(self, idx: tuple[int, ...]) -> Tensor:
+        # Cached so that the steady state makes no host->device copies.
+        t = self._idx_cache.get(idx)
+        if t is None:
+            t = self._idx_cache[idx] = torch.tensor(idx, device=self._device, dtype=torch.long)
+        return t
+
+    def _alloc(self) -> None:
+        n, dev = len(self.layers), self._device
+        self._acc = torch.zeros(n, 3, device=dev)  # sums of mean, std, near-zero count
+        self._hist = torch.zeros(n, self.n_bins, device=dev)
+        self._gn = torch.zeros(n, device=dev)
+        self._upd = torch.full((n,), float("nan"), device=dev)
+        self._n_act, self._numel, self._n_grad = [0] * n, [0] * n, 0
+        self._pending: list[tuple[int, Tensor, Tensor, Tensor, Tensor]] = []
+        self._prev: list[Tensor] | None = None
+
+    def _bind(self, model: nn.Module) -> None:
+        """Hook the selected modules and index their own parameters (for grad norms and update ratios)."""
+        r = self.runner
+        reg: HookRegistry = getattr(r, "hooks", None) or HookRegistry(model)
+        self._registry = reg
+        self._remove_hooks()
+        modules = dict(model.named_modules())
+        self._modules = [modules.get(p) for p in self.layers]
+        self._hooks = [
+            reg.add(p, "forward", self._make_hook(i), owner=OWNER, scope="fit")
+            for i, p in enumerate(self.layers)
+            if p in modules
+        ]
+        self._params: list[Tensor] = []
+        owners: list[int] = []
+        for i, m in enumerate(self._modules):
+            for p in m.parameters(recurse=False) if m is not None else ():
+                if p.requires_grad:
+                    self._params.append(p)
+                    owners.append(i)
+        self._owners = tuple(owners)
+        self._idx_cache: dict[tuple[int, ...], Tensor] = {}
+
+    def _remove_hooks(self) -> None:
+        for h in self._hooks:
+            h.remove()
+            reg = getattr(self, "_registry", None)
+            if reg is not None and any(row["id"] == h.id for row in reg.table()):
+                reg.remove(h.id)
+        self._hooks = []
+
+    def _per_layer_norm(self, tensors: list[Tensor], owners: tuple[int, ...]) -> Tensor:
+        norms = torch.stack([n.float() for n in torch._foreach_norm(tensors)])
+        sq = torch.zeros(len(self.layers), device=self._device).index_add_(
+            0, self._index_tensor(owners), norms * norms
+        )
+        return sq.sqrt()
+
+    # ----- events ----------------------------------------------------------------------------------
+    def before_fit(self) -> None:
+        r = self.runner
+        model = r.model
+        layers = self.select_layers(model)
+        if not layers:
+            warnings.warn("Telemetry found no layers to record; pass layers=[...] (module paths)", stacklevel=2)
+        p = next(iter(model.parameters()), None)
+        self._device = p.device if p is not None else torch.device(getattr(r, "device", "cpu"))
+        with self._lock:
+            if self._history is None or self._history.layers != layers or self._history.n_bins != self.n_bins:
+                if self._history is not None and self._history.n:
+                    warnings.warn("Telemetry layers changed; starting a fresh history", stacklevel=2)
+                self._history = History(layers, self.n_bins, self.horizon)
+                self._snapshot = None
+        self.layers = layers
+        self._bind(model)
+        self._alloc()
+
+    def before_epoch(self) -> None:
+        # The console may swap normalisation layers between epochs: follow the modules now at each path.
+        modules = dict(self.runner.model.named_modules())
+        if any(modules.get(p) is not m for p, m in zip(self.layers, self._modules, strict=True)):
+            self._bind(self.runner.model)
+
+    def before_batch(self) -> None:
+        r = self.runner
+        if not r.training:
+            self._active = self._reporting = False
+            return
+        it = r.train_iter
+        self._reporting = (it + 1) % self.every == 0
+        self._active = self._reporting or it % self.sample_every == 0
+
+    def before_step(self) -> None:
+        # Runs after mixed precision unscaling and clipping: these are the gradients the optimizer uses.
+        if not self._active or not self._params:
+            return
+        with torch.no_grad():
+            have = [(p.grad, o) for p, o in zip(self._params, self._owners, strict=True) if p.grad is not None]
+            if have:
+                grads, owners = zip(*have, strict=True)
+                self._gn.add_(self._per_layer_norm(list(grads), owners))
+                self._n_grad += 1
+            if self._reporting:
+                self._prev = torch._foreach_mul([p.detach() for p in self._params], 1.0)
+
+    def after_step(self) -> None:
+        if self._prev is None:
+            return
+        with torch.no_grad():
+            now = [p.detach() for p in self._params]
+            delta = self._per_layer_norm(torch._foreach_sub(now, self._prev), self._owners)
+            size = self._per_layer_norm(self._prev, self._owners)
+            self._upd.copy_(delta / size)
+        self._prev = None
+
+    def _flush_pending(self) -> None:
+        if not self._pending:
+            return
+        idx = tuple(p[0] for p in self._pending)
+        stats = torch.stack([t for p in self._pending for t in p[1:4]]).view(-1, 3)
+        index = self._index_tensor(idx)
+        self._acc.index_add_(0, index, stats)
+        self._hist.index_add_(0, index, torch.stack([p[4] for p in self._pending]))
+        self._pending = []
+
+    def after_batch(self) -> None:
+        if not self._active:
+            return
+        self._flush_pending()
+        if self._reporting:
+            self._report(self.runner.train_iter)
+        self._active = self._reporting = False
+        self._prev = None
+
+    def after_fit(self) -> None:
+        self._active = False
+        if getattr(self, "_pending", None) is not None:
+            self._flush_pending()
+            if any(self._n_act) or self._n_grad:
+                self._report(self.runner.train_iter)
+        self._remove_hooks()
+
+    # ----- host side -------------------------------------------------------------------------------
+    def _report(self, train_iter: int) -> None:
+        """One device->host transfer of everything accumulated since the last report, then reset."""
+        n = len(self.layers)
+        payload = torch.cat([self._acc.flatten(), self._gn, self._upd, self._hist.flatten()]).cpu().numpy()
+        acc = payload[: 3 * n].reshape(n, 3).astype(np.float64)
+        gn, upd = payload[3 * n : 4 * n], payload[4 * n : 5 * n]
+        hist = payload[5 * n :].reshape(n, self.n_bins)
+        n_act = np.array(self._n_act, dtype=np.float64)
+        numel = np.array(self._numel, dtype=np.float64)
+        row = np.full((n, N_FIELDS + self.n_bins), np.nan, dtype=np.float32)
+        seen = n_act > 0
+        row[seen, 0] = acc[seen, 0] / n_act[seen]
+        row[seen, 1] = acc[seen, 1] / n_act[seen]
+        row[seen, 2] = acc[seen, 2] / numel[seen]
+        row[seen, N_FIELDS:] = hist[seen] / n_act[seen, None]
+        if self._n_grad:
+            has_params = np.zeros(n, dtype=bool)
+            has_params[list(set(self._owners))] = True
+            row[has_params, 3] = gn[has_params] / self._n_grad
+        row[:, 4] = upd
+        bad = seen & ~(np.isfinite(row[:, 0]) & np.isfinite(row[:, 1]))
+        with self._lock:
+            self._history.append(int(train_iter), row)
+            self._last_iter = int(train_iter)
+            self._nonfinite = frozenset(self.layers[i] for i in np.flatnonzero(bad))
+            self._snapshot = None
+        self._acc.zero_()
+        self._hist.zero_()
+        self._gn.zero_()
+        self._upd.fill_(float("nan"))
+        self._n_act, self._numel, self._n_grad = [0] * n, [0] * n, 0
+
+    def snapshot(self) -> TelemetrySnapshot | None:
+        """Immutable host-side copy of the history (None before the first fit); safe from any thread."""
+        with self._lock:
+            if self._history is None:
+                return None
+            if self._snapshot is None:
+                self._snapshot = make_snapshot(
+                    self._history, self._last_iter, self.hist_range, self.dead_frac, self.explode_std, self._nonfinite
+                )
+            return self._snapshot
+
+    def state_dict(self) -> dict[str, Any]:
+        """The host history (tensors and plain values)."""
+        with self._lock:
+            if self._history is None:
+                return {}
+            state = self._history.state_dict()
+        state.update(last_iter=self._last_iter, hist_range=list(self.hist_range))
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a history saved by `state_dict()`."""
+        if not state:
+            return
+        with self._lock:
+            self._history = History.from_state(state, self.horizon)
+            self._last_iter = int(state.get("last_iter", 0))
+            self.hist_range = tuple(float(v) for v in state.get("hist_range", self.hist_range))
+            self.n_bins = self._history.n_bins
+            self.layers = list(self._history.layers)
+            self._snapshot = None

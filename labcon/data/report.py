@@ -1,0 +1,130 @@
+"""Looking at the data: `summary()` walks one sample through each stage; `show_batch()` draws a grid."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from PIL import Image, ImageDraw
+
+from labcon.data.augment import BatchPipeline, Normalize
+from labcon.errors import DataError
+
+if TYPE_CHECKING:
+    from labcon.data.block import DataBlock
+
+
+def describe(v: Any) -> str:
+    """Type, shape, dtype and value range of a stage's output, on one line."""
+    if isinstance(v, Image.Image):
+        ext = v.getextrema()
+        lo, hi = (min(e[0] for e in ext), max(e[1] for e in ext)) if isinstance(ext[0], tuple) else ext
+        return f"PIL.Image mode={v.mode} size={v.size[0]}x{v.size[1]} uint8 range [{lo}, {hi}]"
+    if isinstance(v, torch.Tensor):
+        f = v.float()
+        lo, hi = f.min().item(), f.max().item()
+        fmt = "{:.0f}" if not v.is_floating_point() else "{:.3f}"
+        return (
+            f"Tensor shape={tuple(v.shape)} dtype={str(v.dtype).replace('torch.', '')} device={v.device} "
+            f"range [{fmt.format(lo)}, {fmt.format(hi)}]"
+        )
+    return f"{type(v).__name__} {v!r}"
+
+
+def summary(
+    block: DataBlock, path: str | Path | None = None, device: torch.device | str | None = None
+) -> str:
+    """A text report of one training sample through every stage of `block`."""
+    prep = block.check(path)
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    out = [f"DataBlock summary — {prep.path}"]
+    first = prep.train_items[0]
+    rel = first.relative_to(prep.path) if first.is_relative_to(prep.path) else first
+    out.append(f"1. get items  {block.get_items!r}: {prep.n_items} files; sample: {rel}")
+    out.append(
+        f"2. split      {block.splitter!r}: train {len(prep.train_items)}, valid {len(prep.valid_items)}"
+        + (
+            f" ({prep.n_items - len(prep.train_items) - len(prep.valid_items)} in neither)"
+            if prep.n_items
+            else ""
+        )
+    )
+    label = str(block.labeller(first, prep.path))
+    out.append(f"3. label      {block.labeller!r}: {label!r} (str)")
+    shown = ", ".join(prep.vocab[:12]) + (" ..." if len(prep.vocab) > 12 else "")
+    out.append(
+        f"4. categorise Category: {label!r} -> {prep.train_labels[0]} (int); vocab from training: {len(prep.vocab)} [{shown}]"
+    )
+    if prep.valid_only:
+        out.append(f"   ! labels only in validation (dropped): {', '.join(sorted(prep.valid_only))}")
+    out.append("5. item transforms (training, in run order; workers, uint8):")
+    steps: list[tuple[str, Any]] = []
+    pipe = block.item_pipeline()
+    x = pipe(first, random.Random(0), True, trace=lambda name, v: steps.append((name, v)))
+    out += [f"   {name:<38} {describe(v)}" for name, v in steps]
+    xb = x.unsqueeze(0).expand(block.bs, *x.shape)
+    out.append(f"6. collate    (bs={block.bs}) {describe(xb)}")
+    xb = x.unsqueeze(0).to(dev)
+    out.append(f"7. to device  {describe(xb)}")
+    out.append("8. batch transforms (training, on the device):")
+    steps = []
+    block.batch_pipeline()(
+        xb, True, torch.Generator().manual_seed(0), trace=lambda n, v: steps.append((n, v))
+    )
+    out += [f"   {name:<38} {describe(v)}" for name, v in steps]
+    return "\n".join(out)
+
+
+def _sample(
+    block: DataBlock, n: int, augment: bool, path: str | Path | None
+) -> tuple[torch.Tensor, list[str]]:
+    prep = block.check(path)
+    items, labels = (
+        (prep.train_items, prep.train_labels) if augment else (prep.valid_items, prep.valid_labels)
+    )
+    idx = random.Random(0).sample(range(len(items)), min(n, len(items)))
+    pipe = block.item_pipeline()
+    xs, names = [], []
+    for i in idx:
+        try:
+            xs.append(pipe(items[i], random.Random(i), augment))
+        except DataError:
+            if not block.skip_bad:
+                raise
+            continue
+        names.append(prep.vocab[labels[i]])
+    if not xs:
+        raise DataError("no readable images to show")
+    if len({tuple(x.shape) for x in xs}) > 1:
+        raise DataError(
+            "images differ in size — add a resize item transform (e.g. size = 64) to show a batch"
+        )
+    x = torch.stack(xs)
+    bp = BatchPipeline([t for t in block.batch_tfms if not isinstance(t, Normalize)])
+    return bp(x, augment, torch.Generator().manual_seed(0)).clamp_(0, 1), names
+
+
+def show_batch(
+    block: DataBlock, n: int = 16, augment: bool = True, path: str | Path | None = None
+) -> Image.Image:
+    """A PIL grid of `n` samples (augmented training samples, or validation ones) with labels."""
+    x, names = _sample(block, n, augment, path)
+    h, w = x.shape[2:]
+    scale = max(1, math.ceil(64 / max(h, w)))
+    cw, ch = w * scale, h * scale
+    cols = math.ceil(math.sqrt(len(names)))
+    rows = math.ceil(len(names) / cols)
+    pad, text_h = 4, 14
+    grid = Image.new("RGB", (cols * (cw + pad) + pad, rows * (ch + text_h + pad) + pad), (255, 255, 255))
+    draw = ImageDraw.Draw(grid)
+    arr = (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    for k, name in enumerate(names):
+        r, c = divmod(k, cols)
+        img = Image.fromarray(arr[k], "RGB").resize((cw, ch), Image.NEAREST)
+        left, top = pad + c * (cw + pad), pad + r * (ch + text_h + pad)
+        grid.paste(img, (left, top))
+        draw.text((left, top + ch + 1), name[: max(4, cw // 6)], fill=(0, 0, 0))
+    return grid

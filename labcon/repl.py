@@ -1,0 +1,319 @@
+"""The line console: prompt-toolkit prompt with history, completion and help; training runs behind it.
+
+Progress and metrics print above the prompt (a reader thread on `session.subscribe()` under
+patch_stdout) and the bottom toolbar shows the live position, so the prompt stays responsive.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+from prompt_toolkit.document import Document
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.patch_stdout import patch_stdout
+
+from labcon.control.commands import Help, complete, help_text, parse
+from labcon.errors import CommandError
+from labcon.session.messages import (
+    BatchStats,
+    CommandApplied,
+    CommandFailed,
+    EpochEnded,
+    FitEnded,
+    FitStarted,
+    Log,
+    Message,
+    Progress,
+    StateChanged,
+    TelemetryUpdated,
+)
+
+QUIT_WORDS = ("quit", "exit")
+PROMPT = "labcon> "
+
+
+def _num(v: Any) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.4g}"
+    return str(v)
+
+
+def _dur(seconds: float) -> str:
+    if not math.isfinite(seconds) or seconds < 0:
+        return "?"
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def format_progress(p: Progress) -> str:
+    """One line: epoch, phase position, losses, lr, elapsed and eta."""
+    lr = _num(p.lrs[-1]) if p.lrs else "?"
+    return (
+        f"epoch {p.epoch} {p.phase} {p.iter + 1}/{p.n_iter}  loss {_num(p.loss)} (smooth {_num(p.smooth_loss)})"
+        f"  lr {lr}  {_dur(p.elapsed)} elapsed, eta {_dur(p.eta_fit)}"
+    )
+
+
+def format_message(msg: Message) -> str | None:
+    """The line printed above the prompt for a session message (None: not printed)."""
+    if isinstance(msg, EpochEnded):
+        cols = "  ".join(
+            f"{k} {_dur(v) if k == 'time' and isinstance(v, (int, float)) else _num(v)}"
+            for k, v in msg.row.items()
+            if k != "epoch"
+        )
+        return f"epoch {msg.epoch}  {cols}"
+    if isinstance(msg, FitStarted):
+        return f"fit started: run {msg.run_id}, {msg.n_epochs} epoch(s) from epoch {msg.epoch_start} ({msg.n_train} train / {msg.n_valid} valid batches)"
+    if isinstance(msg, FitEnded):
+        return f"fit {msg.status}" + (f": {msg.reason}" if msg.reason else "")
+    if isinstance(msg, StateChanged):
+        return f"[{msg.state}]" + (f" {msg.reason}" if msg.reason else "")
+    if isinstance(msg, CommandApplied):
+        return f"applied at epoch {msg.epoch} iter {msg.iter}: {msg.text} -> {msg.reply}"
+    if isinstance(msg, CommandFailed):
+        return f"failed: {msg.text}: {msg.error}"
+    if isinstance(msg, Log):
+        return msg.text if msg.level == "info" else f"{msg.level}: {msg.text}"
+    if isinstance(msg, (Progress, BatchStats, TelemetryUpdated)):
+        return None
+    return str(msg)
+
+
+class SessionContext:
+    """A CommandContext built from a session's status and hooks table (for completion)."""
+
+    def __init__(self, session: Any):
+        self.session = session
+        self._status: dict[str, Any] = {}
+        self._at = -1.0
+
+    def _st(self) -> dict[str, Any]:
+        # One status() per keystroke burst: completion may ask several properties in a row.
+        if time.monotonic() - self._at > 1.0:
+            try:
+                self._status = dict(self.session.status() or {})
+            except Exception:  # noqa: BLE001 - completion must never break the prompt
+                self._status = {}
+            self._at = time.monotonic()
+        return self._status
+
+    @property
+    def callbacks_available(self) -> list[str]:
+        """Registry names."""
+        try:
+            from labcon.core.callbacks.registry import CALLBACKS
+        except ImportError:
+            return []
+        return sorted(CALLBACKS)
+
+    @property
+    def callbacks_installed(self) -> list[str]:
+        """Installed callback names."""
+        return list(self._st().get("cbs", []))
+
+    @property
+    def optimizer_names(self) -> list[str]:
+        """Optimizer names."""
+        from labcon.core.optim import OPTIMIZERS
+
+        return sorted(OPTIMIZERS)
+
+    @property
+    def hyper_names(self) -> list[str]:
+        """Hyper-parameter names from status()['hypers']."""
+        return sorted(self._st().get("hypers", {})) or ["eps", "lr", "mom", "sqr_mom", "wd"]
+
+    @property
+    def n_groups(self) -> int:
+        """Param groups, from the length of the lr list."""
+        return len(self._st().get("hypers", {}).get("lr", [0])) or 1
+
+    @property
+    def module_paths(self) -> list[str]:
+        """Module paths (when the session reports them)."""
+        return list(self._st().get("module_paths", []))
+
+    @property
+    def hook_ids(self) -> list[int]:
+        """Installed hook ids."""
+        try:
+            return [int(r["id"]) for r in self.session.hooks_table()]
+        except Exception:  # noqa: BLE001 - completion must never break the prompt
+            return []
+
+    @property
+    def state(self) -> str:
+        """Session state."""
+        return str(self._st().get("state", "idle"))
+
+
+def _context(session: Any) -> Any:
+    """The session's own CommandContext when it has one (local), else one built from status()."""
+    ctx = getattr(session, "context", None)
+    return ctx() if callable(ctx) else SessionContext(session)
+
+
+class CommandCompleter(Completer):
+    """Tab completion from labcon.control.commands.complete."""
+
+    def __init__(self, ctx: Any = None):
+        self.ctx = ctx
+
+    def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterable[Completion]:
+        """Complete the word before the cursor."""
+        before = document.text_before_cursor
+        word = "" if not before or before[-1].isspace() else before.split()[-1]
+        for cand in complete(before, self.ctx):
+            yield Completion(cand, start_position=-len(word))
+
+
+class Repl:
+    """The REPL loop around one session; `run()` returns when the user quits."""
+
+    def __init__(
+        self,
+        session: Any,
+        history: History,
+        *,
+        printer: Callable[[str], None] = print,
+        progress_interval: float = 5.0,
+        **prompt_kwargs: Any,
+    ):
+        self.session, self.printer, self.progress_interval = session, printer, progress_interval
+        self.latest: Progress | None = None
+        self._stop = threading.Event()
+        self._last_progress_print = 0.0
+        self.prompt = PromptSession(
+            history=history,
+            completer=CommandCompleter(_context(session)),
+            bottom_toolbar=self.toolbar,
+            refresh_interval=0.5,
+            **prompt_kwargs,
+        )
+
+    def toolbar(self) -> str:
+        """Live position for the bottom toolbar."""
+        return format_progress(self.latest) if self.latest is not None else "idle - type help, Tab completes"
+
+    def _follow(self, sub: Any) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    msg = sub.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if msg is not None:
+                    self.show(msg)
+        finally:
+            sub.close()
+
+    def show(self, msg: Message) -> None:
+        """Print a session message above the prompt (progress at most every progress_interval seconds)."""
+        if isinstance(msg, Progress):
+            self.latest = msg
+            now = time.monotonic()
+            if self.progress_interval > 0 and now - self._last_progress_print >= self.progress_interval:
+                self._last_progress_print = now
+                self.printer(format_progress(msg))
+            return
+        if isinstance(msg, FitEnded):
+            self.latest = None
+        line = format_message(msg)
+        if line is not None:
+            self.printer(line)
+
+    def handle(self, text: str) -> None:
+        """Run one line: help locally, everything else through session.submit."""
+        try:
+            cmd = parse(text)
+        except CommandError as e:
+            self.printer(f"error: {e}")
+            return
+        if isinstance(cmd, Help):
+            try:
+                self.printer(help_text(cmd.topic))
+            except CommandError as e:
+                self.printer(f"error: {e}")
+            return
+        try:
+            reply = self.session.submit(text)
+        except Exception as e:  # noqa: BLE001 - a failed submit is reported, the prompt stays
+            self.printer(f"error: {type(e).__name__}: {e}")
+            return
+        ok, rtext = bool(getattr(reply, "ok", False)), str(getattr(reply, "text", ""))
+        self.printer(rtext if ok else f"error: {rtext}")
+
+    def _live(self) -> bool:
+        try:
+            return self.session.status().get("state", "idle") in ("running", "paused", "stopping")
+        except Exception:  # noqa: BLE001 - a gone session is not live
+            return False
+
+    def confirm_quit(self) -> bool:
+        """Whether to leave; asks first when a local run is live (a remote one keeps running)."""
+        if getattr(self.session, "remote", False) or not self._live():
+            return True
+        try:
+            answer = self.prompt.prompt("training is running; stop it and quit? [y/N] ", bottom_toolbar=None)
+        except (EOFError, KeyboardInterrupt):
+            return False
+        if answer.strip().lower() not in ("y", "yes"):
+            return False
+        reply = self.session.submit("stop")
+        self.printer(str(getattr(reply, "text", "")))
+        return True
+
+    def run(self) -> None:
+        """Prompt until quit / exit / Ctrl-D."""
+        sub = self.session.subscribe()
+        reader = threading.Thread(target=self._follow, args=(sub,), name="labcon-repl-follow", daemon=True)
+        reader.start()
+        try:
+            while True:
+                try:
+                    line = self.prompt.prompt(PROMPT)
+                except KeyboardInterrupt:
+                    continue
+                except EOFError:
+                    if self.confirm_quit():
+                        break
+                    continue
+                line = line.strip()
+                if not line:
+                    continue
+                if line in QUIT_WORDS:
+                    if self.confirm_quit():
+                        break
+                    continue
+                self.handle(line)
+        finally:
+            self._stop.set()
+            reader.join(timeout=2.0)
+
+
+def run_repl(session: Any, history_path: str | Path | None, **kwargs: Any) -> None:
+    """Run the REPL on `session` (local or RemoteSession) with history kept in `history_path`."""
+    if history_path is not None:
+        Path(history_path).parent.mkdir(parents=True, exist_ok=True)
+        history: History = FileHistory(str(history_path))
+    else:
+        history = InMemoryHistory()
+    repl = Repl(session, history, **kwargs)
+    try:
+        if kwargs.get("output") is None:
+            with patch_stdout(raw=True):
+                repl.run()
+        else:  # a given output (e.g. DummyOutput in tests) is not a terminal to patch
+            repl.run()
+    finally:
+        if getattr(session, "remote", False):
+            session.detach()

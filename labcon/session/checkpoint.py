@@ -1,0 +1,172 @@
+"""Atomic checkpoints (temp file, fsync, rename) that load only tensors and plain data."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from labcon.errors import CheckpointError
+
+_CKPT_RE = re.compile(r"^ckpt-(\d+)-(\d+)\.pt$")
+_TMP_PREFIX = ".ckpt-tmp-"
+
+
+def checkpoint_name(epoch: int, train_iter: int) -> str:
+    """File name of the checkpoint taken at (epoch, train_iter)."""
+    return f"ckpt-{epoch:05d}-{train_iter}.pt"
+
+
+def list_checkpoints(directory: str | Path) -> list[Path]:
+    """Checkpoint files in `directory`, oldest first by (epoch, train_iter); temp files are ignored."""
+    d = Path(directory)
+    if not d.is_dir():
+        return []
+    found = []
+    for p in d.iterdir():
+        m = _CKPT_RE.match(p.name)
+        if m and p.is_file():
+            found.append(((int(m.group(1)), int(m.group(2))), p))
+    return [p for _, p in sorted(found)]
+
+
+def save_checkpoint(directory: str | Path, state: dict[str, Any], keep: int = 2) -> Path:
+    """Write `state` atomically as ckpt-<epoch>-<train_iter>.pt, then prune to the newest `keep` files."""
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1, got {keep}")
+    if "epoch" not in state or "train_iter" not in state:
+        raise ValueError("checkpoint state needs 'epoch' and 'train_iter' entries")
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    # Leftovers of a save that crashed midway: never complete, never loaded, safe to drop.
+    for stray in d.glob(f"{_TMP_PREFIX}*"):
+        stray.unlink(missing_ok=True)
+    final = d / checkpoint_name(int(state["epoch"]), int(state["train_iter"]))
+    fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=".pt", dir=d)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(d)
+    # Prune only now that the new file is complete, so a crash above leaves the old ones intact.
+    older = [p for p in list_checkpoints(d) if p != final]
+    for old in older[: max(0, len(older) + 1 - keep)]:
+        old.unlink(missing_ok=True)
+    return final
+
+
+def _fsync_dir(d: Path) -> None:
+    """Make the rename durable; some platforms cannot open directories, which is harmless there."""
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint (tensors and plain data only) onto the CPU; CheckpointError when unreadable or unsafe."""
+    p = Path(path)
+    try:
+        state = torch.load(p, weights_only=True, map_location="cpu")
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {p} not found") from None
+    except pickle.UnpicklingError as e:
+        if "weights_only" in str(e) or "Unsupported global" in str(e) or "GLOBAL" in str(e):
+            raise CheckpointError(
+                f"checkpoint {p} contains pickled Python objects; labcon loads only tensors and plain data, "
+                "because unpickling can run arbitrary code and it may be unsafe. Re-save it with "
+                "torch.save() of a dict of tensors/numbers/strings (e.g. model.state_dict())"
+            ) from None
+        raise CheckpointError(f"checkpoint {p} is corrupt ({e}); delete it or restore a backup") from None
+    except Exception as e:  # noqa: BLE001 - a damaged file can fail anywhere in torch's reader
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"checkpoint {p} is truncated or corrupt ({first})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {p} holds a {type(state).__name__}, expected a dict of state")
+    return state
+
+
+def load_latest(directory: str | Path) -> tuple[dict[str, Any], Path, list[str]]:
+    """Newest loadable checkpoint in `directory`, its path, and warning lines for newer ones that failed."""
+    ckpts = list_checkpoints(directory)
+    if not ckpts:
+        raise CheckpointError(f"no checkpoints (ckpt-*.pt) in {directory}; nothing to resume from")
+    warnings: list[str] = []
+    problems: list[str] = []
+    for p in reversed(ckpts):
+        try:
+            state = load_checkpoint(p)
+        except CheckpointError as e:
+            problems.append(str(e))
+            continue
+        warnings = [f"{msg}; fell back to the previous checkpoint {p.name}" for msg in problems]
+        return state, p, warnings
+    raise CheckpointError(
+        f"no loadable checkpoint in {directory}: " + "; ".join(problems) + ". Start the session afresh."
+    )
+
+
+def rng_state() -> dict[str, Any]:
+    """RNG states of python, numpy, torch CPU and every CUDA device, as tensors and plain data."""
+    version, internal, gauss = random.getstate()
+    state: dict[str, Any] = {
+        "python": {"version": version, "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
+        "torch": torch.get_rng_state(),
+    }
+    try:
+        import numpy as np
+    except ImportError:  # numpy is optional for the engine's RNG bookkeeping
+        np = None
+    if np is not None:
+        kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+        state["numpy"] = {
+            "kind": str(kind),
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        }
+    if torch.cuda.is_available():
+        state["cuda"] = list(torch.cuda.get_rng_state_all())
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` returned (parts that are absent are left alone)."""
+    if "python" in state:
+        py = state["python"]
+        internal = tuple(int(x) for x in torch.as_tensor(py["state"]).tolist())
+        random.setstate((int(py["version"]), internal, py["gauss"]))
+    if "torch" in state:
+        torch.set_rng_state(torch.as_tensor(state["torch"], dtype=torch.uint8).cpu())
+    if "numpy" in state:
+        import numpy as np
+
+        n = state["numpy"]
+        keys = torch.as_tensor(n["keys"]).numpy().astype(np.uint32)
+        np.random.set_state(
+            (n["kind"], keys, int(n["pos"]), int(n["has_gauss"]), float(n["cached_gaussian"]))
+        )
+    if "cuda" in state and torch.cuda.is_available():
+        # A resume on a box with fewer GPUs restores the devices that exist.
+        cuda_states = list(state["cuda"])[: torch.cuda.device_count()]
+        for i, s in enumerate(cuda_states):
+            torch.cuda.set_rng_state(torch.as_tensor(s, dtype=torch.uint8).cpu(), i)

@@ -1,0 +1,187 @@
+"""The session's worker thread: runs fits, LR finds and replays one after another, never on the UI's thread."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import traceback
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from labcon.control import commands as C
+from labcon.core.events import CallbackError
+from labcon.errors import LabconError
+from labcon.session.bus import Reply
+from labcon.session.messages import CommandApplied, FitEnded, FitStarted, Log
+
+if TYPE_CHECKING:
+    from labcon.session.session import Session
+
+
+@dataclass(frozen=True)
+class ReplayJob:
+    """A command of a replayed run, applied between fits as it was originally (skipped after --until)."""
+
+    cmd: Any
+
+
+@dataclass(frozen=True)
+class SubmitJob:
+    """Submit a command once the work before it is done (replay's --then branch)."""
+
+    text: str
+
+
+class FitJobs:
+    """A queue of 'idle' commands (fit, fit_one_cycle, lr_find, plan continuation) and the thread that runs them."""
+
+    def __init__(self, session: Session):
+        self.s = session
+        self._q: queue.Queue[Any] = queue.Queue()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._thread: threading.Thread | None = None
+        self._closing = False
+
+    # ----- submitting --------------------------------------------------------------------------------
+    def submit(self, cmd: Any) -> Reply:
+        """Queue a fit-like command; the reply says whether it starts now or after the current work."""
+        if isinstance(cmd, C.Replay):
+            return Reply(False, "replay starts a new session: run `labcon replay RUN` (or the Journal pane's replay)")
+        busy = not self._idle.is_set()
+        self.put(cmd)
+        return Reply(True, f"queued after the current fit: '{cmd.text}'" if busy else f"started: '{cmd.text}'")
+
+    def put(self, job: Any) -> None:
+        """Queue a job (a Command, or a plan dict to continue)."""
+        self._idle.clear()
+        self._q.put(job)
+        self._ensure_thread()
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._loop, name=f"labcon-train-{self.s.name}", daemon=True)
+            self._thread.start()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no job is queued or running."""
+        return self._idle.wait(timeout)
+
+    def shutdown(self) -> None:
+        """Stop the current fit and the thread."""
+        self._closing = True
+        if not self._idle.is_set():
+            with self.s._lock:
+                self.s._stop_requested = True
+                self.s._wake.notify_all()
+        self._q.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    # ----- running -----------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            job = self._q.get()
+            if job is None or self._closing:
+                self._idle.set()
+                return
+            try:
+                self._run(job)
+            finally:
+                if self._q.empty():
+                    self._idle.set()
+
+    def _run(self, job: Any) -> None:
+        s, r = self.s, self.s.runner
+        if isinstance(job, ReplayJob):
+            if s.until_reached:
+                return
+            if job.cmd.when != "idle":
+                s._apply_safely(job.cmd, "idle")
+                return
+            job = job.cmd
+        if isinstance(job, SubmitJob):
+            s.until_epoch = None
+            reply = s.submit(job.text)
+            s.publish(Log(level="info" if reply.ok else "error", text=f"{job.text}: {reply.text}"))
+            return
+        if isinstance(job, C.LrFind):
+            self._lr_find(job)
+            return
+        plan = job if isinstance(job, dict) else self._plan_for(job)
+        if not isinstance(job, dict):
+            s.persist.log_command(job.text, "idle")
+            s.publish(CommandApplied(text=job.text, epoch=r.epoch, iter=r.train_iter, reply="started"))
+        remaining = plan["start_epoch"] + plan["n"] - r.epoch
+        if remaining < 1:
+            return
+        s.persist.plan = plan
+        s.persist.ensure_run()
+        n_valid = len(r.dls.valid) if hasattr(r.dls.valid, "__len__") else 0
+        s.publish(FitStarted(s.persist.run_id or 0, r.epoch, remaining, plan["n_train"], n_valid))
+        s._set_state("running")
+        status, reason = "done", ""
+        span = (plan["start_iter"], plan["total"])
+        try:
+            if plan["kind"] == "fit_one_cycle":
+                kw = {"pct_start": plan["pct_start"]} if plan.get("pct_start") is not None else {}
+                r.fit_one_cycle(remaining, lr_max=plan.get("lr"), span=span, **kw)
+            else:
+                r.fit(remaining, span=span)
+            if r.stop_reason is not None:
+                status, reason = "stopped", r.stop_reason
+        except (CallbackError, LabconError, RuntimeError, ValueError) as e:
+            status, reason = "failed", str(e)
+            s.last_error = reason
+            s.publish(Log(level="error", text=f"training failed: {reason}"))
+            s.persist.log("error", f"{reason}\n{traceback.format_exc(limit=8)}")
+        if status == "done":
+            s.persist.plan = None  # a stopped or failed fit keeps its plan so `resume` can finish it
+        s.persist.fit_ended(status, reason)
+        s._set_state("idle", reason)
+        s.publish(FitEnded(status=status, reason=reason))
+
+    def _plan_for(self, cmd: Any) -> dict[str, Any]:
+        r = self.s.runner
+        n_train = len(r.dls.train) if hasattr(r.dls.train, "__len__") else 0
+        plan: dict[str, Any] = {
+            "kind": "fit_one_cycle" if isinstance(cmd, C.FitOneCycle) else "fit",
+            "n": int(cmd.n),
+            "start_epoch": r.epoch,
+            "start_iter": r.train_iter,
+            "total": max(1, int(cmd.n) * n_train),
+            "n_train": n_train,
+            "text": cmd.text,
+        }
+        if isinstance(cmd, C.FitOneCycle):
+            plan["lr"] = list(cmd.lr) if isinstance(cmd.lr, tuple) else cmd.lr
+            plan["pct_start"] = cmd.pct_start
+        return plan
+
+    def _lr_find(self, cmd: Any) -> None:
+        s = self.s
+        s._set_state("running", "lr_find")
+        try:
+            res = s.runner.lr_find(**cmd.kwargs)
+            text = f"lr_find: suggested lr {res.suggestion:.2e} (valley {res.valley:.2e}, steepest {res.steepest:.2e})"
+            s.last_lr_find = res
+            s.publish(Log(level="info", text=text))
+            s.persist.log_command(cmd.text, "idle", reply=text)
+        except (CallbackError, LabconError, RuntimeError, ValueError) as e:
+            s.publish(Log(level="error", text=f"lr_find failed: {e}"))
+        finally:
+            s._set_state("idle")
+
+    def sync_ranks(self) -> None:
+        """Distributed: rank 0's queued commands reach every rank at the same iteration."""
+        from labcon.core.distributed import broadcast_texts
+
+        s = self.s
+        with s._lock:
+            mine = [c.text for c in s._batch_q] if s.is_main else None
+            if s.is_main:
+                s._batch_q.clear()
+        texts = broadcast_texts(mine)
+        with s._lock:
+            for t in texts:
+                s._batch_q.append(C.parse(t))

@@ -1,0 +1,376 @@
+"""The experiment journal: runs, events, metrics and tags in SQLite (WAL), searchable with FTS5."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from labcon.errors import LabconError
+from labcon.session import journal_env
+from labcon.session.journal_schema import configure, migrate
+from labcon.session.journal_values import config_params, to_float, to_json
+from labcon.session.paths import JOURNAL_FILE, validate_session_name
+from labcon.session.query import DOC_SHIFT, EVENT_KINDS, STATUSES, compile_query
+
+_RUN_COLUMNS = (
+    "id, session, parent_id, config_text, seed, code_version, env_json, host, pid, started, ended, status, "
+    "final_metrics"
+)
+
+
+# A free-text term whose first PROBE_DOCS matches span PROBE_RUNS runs is "dense": probed per run (see query.py).
+PROBE_DOCS = 4000
+PROBE_RUNS = 400
+
+
+class JournalError(LabconError):
+    """A journal operation failed (unknown run, bad value, database problem)."""
+
+
+class Journal:
+    """The journal at `path` (a journal.db file or the sessions directory that holds it)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 10.0) -> None:
+        p = Path(path)
+        if p.is_dir():
+            p = p / JOURNAL_FILE
+        p.parent.mkdir(parents=True, exist_ok=True)
+        self.path = p
+        self._lock = threading.RLock()
+        self._depth = 0
+        try:
+            self._conn = sqlite3.connect(p, timeout=timeout, isolation_level=None, check_same_thread=False)
+            self._conn.row_factory = sqlite3.Row
+            configure(self._conn, int(timeout * 1000))
+            migrate(self._conn)
+        except sqlite3.DatabaseError as e:
+            raise JournalError(f"cannot open the journal {p}: {e}") from e
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; nested calls become savepoints so one bad item rolls back alone."""
+        with self._lock:
+            sp = f"sp{self._depth}" if self._depth else None
+            self._conn.execute(f"SAVEPOINT {sp}" if sp else "BEGIN IMMEDIATE")
+            self._depth += 1
+            try:
+                yield self._conn
+            except BaseException as e:
+                self._depth -= 1
+                self._conn.execute(f"ROLLBACK TO {sp}" if sp else "ROLLBACK")
+                if sp:
+                    self._conn.execute(f"RELEASE {sp}")
+                if isinstance(e, sqlite3.DatabaseError):
+                    raise JournalError(f"journal write failed ({self.path}): {e}") from e
+                raise
+            self._depth -= 1
+            self._conn.execute(f"RELEASE {sp}" if sp else "COMMIT")
+
+    def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, tuple(params)).fetchall()
+            except sqlite3.DatabaseError as e:
+                raise JournalError(f"journal read failed ({self.path}): {e}") from e
+
+    def _check_run(self, conn: sqlite3.Connection, run_id: int) -> int:
+        rid = int(run_id)
+        if conn.execute("SELECT 1 FROM runs WHERE id = ?", (rid,)).fetchone() is None:
+            raise JournalError(f"no run {rid} in the journal {self.path}: see `labcon journal search`")
+        return rid
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        session: str,
+        config_text: str,
+        seed: int | None,
+        parent_id: int | None = None,
+        tags: Iterable[str] = (),
+        env: Mapping[str, Any] | None = None,
+        *,
+        code_version: str | None = None,
+        pid: int | None = None,
+    ) -> int:
+        """Record a new run (status 'running') and return its id."""
+        validate_session_name(session)
+        env = dict(journal_env.environment() if env is None else env)
+        version = journal_env.code_version() if code_version is None else code_version
+        with self.transaction() as conn:
+            if parent_id is not None:
+                self._check_run(conn, parent_id)
+            cur = conn.execute(
+                "INSERT INTO runs (session, parent_id, config_text, seed, code_version, env_json, host, pid, "
+                "started, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')",
+                (
+                    session,
+                    parent_id,
+                    config_text,
+                    seed,
+                    version,
+                    to_json(env),
+                    journal_env.hostname(),  # recover_stale asks this host, whatever env says
+                    os.getpid() if pid is None else pid,
+                    time.time(),
+                ),
+            )
+            run_id = int(cur.lastrowid or 0)
+            params = config_params(config_text, seed)
+            conn.executemany(
+                "INSERT INTO params (run_id, name, value) VALUES (?, ?, ?)",
+                [(run_id, k, v) for k, v in params.items()],
+            )
+            self._insert_tags(conn, run_id, tags)
+        return run_id
+
+    def log_event(
+        self,
+        run_id: int,
+        kind: str,
+        text: str,
+        epoch: int | None = None,
+        iteration: int | None = None,
+        data: Mapping[str, Any] | None = None,
+        *,
+        when: float | None = None,
+    ) -> int:
+        """Append an event (command, note, error, cancel or info) to a run; returns the event id."""
+        if kind not in EVENT_KINDS:
+            raise JournalError(f"unknown event kind {kind!r}: use one of {', '.join(EVENT_KINDS)}")
+        with self.transaction() as conn:
+            rid = self._check_run(conn, run_id)
+            cur = conn.execute(
+                "INSERT INTO events (run_id, kind, text, epoch, iteration, time, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    rid,
+                    kind,
+                    str(text),
+                    epoch,
+                    iteration,
+                    time.time() if when is None else when,
+                    None if data is None else to_json(data),
+                ),
+            )
+            return int(cur.lastrowid or 0)
+
+    def add_note(self, run_id: int, text: str) -> int:
+        """Attach a free-text note to a run (searchable); returns the event id."""
+        if not str(text).strip():
+            raise JournalError('empty note: give the note text, e.g. labcon journal note 12 "lr too high"')
+        return self.log_event(run_id, "note", text)
+
+    def log_epoch(self, run_id: int, epoch: int, metrics: Mapping[str, float]) -> None:
+        """Store one epoch's metrics (re-logging an epoch, e.g. after a resume, replaces it)."""
+        rows = [(int(run_id), int(epoch), str(k), to_float(v)) for k, v in metrics.items()]
+        with self.transaction() as conn:
+            self._check_run(conn, run_id)
+            conn.executemany("INSERT OR REPLACE INTO epoch_metrics VALUES (?, ?, ?, ?)", rows)
+
+    def log_batches(self, run_id: int, rows: Iterable[tuple[int, Mapping[str, float]]]) -> None:
+        """Store sampled per-batch metrics: rows of (iteration, {name: value})."""
+        flat = [
+            (int(run_id), int(it), str(k), to_float(v)) for it, metrics in rows for k, v in metrics.items()
+        ]
+        with self.transaction() as conn:
+            self._check_run(conn, run_id)
+            conn.executemany("INSERT OR REPLACE INTO batch_metrics VALUES (?, ?, ?, ?)", flat)
+
+    def end_run(self, run_id: int, status: str, final_metrics: Mapping[str, float] | None = None) -> None:
+        """Close a run with its status (done, stopped, failed, crashed) and final metrics."""
+        if status not in STATUSES or status == "running":
+            raise JournalError(f"unknown final status {status!r}: use one of done, stopped, failed, crashed")
+        metrics = {str(k): to_float(v) for k, v in (final_metrics or {}).items()}
+        with self.transaction() as conn:
+            rid = self._check_run(conn, run_id)
+            conn.execute(
+                "UPDATE runs SET status = ?, ended = ?, final_metrics = ? WHERE id = ?",
+                (status, time.time(), to_json(metrics), rid),
+            )
+            conn.execute("DELETE FROM run_metrics WHERE run_id = ?", (rid,))
+            conn.executemany(
+                "INSERT INTO run_metrics VALUES (?, ?, ?)",
+                [(rid, k, v) for k, v in metrics.items() if v is not None],
+            )
+
+    def add_tags(self, run_id: int, tags: Iterable[str]) -> None:
+        """Tag a run (case-insensitive; adding a tag twice is harmless)."""
+        with self.transaction() as conn:
+            self._insert_tags(conn, self._check_run(conn, run_id), tags)
+
+    def _insert_tags(self, conn: sqlite3.Connection, run_id: int, tags: Iterable[str]) -> None:
+        if isinstance(tags, str):
+            tags = [tags]
+        clean = []
+        for tag in tags:
+            t = str(tag).strip()
+            if not t or len(t) > 100 or any(c.isspace() for c in t):
+                raise JournalError(f"invalid tag {tag!r}: use 1-100 characters without spaces, e.g. mixup")
+            clean.append((run_id, t))
+        conn.executemany("INSERT OR IGNORE INTO tags (run_id, tag) VALUES (?, ?)", clean)
+
+    def recover_stale(self, pid_alive: Callable[[int], bool] | None = None) -> list[int]:
+        """Mark this host's runs still 'running' whose process is gone as 'crashed'; returns their ids."""
+        alive = pid_alive or journal_env.pid_alive
+        host = journal_env.hostname()
+        rows = self._rows("SELECT id, pid FROM runs WHERE status = 'running' AND host = ?", (host,))
+        stale = [int(r["id"]) for r in rows if r["pid"] is None or not alive(int(r["pid"]))]
+        if stale:
+            with self.transaction() as conn:
+                for rid in stale:
+                    last = conn.execute("SELECT max(time) FROM events WHERE run_id = ?", (rid,)).fetchone()[0]
+                    conn.execute(
+                        "UPDATE runs SET status = 'crashed', ended = ? WHERE id = ? AND status = 'running'",
+                        (last if last is not None else time.time(), rid),
+                    )
+        return stale
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def _run_dict(self, row: sqlite3.Row, tags: list[str]) -> dict[str, Any]:
+        d = dict(row)
+        d["config"] = d.pop("config_text")
+        d["env"] = json.loads(d.pop("env_json") or "{}")
+        d["final_metrics"] = json.loads(d["final_metrics"] or "{}")
+        d["tags"] = tags
+        d["duration"] = (d["ended"] - d["started"]) if d["ended"] is not None else None
+        return d
+
+    def get_run(self, run_id: int) -> dict[str, Any]:
+        """One run: ids, session, config, seed, code version, env, times, status, final metrics, tags, params."""
+        rows = self._rows(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (int(run_id),))
+        if not rows:
+            raise JournalError(
+                f"no run {int(run_id)} in the journal {self.path}: see `labcon journal search`"
+            )
+        tags = [
+            r[0] for r in self._rows("SELECT tag FROM tags WHERE run_id = ? ORDER BY tag", (int(run_id),))
+        ]
+        d = self._run_dict(rows[0], tags)
+        d["params"] = {
+            r[0]: r[1] for r in self._rows("SELECT name, value FROM params WHERE run_id = ?", (d["id"],))
+        }
+        return d
+
+    def resolve_run(self, text: str | int) -> int:
+        """A run id from `text`: a number is a run id, a session name means that session's latest run."""
+        s = str(text).strip()
+        if s.isdigit() and s.isascii():
+            rid = int(s)
+            if self._rows("SELECT 1 FROM runs WHERE id = ?", (rid,)):
+                return rid
+            raise JournalError(f"no run {rid} in the journal {self.path}: see `labcon journal search`")
+        rows = self._rows("SELECT max(id) FROM runs WHERE session = ?", (s,))
+        if rows and rows[0][0] is not None:
+            return int(rows[0][0])
+        raise JournalError(
+            f"no run or session named {s!r} in the journal {self.path}: give a run id or a session name "
+            "(see `labcon journal search`)"
+        )
+
+    def events(self, run_id: int, kinds: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """A run's events in order: id, kind, text, epoch, iteration, time, data."""
+        sql = "SELECT id, kind, text, epoch, iteration, time, data FROM events WHERE run_id = ?"
+        params: list[Any] = [int(run_id)]
+        if kinds is not None:
+            ks = list(kinds)
+            sql += f" AND kind IN ({', '.join('?' * len(ks))})"
+            params += ks
+        out = []
+        for r in self._rows(sql + " ORDER BY id", params):
+            d = dict(r)
+            d["data"] = json.loads(d["data"]) if d["data"] else None
+            out.append(d)
+        return out
+
+    def epochs(self, run_id: int) -> list[dict[str, Any]]:
+        """One dict per epoch: {'epoch': n, <metric>: value, ...}."""
+        rows = self._rows(
+            "SELECT epoch, name, value FROM epoch_metrics WHERE run_id = ? ORDER BY epoch", (int(run_id),)
+        )
+        out: dict[int, dict[str, Any]] = {}
+        for epoch, name, value in rows:
+            out.setdefault(epoch, {"epoch": epoch})[name] = value
+        return list(out.values())
+
+    def batches(self, run_id: int) -> dict[str, list[tuple[int, float | None]]]:
+        """Sampled per-batch metrics: {name: [(iteration, value), ...]}."""
+        out: dict[str, list[tuple[int, float | None]]] = {}
+        for it, name, value in self._rows(
+            "SELECT iteration, name, value FROM batch_metrics WHERE run_id = ? ORDER BY iteration",
+            (int(run_id),),
+        ):
+            out.setdefault(name, []).append((it, value))
+        return out
+
+    def _dense(self, fts: str) -> bool:
+        """Whether a free-text match is spread over many runs (cheap probe of at most PROBE_DOCS docs)."""
+        rows = self._rows(
+            f"SELECT rowid >> {DOC_SHIFT} FROM search_fts WHERE search_fts MATCH ? LIMIT {PROBE_DOCS}", (fts,)
+        )
+        return len(rows) >= PROBE_DOCS and len({r[0] for r in rows}) >= PROBE_RUNS
+
+    def search(self, query: str = "", limit: int = 50) -> list[dict[str, Any]]:
+        """Runs matching a query (see labcon.session.query), newest first, as get_run-like dicts."""
+        where, params = compile_query(query, dense=self._dense)
+        rows = self._rows(
+            f"SELECT {_RUN_COLUMNS} FROM runs r WHERE {where} ORDER BY r.id DESC LIMIT ?",
+            [*params, max(0, int(limit))],
+        )
+        if not rows:
+            return []
+        ids = [r["id"] for r in rows]
+        tags: dict[int, list[str]] = {i: [] for i in ids}
+        marks = ", ".join("?" * len(ids))
+        for rid, tag in self._rows(
+            f"SELECT run_id, tag FROM tags WHERE run_id IN ({marks}) ORDER BY tag", ids
+        ):
+            tags[rid].append(tag)
+        return [self._run_dict(r, tags[r["id"]]) for r in rows]
+
+    def count(self, query: str = "") -> int:
+        """How many runs match a query."""
+        where, params = compile_query(query)
+        return int(self._rows(f"SELECT count(*) FROM runs r WHERE {where}", params)[0][0])
+
+    def diff(self, a: int, b: int) -> dict[str, Any]:
+        """Two runs compared: config diff, command timelines side by side, metrics and params compared."""
+        from labcon.session.journal_report import diff_runs
+
+        return diff_runs(self, a, b)
+
+    def export(self, fmt: str = "csv", query: str | None = None) -> str:
+        """Runs matching `query` (all when None) as CSV (one row per run) or JSON (runs with epochs, events)."""
+        from labcon.session.journal_report import export_runs
+
+        return export_runs(self, fmt, query)
+
+    def check(self) -> list[str]:
+        """Integrity problems found by SQLite and the FTS index (empty when healthy)."""
+        problems = [r[0] for r in self._rows("PRAGMA integrity_check") if r[0] != "ok"]
+        try:
+            with self._lock:
+                self._conn.execute("INSERT INTO search_fts(search_fts, rank) VALUES ('integrity-check', 1)")
+        except sqlite3.DatabaseError as e:
+            problems.append(f"search index: {e}")
+        return problems
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

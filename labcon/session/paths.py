@@ -1,0 +1,37 @@
+"""Where sessions and the journal live on disk, and which session names are safe to use as folders."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from labcon.errors import LabconError
+
+JOURNAL_FILE = "journal.db"
+_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+NAME_RULE = (
+    "1-64 characters from letters, digits, '.', '_' and '-', not starting with '.' or '-' (no '/', no '..')"
+)
+
+
+def sessions_home(arg: str | os.PathLike[str] | None = None) -> Path:
+    """The sessions directory: `arg` (--sessions-dir) if given, else $LABCON_HOME, else ./sessions."""
+    if arg:
+        return Path(arg).expanduser()
+    env = os.environ.get("LABCON_HOME")
+    if env:
+        return Path(env).expanduser()
+    return Path("sessions")
+
+
+def journal_path(arg: str | os.PathLike[str] | None = None) -> Path:
+    """The journal database inside the sessions directory chosen by `sessions_home(arg)`."""
+    return sessions_home(arg) / JOURNAL_FILE
+
+
+def validate_session_name(name: str) -> str:
+    """Return `name` if it is safe as a folder name under the sessions directory, else raise LabconError."""
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or name[0] in ".-" or ".." in name:
+        raise LabconError(f"invalid session name {name!r}: use {NAME_RULE}")
+    return name

@@ -1,0 +1,116 @@
+"""Replay: rebuild a journaled run from its config and seed, re-apply its commands at the same points."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from labcon.control import commands as C
+from labcon.errors import LabconError
+from labcon.session.config import parse_config
+from labcon.session.fitjobs import ReplayJob, SubmitJob
+from labcon.session.journal import Journal
+from labcon.session.paths import sessions_home
+from labcon.session.session import Session
+
+# Commands that change nothing numerical are not replayed (they were a person's doing, not the experiment's).
+_SKIP = (C.Pause, C.Resume, C.Save, C.Note, C.Journal, C.Help, C.Status, C.CbList, C.Hooks, C.ShowLoop, C.DataSummary)
+
+
+@dataclass
+class ReplayPlan:
+    """The commands of a run, split by where they were applied."""
+
+    run_id: int
+    idle: list[C.Command] = field(default_factory=list)
+    batch: dict[int, list[C.Command]] = field(default_factory=dict)
+    epoch: dict[int, list[C.Command]] = field(default_factory=dict)
+
+
+def plan_replay(journal: Journal, run_id: int) -> ReplayPlan:
+    """Read a run's command events into a ReplayPlan (commands that no longer parse are an error)."""
+    plan = ReplayPlan(run_id)
+    for ev in journal.events(run_id, kinds=["command"]):
+        try:
+            cmd = C.parse(ev["text"])
+        except LabconError as e:
+            raise LabconError(f"run {run_id}: journaled command {ev['text']!r} no longer parses: {e}") from None
+        if isinstance(cmd, _SKIP):
+            continue
+        point = (ev.get("data") or {}).get("point", "idle")
+        if point == "batch":
+            plan.batch.setdefault(int(ev["iteration"]), []).append(cmd)
+        elif point == "epoch":
+            plan.epoch.setdefault(int(ev["epoch"]), []).append(cmd)
+        else:
+            plan.idle.append(cmd)
+    return plan
+
+
+def deviation(original: list[dict[str, Any]], replayed: list[dict[str, Any]]) -> dict[str, float]:
+    """Largest absolute difference per metric over the epochs both runs have."""
+    out: dict[str, float] = {}
+    by_epoch = {int(r["epoch"]): r for r in original}
+    for row in replayed:
+        orig = by_epoch.get(int(row["epoch"]))
+        if orig is None:
+            continue
+        for k, v in row.items():
+            if k in ("epoch", "time") or k not in orig:
+                continue
+            a, b = orig[k], v
+            if isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isfinite(a) and math.isfinite(b):
+                out[k] = max(out.get(k, 0.0), abs(a - b))
+    return out
+
+
+def start_replay(
+    run: str | int,
+    sessions_dir: str | os.PathLike[str] | None = None,
+    until: int | None = None,
+    then: str | None = None,
+    name: str | None = None,
+) -> tuple[Session, ReplayPlan]:
+    """A new session (linked to the original run) that re-runs it; call session.wait() then report()."""
+    home = sessions_home(sessions_dir)
+    journal = Journal(home / "journal.db")
+    try:
+        run_id = journal.resolve_run(str(run))
+        info = journal.get_run(run_id)
+        plan = plan_replay(journal, run_id)
+    finally:
+        journal.close()
+    config = parse_config(info["config_text"], source=f"journal run {run_id}")
+    seed = info.get("seed")
+    if seed is not None:
+        config = config.replace(seed=int(seed))
+    new_name = name or f"{info['session']}-replay{run_id}"
+    if (home / new_name).exists():
+        raise LabconError(f"session '{new_name}' already exists; pass --session NAME for the replay")
+    session = Session(config, home, name=new_name)
+    session.persist.parent_id = run_id
+    session.replay_batch, session.replay_epoch = plan.batch, plan.epoch
+    session.until_epoch = until
+    for cmd in plan.idle:
+        session.jobs.put(ReplayJob(cmd))
+    if then:
+        session.jobs.put(SubmitJob(then))
+    return session, plan
+
+
+def report(session: Session, run_id: int) -> dict[str, Any]:
+    """How far the replay's epoch metrics are from the original run's."""
+    journal = Journal(session.home / "journal.db")
+    try:
+        original = journal.epochs(run_id)
+    finally:
+        journal.close()
+    replayed = session.history()
+    return {
+        "original_run": run_id,
+        "replay_run": session.persist.run_id,
+        "epochs_compared": len({int(r["epoch"]) for r in replayed} & {int(r["epoch"]) for r in original}),
+        "max_abs_deviation": deviation(original, replayed),
+    }

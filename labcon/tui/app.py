@@ -1,0 +1,350 @@
+"""The lab console: a thin Textual App that wires the panes to a session (submit, subscribe, snapshots)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Label, TabbedContent, TabPane
+
+from labcon.session.messages import CommandApplied, CommandFailed, FitEnded, FitStarted, Log, StateChanged
+from labcon.tui.bridge import (
+    MAX_UPDATES_PER_S,
+    CommandResult,
+    CommandSender,
+    UpdateBatch,
+    pump,
+    submit_safely,
+)
+from labcon.tui.commandline import CommandLine, Completions, load_help
+from labcon.tui.console import ConsolePane
+from labcon.tui.data import DataPane
+from labcon.tui.hooks import HooksPane
+from labcon.tui.journal import JournalPane
+from labcon.tui.pane import Pane
+from labcon.tui.screens import HelpScreen, QuitScreen
+from labcon.tui.statusbar import StatusBar
+from labcon.tui.telemetry import TelemetryPane
+from labcon.tui.training import TrainingPane
+
+PANES: tuple[tuple[str, str], ...] = (
+    ("training", "Training"),
+    ("telemetry", "Telemetry"),
+    ("hooks", "Hooks"),
+    ("data", "Data"),
+    ("journal", "Journal"),
+    ("console", "Console"),
+)
+_FOCUS = {
+    "training": "#epoch-table",
+    "telemetry": "#layer-table",
+    "hooks": "#module-tree",
+    "data": "#data-summary-box",
+    "journal": "#journal-results",
+    "console": "#console-log",
+}
+_LIVE = ("running", "paused", "stopping")
+_STATUS_EVENTS = (StateChanged, FitStarted, FitEnded, CommandApplied)
+
+
+class SessionUpdate(Message):
+    """A merged batch of session messages (posted from the pump thread)."""
+
+    def __init__(self, batch: UpdateBatch) -> None:
+        super().__init__()
+        self.batch = batch
+
+
+class CommandDone(Message):
+    """The session answered a command (posted from the sender thread)."""
+
+    def __init__(self, result: CommandResult) -> None:
+        super().__init__()
+        self.result = result
+
+
+class LabconApp(App[None]):
+    """Six panes over one session; the UI only reads snapshots and messages, never tensors."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "labcon"
+    BINDINGS = [
+        Binding("space", "toggle_pause", "Pause/resume"),
+        Binding("s", "stop", "Stop"),
+        Binding("ctrl+s", "save", "Save"),
+        *(
+            Binding(str(i + 1), f"show_pane('{pid}')", title, show=False)
+            for i, (pid, title) in enumerate(PANES)
+        ),
+        Binding("colon,slash", "focus_command", "Command"),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "request_quit", "Quit"),
+    ]
+
+    def __init__(
+        self, session: Any, journal: Any = None, images: str = "auto", max_rate: float = MAX_UPDATES_PER_S
+    ):
+        super().__init__()
+        self.session = session
+        self.journal = journal
+        self.images = images
+        self.max_rate = max_rate
+        self.n_updates = 0
+        self.detached = False
+        self._stop = threading.Event()
+        self._sub: Any = None
+        self._pump: threading.Thread | None = None
+        self.sender = CommandSender(session, lambda r: self.post_message(CommandDone(r)))
+        self._help_text = load_help()
+
+    # -- layout -----------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        with TabbedContent(id="panes", initial="training"):
+            for i, (pid, title) in enumerate(PANES):
+                with TabPane(f"{i + 1} {title}", id=pid):
+                    yield self._make_pane(pid)
+        with Horizontal(id="command-row"):
+            yield Label("›", id="prompt")
+            yield CommandLine(placeholder="command (: to focus, help, Tab completes)", id="command")
+        yield Footer()
+
+    def _make_pane(self, pid: str) -> Pane:
+        s = self.session
+        if pid == "training":
+            return TrainingPane(s, id="pane-training")
+        if pid == "telemetry":
+            return TelemetryPane(s, id="pane-telemetry")
+        if pid == "hooks":
+            return HooksPane(s, id="pane-hooks")
+        if pid == "data":
+            return DataPane(s, images=self.images, id="pane-data")
+        if pid == "journal":
+            return JournalPane(s, journal=self.journal, id="pane-journal")
+        return ConsolePane(s, id="pane-console")
+
+    @property
+    def panes(self) -> list[Pane]:
+        """Every pane widget."""
+        return list(self.query(Pane))
+
+    @property
+    def console_pane(self) -> ConsolePane:
+        """The console pane (its log collects every reply and error)."""
+        return self.query_one(ConsolePane)
+
+    # -- life cycle -------------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        self.refresh_status()
+        self.sender.start()
+        self._sub = self.session.subscribe()
+        self._pump = threading.Thread(
+            target=pump,
+            args=(self._sub, lambda b: self.post_message(SessionUpdate(b)), self._stop, self.max_rate),
+            name="labcon-tui-pump",
+            daemon=True,
+        )
+        self._pump.start()
+
+    def on_unmount(self) -> None:
+        self._stop.set()
+        if self._pump is not None:
+            self._pump.join(1.0)
+        if self._sub is not None:
+            self._sub.close()
+        self.sender.close()
+
+    # -- session traffic --------------------------------------------------------------------------
+    def on_session_update(self, message: SessionUpdate) -> None:
+        """Hand a merged update to every pane; errors become notifications."""
+        batch = message.batch
+        self.n_updates += 1
+        for pane in self.panes:
+            try:
+                pane.apply(batch)
+            except Exception as e:  # noqa: BLE001 - one pane's bug must not take the console down
+                self.notify(f"{type(pane).__name__}: {e}", severity="error", markup=False)
+        status = self.query_one(StatusBar)
+        if batch.progress is not None:
+            status.set_progress(batch.progress)
+        if any(isinstance(e, _STATUS_EVENTS) for e in batch.events):
+            self.refresh_status()
+        for ev in batch.events:
+            if isinstance(ev, CommandFailed):
+                self.notify(f"{ev.text}: {ev.error}", title="command failed", severity="error", markup=False)
+            elif isinstance(ev, Log) and ev.level == "error":
+                self.notify(ev.text, title="error", severity="error", markup=False)
+            elif isinstance(ev, FitEnded) and ev.status == "failed":
+                self.notify(ev.reason or "the fit failed", title="fit failed", severity="error", markup=False)
+
+    def refresh_status(self) -> None:
+        """Re-read session.status() into the status bar."""
+        try:
+            st = self.session.status()
+        except Exception as e:  # noqa: BLE001 - a status bug must not crash the console
+            self.notify(f"status: {e}", severity="error", markup=False)
+            return
+        self.query_one(StatusBar).set_status(st)
+
+    def run_command(self, text: str) -> None:
+        """Echo `text` in the console and submit it (help is answered locally when the grammar is present)."""
+        text = text.strip()
+        if not text:
+            return
+        self.console_pane.write(f"› {text}", "bold")
+        words = text.split()
+        if words[0] == "help" and self._help_text is not None:
+            try:
+                self.console_pane.write(self._help_text(" ".join(words[1:]) or None))
+            except Exception as e:  # noqa: BLE001 - unknown topic etc.: show the message
+                self._error(text, str(e))
+            return
+        self.sender.submit(text)
+
+    def on_command_done(self, message: CommandDone) -> None:
+        """Show the session's reply; a refusal is an error in the console and a notification."""
+        r = message.result
+        if r.ok:
+            self.console_pane.write(r.reply_text or "ok", "green" if r.reply_text == "queued" else "")
+        else:
+            self._error(r.text, r.reply_text)
+        if r.text.startswith("hook"):
+            self.query_one(HooksPane).mark_dirty()
+        self.refresh_status()
+
+    def _error(self, text: str, error: str) -> None:
+        self.console_pane.write(f"error: {error}", "bold red")
+        self.notify(error, title=text, severity="error", markup=False)
+
+    def on_input_submitted(self, event: CommandLine.Submitted) -> None:
+        """Enter on the command line."""
+        if isinstance(event.input, CommandLine):
+            event.input.remember(event.value)
+            event.input.value = ""
+            self.run_command(event.value)
+
+    def on_completions(self, message: Completions) -> None:
+        """Several completions: list them in the console."""
+        self.console_pane.write("  ".join(message.candidates), "dim")
+
+    def prefill_command(self, text: str) -> None:
+        """Put `text` on the command line and focus it (the user completes and presses Enter)."""
+        line = self.query_one(CommandLine)
+        line.value = text
+        line.cursor_position = len(text)
+        line.focus()
+
+    # -- actions ----------------------------------------------------------------------------------
+    def _state(self) -> str:
+        try:
+            return str(self.session.status().get("state", "idle"))
+        except Exception:  # noqa: BLE001 - treat an unreadable status as idle
+            return "idle"
+
+    def action_toggle_pause(self) -> None:
+        """Pause a running fit, resume a paused one."""
+        state = self._state()
+        if state == "running":
+            self.run_command("pause")
+        elif state == "paused":
+            self.run_command("resume")
+        else:
+            self.notify(f"nothing to pause: the session is {state} (start with `fit N`)", markup=False)
+
+    def action_stop(self) -> None:
+        """Stop the live fit."""
+        self.run_command("stop")
+
+    def action_save(self) -> None:
+        """Save a checkpoint."""
+        self.run_command("save")
+
+    def action_show_pane(self, pid: str) -> None:
+        """Switch to a pane."""
+        self.query_one(TabbedContent).active = pid
+        self.set_focus(None)
+        self.call_after_refresh(self._focus_pane, pid)
+
+    def _focus_pane(self, pid: str) -> None:
+        # Keys (arrows, pane keys) go to the pane's main table; never to a text box, so 1-6 keep working.
+        target = _FOCUS.get(pid)
+        if target is not None:
+            self.query_one(target).focus()
+
+    def action_focus_command(self) -> None:
+        """Focus the command line."""
+        self.query_one(CommandLine).focus()
+
+    def action_help(self) -> None:
+        """Keys and commands."""
+        text = ""
+        if self._help_text is not None:
+            try:
+                text = self._help_text(None)
+            except Exception:  # noqa: BLE001 - keys help is still worth showing
+                text = ""
+        self.push_screen(HelpScreen(text))
+
+    def action_request_quit(self) -> None:
+        """Quit; when a run is live, ask whether to stop it, keep it running headless, or stay."""
+        state = self._state()
+        if state not in _LIVE:
+            self.exit()
+            return
+        self.push_screen(
+            QuitScreen(state, callable(getattr(self.session, "detach", None))), self._quit_answer
+        )
+
+    def _quit_answer(self, choice: str | None) -> None:
+        if choice == "stop":
+            r = submit_safely(self.session, "stop")
+            if not r.ok:
+                self._error("stop", r.reply_text)
+                return
+            self.exit()
+        elif choice == "detach":
+            try:
+                self.session.detach()
+                self.detached = True
+            except Exception as e:  # noqa: BLE001 - stay open when detaching failed
+                self._error("detach", str(e))
+                return
+            self.exit()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The command palette: panes and run controls, besides Textual's own."""
+        yield from super().get_system_commands(screen)
+        for i, (pid, title) in enumerate(PANES):
+            yield SystemCommand(
+                f"Pane: {title}",
+                f"show the {title} pane (key {i + 1})",
+                lambda p=pid: self.action_show_pane(p),
+            )
+        yield SystemCommand("Pause / resume", "pause or resume the run (space)", self.action_toggle_pause)
+        yield SystemCommand("Stop", "stop the run (s)", self.action_stop)
+        yield SystemCommand("Save checkpoint", "save a checkpoint (ctrl+s)", self.action_save)
+
+
+def build_app(session: Any, journal: Any = None, *, images: str = "auto") -> LabconApp:
+    """The console for `session` (tests inject a fake session and a temp journal; images='halfcell' is deterministic)."""
+    return LabconApp(session, journal=journal, images=images)
+
+
+def run_console(session: Any) -> None:
+    """Run the console in this terminal until the user quits; a run kept 'headless' is waited for here."""
+    app = build_app(session)
+    app.run()
+    waiter = getattr(session, "wait", None)
+    if app.detached and callable(waiter):
+        print("labcon: the run continues headless; Ctrl-C stops it", file=sys.stderr)
+        waiter()
+
+
+__all__ = ["LabconApp", "build_app", "run_console"]

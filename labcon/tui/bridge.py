@@ -1,0 +1,165 @@
+"""Background plumbing between a session and the UI: a throttled message pump and a command sender."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from labcon.session.messages import BatchStats, Message, Progress, TelemetryUpdated
+
+# At most this many UI updates per second, however fast the session publishes.
+MAX_UPDATES_PER_S = 10.0
+# Live plots keep at most this many points per series (older points are dropped).
+BATCH_HISTORY_CAP = 5000
+
+
+@dataclass
+class UpdateBatch:
+    """Everything the session said since the last UI update, merged: only the newest Progress survives."""
+
+    progress: Progress | None = None
+    batch_stats: BatchStats | None = None
+    telemetry_iter: int | None = None
+    events: list[Message] = field(default_factory=list)
+    n_messages: int = 0
+
+    def __bool__(self) -> bool:
+        return self.n_messages > 0
+
+
+class Merger:
+    """Folds a flood of messages into one UpdateBatch (toolong-style replacement of stale progress)."""
+
+    def __init__(self) -> None:
+        self._batch = UpdateBatch()
+
+    def add(self, msg: Message) -> None:
+        """Merge one message: Progress replaces, BatchStats concatenate, the rest keep their order."""
+        b = self._batch
+        b.n_messages += 1
+        if isinstance(msg, Progress):
+            b.progress = msg
+        elif isinstance(msg, BatchStats):
+            b.batch_stats = msg if b.batch_stats is None else _concat(b.batch_stats, msg)
+        elif isinstance(msg, TelemetryUpdated):
+            b.telemetry_iter = msg.train_iter
+        else:
+            b.events.append(msg)
+
+    def take(self) -> UpdateBatch:
+        """The merged batch so far; the merger starts empty again."""
+        out, self._batch = self._batch, UpdateBatch()
+        return out
+
+    def __bool__(self) -> bool:
+        return bool(self._batch)
+
+
+def _concat(a: BatchStats, b: BatchStats) -> BatchStats:
+    cap = BATCH_HISTORY_CAP
+
+    def tail(x: tuple[float, ...], y: tuple[float, ...]) -> tuple[float, ...]:
+        return (x + y)[-cap:]
+
+    n_dropped = max(0, len(a.losses) + len(b.losses) - cap)
+    return BatchStats(
+        start_iter=a.start_iter + n_dropped,
+        losses=tail(a.losses, b.losses),
+        smooth_losses=tail(a.smooth_losses, b.smooth_losses),
+        lrs=tail(a.lrs, b.lrs),
+        moms=tail(a.moms, b.moms),
+    )
+
+
+def _get(sub: Any, timeout: float) -> Message | None:
+    """One message or None; subscriptions may signal a timeout by returning None or raising queue.Empty."""
+    try:
+        return sub.get(timeout=timeout)
+    except queue.Empty:
+        return None
+
+
+def pump(
+    sub: Any,
+    post: Callable[[UpdateBatch], None],
+    stop: threading.Event,
+    max_rate: float = MAX_UPDATES_PER_S,
+) -> None:
+    """Read `sub` until `stop` is set, posting merged batches no more often than `max_rate` per second."""
+    interval = 1.0 / max_rate
+    merger = Merger()
+    last = 0.0
+    while not stop.is_set():
+        now = time.monotonic()
+        wait = max(0.0, min(0.05, last + interval - now)) if merger else 0.05
+        msg = _get(sub, wait)
+        if msg is not None:
+            merger.add(msg)
+        now = time.monotonic()
+        if merger and now - last >= interval:
+            post(merger.take())
+            last = now
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What became of one submitted command: the session's reply, or the exception it raised."""
+
+    text: str
+    ok: bool
+    reply_text: str
+    data: dict | None = None
+
+
+class CommandSender:
+    """Submits commands on one background thread, in order, so a slow `save` never blocks the UI."""
+
+    def __init__(self, session: Any, on_result: Callable[[CommandResult], None]) -> None:
+        self._session = session
+        self._on_result = on_result
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._busy = False
+        self._thread = threading.Thread(target=self._loop, name="labcon-tui-commands", daemon=True)
+
+    def start(self) -> None:
+        """Start the sender thread."""
+        self._thread.start()
+
+    def submit(self, text: str) -> None:
+        """Queue `text` for session.submit."""
+        self._busy = True
+        self._queue.put(text)
+
+    @property
+    def idle(self) -> bool:
+        """True when every queued command has been answered."""
+        return not self._busy and self._queue.empty()
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the thread after the commands already queued."""
+        self._queue.put(None)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            text = self._queue.get()
+            if text is None:
+                return
+            self._busy = True
+            self._on_result(submit_safely(self._session, text))
+            self._busy = not self._queue.empty()
+
+
+def submit_safely(session: Any, text: str) -> CommandResult:
+    """session.submit(text) turned into a CommandResult; an exception becomes a failed result, never a crash."""
+    try:
+        reply = session.submit(text)
+    except Exception as e:  # noqa: BLE001 - any failure in a command must reach the console, not kill the UI
+        return CommandResult(text, False, f"{type(e).__name__}: {e}")
+    ok = bool(getattr(reply, "ok", False))
+    return CommandResult(text, ok, str(getattr(reply, "text", "")), getattr(reply, "data", None))

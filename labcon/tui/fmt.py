@@ -1,0 +1,57 @@
+"""Small formatting helpers shared by the panes (numbers, durations, sparklines, downsampling)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+_SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def fmt_num(x: object, digits: int = 4) -> str:
+    """A float in a short form ('0.1234', '1.2e-05', 'nan'); other values as str."""
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return "" if x is None else str(x)
+    if isinstance(x, int):
+        return str(x)
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e5):
+        return f"{x:.{max(1, digits - 2)}e}"
+    return f"{x:.{digits}f}"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """Seconds as 'm:ss' or 'h:mm:ss'; '--' when unknown."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "--"
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def sparkline(values: Sequence[float], width: int = 16) -> str:
+    """Unicode block sparkline of the last `width` (finite) values, scaled to their own min..max."""
+    vals = [v for v in values[-width:] if isinstance(v, int | float) and math.isfinite(v)]
+    if not vals:
+        return ""
+    lo, hi = min(vals), max(vals)
+    span = hi - lo
+    if span <= 0:
+        return _SPARKS[3] * len(vals)
+    return "".join(_SPARKS[min(7, int((v - lo) / span * 8))] for v in vals)
+
+
+def downsample(xs: Sequence[float], ys: Sequence[float], n: int = 400) -> tuple[list[float], list[float]]:
+    """At most about `n` evenly strided points (plots redraw fast whatever the history length)."""
+    step = max(1, len(ys) // n)
+    return list(xs[::step]), list(ys[::step])
+
+
+def finite_pairs(xs: Sequence[float], ys: Sequence[float]) -> tuple[list[float], list[float]]:
+    """The (x, y) pairs whose y is finite (plotext cannot draw nan or inf)."""
+    pairs = [(x, y) for x, y in zip(xs, ys, strict=False) if isinstance(y, int | float) and math.isfinite(y)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]

@@ -1,0 +1,154 @@
+"""Hooks pane: the module tree with the hooks on each module, their latest stats; add/remove when paused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import DataTable, Label, Tree
+
+from labcon.session.messages import CommandApplied
+from labcon.tui.bridge import UpdateBatch
+from labcon.tui.fmt import fmt_num
+from labcon.tui.pane import Pane
+
+
+class ModuleTree(Tree[str]):
+    """A Tree where space keeps its console meaning (pause/resume) instead of toggling a node."""
+
+    BINDINGS = [Binding("space", "app.toggle_pause", "Pause", show=False)]
+
+
+def module_paths(session: Any) -> list[str]:
+    """Module paths known to the session: its own list if it has one, else telemetry layers and hooked modules."""
+    paths: list[str] = []
+    getter = getattr(session, "module_paths", None)
+    if callable(getter):
+        paths = list(getter())
+    snap = session.telemetry_snapshot() if hasattr(session, "telemetry_snapshot") else None
+    if snap is not None:
+        paths += [p for p in snap.layers if p not in paths]
+    paths += [h["module"] for h in session.hooks_table() if h.get("module") not in paths]
+    return paths
+
+
+class HooksPane(Pane):
+    """Tree of modules (with hook counts) | hooks of the selected subtree + the module's latest statistics."""
+
+    BINDINGS = [
+        Binding("a", "add_hook", "Add hook"),
+        Binding("x,delete", "remove_hook", "Remove hook"),
+    ]
+
+    def __init__(self, session: Any, **kwargs: Any) -> None:
+        super().__init__(session, **kwargs)
+        self.selected = ""
+        self.hooks: list[dict[str, Any]] = []
+
+    def compose(self) -> ComposeResult:
+        yield ModuleTree("model", id="module-tree")
+        with Vertical(id="hooks-side"):
+            yield Label("", id="hooks-title")
+            yield DataTable(id="hooks-table", cursor_type="row", zebra_stripes=True)
+            yield Label("", id="module-stats")
+            yield Label("a add a hook here · x remove the selected hook (paused)", classes="hint")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#hooks-table", DataTable)
+        for col in ("id", "module", "kind", "owner", "scope"):
+            table.add_column(col, key=col)
+        self.mark_dirty()
+
+    def apply(self, update: UpdateBatch) -> None:
+        if any(isinstance(e, CommandApplied) and e.text.startswith("hook") for e in update.events):
+            self.mark_dirty()
+        elif update.telemetry_iter is not None and self.display:
+            self._show_stats()
+
+    def redraw(self) -> None:
+        self.hooks = list(self.safe(self.session.hooks_table, default=[]) or [])
+        paths = self.safe(module_paths, self.session, default=[]) or []
+        tree = self.query_one("#module-tree", ModuleTree)
+        tree.clear()
+        tree.root.data = ""
+        counts: dict[str, int] = {}
+        for h in self.hooks:
+            counts[h["module"]] = counts.get(h["module"], 0) + 1
+        nodes: dict[str, Any] = {"": tree.root}
+        for path in paths:
+            parts = path.split(".")
+            for i in range(len(parts)):
+                key = ".".join(parts[: i + 1])
+                if key not in nodes:
+                    n = counts.get(key, 0)
+                    label = Text(parts[i])
+                    if n:
+                        label.append(f"  {n} hook{'s' if n != 1 else ''}", style="bold cyan")
+                    nodes[key] = nodes[".".join(parts[:i])].add(label, data=key, expand=True)
+        tree.root.expand()
+        self._show_hooks()
+
+    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[str]) -> None:
+        """Show the hooks of the highlighted module's subtree."""
+        self.selected = event.node.data or ""
+        self._show_hooks()
+
+    def _show_hooks(self) -> None:
+        sel = self.selected
+        rows = [h for h in self.hooks if not sel or h["module"] == sel or h["module"].startswith(sel + ".")]
+        table = self.query_one("#hooks-table", DataTable)
+        table.clear()
+        for h in rows:
+            table.add_row(
+                str(h["id"]),
+                h["module"],
+                h["kind"],
+                str(h.get("owner", "")),
+                str(h.get("scope", "")),
+                key=str(h["id"]),
+            )
+        where = sel or "the whole model"
+        self.query_one("#hooks-title", Label).update(
+            f"{len(rows)} hook(s) on {where} ({len(self.hooks)} in all)"
+        )
+        self._show_stats()
+
+    def _show_stats(self) -> None:
+        snap = self.safe(getattr(self.session, "telemetry_snapshot", lambda: None))
+        st = snap.latest.get(self.selected) if snap is not None and self.selected else None
+        label = self.query_one("#module-stats", Label)
+        if st is None:
+            label.update("latest stats: select a module with telemetry")
+            return
+        label.update(
+            Text(
+                f"latest stats of {self.selected}: mean {fmt_num(st.mean, 3)}  std {fmt_num(st.std, 3)}  "
+                f"near-zero {fmt_num(100 * st.near_zero, 1)}%  grad norm {fmt_num(st.grad_norm, 3)}  "
+                f"update/param {fmt_num(st.update_ratio, 2)}"
+            )
+        )
+
+    def _paused(self) -> bool:
+        state = (self.safe(self.session.status, default={}) or {}).get("state")
+        if state in ("paused", "idle"):
+            return True
+        self.app.notify("hooks can be changed while paused: press space first", severity="warning")
+        return False
+
+    def action_add_hook(self) -> None:
+        """Prefill the command line with `hook add MODULE`."""
+        if not self._paused():
+            return
+        module = self.selected or "MODULE_PATH"
+        self.app.prefill_command(f"hook add {module} kind=forward")  # type: ignore[attr-defined]
+
+    def action_remove_hook(self) -> None:
+        """Remove the hook highlighted in the hooks table."""
+        table = self.query_one("#hooks-table", DataTable)
+        if table.row_count == 0 or not self._paused():
+            return
+        hook_id = table.get_row_at(table.cursor_row)[0]
+        self.app.run_command(f"hook rm {hook_id}")  # type: ignore[attr-defined]

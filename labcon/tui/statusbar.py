@@ -1,0 +1,53 @@
+"""One-line status: session, state, epoch / batch position, learning rate, run and device."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import Static
+
+from labcon.session.messages import Progress
+from labcon.tui.fmt import fmt_num
+
+_STATE_STYLE = {"running": "bold green", "paused": "bold yellow", "stopping": "bold red", "idle": "dim"}
+
+
+class StatusBar(Static):
+    """Shows session.status(), kept current by Progress messages between status reads."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("", **kwargs)
+        self.status: dict[str, Any] = {}
+
+    def set_status(self, status: dict[str, Any]) -> None:
+        """Replace the status (a session.status() dict)."""
+        self.status = dict(status)
+        self._draw()
+
+    def set_progress(self, p: Progress) -> None:
+        """Fold the newest Progress into the status."""
+        self.status.update(epoch=p.epoch, iter=p.iter, n_iter=p.n_iter, train_iter=p.train_iter)
+        if p.lrs:
+            self.status.setdefault("hypers", {})["lr"] = list(p.lrs)
+        self._draw()
+
+    def _draw(self) -> None:
+        s = self.status
+        state = str(s.get("state", "?"))
+        text = Text()
+        text.append(f" {s.get('name', 'session')} ", style="bold reverse")
+        text.append(f" ● {state} ", style=_STATE_STYLE.get(state, ""))
+        text.append(
+            f" epoch {s.get('epoch', 0)}/{s.get('n_epochs', 0)}  batch {s.get('iter', 0)}/{s.get('n_iter', 0)}"
+        )
+        lrs = (s.get("hypers") or {}).get("lr") or []
+        if lrs:
+            text.append(f"  lr {fmt_num(float(lrs[-1]), 3)}")
+        if s.get("run_id") is not None:
+            text.append(f"  run {s['run_id']}")
+        if s.get("device"):
+            text.append(f"  {s['device']}", style="dim")
+        if s.get("last_error"):
+            text.append(f"  error: {s['last_error']}", style="bold red")
+        self.update(text)

@@ -1,0 +1,108 @@
+"""Telemetry pane: per-layer mean / std / near-zero with sparklines, flags, and a layer's histogram heat map."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable, Label
+
+from labcon.tui.bridge import UpdateBatch
+from labcon.tui.fmt import fmt_num, sparkline
+from labcon.tui.heatmap import Heatmap
+from labcon.tui.pane import Pane
+
+_FLAG_STYLE = {"dead": "bold blue", "exploding": "bold red"}
+
+
+class TelemetryPane(Pane):
+    """Layer table (select a row to show its heat map) and the heat map."""
+
+    def __init__(self, session: Any, **kwargs: Any) -> None:
+        super().__init__(session, **kwargs)
+        self.selected_layer: str | None = None
+        self.snapshot: Any = None
+        self._layers: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield Label("telemetry: waiting for the first report", id="telemetry-info")
+        yield DataTable(id="layer-table", cursor_type="row", zebra_stripes=True)
+        with Vertical(id="heatmap-box"):
+            yield Label("", id="heatmap-title")
+            yield Heatmap(id="heatmap")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#layer-table", DataTable)
+        for col in ("layer", "mean", "std", "near 0", "mean ~", "std ~", "near 0 ~", "flag"):
+            table.add_column(col, key=col)
+        self.mark_dirty()
+
+    def apply(self, update: UpdateBatch) -> None:
+        if update.telemetry_iter is not None:
+            self.mark_dirty()
+
+    def redraw(self) -> None:
+        snap = self.safe(getattr(self.session, "telemetry_snapshot", lambda: None))
+        self.snapshot = snap
+        info = self.query_one("#telemetry-info", Label)
+        if snap is None:
+            info.update("telemetry: no report yet (it is on by default; `telemetry on` enables it)")
+            return
+        layers = list(snap.layers)
+        flags = dict(snap.flags)
+        flagged = ", ".join(f"{k} {v}" for k, v in flags.items()) or "none"
+        info.update(Text(f"telemetry at batch {snap.train_iter}: {len(layers)} layers, flagged: {flagged}"))
+        table = self.query_one("#layer-table", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for name in layers:
+            table.add_row(*self._cells(snap, name, flags.get(name)), key=name)
+        self._layers = layers
+        if layers:
+            if self.selected_layer not in layers:
+                self.selected_layer = next((n for n in layers if n in flags), layers[0])
+            table.move_cursor(
+                row=layers.index(self.selected_layer) if cursor is None else min(cursor, len(layers) - 1)
+            )
+        self._show_heatmap()
+
+    def _cells(self, snap: Any, name: str, flag: str | None) -> list[Any]:
+        st = snap.latest.get(name)
+        hist = snap.history(name)
+        style = _FLAG_STYLE.get(flag or "", "")
+        cells: list[Any] = [Text(name, style=style)]
+        for key in ("mean", "std", "near_zero"):
+            v = getattr(st, key, float("nan")) if st is not None else float("nan")
+            cells.append(fmt_num(100 * v, 1) + "%" if key == "near_zero" else fmt_num(v, 3))
+        for key in ("mean", "std", "near_zero"):
+            cells.append(Text(sparkline(list(hist.get(key, [])), 12), style=style or "cyan"))
+        cells.append(Text(flag or "", style=style))
+        return cells
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """Show the highlighted layer's heat map."""
+        if event.data_table.id != "layer-table" or event.row_key.value is None:
+            return
+        if event.row_key.value != self.selected_layer:
+            self.selected_layer = str(event.row_key.value)
+            self._show_heatmap()
+
+    def _show_heatmap(self) -> None:
+        snap = self.snapshot
+        title = self.query_one("#heatmap-title", Label)
+        if snap is None or self.selected_layer is None:
+            return
+        lo, hi = snap.hist_range
+        grid = self.safe(snap.heatmap, self.selected_layer, default=None)
+        n = len(grid) if grid is not None else 0
+        flag = snap.flags.get(self.selected_layer)
+        text = Text(
+            f"histogram of {self.selected_layer}: {n} reports (time ->), bins {fmt_num(lo, 2)}..{fmt_num(hi, 2)} "
+            "(bottom..top), log counts"
+        )
+        if flag:
+            text.append(f"  {flag}", style=_FLAG_STYLE.get(flag, ""))
+        title.update(text)
+        self.query_one("#heatmap", Heatmap).set_grid(grid)

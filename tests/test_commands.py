@@ -1,0 +1,250 @@
+"""The command language: parsing, canonical text, errors, help, validation and completion."""
+
+from __future__ import annotations
+
+import pytest
+
+from labcon.control import commands as C
+from labcon.control.commands import StaticContext, complete, help_text, parse, validate
+from labcon.errors import CommandError, LabconError
+
+ROUND_TRIP = [
+    ("fit 3", C.Fit(3)),
+    ("fit_one_cycle 5 lr=3e-3", C.FitOneCycle(5, 3e-3)),
+    ("fit_one_cycle 2 lr=1e-3,1e-2 pct_start=0.3", C.FitOneCycle(2, (1e-3, 1e-2), 0.3)),
+    ("lr_find num_it=50 end_lr=1", C.LrFind((("num_it", 50), ("end_lr", 1.0)))),
+    ("pause", C.Pause()),
+    ("resume", C.Resume()),
+    ("stop", C.Stop()),
+    ("set lr=1e-3 wd=0.01 group=1", C.Set((("lr", 1e-3), ("wd", 0.01)), 1)),
+    ("set lr=1e-4,1e-3", C.Set((("lr", (1e-4, 1e-3)),))),
+    ("opt SGD mom=0.9", C.Opt("sgd", (("mom", 0.9),))),
+    ("cb add mixup alpha=0.4", C.CbAdd("mixup", (("alpha", 0.4),))),
+    ('cb add "my dir/cb.py:MyCb" n=1 on=true', C.CbAdd("my dir/cb.py:MyCb", (("n", 1), ("on", True)))),
+    ("cb add x names=a,b s='3'", C.CbAdd("x", (("names", ("a", "b")), ("s", "3")))),
+    ("cb rm mixup", C.CbRm("mixup")),
+    ("cb list", C.CbList()),
+    ("norm group groups=8", C.Norm("group", (("groups", 8),))),
+    ("hooks", C.Hooks()),
+    ("hook add layers.0", C.HookAdd("layers.0", "forward")),
+    ("hook add 0 kind=backward", C.HookAdd("0", "backward")),
+    ("hook rm 3", C.HookRm(3)),
+    ("telemetry every=5 layers=0,1.conv,1.10 off", C.Telemetry(5, ("0", "1.conv", "1.10"), False)),
+    ("telemetry", C.Telemetry()),
+    ("data summary", C.DataSummary()),
+    ("save", C.Save()),
+    ('save "before swap"', C.Save("before swap")),
+    ("note don't   forget: lr=3", C.Note("don't   forget: lr=3")),
+    ("journal mixup AND lr", C.Journal("mixup AND lr")),
+    ("replay 12", C.Replay("12")),
+    ("show loop", C.ShowLoop()),
+    ("status", C.Status()),
+    ("help", C.Help()),
+    ("help  cb   add", C.Help("cb add")),
+    ("  status  ", C.Status()),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), ROUND_TRIP)
+def test_parse_and_canonical_text(text: str, expected: C.Command) -> None:
+    cmd = parse(text)
+    assert cmd == expected
+    assert parse(cmd.text) == cmd
+    assert cmd.when in C.WHEN_VALUES
+
+
+def test_when_classes() -> None:
+    assert parse("status").when == "now"
+    assert parse("set lr=1").when == "batch"
+    assert parse("pause").when == "batch"
+    assert parse("opt sgd").when == "epoch"
+    assert parse("norm batch").when == "epoch"
+    assert parse("fit 1").when == "idle"
+    # Every command class is reachable from help and from the parser table.
+    assert {c.name for c in C.COMMAND_CLASSES} == set(C.SPECS)
+
+
+def test_commands_are_frozen_and_hashable() -> None:
+    cmd = parse("set lr=1e-3")
+    with pytest.raises(AttributeError):
+        cmd.group = 2  # type: ignore[misc]
+    assert len({parse("fit 2"), parse("fit  2"), parse("fit 3")}) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("fti 3", "unknown command 'fti'; did you mean 'fit'? commands: fit,"),
+        ("cb ad x", "unknown cb sub-command 'ad'; did you mean 'add'? available: add, rm, list"),
+        ("cb", "cb needs a sub-command: add, rm, list"),
+        ("norm bach", "did you mean 'batch'?"),
+        ("fit", "fit needs a number of epochs"),
+        ("fit x", "must be a whole number"),
+        ("fit 0", "at least 1"),
+        ("fit 2 3", "takes 1 word(s), got 2"),
+        ("fit 2 lr=3", "unknown option 'lr' for fit"),
+        ("set", "at least one name=value"),
+        ("set lr=abc", "lr must be a number"),
+        ("set lr=1,2 group=0", "not both"),
+        ("set lr=1 lr=2", "given twice"),
+        ("set lr=1e999", "out of range"),
+        ("set lr=", "missing value"),
+        ("set lr=1,,2", "empty item"),
+        ("set 3=4", "bad option name"),
+        ("telemetry maybe", "on or off"),
+        ("telemetry every=0", "every must be"),
+        ("hook add x kind=side", "forward or backward"),
+        ("hook rm abc", "hook id must be a whole number"),
+        ('note "', None),
+        ('set lr="1', "unterminated"),
+        ("note", "note needs text"),
+        ("help fitt", "did you mean 'fit'"),
+        ("help cb ad", "did you mean 'add'"),
+        ("cb add file.txt:Cls", "not path/to/file.py:ClassName"),
+        ("fit_one_cycle 2 pct_start=2", "between 0 and 1"),
+        ("lr_find num_it=1", "num_it"),
+        ("", "empty command"),
+    ],
+)
+def test_errors_are_one_clear_line(text: str, fragment: str | None) -> None:
+    if fragment is None:  # a note keeps its text verbatim, quotes included
+        assert parse(text) == C.Note('"')
+        return
+    with pytest.raises(CommandError) as e:
+        parse(text)
+    msg = str(e.value)
+    assert "\n" not in msg and fragment in msg
+    assert isinstance(e.value, LabconError)
+
+
+def test_help_text() -> None:
+    full = help_text()
+    for key in C.SPECS:
+        assert C.SPECS[key].usage in full
+    one = help_text("set")
+    assert one.startswith("usage: set NAME=VALUE") and "batch boundary" in one
+    assert "cb rm NAME" in help_text("cb") and "cb list" in help_text("cb")
+    with pytest.raises(CommandError, match="did you mean 'status'"):
+        help_text("stauts")
+
+
+CTX = StaticContext(
+    callbacks_available=["mixup", "grad_clip", "early_stopping"],
+    callbacks_installed=["recorder", "train_eval", "grad_clip"],
+    hyper_names=["lr", "mom", "sqr_mom", "eps", "wd"],
+    n_groups=2,
+    module_paths=["", "0", "1", "1.conv", "1.bn"],
+    hook_ids=[1, 4],
+    state="running",
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        (
+            "cb add mixpu",
+            "unknown callback 'mixpu'; did you mean 'mixup'? available: early_stopping, grad_clip, mixup",
+        ),
+        ("cb add grad_clip", "already installed"),
+        ("cb add /no/such/file.py:Cls", "no file"),
+        ("cb rm mixup", "unknown installed callback 'mixup'"),
+        ("set lrr=1", "did you mean 'lr'?"),
+        ("set lr=1,2,3", "3 values for 2 param group(s)"),
+        ("set lr=1 group=2", "param group 2 does not exist"),
+        ("set lr=-1", ">= 0"),
+        ("opt adamw", "unknown optimizer 'adamw'; did you mean 'adam'?"),
+        ("hook add 1.cnv", "did you mean '1.conv'?"),
+        ("hook rm 7", "no hook with id 7; hooks: 1, 4"),
+        ("telemetry layers=0,9", "unknown module path '9'"),
+        ("fit 3", "while the session is running"),
+        ("replay 3", "while the session is running"),
+        ("resume", "nothing to resume"),
+    ],
+)
+def test_validate_errors(text: str, fragment: str) -> None:
+    with pytest.raises(CommandError) as e:
+        validate(parse(text), CTX)
+    assert fragment in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "cb add mixup alpha=0.4",
+        "cb rm grad_clip",
+        "set lr=1e-3,1e-2",
+        "set wd=0 group=-1",
+        "opt lamb",
+        "hook add 1.bn kind=backward",
+        "hook rm 4",
+        "telemetry layers=0,1.conv",
+        "pause",
+        "stop",
+        "status",
+        "note hi",
+    ],
+)
+def test_validate_ok(text: str) -> None:
+    cmd = parse(text)
+    assert validate(cmd, CTX) is cmd
+
+
+def test_validate_states() -> None:
+    idle = StaticContext(state="idle")
+    paused = StaticContext(state="paused")
+    validate(parse("fit 1"), idle)
+    validate(parse("resume"), paused)
+    validate(parse("stop"), paused)
+    with pytest.raises(CommandError, match="nothing to pause"):
+        validate(parse("pause"), idle)
+    with pytest.raises(CommandError, match="nothing to stop"):
+        validate(parse("stop"), idle)
+    with pytest.raises(CommandError, match="2 values for 1 param group"):
+        validate(parse("fit_one_cycle 1 lr=1,2"), idle)
+
+
+def test_validate_custom_callback_path(tmp_path) -> None:
+    f = tmp_path / "my_cb.py"
+    f.write_text("x = 1\n")
+    validate(parse(f"cb add {f}:Mine"), CTX)  # the class is checked when loaded (apply.load_callback_class)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", C.COMMAND_NAMES),
+        ("f", ["fit", "fit_one_cycle"]),
+        ("sh", ["show"]),
+        ("cb ", ["add", "rm", "list"]),
+        ("cb r", ["rm"]),
+        ("cb add ", ["early_stopping", "grad_clip", "mixup"]),
+        ("cb add m", ["mixup"]),
+        ("cb rm ", ["grad_clip", "recorder", "train_eval"]),
+        ("opt ", ["adam", "lamb", "sgd"]),
+        ("opt sgd ", ["lr=", "mom=", "wd=", "decouple_wd="]),
+        ("opt sgd mom=0.9 ", ["lr=", "wd=", "decouple_wd="]),
+        ("set ", ["eps=", "lr=", "mom=", "sqr_mom=", "wd=", "group="]),
+        ("set l", ["lr="]),
+        ("set lr=1 ", ["eps=", "mom=", "sqr_mom=", "wd=", "group="]),
+        ("norm g", ["group"]),
+        ("hook add ", ["0", "1", "1.conv", "1.bn", "kind="]),
+        ("hook add 1 kind=b", ["kind=backward"]),
+        ("hook rm ", ["1", "4"]),
+        ("telemetry layers=0,1.", ["layers=0,1.conv", "layers=0,1.bn"]),
+        ("telemetry o", ["on", "off"]),
+        ("help ", C.COMMAND_NAMES),
+        ("help hook ", ["add", "rm"]),
+        ("note so", []),
+        ('set lr="', []),
+        ("nosuch ", []),
+    ],
+)
+def test_complete(text: str, expected: list[str]) -> None:
+    assert complete(text, CTX) == list(expected)
+
+
+def test_complete_without_context_uses_registries() -> None:
+    assert complete("opt ") == ["adam", "lamb", "sgd"]
+    assert "lr=" in complete("set ")
+    assert complete("norm ") == list(C.NORM_KINDS)

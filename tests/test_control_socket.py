@@ -1,0 +1,382 @@
+"""The control socket over a real Unix socket: requests, errors, permissions, subscribers, slow clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import socket
+import stat
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from labcon.control.client import ControlClient, RemoteSession
+from labcon.control.server import MAX_LINE, ControlServer, control_socket_path
+from labcon.errors import LabconError
+from labcon.session.messages import EpochEnded, Log, Progress, StateChanged
+
+
+@dataclass
+class Reply:
+    ok: bool
+    text: str
+    data: dict | None = None
+
+
+@dataclass(frozen=True)
+class Stats:
+    mean: float
+    std: float
+    near_zero: float
+    grad_norm: float
+    update_ratio: float
+
+
+class FakeSnapshot:
+    train_iter = 40
+    layers = ("0", "1.conv")
+    latest = {"0": Stats(0.1, 1.0, 0.0, 0.5, 1e-3), "1.conv": Stats(0.2, float("nan"), 0.1, 0.4, 2e-3)}
+    hist_range = (0.0, 10.0)
+    flags = {"1.conv": "dead"}
+
+    def history(self, layer: str) -> dict[str, list[float]]:
+        return {"iters": [20, 40], "mean": [0.0, 0.1 if layer == "0" else 0.2]}
+
+    def heatmap(self, layer: str) -> list[list[float]]:
+        return [[1.0] * 40, [2.0] * 40]
+
+
+class FakeSub:
+    def __init__(self) -> None:
+        self.q: queue.Queue = queue.Queue()
+        self.closed = False
+
+    def get(self, timeout: float | None = None):
+        return self.q.get(timeout=timeout)  # raises queue.Empty like a plain queue
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeSession:
+    """The Session protocol with canned answers; records what was submitted."""
+
+    def __init__(self) -> None:
+        self.submitted: list[str] = []
+        self.subs: list[FakeSub] = []
+
+    def submit(self, text: str) -> Reply:
+        self.submitted.append(text)
+        if text == "boom":
+            raise RuntimeError("kaboom")
+        if text.startswith("bad"):
+            return Reply(False, "unknown command 'bad'")
+        return Reply(True, f"queued: {text}", {"n": len(self.submitted)})
+
+    def subscribe(self) -> FakeSub:
+        sub = FakeSub()
+        self.subs.append(sub)
+        return sub
+
+    def status(self) -> dict:
+        return {"name": "s1", "state": "running", "epoch": 1, "hypers": {"lr": [1e-3]}}
+
+    def history(self) -> list[dict]:
+        return [{"epoch": 0, "train_loss": 1.5, "valid_loss": 1.2, "time": 3.0}]
+
+    def batch_history(self) -> dict:
+        return {"losses": [2.0, 1.9], "smooth_losses": [2.0, 1.95], "lrs": [1e-3, 1e-3], "moms": [0.9, 0.9]}
+
+    def hooks_table(self) -> list[dict]:
+        return [{"id": 1, "module": "0", "kind": "forward", "owner": "telemetry", "scope": "fit"}]
+
+    def data_summary(self) -> str:
+        return "train: 100 items, valid: 20 items"
+
+    def telemetry_snapshot(self) -> FakeSnapshot:
+        return FakeSnapshot()
+
+
+@pytest.fixture
+def short_dir():
+    d = tempfile.mkdtemp(prefix="lc", dir="/tmp")
+    yield Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def served(short_dir):
+    session = FakeSession()
+    path = control_socket_path(short_dir, "s1")
+    server = ControlServer(session, path, follow=False).start()
+    yield session, server, path
+    server.close()
+
+
+def raw_conn(path: Path) -> tuple[socket.socket, object]:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(str(path))
+    s.settimeout(5)
+    return s, s.makefile("rb")
+
+
+def read_json(f) -> dict:
+    return json.loads(f.readline())
+
+
+def test_requests_round_trip(served) -> None:
+    session, _server, path = served
+    with ControlClient(path) as c:
+        r = c.submit("set lr=0.01")
+        assert r == {"id": 1, "type": "reply", "ok": True, "text": "queued: set lr=0.01", "data": {"n": 1}}
+        assert c.submit("bad one")["ok"] is False
+        assert c.request("status")["data"]["state"] == "running"
+        assert c.request("history")["data"][0]["valid_loss"] == 1.2
+        assert c.request("batch_history")["data"]["losses"] == [2.0, 1.9]
+        assert c.request("hooks")["data"][0]["owner"] == "telemetry"
+        assert c.request("data_summary")["text"].startswith("train: 100")
+        t = c.request("telemetry")["data"]
+        assert t["layers"] == ["0", "1.conv"] and t["flags"] == {"1.conv": "dead"} and "heatmap" not in t
+        r = c.submit("boom")
+        assert r["ok"] is False and "internal error in submit: RuntimeError: kaboom" in r["text"]
+        assert c.request("ping")["text"] == "pong"  # still serving after the handler raised
+    assert session.submitted == ["set lr=0.01", "bad one", "boom"]
+
+
+def test_permissions_and_socket_path(served) -> None:
+    _, _, path = served
+    assert stat.S_ISSOCK(path.stat().st_mode)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert path == path.parent.parent / "s1" / "control.sock"
+
+
+def test_refuses_second_server_and_cleans_up(served) -> None:
+    _, server, path = served
+    with pytest.raises(LabconError, match="already serving"):
+        ControlServer(FakeSession(), path, follow=False).start()
+    server.close()
+    assert not path.exists()
+
+
+def test_stale_socket_is_replaced(short_dir) -> None:
+    path = control_socket_path(short_dir, "s2")
+    path.parent.mkdir()
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(str(path))
+    dead.close()  # the file stays; nobody listens: a crashed server
+    with ControlServer(FakeSession(), path, follow=False), ControlClient(path) as c:
+        assert c.request("ping")["ok"]
+
+
+def test_not_a_socket_and_too_long_path(short_dir) -> None:
+    path = short_dir / "s3" / "control.sock"
+    path.parent.mkdir()
+    path.write_text("x")
+    with pytest.raises(LabconError, match="not a socket"):
+        ControlServer(FakeSession(), path, follow=False).start()
+    long = short_dir / ("x" * 120) / "control.sock"
+    with pytest.raises(LabconError, match="shorter --sessions-dir"):
+        ControlServer(FakeSession(), long, follow=False).start()
+    with pytest.raises(LabconError, match="shorter"):
+        ControlClient(long)
+
+
+def test_client_without_server_gives_clear_error(short_dir) -> None:
+    with pytest.raises(LabconError, match="no live session listening"):
+        ControlClient(short_dir / "nobody" / "control.sock")
+
+
+def test_malformed_unknown_and_oversized_are_dropped(served) -> None:
+    _, _, path = served
+    s, f = raw_conn(path)
+    s.sendall(b"{not json\n")
+    r = read_json(f)
+    assert r["type"] == "reply" and r["ok"] is False and "malformed JSON" in r["text"] and r["id"] is None
+    s.sendall(b"[1, 2]\n")
+    assert "JSON object" in read_json(f)["text"]
+    s.sendall(b'{"id": 7, "op": "frobnicate"}\n')
+    r = read_json(f)
+    assert r["id"] == 7 and "unknown op 'frobnicate'" in r["text"] and "submit" in r["text"]
+    s.sendall(b'{"id": 8, "op": "submit"}\n')
+    assert 'needs "text"' in read_json(f)["text"]
+    # Oversized: sent in pieces, without and then with its newline; the server answers once and resyncs.
+    big = json.dumps({"id": 9, "op": "submit", "text": "note " + "a" * (MAX_LINE + 10)}).encode()
+    s.sendall(big[: MAX_LINE // 2])
+    s.sendall(big[MAX_LINE // 2 :] + b"\n")
+    r = read_json(f)
+    assert r["ok"] is False and "over 65536 bytes" in r["text"]
+    s.sendall(b'{"id": 10, "op": "ping"}\n')
+    r = read_json(f)
+    assert r["id"] == 10 and r["ok"] is True
+    s.sendall(b"\xff\xfe\n")
+    assert "malformed JSON" in read_json(f)["text"]
+    s.close()
+
+
+def test_disconnect_mid_message_does_not_disturb_others(served) -> None:
+    session, server, path = served
+    with ControlClient(path) as watcher:
+        for _ in range(5):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(str(path))
+            s.sendall(b'{"id": 1, "op": "sub')  # never finished
+            s.close()
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(str(path))
+        s.sendall(b'{"id": 1, "op": "submit", "text": "set lr=1"}\n')
+        s.close()  # gone before reading its reply
+        assert watcher.submit("status")["ok"]
+        deadline = time.monotonic() + 5
+        while server.n_clients > 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.n_clients == 1
+    assert "status" in session.submitted
+
+
+def test_subscribers_receive_published_messages(served) -> None:
+    _, server, path = served
+    a, b = ControlClient(path), ControlClient(path)
+    a.subscribe()
+    b.subscribe()
+    sent = [StateChanged("running"), EpochEnded(0, {"train_loss": 1.0, "valid_loss": 0.9}), Log("info", "hi")]
+    for m in sent:
+        server.publish(m)
+    for c in (a, b):
+        got = [c.get_message(timeout=5) for _ in sent]
+        assert got == sent
+    a.close()
+    server.publish(Log("info", "after a left"))  # a closed subscriber is skipped, not an error
+    assert b.get_message(timeout=5) == Log("info", "after a left")
+    b.close()
+
+
+def test_follow_mode_forwards_the_session_stream(short_dir) -> None:
+    session = FakeSession()
+    path = control_socket_path(short_dir, "f")
+    with ControlServer(session, path) as server, ControlClient(path) as c:
+        c.subscribe()
+        session.subs[0].q.put(Log("warning", "from the session"))
+        assert c.get_message(timeout=5) == Log("warning", "from the session")
+        assert server.n_clients == 1
+    assert session.subs[0].closed
+
+
+def _progress(i: int) -> Progress:
+    return Progress(0, "train", i, 10_000, i, 1.0, 1.0, (1e-3,), (0.9,), 0.1, 1.0, 2.0)
+
+
+def test_slow_subscriber_never_blocks_publisher(short_dir) -> None:
+    path = control_socket_path(short_dir, "slow")
+    with ControlServer(FakeSession(), path, follow=False, queue_size=64) as server:
+        s, f = raw_conn(path)
+        s.sendall(b'{"id": 1, "op": "subscribe"}\n')
+        assert read_json(f)["ok"]
+        t0 = time.perf_counter()
+        n = 20_000
+        for i in range(n):
+            server.publish(_progress(i))
+            if i % 2000 == 0:
+                server.publish(EpochEnded(i // 2000, {"valid_loss": 1.0}))
+        elapsed = time.perf_counter() - t0
+        assert elapsed < 5.0  # nothing waited on the client that is not reading
+        client = server._clients[0]
+        assert client.dropped > 0
+        server.publish(Log("info", "end"))
+        got = []
+        while True:
+            d = read_json(f)
+            got.append(d)
+            if d["type"] == "Log":
+                break
+        kinds = [d["type"] for d in got]
+        assert kinds.count("EpochEnded") == 10  # only Progress was dropped
+        assert kinds.count("Progress") < n
+        s.close()
+
+
+def test_remote_session_protocol(served) -> None:
+    session, server, path = served
+    rs = RemoteSession(path)
+    assert rs.name == "s1"
+    r = rs.submit("pause")
+    assert r.ok and r.text == "queued: pause" and r.data == {"n": 1}
+    assert rs.status()["name"] == "s1"
+    assert rs.history()[0]["epoch"] == 0
+    assert rs.batch_history()["moms"] == [0.9, 0.9]
+    assert rs.hooks_table()[0]["id"] == 1
+    assert rs.data_summary().startswith("train")
+    snap = rs.telemetry_snapshot()
+    assert snap.train_iter == 40 and snap.layers == ("0", "1.conv") and snap.flags == {"1.conv": "dead"}
+    assert snap.latest["1.conv"].grad_norm == 0.4 and snap.latest["1.conv"].std != snap.latest["1.conv"].std
+    assert snap.history("0")["mean"] == [0.0, 0.1]
+    assert snap.heatmap("1.conv") == [[1.0] * 40, [2.0] * 40]
+    with pytest.raises(LabconError, match="no layer"):
+        snap.history("nope")
+    sub = rs.subscribe()
+    deadline = time.monotonic() + 5
+    while not any(c.subscribed for c in server._clients) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    server.publish(StateChanged("paused", "user"))
+    assert sub.get(timeout=5) == StateChanged("paused", "user")
+    assert sub.get(timeout=0.05) is None
+    rs.detach()
+    assert server.n_clients == 0 or _wait_clients(server, 0)
+
+
+def _wait_clients(server: ControlServer, n: int) -> bool:
+    deadline = time.monotonic() + 5
+    while server.n_clients != n and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return server.n_clients == n
+
+
+def test_messages_iterator_ends_when_server_closes(short_dir) -> None:
+    path = control_socket_path(short_dir, "it")
+    server = ControlServer(FakeSession(), path, follow=False).start()
+    c = ControlClient(path)
+    it = c.messages()
+    out: list = []
+    t = threading.Thread(target=lambda: out.extend(it))
+    t.start()
+    assert _wait(lambda: any(x.subscribed for x in server._clients))
+    server.publish(Log("info", "one"))
+    time.sleep(0.2)
+    server.close()
+    t.join(timeout=5)
+    assert not t.is_alive() and out == [Log("info", "one")]
+    with pytest.raises(LabconError, match="closed"):
+        c.request("ping")
+    assert not os.path.exists(path)
+
+
+def _wait(pred, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not pred() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return pred()
+
+
+def test_cli_send(short_dir, capsys) -> None:
+    from labcon.cli import main
+
+    session = FakeSession()
+    path = control_socket_path(short_dir, "cli")
+    with ControlServer(session, path, follow=False):
+        assert main(["--sessions-dir", str(short_dir), "send", "cli", "set", "lr=0.01"]) == 0
+        assert capsys.readouterr().out.strip() == "queued: set lr=0.01"
+        assert main(["--sessions-dir", str(short_dir), "send", "cli", "bad thing"]) == 1
+        assert "unknown command 'bad'" in capsys.readouterr().err
+        assert main(["--sessions-dir", str(short_dir), "send", "--json", "cli", "pause"]) == 0
+        assert json.loads(capsys.readouterr().out) == {"ok": True, "text": "queued: pause", "data": {"n": 3}}
+    assert session.submitted == ["set lr=0.01", "bad thing", "pause"]
+    assert main(["--sessions-dir", str(short_dir), "send", "cli", "status"]) == 2
+    assert "no live session listening" in capsys.readouterr().err
+    assert main(["--sessions-dir", str(short_dir), "send", "../etc", "status"]) == 2
+    assert "invalid session name" in capsys.readouterr().err

@@ -1,0 +1,99 @@
+"""`labcon journal ...` end to end through labcon.cli.main."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from labcon.cli import main
+from labcon.session.journal import Journal
+
+CFG = 'name = "base"\nseed = 1\n\n[train]\nlr = 0.003\nepochs = 2\n'
+
+
+@pytest.fixture
+def runs(labcon_home):
+    with Journal(labcon_home / "journal.db") as j:
+        a = j.start_run("base", CFG, 1, tags=["baseline"], env={}, code_version="t")
+        j.log_event(a, "command", "set lr 1e-3", epoch=1, iteration=5)
+        j.log_epoch(a, 0, {"train_loss": 1.0, "accuracy": 0.7})
+        j.end_run(a, "done", {"accuracy": 0.8})
+        b = j.start_run(
+            "mix", CFG.replace("0.003", "0.01"), 2, parent_id=a, tags=["mixup"], env={}, code_version="t"
+        )
+        j.log_event(b, "command", "add_cb mixup", epoch=0, iteration=0)
+        j.end_run(b, "done", {"accuracy": 0.9})
+    return a, b
+
+
+def test_search_text_and_json(runs, capsys):
+    a, b = runs
+    assert main(["journal", "search", "status:done", "lr>5e-3"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:3] == ["run", "session", "status"]
+    assert "mix" in out and "base " not in out and "accuracy=0.9" in out
+    assert main(["journal", "search", "--json", "--limit", "1"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [r["id"] for r in data] == [b] and data[0]["tags"] == ["mixup"]
+    assert main(["journal", "search", "nothing-like-this"]) == 0
+    assert "no runs match" in capsys.readouterr().out
+    assert main(["journal"]) == 0  # bare `journal` lists recent runs
+    assert "baseline" in capsys.readouterr().out
+
+
+def test_search_error_shows_caret(runs, capsys):
+    assert main(["journal", "search", "status:done", ")"]) == 2
+    err = capsys.readouterr().err
+    assert "unexpected ')' at column 13" in err
+    assert err.splitlines()[-2].index("^") == err.splitlines()[-3].index(")")
+
+
+def test_show(runs, capsys):
+    a, b = runs
+    assert main(["journal", "show", "base"]) == 0
+    out = capsys.readouterr().out
+    assert f"run {a}" in out and "lr = 0.003" in out and "set lr 1e-3" in out and "1:5" in out
+    assert "train_loss" in out and "accuracy=0.8" in out
+    assert main(["journal", "show", str(b), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["parent_id"] == a and data["events"][0]["text"] == "add_cb mixup"
+    assert main(["journal", "show", "nope"]) == 2
+    assert "no run or session named 'nope'" in capsys.readouterr().err
+
+
+def test_diff(runs, capsys):
+    a, b = runs
+    assert main(["journal", "diff", str(a), "mix"]) == 0
+    out = capsys.readouterr().out
+    changed = [line for line in out.splitlines() if "lr = 0.003" in line]
+    assert changed and "|" in changed[0] and "lr = 0.01" in changed[0]
+    assert "add_cb mixup" in out and "+0.1" in out
+    assert main(["journal", "diff", str(a), str(b), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"][0]["name"] == "accuracy"
+
+
+def test_note_then_search(runs, capsys):
+    a, _ = runs
+    assert main(["journal", "note", str(a), "try", "warmup next"]) == 0
+    assert f"note added to run {a}" in capsys.readouterr().out
+    assert main(["journal", "search", "--json", '"warmup next"']) == 0
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)] == [a]
+
+
+def test_export(runs, capsys, tmp_path):
+    a, b = runs
+    assert main(["journal", "export", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [int(r["id"]) for r in rows] == [a, b] and rows[1]["accuracy"] == "0.9"
+    out = tmp_path / "runs.json"
+    assert main(["journal", "export", "--format", "json", "--query", "tag:mixup", "-o", str(out)]) == 0
+    assert [r["id"] for r in json.loads(out.read_text())] == [b]
+
+
+def test_sessions_dir_option_and_missing_journal(runs, tmp_path, capsys):
+    assert main(["--sessions-dir", str(tmp_path / "empty"), "journal", "search"]) == 2
+    assert "no journal at" in capsys.readouterr().err
+    assert not (tmp_path / "empty").exists()  # reading never creates a journal

@@ -1,0 +1,168 @@
+"""The REPL: message formatting, completion, and the prompt driven through a pipe input."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+from prompt_toolkit.completion import CompleteEvent
+from prompt_toolkit.document import Document
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+
+from labcon.control.commands import StaticContext
+from labcon.repl import CommandCompleter, format_message, format_progress, run_repl
+from labcon.session.messages import (
+    BatchStats,
+    CommandApplied,
+    CommandFailed,
+    EpochEnded,
+    FitEnded,
+    FitStarted,
+    Log,
+    Progress,
+    StateChanged,
+)
+
+PROG = Progress(1, "train", 9, 100, 109, 0.51234, 0.6, (1e-3, 3e-3), (0.9,), 75.0, 30.0, 3725.0)
+
+
+def test_format_messages() -> None:
+    assert format_progress(PROG) == (
+        "epoch 1 train 10/100  loss 0.5123 (smooth 0.6)  lr 0.003  1:15 elapsed, eta 1:02:05"
+    )
+    row = {"epoch": 0, "train_loss": 1.23456, "valid_loss": 0.9, "accuracy": 0.75, "time": 12.0}
+    assert (
+        format_message(EpochEnded(0, row))
+        == "epoch 0  train_loss 1.235  valid_loss 0.9  accuracy 0.75  time 0:12"
+    )
+    assert format_message(FitStarted(3, 2, 5, 100, 20)).startswith(
+        "fit started: run 3, 5 epoch(s) from epoch 2"
+    )
+    assert format_message(FitEnded("stopped", "user")) == "fit stopped: user"
+    assert format_message(StateChanged("paused")) == "[paused]"
+    assert format_message(CommandApplied("set lr=0.01", 2, 17, "set lr=0.01")) == (
+        "applied at epoch 2 iter 17: set lr=0.01 -> set lr=0.01"
+    )
+    assert format_message(CommandFailed("norm x", "bad")) == "failed: norm x: bad"
+    assert format_message(Log("warning", "slow")) == "warning: slow"
+    assert format_message(Log("info", "hello")) == "hello"
+    assert format_message(PROG) is None and format_message(BatchStats(0, (), (), (), ())) is None
+
+
+def test_completer_yields_replacements_for_the_current_word() -> None:
+    comp = CommandCompleter(StaticContext(callbacks_available=["mixup", "gradient_clip"]))
+    got = list(comp.get_completions(Document("cb add mi"), CompleteEvent()))
+    assert [(c.text, c.start_position) for c in got] == [("mixup", -2)]
+    got = list(comp.get_completions(Document("set "), CompleteEvent()))
+    assert "lr=" in [c.text for c in got] and all(c.start_position == 0 for c in got)
+
+
+@dataclass
+class Reply:
+    ok: bool
+    text: str
+    data: dict | None = None
+
+
+class FakeSub:
+    def __init__(self) -> None:
+        self.q: queue.Queue = queue.Queue()
+        self.closed = False
+
+    def get(self, timeout: float | None = None):
+        try:
+            return self.q.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeSession:
+    def __init__(self, state: str = "idle") -> None:
+        self.state = state
+        self.submitted: list[str] = []
+        self.sub = FakeSub()
+
+    def submit(self, text: str) -> Reply:
+        self.submitted.append(text)
+        if text.startswith("cb add nope"):
+            return Reply(False, "unknown callback 'nope'")
+        if text == "stop":
+            self.state = "idle"
+        return Reply(True, f"queued: {text}")
+
+    def subscribe(self) -> FakeSub:
+        return self.sub
+
+    def status(self) -> dict:
+        return {"state": self.state, "cbs": ["recorder"], "hypers": {"lr": [1e-3], "mom": [0.9]}}
+
+    def hooks_table(self) -> list[dict]:
+        return []
+
+
+def drive(session: FakeSession, lines: list[str], tmp_path, wait_for: str | None = None) -> list[str]:
+    """Type `lines` into the REPL (the last ones only after `wait_for` was printed); returns printed lines."""
+    printed: list[str] = []
+    with create_pipe_input() as inp:
+        first, rest = (lines[:-1], lines[-1:]) if wait_for else (lines, [])
+        inp.send_text("".join(first))
+
+        def later() -> None:
+            deadline = time.monotonic() + 5
+            while not any(wait_for in p for p in printed) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            inp.send_text("".join(rest))
+
+        t = threading.Thread(target=later)
+        if wait_for:
+            t.start()
+        run_repl(session, tmp_path / "hist", input=inp, output=DummyOutput(), printer=printed.append)
+        if wait_for:
+            t.join()
+    return printed
+
+
+def test_repl_submits_helps_reports_errors_and_quits(tmp_path) -> None:
+    s = FakeSession()
+    s.sub.q.put(EpochEnded(0, {"train_loss": 1.0, "valid_loss": 0.5}))
+    printed = drive(
+        s, ["set lr=1e-2\n", "help set\n", "fti 3\n", "cb add nope\n", "\n", "quit\n"], tmp_path, "epoch 0"
+    )
+    assert s.submitted == ["set lr=1e-2", "cb add nope"]  # help and typos never reach the session
+    assert "queued: set lr=1e-2" in printed
+    assert any(p.startswith("usage: set NAME=VALUE") for p in printed)
+    assert any(p.startswith("error: unknown command 'fti'; did you mean 'fit'?") for p in printed)
+    assert "error: unknown callback 'nope'" in printed
+    assert "epoch 0  train_loss 1  valid_loss 0.5" in printed
+    assert s.sub.closed
+    history = (tmp_path / "hist").read_text()
+    assert "set lr=1e-2" in history and "help set" in history
+
+
+def test_repl_asks_before_quitting_a_live_run(tmp_path) -> None:
+    s = FakeSession(state="running")
+    printed = drive(s, ["quit\n", "n\n", "status\n", "exit\n", "y\n"], tmp_path)
+    assert s.submitted == ["status", "stop"]
+    assert "queued: stop" in printed
+
+
+def test_repl_ctrl_d_quits_when_idle(tmp_path) -> None:
+    s = FakeSession()
+    printed = drive(s, ["status\n", "\x04"], tmp_path)
+    assert s.submitted == ["status"] and printed == ["queued: status"]
+
+
+def test_repl_prints_progress_throttled(tmp_path) -> None:
+    s = FakeSession()
+    for i in range(50):
+        s.sub.q.put(Progress(0, "train", i, 50, i, 1.0, 1.0, (1e-3,), (0.9,), 1.0, 1.0, 1.0))
+    s.sub.q.put(Log("info", "done"))
+    printed = drive(s, ["quit\n"], tmp_path, wait_for="done")
+    progress_lines = [p for p in printed if p.startswith("epoch 0 train")]
+    assert len(progress_lines) == 1  # 50 updates in well under progress_interval: one line

@@ -1,0 +1,355 @@
+"""Pilot tests of the console against FakeSession: every pane and the main flows."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from fakes import FakeJournal, FakeSession, screen_text
+
+from labcon.session.messages import BatchStats, CommandFailed, Log, Progress
+from labcon.tui.app import LabconApp, build_app
+from labcon.tui.bridge import Merger, pump
+from labcon.tui.commandline import CommandLine, apply_completion
+from labcon.tui.console import ConsolePane
+from labcon.tui.data import DataPane
+from labcon.tui.heatmap import render_heatmap, resample
+from labcon.tui.hooks import HooksPane
+from labcon.tui.journal import JournalPane
+from labcon.tui.telemetry import TelemetryPane
+from labcon.tui.training import TrainingPane
+
+SIZE = (100, 30)
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def until(pilot, cond: Callable[[], bool], timeout: float = 3.0) -> None:
+    """Let the app run until `cond()` holds (the pump and the sender are threads)."""
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError("condition not reached in time")
+        await pilot.pause(0.02)
+    await pilot.pause()
+
+
+async def command(pilot, app: LabconApp, text: str) -> None:
+    """Type a command on the command line and wait for its reply in the console."""
+    n = len(app.console_pane.lines)
+    await pilot.press("escape", "colon")
+    await pilot.press(*text)
+    await pilot.press("enter")
+    await until(pilot, lambda: len(app.console_pane.lines) >= n + 2 and app.sender.idle)
+
+
+def make(**kw) -> tuple[FakeSession, LabconApp]:
+    fake = FakeSession(**kw)
+    return fake, build_app(fake, images="halfcell")
+
+
+# -- pure parts ----------------------------------------------------------------------------------
+def test_merger_keeps_newest_progress_and_all_batches():
+    m = Merger()
+    for i in range(50):
+        m.add(Progress(0, "train", i, 50, i, 1.0 / (i + 1), 1.0, (0.1,), (0.9,), 0.0, 1.0, 2.0))
+        m.add(BatchStats(i, (float(i),), (float(i),), (0.1,), (0.9,)))
+    m.add(Log("error", "x"))
+    b = m.take()
+    assert b.progress is not None and b.progress.iter == 49
+    assert b.batch_stats is not None and b.batch_stats.losses == tuple(float(i) for i in range(50))
+    assert b.batch_stats.start_iter == 0
+    assert [type(e).__name__ for e in b.events] == ["Log"]
+    assert b.n_messages == 101 and not m
+
+
+def test_pump_throttles_to_max_rate():
+    import threading
+
+    fake = FakeSession()
+    sub = fake.subscribe()
+    posted = []
+    stop = threading.Event()
+    t = threading.Thread(target=pump, args=(sub, posted.append, stop, 10.0))
+    t.start()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 0.6:
+        fake.train_batches(5)
+        time.sleep(0.002)
+    time.sleep(0.15)
+    stop.set()
+    t.join()
+    # ~0.75 s at <= 10 updates/s: at most 8 posts (+1 for the first flush), and nothing lost.
+    assert 3 <= len(posted) <= 9
+    assert sum(len(b.batch_stats.losses) for b in posted if b.batch_stats) == fake.train_iter - 300
+
+
+def test_completion_and_heatmap_helpers():
+    assert apply_completion("se", ["set"]) == "set "
+    assert apply_completion("set l", ["lr="]) == "set lr="
+    assert apply_completion("f", ["fit", "fit_one_cycle"]) == "fit"
+    grid = [[0.0] * 40 for _ in range(10)]
+    for row in grid:
+        row[39] = 100.0  # all mass in the top bin
+    cells = resample(grid, 5, 4)
+    assert cells[0][0] > 0 and cells[-1][0] == 0
+    assert len(render_heatmap(grid, 7, 3).plain.splitlines()) == 3
+
+
+# -- panes ---------------------------------------------------------------------------------------
+async def test_training_pane_shows_history_and_live_progress():
+    fake, app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one(TrainingPane)
+        assert [r["epoch"] for r in pane.rows] == [0, 1, 2]
+        assert pane.query_one("#epoch-table").row_count == 3
+        fake.train_batches(150)  # finishes epoch 3 mid-way through epoch 4
+        await until(
+            pilot, lambda: len(pane.rows) == 4 and pane.progress is not None and pane.progress.iter == 50
+        )
+        assert pane.query_one("#epoch-table").row_count == 4
+        assert len(pane.batches["losses"]) == 450
+        assert "ETA" in screen_text(app)
+        assert app.n_updates <= 3  # 300 messages merged into a handful of UI updates
+
+
+async def test_telemetry_pane_flags_and_heatmap():
+    fake, app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await pilot.pause()
+        pane = app.query_one(TelemetryPane)
+        text = screen_text(app)
+        assert "layers.1.conv2 dead" in text and "exploding" in text
+        assert pane.selected_layer == "stem.0"
+        await pilot.press("down", "down")
+        await pilot.pause()
+        assert pane.selected_layer == "layers.0.conv1"
+        assert f"histogram of {pane.selected_layer}" in screen_text(app)
+        assert len(pane.query_one("#heatmap").grid) == 60
+
+
+async def test_hooks_pane_add_and_remove_when_paused():
+    fake, app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await pilot.pause()
+        pane = app.query_one(HooksPane)
+        assert "8 hook(s) on the whole model" in screen_text(app)
+        tree = pane.query_one("#module-tree")
+        tree.focus()
+        await pilot.press("down", "down")  # model > stem > 0
+        await pilot.pause()
+        assert pane.selected == "stem.0"
+        await pilot.press("a")
+        line = app.query_one(CommandLine)
+        assert line.value == "hook add stem.0 kind=forward" and line.has_focus
+        await pilot.press("enter")
+        await until(pilot, lambda: app.sender.idle and len(fake.hooks_table()) == 9)
+        await until(pilot, lambda: any(h["id"] == 9 for h in pane.hooks))
+        table = pane.query_one("#hooks-table")
+        table.focus()
+        await pilot.press("down", "x")  # the new hook is the second on stem.0
+        await until(pilot, lambda: "hook rm 9" in fake.received and app.sender.idle)
+        assert all(h["id"] != 9 for h in fake.hooks_table())
+
+
+async def test_hooks_refused_while_running_shows_warning():
+    fake, app = make(state="running")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await pilot.pause()
+        app.query_one("#hooks-table").focus()
+        await pilot.press("x")
+        await pilot.pause()
+        assert not any(t.startswith("hook") for t in fake.received)
+        assert any("paused" in n.message for n in app._notifications)
+
+
+async def test_data_pane_draws_and_redraws_batch():
+    fake, app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4")
+        await until(pilot, lambda: fake.n_image_calls == 1)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        pane = app.query_one(DataPane)
+        assert "GrandparentSplitter" in screen_text(app)
+        assert pane.query_one("#data-image").image is not None
+        await pilot.press("r")
+        await until(pilot, lambda: fake.n_image_calls == 2)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "sample batch #2" in screen_text(app)
+
+
+async def test_journal_search_detail_diff_replay():
+    fake = FakeSession()
+    journal = FakeJournal()  # a temp journal injected apart from the session's
+    app = build_app(fake, journal=journal, images="halfcell")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        pane = app.query_one(JournalPane)
+        await until(pilot, lambda: len(pane.results) == 5)
+        pane.query_one("#journal-query").focus()
+        await pilot.press(*"status:done", "enter")
+        await until(pilot, lambda: journal.queries[-1] == "status:done" and len(pane.results) == 3)
+        assert [r["name"] for r in pane.results] == ["baseline", "mixup", "one-cycle"]
+        await pilot.press("enter")  # results table has focus: show run 1
+        await pilot.pause()
+        assert pane.current == 1 and "first try" in screen_text(app)
+        await pilot.press("m", "down", "m", "d")
+        await pilot.pause()
+        text = screen_text(app)
+        assert "diff run 1 -> run 2" in text and "lr: 0.0010 -> 0.0030" in text
+        await pilot.press("R")
+        await until(pilot, lambda: "replay 2" in fake.received and app.sender.idle)
+        await pilot.pause()
+        assert "replaying run 2" in "\n".join(app.console_pane.lines)
+
+
+async def test_journal_bad_query_is_shown_not_raised():
+    fake, app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        pane = app.query_one(JournalPane)
+        pane.search("((lr")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "query error: unbalanced parenthesis" in screen_text(app)
+
+
+# -- flows ---------------------------------------------------------------------------------------
+async def test_train_pause_set_lr_swap_callback_resume():
+    fake, app = make(state="idle")
+    async with app.run_test(size=SIZE) as pilot:
+        await command(pilot, app, "fit 2")
+        await until(pilot, lambda: fake.state == "running")
+        fake.train_batches(30)
+        pane = app.query_one(TrainingPane)
+        await until(pilot, lambda: pane.progress is not None and pane.progress.train_iter == 330)
+        await pilot.press("escape", "space")  # Esc leaves the command line, space pauses
+        await until(pilot, lambda: fake.state == "paused")
+        await command(pilot, app, "set lr=0.01")
+        assert "set lr=0.01" in fake.received and fake.hypers["lr"] == [0.01]
+        await command(pilot, app, "cb add mixup")
+        await command(pilot, app, "cb rm ProgressBridge")
+        assert fake.cbs[-1] == "mixup" and "ProgressBridge" not in fake.cbs
+        await until(pilot, lambda: "applied 'cb add mixup'" in "\n".join(app.console_pane.lines))
+        await pilot.press("escape", "space")
+        await until(pilot, lambda: fake.state == "running")
+        assert fake.received == [
+            "fit 2",
+            "pause",
+            "set lr=0.01",
+            "cb add mixup",
+            "cb rm ProgressBridge",
+            "resume",
+        ]
+        await until(pilot, lambda: "lr 0.010 " in screen_text(app))
+        await pilot.press("6")
+        await pilot.pause()
+        assert "session is running" in screen_text(app)
+
+
+async def test_errors_reach_console_and_notifications_without_crashing():
+    fake, app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await command(pilot, app, "frobnicate")
+        await command(pilot, app, "boom")  # the session raises
+        fake.emit(CommandFailed("cb add nope", "no callback named 'nope'"))
+        fake.error("CUDA out of memory at batch 12")
+        await until(pilot, lambda: any("out of memory" in ln for ln in app.console_pane.lines))
+        log = "\n".join(app.console_pane.lines)
+        assert "error: unknown command 'frobnicate'" in log
+        assert "RuntimeError: the fake session exploded" in log
+        assert "failed 'cb add nope'" in log
+        messages = " | ".join(n.message for n in app._notifications)
+        assert "frobnicate" in messages and "exploded" in messages and "out of memory" in messages
+        assert app.is_running
+
+
+async def test_command_line_history_completion_and_help():
+    fake, app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await command(pilot, app, "save")
+        await command(pilot, app, "set lr=0.02")
+        line = app.query_one(CommandLine)
+        line.focus()
+        await pilot.press("up")
+        assert line.value == "set lr=0.02"
+        await pilot.press("up")
+        assert line.value == "save"
+        await pilot.press("down", "down")
+        assert line.value == ""
+        await pilot.press("s", "e", "tab")
+        assert line.value == "set "
+        await pilot.press("tab")  # several candidates: listed in the console
+        await pilot.pause()
+        assert "lr=" in app.console_pane.lines[-1]
+        line.value = ""
+        await pilot.press("h", "e", "l", "p", "enter")
+        await pilot.pause()
+        assert any("fit N" in ln for ln in app.console_pane.lines)
+        assert "help" not in fake.received  # answered locally from the command grammar
+
+
+async def test_keys_stop_save_help_and_palette_panes():
+    fake, app = make(state="running")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: "save" in fake.received and app.sender.idle)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert "pause / resume the run" in screen_text(app)
+        await pilot.press("escape")
+        await pilot.press("s")
+        await until(pilot, lambda: fake.state == "idle")
+        names = [c.title for c in app.get_system_commands(app.screen)]
+        assert {"Pane: Training", "Pane: Journal", "Pause / resume"} <= set(names)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"Pane: Hooks")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.query_one("#panes").active == "hooks")
+
+
+@pytest.mark.parametrize("choice,state", [("cancel", "running"), ("stop", "idle"), ("detach", "running")])
+async def test_quit_asks_when_live(choice: str, state: str):
+    fake, app = make(state="running")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("q")
+        await pilot.pause()
+        assert "What should happen to it?" in screen_text(app)
+        await pilot.click(f"#{choice}")
+        await pilot.pause()
+        assert app.is_running == (choice == "cancel")
+    assert fake.state == state and fake.detached == (choice == "detach")
+
+
+async def test_quit_when_idle_is_immediate():
+    fake, app = make(state="idle")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("q")
+        await pilot.pause()
+        assert not app.is_running
+
+
+async def test_usable_at_80x24():
+    fake, app = make()
+    async with app.run_test(size=(80, 24)) as pilot:
+        for key, needle in zip(
+            "123456",
+            ("train loss", "near 0", "hook(s)", "DataBlock", "search runs", "type a command"),
+            strict=True,
+        ):
+            await pilot.press(key)
+            await pilot.pause()
+            assert needle in screen_text(app), key
+        assert isinstance(app.query_one(ConsolePane), ConsolePane)

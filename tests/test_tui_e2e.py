@@ -1,0 +1,76 @@
+"""End to end in a real terminal: tmux runs the console on a live FakeSession, we type and read the screen."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
+
+
+def _tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True).stdout
+
+
+def _wait_for(session: str, needle: str, timeout: float = 20.0) -> str:
+    end = time.monotonic() + timeout
+    screen = ""
+    while time.monotonic() < end:
+        screen = _tmux("capture-pane", "-p", "-t", session)
+        if needle in screen:
+            return screen
+        time.sleep(0.2)
+    raise AssertionError(f"{needle!r} never appeared; screen was:\n{screen}")
+
+
+def _escape(session: str) -> None:
+    # A lone Esc: keys sent right after it would be read as alt+key.
+    _tmux("send-keys", "-t", session, "Escape")
+    time.sleep(0.3)
+
+
+def test_console_in_tmux(tmp_path: Path):
+    session = f"labcon-e2e-{uuid.uuid4().hex[:8]}"
+    log = tmp_path / "out.txt"
+    cmd = f"cd {ROOT} && {sys.executable} tests/fake_console.py {log}; sleep 30"
+    _tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30", cmd)
+    try:
+        screen = _wait_for(session, "1 Training")
+        assert "running" in screen
+        _wait_for(session, "ETA")  # live progress arrives through the pump
+        _tmux("send-keys", "-t", session, "space")
+        _wait_for(session, "● paused")
+        _tmux("send-keys", "-t", session, ":")
+        _tmux("send-keys", "-t", session, "-l", "set lr=0.02")
+        _tmux("send-keys", "-t", session, "Enter")
+        _escape(session)
+        _wait_for(session, "lr 0.020")
+        _tmux("send-keys", "-t", session, "2")
+        _wait_for(session, "layers.1.conv2 dead")
+        _tmux("send-keys", "-t", session, "6")
+        _wait_for(session, "› set lr=0.02")
+        _tmux("send-keys", "-t", session, "q")
+        _wait_for(session, "What should happen to it?")
+        _escape(session)  # cancel
+        _tmux("send-keys", "-t", session, "space")  # resume
+        _wait_for(session, "● running")
+        _tmux("send-keys", "-t", session, "q")
+        _wait_for(session, "What should happen to it?")
+        _tmux(
+            "send-keys", "-t", session, "Tab", "Tab", "Enter"
+        )  # stop / keep headless / cancel: pick headless
+        end = time.monotonic() + 15
+        while time.monotonic() < end and "exited" not in (log.read_text() if log.exists() else ""):
+            time.sleep(0.2)
+        out = log.read_text()
+        assert "received=['pause', 'set lr=0.02', 'resume']" in out, out[-2000:]
+        assert "detached=True" in out
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)

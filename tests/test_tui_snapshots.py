@@ -1,0 +1,27 @@
+"""Snapshot tests of every pane at 100x30 on the FakeSession (fixed data, no clocks)."""
+
+from __future__ import annotations
+
+import pytest
+from fakes import FakeSession
+
+from labcon.tui.app import build_app
+
+PANE_KEYS = {"training": "1", "telemetry": "2", "hooks": "3", "data": "4", "journal": "5", "console": "6"}
+
+
+def _show(key: str):
+    async def run_before(pilot) -> None:
+        await pilot.press(key)
+        # Workers (sample image, journal search) finish before the picture is taken.
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+    return run_before
+
+
+@pytest.mark.parametrize("pane", list(PANE_KEYS))
+def test_pane_snapshot(pane: str, snap_compare):
+    app = build_app(FakeSession(), images="halfcell")
+    assert snap_compare(app, terminal_size=(100, 30), run_before=_show(PANE_KEYS[pane]))
