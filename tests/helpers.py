@@ -49,3 +49,28 @@ def load_mnist_tiny(path: Path, bs: int = 64) -> DataLoaders:
 
     torch.manual_seed(0)
     return DataLoaders(DataLoader(load("train"), bs, shuffle=True), DataLoader(load("valid"), bs * 2))
+
+
+def make_image_folder(root: Path, n_train: int = 24, n_valid: int = 8, size: int = 16, seed: int = 0) -> Path:
+    """train/{red,blue}/*.png and valid/...: noisy images whose dominant colour is the label (learns fast)."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("valid", n_valid)):
+        for ci, cls in enumerate(("red", "blue")):
+            d = root / split / cls
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                img = rng.integers(0, 120, (size, size, 3), dtype=np.uint8)
+                img[..., 0 if ci == 0 else 2] += 120
+                Image.fromarray(img).save(d / f"{cls}_{i:03d}.png")
+    return root
+
+
+def tiny_config(data: Path, name: str = "t", epochs: int = 3, extra: str = "", telemetry: bool = True) -> str:
+    """A session config over make_image_folder's data: small, fast, deterministic."""
+    return (
+        f'name = "{name}"\nseed = 3\n'
+        f'[data]\npath = "{data}"\nsize = 16\nbs = 8\nnum_workers = 0\nitem_tfms = ["flip"]\nsplitter = "grandparent"\nlabeller = "parent"\n'
+        f'[model]\nchannels = [8, 16]\n'
+        f'[train]\nepochs = {epochs}\nlr = 1e-2\n{extra}'
+        f'[telemetry]\nenabled = {"true" if telemetry else "false"}\nevery = 4\n'
+    )

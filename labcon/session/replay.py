@@ -82,7 +82,7 @@ def start_replay(
         plan = plan_replay(journal, run_id)
     finally:
         journal.close()
-    config = parse_config(info["config_text"], source=f"journal run {run_id}")
+    config = parse_config(info["config"], source=f"journal run {run_id}")
     seed = info.get("seed")
     if seed is not None:
         config = config.replace(seed=int(seed))
