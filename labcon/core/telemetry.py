@@ -181,7 +181,9 @@ class Telemetry(Callback):
     def _bind(self, model: nn.Module) -> None:
         """Hook the selected modules and index their own parameters (for grad norms and update ratios)."""
         r = self.runner
-        reg: HookRegistry = getattr(r, "hooks", None) or HookRegistry(model)
+        reg = getattr(r, "hooks", None)
+        if not isinstance(reg, HookRegistry):  # a bare runner-like object: keep our own registry
+            reg = HookRegistry(model)
         self._registry = reg
         self._remove_hooks()
         modules = dict(model.named_modules())

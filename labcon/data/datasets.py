@@ -63,8 +63,7 @@ def draw_shape(kind: str, rng: np.random.Generator) -> Image.Image:
     # Random colours, but the shape is always the brighter one, so a small net learns in seconds.
     bg = rng.integers(0, 110, 3)
     fg = rng.integers(150, 256, 3)
-    noise = rng.normal(0, 12, (_CANVAS, _CANVAS, 3))
-    canvas = Image.fromarray(np.clip(bg + noise, 0, 255).astype(np.uint8), "RGB")
+    canvas = Image.new("RGB", (_CANVAS, _CANVAS), tuple(int(v) for v in bg))
     d = ImageDraw.Draw(canvas)
     r = float(rng.uniform(12, 26))
     cx, cy = (float(rng.uniform(r, _CANVAS - r)) for _ in range(2))
@@ -96,7 +95,9 @@ def draw_shape(kind: str, rng: np.random.Generator) -> Image.Image:
         d.polygon(_poly(cx, cy, r, ang, _bar(0.18)), fill=col)
     else:
         raise DataError(f"unknown shape {kind!r}; known: {', '.join(SHAPES)}")
-    return canvas.resize((_SIZE, _SIZE), Image.BOX)
+    small = np.asarray(canvas.resize((_SIZE, _SIZE), Image.BOX), dtype=np.float32)
+    noise = rng.normal(0, 10, small.shape).astype(np.float32)
+    return Image.fromarray(np.clip(small + noise, 0, 255).astype(np.uint8), "RGB")
 
 
 def _generate(dest: Path, seed: int) -> None:

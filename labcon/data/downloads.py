@@ -127,11 +127,14 @@ def _hashes(path: Path) -> tuple[str, str]:
     return md5.hexdigest(), sha.hexdigest()
 
 
-def verify(path: Path, md5: str | None = None, sha256: str | None = None, size: int | None = None) -> None:
+def verify(
+    path: Path, md5: str | None = None, sha256: str | None = None, size: int | None = None, name: str | None = None
+) -> None:
     """Raise DataError when the file's size or checksum differs from what is expected."""
+    name = name or path.name
     if size is not None and path.stat().st_size != size:
         raise DataError(
-            f"{path.name} has {path.stat().st_size} bytes, expected {size} — the download is corrupt"
+            f"{name} has {path.stat().st_size} bytes, expected {size} — the download is corrupt"
         )
     if md5 is None and sha256 is None:
         return
@@ -139,7 +142,7 @@ def verify(path: Path, md5: str | None = None, sha256: str | None = None, size: 
     for kind, want, got in (("md5", md5, got_md5), ("sha256", sha256, got_sha)):
         if want is not None and want.lower() != got:
             raise DataError(
-                f"checksum mismatch for {path.name}: {kind} is {got}, expected {want} — the download is corrupt"
+                f"checksum mismatch for {name}: {kind} is {got}, expected {want} — the download is corrupt"
             )
 
 
@@ -196,7 +199,7 @@ def fetch(
                     f"download of {url} interrupted at {done} of {total} bytes; run again to resume"
                 )
     try:
-        verify(part, md5, sha256, size)
+        verify(part, md5, sha256, size, name=dest.name)
     except DataError:
         part.unlink(missing_ok=True)  # a corrupt file must not be resumed
         raise

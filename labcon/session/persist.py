@@ -137,6 +137,9 @@ class Persistence:
         """Write a checkpoint (and, with a label, a named copy under saved/)."""
         if not self.enabled:
             return None
+        if self._writer is not None:
+            # Once per checkpoint (not per step): a checkpoint then never runs ahead of its journal rows.
+            self._writer.flush()
         state = self.state(mid_epoch)
         path = save_checkpoint(self.ckpt_dir, state, keep=2)
         if label:

@@ -103,6 +103,7 @@ class LabconApp(App[None]):
         self._pump: threading.Thread | None = None
         self.sender = CommandSender(session, lambda r: self.post_message(CommandDone(r)))
         self._help_text = load_help()
+        self._main: Screen | None = None
 
     # -- layout -----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -131,17 +132,24 @@ class LabconApp(App[None]):
         return ConsolePane(s, id="pane-console")
 
     @property
+    def main(self) -> Screen:
+        """The screen holding the panes (not a modal on top of it)."""
+        return self._main if self._main is not None else self.screen
+
+    @property
     def panes(self) -> list[Pane]:
         """Every pane widget."""
-        return list(self.query(Pane))
+        return list(self.main.query(Pane))
 
     @property
     def console_pane(self) -> ConsolePane:
         """The console pane (its log collects every reply and error)."""
-        return self.query_one(ConsolePane)
+        return self.main.query_one(ConsolePane)
 
     # -- life cycle -------------------------------------------------------------------------------
     def on_mount(self) -> None:
+        # Modal screens (help, quit) sit on top later; updates must still find the main screen's widgets.
+        self._main = self.screen
         self.refresh_status()
         self.sender.start()
         self._sub = self.session.subscribe()
@@ -171,7 +179,7 @@ class LabconApp(App[None]):
                 pane.apply(batch)
             except Exception as e:  # noqa: BLE001 - one pane's bug must not take the console down
                 self.notify(f"{type(pane).__name__}: {e}", severity="error", markup=False)
-        status = self.query_one(StatusBar)
+        status = self.main.query_one(StatusBar)
         if batch.progress is not None:
             status.set_progress(batch.progress)
         if any(isinstance(e, _STATUS_EVENTS) for e in batch.events):
@@ -191,7 +199,7 @@ class LabconApp(App[None]):
         except Exception as e:  # noqa: BLE001 - a status bug must not crash the console
             self.notify(f"status: {e}", severity="error", markup=False)
             return
-        self.query_one(StatusBar).set_status(st)
+        self.main.query_one(StatusBar).set_status(st)
 
     def run_command(self, text: str) -> None:
         """Echo `text` in the console and submit it (help is answered locally when the grammar is present)."""
@@ -216,7 +224,7 @@ class LabconApp(App[None]):
         else:
             self._error(r.text, r.reply_text)
         if r.text.startswith("hook"):
-            self.query_one(HooksPane).mark_dirty()
+            self.main.query_one(HooksPane).mark_dirty()
         self.refresh_status()
 
     def _error(self, text: str, error: str) -> None:
@@ -236,7 +244,7 @@ class LabconApp(App[None]):
 
     def prefill_command(self, text: str) -> None:
         """Put `text` on the command line and focus it (the user completes and presses Enter)."""
-        line = self.query_one(CommandLine)
+        line = self.main.query_one(CommandLine)
         line.value = text
         line.cursor_position = len(text)
         line.focus()
@@ -268,7 +276,7 @@ class LabconApp(App[None]):
 
     def action_show_pane(self, pid: str) -> None:
         """Switch to a pane."""
-        self.query_one(TabbedContent).active = pid
+        self.main.query_one(TabbedContent).active = pid
         self.set_focus(None)
         self.call_after_refresh(self._focus_pane, pid)
 
@@ -276,11 +284,11 @@ class LabconApp(App[None]):
         # Keys (arrows, pane keys) go to the pane's main table; never to a text box, so 1-6 keep working.
         target = _FOCUS.get(pid)
         if target is not None:
-            self.query_one(target).focus()
+            self.main.query_one(target).focus()
 
     def action_focus_command(self) -> None:
         """Focus the command line."""
-        self.query_one(CommandLine).focus()
+        self.main.query_one(CommandLine).focus()
 
     def action_help(self) -> None:
         """Keys and commands."""

@@ -16,6 +16,9 @@ from labcon.tui.pane import Pane
 
 _SERIES = ("losses", "smooth_losses", "lrs", "moms")
 _NOT_METRICS = ("epoch", "train_loss", "valid_loss", "time")
+# Plots are the costliest thing on screen (plotext is pure Python); 2 redraws/s look live and leave the
+# interpreter to the training thread (they share one GIL).
+PLOT_INTERVAL_S = 0.5
 
 
 class TrainingPane(Pane):
@@ -29,6 +32,7 @@ class TrainingPane(Pane):
         self.progress: Progress | None = None
         self.fit_total: tuple[int, int] | None = None  # (epoch_start, n_epochs)
         self._columns: list[str] = []
+        self._stale = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="progress-box"):
@@ -59,6 +63,13 @@ class TrainingPane(Pane):
         self._fill_table()
         self._show_progress_from_status(st)
         self.mark_dirty()
+        self._stale = False
+        self.set_interval(PLOT_INTERVAL_S, self._redraw_if_stale)
+
+    def _redraw_if_stale(self) -> None:
+        if self._stale:
+            self._stale = False
+            self.mark_dirty()
 
     # -- updates ----------------------------------------------------------------------------------
     def apply(self, update: UpdateBatch) -> None:
@@ -66,6 +77,7 @@ class TrainingPane(Pane):
             if isinstance(ev, EpochEnded):
                 self.rows.append({"epoch": ev.epoch, **ev.row})
                 self._add_row(self.rows[-1])
+                self._stale = True
             elif isinstance(ev, FitStarted):
                 self.fit_total = (ev.epoch_start, ev.n_epochs)
         if update.batch_stats is not None:
@@ -79,7 +91,7 @@ class TrainingPane(Pane):
                 self.start_iter += extra
                 for key in _SERIES:
                     del self.batches[key][:extra]
-            self.mark_dirty()
+            self._stale = True
         if update.progress is not None:
             self.progress = update.progress
             self._show_progress(update.progress)

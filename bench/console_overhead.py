@@ -1,0 +1,137 @@
+"""Console overhead: training steps/s with the Textual console running (headless driver) vs without,
+alternating in one process; and key-press-to-screen latency under training load.
+
+    python bench/console_overhead.py [--seconds 4] [--rounds 3]
+
+Training is a thread running a small PyTorch MLP loop that publishes Progress + BatchStats every batch
+(what the Session's bridge callback sends) to subscribers; the console reads them through its pump.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import queue
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from fakes import FakeSession  # noqa: E402
+
+from labcon.session.messages import BatchStats, Progress  # noqa: E402
+from labcon.tui.app import build_app  # noqa: E402
+
+
+class TrainingSession(FakeSession):
+    """FakeSession whose messages come from a real training loop in a thread."""
+
+    def train(self, seconds: float) -> float:
+        """Train for `seconds`; return steps/s."""
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.ReLU(), torch.nn.Linear(512, 10))
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        x, y = torch.randn(128, 256), torch.randint(0, 10, (128,))
+        n, smooth = 0, 0.0
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            v = loss.item()
+            smooth = 0.98 * smooth + 0.02 * v
+            el = time.perf_counter() - t0
+            self.emit(
+                Progress(0, "train", n % 100, 100, n, v, smooth, (0.01,), (0.9,), el, 1.0, seconds - el)
+            )
+            self.emit(BatchStats(n, (v,), (smooth,), (0.01,), (0.9,)))
+            n += 1
+        return n / (time.perf_counter() - t0)
+
+
+def bare(session: TrainingSession, seconds: float) -> float:
+    """Steps/s with nobody watching (a subscriber that drains, like a headless logger)."""
+    sub = session.subscribe()
+    stop = threading.Event()
+
+    def drain() -> None:
+        while not stop.is_set():
+            try:
+                sub.get(timeout=0.05)
+            except queue.Empty:
+                pass
+
+    t = threading.Thread(target=drain)
+    t.start()
+    rate = session.train(seconds)
+    stop.set()
+    t.join()
+    sub.close()
+    return rate
+
+
+async def with_console(
+    session: TrainingSession, seconds: float, latencies: list[float] | None = None
+) -> float:
+    """Steps/s while the console runs headless; optionally measures key-to-screen latency meanwhile."""
+    app = build_app(session, images="halfcell")
+    result: list[float] = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.2)
+        t = threading.Thread(target=lambda: result.append(session.train(seconds)))
+        t.start()
+        keys = "2134"
+        i = 0
+        while t.is_alive():
+            if latencies is not None:
+                key = keys[i % len(keys)]
+                target = {"1": "training", "2": "telemetry", "3": "hooks", "4": "data"}[key]
+                t0 = time.perf_counter()
+                await pilot.press(key)
+                while app.query_one("#panes").active != target:
+                    await pilot.pause(0)
+                await pilot.wait_for_scheduled_animations()
+                await pilot.pause(0)  # one more turn: the refresh is composited
+                latencies.append(time.perf_counter() - t0)
+                i += 1
+            await asyncio.sleep(0.1)
+        t.join()
+    return result[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    session = TrainingSession(state="running")
+    session.train(0.5)  # warm-up
+    ratios, b_rates, c_rates = [], [], []
+    for _ in range(args.rounds):
+        b = bare(session, args.seconds)
+        c = asyncio.run(with_console(session, args.seconds))
+        b_rates.append(b)
+        c_rates.append(c)
+        ratios.append(c / b)
+        print(f"bare {b:8.1f} steps/s   console {c:8.1f} steps/s   ratio {c / b:.3f}")
+    print(f"median ratio console/bare: {statistics.median(ratios):.3f} (target >= 0.95)")
+    lat: list[float] = []
+    asyncio.run(with_console(session, args.seconds * 2, lat))
+    lat.sort()
+    p50 = lat[len(lat) // 2] * 1000
+    p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))] * 1000
+    print(
+        f"key-press-to-screen under training load: n={len(lat)} p50 {p50:.1f} ms  p95 {p95:.1f} ms (target < 100)"
+    )
+
+
+if __name__ == "__main__":
+    main()

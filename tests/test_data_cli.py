@@ -1,0 +1,49 @@
+"""`labcon data list | get | summary | preview`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from labcon.cli import main
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LABCON_DATA", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def test_list_and_get_shapes(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "imagenette-160" in out and "imdb" in out and "shapes" in out
+    assert main(["data", "get", "shapes"]) == 0
+    assert capsys.readouterr().out.strip() == str(data_dir / "shapes")
+    main(["data", "list"])
+    assert any(ln.startswith("shapes") and " yes " in ln for ln in capsys.readouterr().out.splitlines())
+
+
+def test_summary_and_preview_of_preset_config_and_folder(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "summary", "shapes"]) == 0
+    assert "8. batch transforms" in capsys.readouterr().out
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('[data]\npreset = "shapes"\nbs = 8\nbatch_tfms = ["affine", {kind = "normalize", stats = "imagenet"}]\n')
+    out_png = tmp_path / "grid.png"
+    assert main(["data", "preview", str(cfg), "--out", str(out_png), "-n", "4"]) == 0
+    assert Image.open(out_png).size[0] > 64
+    assert main(["data", "summary", str(data_dir / "shapes"), "--size", "16"]) == 0
+    assert "size=16x16" in capsys.readouterr().out
+
+
+def test_errors_are_one_line(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "summary", "nowhere"]) == 2
+    assert "is not a .toml config, a preset" in capsys.readouterr().err
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[data]\npreset = "shapes"\nbs = -1\n')
+    assert main(["data", "summary", str(cfg)]) == 2
+    assert "data.bs: must be a whole number" in capsys.readouterr().err
+    assert main(["data", "get", "cifar"]) == 2
+    assert "unknown dataset 'cifar'" in capsys.readouterr().err

@@ -1,0 +1,298 @@
+"""Telemetry: numbers vs. hand computation, one transfer per report and no host sync in between,
+sampling, bounded memory, hooks through the registry, snapshots and state_dict."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
+from torch.utils.data import DataLoader, TensorDataset
+
+from labcon.core.events import Callback
+from labcon.core.hooks import Hook
+from labcon.core.runner import Runner
+from labcon.core.telemetry import Telemetry
+from labcon.data.loaders import DataLoaders
+from labcon.errors import LabconError
+from labcon.nn.models import simple_cnn
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a busy 2-core box: one thread avoids hand-off stalls."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def image_dls(n: int = 64, bs: int = 8, seed: int = 0) -> DataLoaders:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, 16, 16, generator=g)
+    y = (x.mean((1, 2, 3)) > 0).long()
+    return DataLoaders(DataLoader(TensorDataset(x, y), bs), DataLoader(TensorDataset(x[:16], y[:16]), bs))
+
+
+def make_runner(tel: Telemetry, model: nn.Module | None = None, **kw: Any) -> Runner:
+    torch.manual_seed(0)
+    model = model or simple_cnn(1, 2, channels=(8, 16))
+    return Runner(model, image_dls(**kw), loss_func=F.cross_entropy, lr=1e-2, cbs=[tel], device="cpu")
+
+
+class Reference(Callback):
+    """Measures the same things the slow, obvious way (with host syncs) for comparison."""
+
+    order = 55
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths, self.acts, self.grads, self.ratios = paths, [], [], []
+
+    def before_fit(self) -> None:
+        mods = dict(self.runner.model.named_modules())
+        self.mods = [mods[p] for p in self.paths]
+        self.hooks = [Hook(m, self._grab) for m in self.mods]
+
+    def _grab(self, m: nn.Module, i: Any, o: torch.Tensor) -> None:
+        if self.runner.training:
+            self._batch[m] = o.detach().clone()
+
+    def before_batch(self) -> None:
+        self._batch: dict[nn.Module, torch.Tensor] = {}
+
+    def before_step(self) -> None:
+        self.acts.append([self._batch[m] for m in self.mods])
+        self.grads.append(
+            [
+                torch.cat([p.grad.flatten() for p in m.parameters(recurse=False)]).norm().item()
+                if list(m.parameters(recurse=False))
+                else float("nan")
+                for m in self.mods
+            ]
+        )
+        self._before = [[p.detach().clone() for p in m.parameters(recurse=False)] for m in self.mods]
+
+    def after_step(self) -> None:
+        row = []
+        for m, old in zip(self.mods, self._before, strict=True):
+            new = list(m.parameters(recurse=False))
+            if not new:
+                row.append(float("nan"))
+                continue
+            d = torch.cat([(a - b).flatten() for a, b in zip(new, old, strict=True)]).norm()
+            row.append((d / torch.cat([b.flatten() for b in old]).norm()).item())
+        self.ratios.append(row)
+
+    def after_fit(self) -> None:
+        for h in self.hooks:
+            h.remove()
+
+
+def test_statistics_match_hand_computation() -> None:
+    tel = Telemetry(every=1, near_zero=0.05, hist_range=(-3.0, 3.0))
+    runner = make_runner(tel)
+    ref = Reference(tel.select_layers(runner.model))
+    runner.add_cbs([ref])
+    runner.fit(1)
+    snap = tel.snapshot()
+    assert list(snap.layers) == ref.paths
+    assert snap.n_reports == 8  # 8 training batches, validation not recorded
+    assert snap.train_iter == 8 and snap.hist_range == (-3.0, 3.0)
+    for li, path in enumerate(snap.layers):
+        h = snap.history(path)
+        assert h["iters"] == list(range(1, 9))
+        acts = [b[li] for b in ref.acts]
+        np.testing.assert_allclose(h["mean"], [a.mean().item() for a in acts], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(h["std"], [a.std().item() for a in acts], rtol=1e-4, atol=1e-5)
+        nz = [(a.abs() < 0.05).float().mean().item() for a in acts]
+        np.testing.assert_allclose(h["near_zero"], nz, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(h["grad_norm"], [g[li] for g in ref.grads], rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(h["update_ratio"], [r[li] for r in ref.ratios], rtol=1e-3, atol=1e-7)
+        heat = np.array(snap.heatmap(path))
+        assert heat.shape == (8, 40)
+        np.testing.assert_allclose(heat[-1], torch.histc(acts[-1], 40, -3, 3).numpy(), atol=1e-3)
+    # Activations have no parameters: gradient norm and update ratio are unknown (nan).
+    relu = snap.layers[2]
+    assert np.isnan(snap.latest[relu].grad_norm) and np.isnan(snap.latest[relu].update_ratio)
+    assert snap.latest[snap.layers[0]].grad_norm > 0
+
+
+SYNCS = {"item", "cpu", "tolist", "numpy", "__float__", "__int__", "__bool__", "__index__", "nonzero"}
+TELEMETRY_FILES = ("telemetry.py", "telemetry_history.py")
+
+
+class CountSyncs(TorchFunctionMode):
+    """Counts host-synchronising tensor calls made from labcon's telemetry modules, per training batch."""
+
+    def __init__(self, probe: Callback) -> None:
+        super().__init__()
+        self.probe, self.calls = probe, []
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        name = getattr(func, "__name__", "")
+        to_host = name == "to" and any(str(a) == "cpu" for a in args[1:])
+        if name in SYNCS or to_host:
+            f = sys._getframe(1)
+            while f is not None:
+                if f.f_code.co_filename.endswith(TELEMETRY_FILES) and "labcon" in f.f_code.co_filename:
+                    self.calls.append((self.probe.batch, name))
+                    break
+                f = f.f_back
+        return func(*args, **(kwargs or {}))
+
+
+class BatchProbe(Callback):
+    order = -100
+
+    def __init__(self) -> None:
+        self.batch = -1
+
+    def before_batch(self) -> None:
+        self.batch = self.runner.train_iter if self.runner.training else -1
+
+    def after_train(self) -> None:
+        self.batch = -1
+
+
+def test_one_transfer_per_report_and_no_sync_in_between() -> None:
+    tel, probe = Telemetry(every=4, sample_every=1), BatchProbe()
+    runner = make_runner(tel, n=96)
+    runner.add_cbs([probe])
+    runner.fit(1, cbs=[])  # warm-up fit: allocation and caches
+    with CountSyncs(probe) as mode:
+        runner.fit(1)
+    reported = {b for b in range(12, 24) if (b + 1) % 4 == 0}
+    per_batch: dict[int, list[str]] = {}
+    for b, name in mode.calls:
+        per_batch.setdefault(b, []).append(name)
+    assert set(per_batch) == reported, per_batch
+    for b in reported:
+        # Exactly one device->host copy per report (then .numpy() on that host copy, no sync).
+        assert per_batch[b] == ["cpu", "numpy"], per_batch[b]
+    assert tel.snapshot().n_reports == 6
+
+
+def test_sampling_and_spatial_stride() -> None:
+    tel = Telemetry(layers=["0.2"], every=6, sample_every=3, spatial_stride=2, hist_range=(0.0, 100.0))
+    runner = make_runner(tel)
+    ref = Reference(["0.2"])
+    runner.add_cbs([ref])
+    runner.fit(1)
+    snap = tel.snapshot()
+    # Reports at 6 batches and at the end of the fit (8): rows are per-sampled-batch means.
+    assert snap.history("0.2")["iters"] == [6, 8]
+    heat = np.array(snap.heatmap("0.2"))
+    # GeneralRelu output of the first block: (8, 8, 8, 8), sub-sampled by 2 in H and W.
+    np.testing.assert_allclose(heat.sum(1), [8 * 8 * 4 * 4] * 2)
+    sampled = [ref.acts[i][0][:, :, ::2, ::2] for i in (0, 3, 5)]  # batches 0, 3 (k=3) and 5 (report)
+    want = np.mean([a.mean().item() for a in sampled])
+    assert snap.history("0.2")["mean"][0] == pytest.approx(want, rel=1e-4)
+
+
+def test_history_is_bounded_and_downsampled() -> None:
+    tel = Telemetry(every=1, horizon=8, layers=[nn.Linear])
+    runner = make_runner(tel, n=200)
+    runner.fit(1)
+    snap = tel.snapshot()
+    iters = snap.history("4")["iters"]
+    assert snap.n_reports <= 8 and iters[-1] == 25 and iters == sorted(iters)
+    assert iters[0] > 1  # the oldest rows were merged, not dropped from the end
+    assert tel._history.weights[: tel._history.n].sum() == 25  # every report still counted once
+
+
+def test_hooks_go_through_registry_and_leave_with_the_fit() -> None:
+    seen: list[list[dict]] = []
+
+    class Look(Callback):
+        order = 70
+
+        def after_batch(self) -> None:
+            seen.append(self.runner.hooks.table())
+
+    class Crash(Callback):
+        order = 80
+
+        def after_batch(self) -> None:
+            raise ValueError("boom")
+
+    tel = Telemetry(layers=["0.0", "1.0"])
+    runner = make_runner(tel)
+    runner.add_cbs([Look()])
+    runner.fit(1)
+    assert [(r["module"], r["owner"], r["scope"]) for r in seen[0]] == [
+        ("0.0", "telemetry", "fit"),
+        ("1.0", "telemetry", "fit"),
+    ]
+    assert runner.hooks.table() == []
+    with pytest.raises(Exception, match="boom"):
+        runner.fit(1, cbs=[Crash()])
+    assert runner.hooks.table() == []
+    assert sum(len(m._forward_hooks) for m in runner.model.modules()) == 0
+
+
+def test_layer_selection() -> None:
+    model = simple_cnn(1, 2)
+    assert Telemetry().select_layers(model)[:3] == ["0.0", "0.1", "0.2"]
+    assert Telemetry(layers=[nn.Conv2d, "6"]).select_layers(model) == ["0.0", "1.0", "2.0", "3.0", "6"]
+    capped = Telemetry(max_layers=4).select_layers(model)
+    assert len(capped) == 4 and capped[0] == "0.0" and capped[-1] == "6"
+    with pytest.raises(LabconError, match="did you mean"):
+        Telemetry(layers=["0.00"]).select_layers(model)
+    with pytest.raises(LabconError, match="every"):
+        Telemetry(every=0)
+
+
+def test_flags_dead_and_exploding() -> None:
+    class Scale(nn.Module):
+        def __init__(self, s: float) -> None:
+            super().__init__()
+            self.s = s
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * self.s
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(256, 16), Scale(0.0), nn.Linear(16, 16), Scale(1e6), nn.Linear(16, 2))
+    tel = Telemetry(layers=["1", "2", "4"], every=4)
+    runner = Runner(model, image_dls(), loss_func=F.cross_entropy, lr=0.0, opt_func=torch.optim.SGD, cbs=[tel])
+    runner.fit(1)
+    assert tel.snapshot().flags == {"2": "dead", "4": "exploding"}
+
+
+def test_snapshot_is_immutable_and_state_dict_round_trips(tmp_path: Path) -> None:
+    tel = Telemetry(every=2)
+    make_runner(tel).fit(1)
+    snap = tel.snapshot()
+    assert tel.snapshot() is snap  # cached until the next report
+    with pytest.raises(AttributeError):
+        snap.train_iter = 3  # type: ignore[misc]
+    with pytest.raises(ValueError):
+        snap._rows[0, 0, 0] = 1.0
+    buf = io.BytesIO()
+    torch.save(tel.state_dict(), buf)
+    buf.seek(0)
+    other = Telemetry(every=2)
+    other.load_state_dict(torch.load(buf, weights_only=True))
+    s2 = other.snapshot()
+    assert s2.layers == snap.layers and s2.train_iter == snap.train_iter
+    for layer in snap.layers:
+        for key, vals in snap.history(layer).items():
+            np.testing.assert_array_equal(s2.history(layer)[key], vals)
+        assert s2.heatmap(layer) == snap.heatmap(layer)
+    with pytest.raises(LabconError, match="no layer"):
+        s2.history("nope")
+
+
+def test_not_run_during_lr_find() -> None:
+    tel = Telemetry(every=1)
+    runner = make_runner(tel)
+    with runner.probe():
+        runner.fit(1)
+    assert tel.snapshot() is None and runner.hooks.table() == []
