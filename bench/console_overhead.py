@@ -110,8 +110,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--switch", type=float, default=None, help="sys.setswitchinterval for the experiment")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.switch:
+        sys.setswitchinterval(args.switch)
     session = TrainingSession(state="running")
     session.train(0.5)  # warm-up
     ratios, b_rates, c_rates = [], [], []

@@ -90,7 +90,9 @@ def run_labcon(block: DataBlock, path: Path, items: set[Path], bs: int, workers:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/imagenette2-160"))
+    ap.add_argument(
+        "--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/imagenette2-160")
+    )
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--n", type=int, default=2560, help="images per pass")
     ap.add_argument("--bs", type=int, default=64)
@@ -117,7 +119,9 @@ def main() -> None:
         res["ref-uint8"].append(run_ref(ref_u, a.bs, a.workers))
         print(f"round {r}: " + ", ".join(f"{k} {v[-1]:.0f} img/s" for k, v in res.items()), flush=True)
     med = {k: sorted(v)[len(v) // 2] for k, v in res.items()}
-    print(f"median img/s ({a.workers} workers, {a.n} images/pass, bs {a.bs}, 128 px RandomResizedCrop + flip):")
+    print(
+        f"median img/s ({a.workers} workers, {a.n} images/pass, bs {a.bs}, 128 px RandomResizedCrop + flip):"
+    )
     for k, v in med.items():
         print(f"  {k:<10} {v:8.0f}")
     print(f"ratio labcon / ref-float: {med['labcon'] / med['ref-float']:.2f}x")

@@ -49,7 +49,9 @@ def _corrupt(p: Path) -> None:
 
 
 def _truncated(p: Path) -> None:
-    Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(p.with_suffix(".jpg"))
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(
+        p.with_suffix(".jpg")
+    )
     data = p.with_suffix(".jpg").read_bytes()
     p.with_suffix(".jpg").unlink()
     p.write_bytes(data[: len(data) // 2])
@@ -118,7 +120,9 @@ def test_different_sizes_without_resize_is_named(tmp_path: Path) -> None:
 def test_empty_class_folder(tmp_path: Path) -> None:
     _tree(tmp_path)
     (tmp_path / "train" / "c").mkdir()
-    with pytest.raises(DataError, match=r"class folder\(s\) contain no images: .*train/c — add images or remove"):
+    with pytest.raises(
+        DataError, match=r"class folder\(s\) contain no images: .*train/c — add images or remove"
+    ):
         _block().dataloaders(tmp_path)
     with pytest.warns(UserWarning, match="contain no images.*skipped"):
         dls = _block(skip_bad=True).dataloaders(tmp_path)

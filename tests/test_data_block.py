@@ -47,7 +47,13 @@ def _block(**kw: object) -> DataBlock:
 def test_parts_in_any_order_positional_or_keyword(tmp_path: Path) -> None:
     make_tree(tmp_path, {"train": {"a": 3, "b": 3}, "valid": {"a": 2, "b": 2}})
     b1 = DataBlock(Resize(8), ParentLabeller(), Normalize.imagenet(), GrandparentSplitter(), bs=2)
-    b2 = DataBlock(bs=2, batch_tfms=[Normalize.imagenet()], item_tfms=[Resize(8)], labeller=ParentLabeller(), splitter=GrandparentSplitter())
+    b2 = DataBlock(
+        bs=2,
+        batch_tfms=[Normalize.imagenet()],
+        item_tfms=[Resize(8)],
+        labeller=ParentLabeller(),
+        splitter=GrandparentSplitter(),
+    )
     d1, d2 = b1.dataloaders(tmp_path), b2.dataloaders(tmp_path)
     x1, y1 = d1.one_batch(valid=True)
     x2, y2 = d2.one_batch(valid=True)
@@ -63,8 +69,13 @@ def test_missing_and_misplaced_parts_named_together(tmp_path: Path) -> None:
     with pytest.raises(DataError) as e:
         DataBlock(item_tfms=[Normalize.imagenet()], batch_tfms=[Flip()], bs=0).dataloaders(tmp_path)
     msg = str(e.value)
-    for part in ("no splitter", "no labeller", "item_tfms[0] is Normalize, a batch transform — move it to batch_tfms",
-                 "batch_tfms[0] is Flip, a item transform — move it to item_tfms", "bs must be a positive"):
+    for part in (
+        "no splitter",
+        "no labeller",
+        "item_tfms[0] is Normalize, a batch transform — move it to batch_tfms",
+        "batch_tfms[0] is Flip, a item transform — move it to item_tfms",
+        "bs must be a positive",
+    ):
         assert part in msg, (part, msg)
     with pytest.raises(DataError, match="no data path"):
         _block().dataloaders()
@@ -148,13 +159,33 @@ def test_world_size_shards_cover_the_permutation(tmp_path: Path) -> None:
 
 def test_summary_walks_every_stage(tmp_path: Path) -> None:
     make_tree(tmp_path, {"train": {"a": 2, "b": 2}, "valid": {"a": 1, "b": 1}})
-    s = _block(item_tfms=[Flip(), RandomResizedCrop(8)], batch_tfms=[Affine(), Normalize.imagenet()]).summary(tmp_path)
-    for needle in ("1. get items", "2. split", "train 4, valid 2", "3. label", "4. categorise", "vocab from training: 2",
-                   "RandomResizedCrop", "MakeRGB", "Flip", "to tensor (uint8 CHW)", "shape=(3, 8, 8) dtype=uint8",
-                   "6. collate", "shape=(4, 3, 8, 8)", "to float [0, 1]", "Affine", "Normalize", "dtype=float32"):
+    s = _block(item_tfms=[Flip(), RandomResizedCrop(8)], batch_tfms=[Affine(), Normalize.imagenet()]).summary(
+        tmp_path
+    )
+    for needle in (
+        "1. get items",
+        "2. split",
+        "train 4, valid 2",
+        "3. label",
+        "4. categorise",
+        "vocab from training: 2",
+        "RandomResizedCrop",
+        "MakeRGB",
+        "Flip",
+        "to tensor (uint8 CHW)",
+        "shape=(3, 8, 8) dtype=uint8",
+        "6. collate",
+        "shape=(4, 3, 8, 8)",
+        "to float [0, 1]",
+        "Affine",
+        "Normalize",
+        "dtype=float32",
+    ):
         assert needle in s, (needle, s)
     lines = s.splitlines()
-    assert lines.index(next(ln for ln in lines if "RandomResizedCrop" in ln)) < lines.index(next(ln for ln in lines if "Flip(" in ln))
+    assert lines.index(next(ln for ln in lines if "RandomResizedCrop" in ln)) < lines.index(
+        next(ln for ln in lines if "Flip(" in ln)
+    )
 
 
 def test_show_batch_grid(tmp_path: Path) -> None:
@@ -181,15 +212,26 @@ def test_from_config(tmp_path: Path) -> None:
     block = DataBlock.from_config(table, tmp_path)
     x, y = block.dataloaders().one_batch()
     assert x.shape == (2, 3, 8, 8) and block.item_tfms[1].scale == (0.5, 1.0)
-    with pytest.raises(ConfigError, match=r"^data\.splitter\.valid: splitter 'grandparent' found no 'val' folder"):
+    with pytest.raises(
+        ConfigError, match=r"^data\.splitter\.valid: splitter 'grandparent' found no 'val' folder"
+    ):
         DataBlock.from_config({**table, "splitter": {"kind": "grandparent", "valid": "val"}}, tmp_path)
     bad = {
         "bs": ({**table, "bs": "64"}, r"^data\.bs: must be a whole number"),
         "key": ({**table, "sise": 3}, r"^data\.sise: unknown key"),
-        "kind": ({**table, "labeller": {"kind": "grandma"}}, r"^data\.labeller\.kind: unknown kind 'grandma'"),
-        "setting": ({**table, "item_tfms": [{"kind": "flip", "q": 1}]}, r"^data\.item_tfms\[0\]\.q: unknown setting"),
+        "kind": (
+            {**table, "labeller": {"kind": "grandma"}},
+            r"^data\.labeller\.kind: unknown kind 'grandma'",
+        ),
+        "setting": (
+            {**table, "item_tfms": [{"kind": "flip", "q": 1}]},
+            r"^data\.item_tfms\[0\]\.q: unknown setting",
+        ),
         "path": ({**table, "path": "nowhere"}, r"^data\.path: folder .* does not exist"),
-        "regex": ({**table, "labeller": {"kind": "regex", "pattern": "("}}, r"^data\.labeller: labeller regex"),
+        "regex": (
+            {**table, "labeller": {"kind": "regex", "pattern": "("}},
+            r"^data\.labeller: labeller regex",
+        ),
         "preset": ({"preset": "cifar"}, r"^data\.preset: unknown preset"),
     }
     for name, (t, pat) in bad.items():

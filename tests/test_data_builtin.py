@@ -71,7 +71,15 @@ def test_small_cnn_learns_shapes_on_cpu(shapes_root: Path) -> None:
     def conv(ci: int, co: int, stride: int = 2) -> nn.Module:
         return nn.Sequential(nn.Conv2d(ci, co, 3, stride, 1), nn.BatchNorm2d(co), nn.ReLU())
 
-    model = nn.Sequential(conv(3, 16, 1), conv(16, 32), conv(32, 64), conv(64, 64), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, dls.c))
+    model = nn.Sequential(
+        conv(3, 16, 1),
+        conv(16, 32),
+        conv(32, 64),
+        conv(64, 64),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, dls.c),
+    )
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny convs: one thread is fastest and immune to a busy CI box

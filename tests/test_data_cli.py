@@ -26,11 +26,15 @@ def test_list_and_get_shapes(data_dir: Path, capsys: pytest.CaptureFixture[str])
     assert any(ln.startswith("shapes") and " yes " in ln for ln in capsys.readouterr().out.splitlines())
 
 
-def test_summary_and_preview_of_preset_config_and_folder(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_summary_and_preview_of_preset_config_and_folder(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["data", "summary", "shapes"]) == 0
     assert "8. batch transforms" in capsys.readouterr().out
     cfg = tmp_path / "s.toml"
-    cfg.write_text('[data]\npreset = "shapes"\nbs = 8\nbatch_tfms = ["affine", {kind = "normalize", stats = "imagenet"}]\n')
+    cfg.write_text(
+        '[data]\npreset = "shapes"\nbs = 8\nbatch_tfms = ["affine", {kind = "normalize", stats = "imagenet"}]\n'
+    )
     out_png = tmp_path / "grid.png"
     assert main(["data", "preview", str(cfg), "--out", str(out_png), "-n", "4"]) == 0
     assert Image.open(out_png).size[0] > 64

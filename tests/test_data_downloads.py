@@ -27,7 +27,9 @@ def _tarball(files: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-PAYLOAD = _tarball({f"tiny/train/a/{i}.txt": bytes([i]) * 5000 for i in range(20)} | {"tiny/readme.txt": b"hello"})
+PAYLOAD = _tarball(
+    {f"tiny/train/a/{i}.txt": bytes([i]) * 5000 for i in range(20)} | {"tiny/readme.txt": b"hello"}
+)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -69,7 +71,9 @@ def server() -> Iterator[ThreadingHTTPServer]:
 
 def _entry(srv: ThreadingHTTPServer, **kw: object) -> DatasetEntry:
     url = f"http://127.0.0.1:{srv.server_address[1]}/tiny.tgz"
-    args = dict(sha256=hashlib.sha256(PAYLOAD).hexdigest(), md5=hashlib.md5(PAYLOAD).hexdigest(), size=len(PAYLOAD))
+    args = dict(
+        sha256=hashlib.sha256(PAYLOAD).hexdigest(), md5=hashlib.md5(PAYLOAD).hexdigest(), size=len(PAYLOAD)
+    )
     args.update(kw)
     return DatasetEntry("tiny", url, "tiny", **args)  # type: ignore[arg-type]
 

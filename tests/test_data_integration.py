@@ -26,14 +26,21 @@ def test_mnist_tiny_builds_summarises_and_batches(mnist_tiny: Path) -> None:
     want = [dls.vocab.index(p.parent.name) for p in prep.valid_items[:32]]
     assert y.tolist() == want
     raw = next(dls.valid.raw_batches())["x"]
-    ref = torch.stack([torch.from_numpy(__import__("numpy").array(Image.open(p).convert("RGB"))).permute(2, 0, 1) for p in prep.valid_items[:32]])
+    ref = torch.stack(
+        [
+            torch.from_numpy(__import__("numpy").array(Image.open(p).convert("RGB"))).permute(2, 0, 1)
+            for p in prep.valid_items[:32]
+        ]
+    )
     assert torch.equal(raw, ref)  # 28 px in, 28 px out: exact pixels
     s = block.summary()
     assert "train 709, valid 699" in s and "vocab from training: 2 [3, 7]" in s and "mode=L" in s
 
 
 def test_mnist_tiny_csv_labels_agree_with_folders(mnist_tiny: Path) -> None:
-    block = DataBlock(splitter=GrandparentSplitter(), labeller=ColLabeller("labels.csv"), item_tfms=[Resize(28)])
+    block = DataBlock(
+        splitter=GrandparentSplitter(), labeller=ColLabeller("labels.csv"), item_tfms=[Resize(28)]
+    )
     prep = block.check(mnist_tiny)
     assert [prep.vocab[y] for y in prep.train_labels] == [p.parent.name for p in prep.train_items]
 

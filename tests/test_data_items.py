@@ -33,7 +33,9 @@ from labcon.data.transforms import ItemPipeline, Perspective, to_rgb
 from labcon.errors import DataError
 
 
-def _img(path: Path, size: tuple[int, int] = (8, 8), mode: str = "RGB", color: object = (200, 10, 10)) -> Path:
+def _img(
+    path: Path, size: tuple[int, int] = (8, 8), mode: str = "RGB", color: object = (200, 10, 10)
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new(mode, size, color).save(path)
     return path
@@ -58,7 +60,9 @@ def test_get_files_filters_extensions_and_skips_hidden(tmp_path: Path) -> None:
 
 
 def test_splitters(tmp_path: Path) -> None:
-    items = [tmp_path / s / c / f"{i}.png" for s in ("train", "valid", "test") for c in "ab" for i in range(3)]
+    items = [
+        tmp_path / s / c / f"{i}.png" for s in ("train", "valid", "test") for c in "ab" for i in range(3)
+    ]
     tr, va = GrandparentSplitter()(items, tmp_path)
     assert len(tr) == 6 and len(va) == 6 and all(items[i].parent.parent.name == "valid" for i in va)
     tr, va = RandomSplitter(0.25, seed=3)(items, tmp_path)
@@ -98,11 +102,21 @@ def test_labellers(tmp_path: Path) -> None:
 def test_category_vocab_sorted_naturally() -> None:
     c = Category()
     c.setup(["10", "2", "7", "2"])
-    assert c.vocab == ["2", "7", "10"] and c.encode("10") == 2 and c.encode("3") is None and c.decode(1) == "7"
+    assert (
+        c.vocab == ["2", "7", "10"] and c.encode("10") == 2 and c.encode("3") is None and c.decode(1) == "7"
+    )
 
 
 def test_make_rgb_modes() -> None:
-    for mode, color in (("L", 128), ("RGBA", (10, 20, 30, 255)), ("CMYK", (0, 0, 0, 0)), ("P", 3), ("1", 1), ("I;16", 40000), ("LA", (5, 255))):
+    for mode, color in (
+        ("L", 128),
+        ("RGBA", (10, 20, 30, 255)),
+        ("CMYK", (0, 0, 0, 0)),
+        ("P", 3),
+        ("1", 1),
+        ("I;16", 40000),
+        ("LA", (5, 255)),
+    ):
         out = to_rgb(Image.new(mode, (4, 4), color))
         assert out.mode == "RGB", mode
     # Fully transparent pixels composite onto white.
@@ -114,9 +128,9 @@ def test_random_resized_crop_boxes_within_scale_and_ratio() -> None:
     t = RandomResizedCrop(32)
     rng = random.Random(0)
     for _ in range(200):
-        (l, tp, r, b), out = t.plan((200, 150), rng, True)
-        w, h = r - l, b - tp
-        assert out == (32, 32) and 0 <= l and r <= 200 + 1e-9 and 0 <= tp and b <= 150 + 1e-9
+        (lf, tp, r, b), out = t.plan((200, 150), rng, True)
+        w, h = r - lf, b - tp
+        assert out == (32, 32) and 0 <= lf and r <= 200 + 1e-9 and 0 <= tp and b <= 150 + 1e-9
         frac = w * h / (200 * 150)
         if (w, h) != (150, 150):  # the fallback centre crop
             assert 0.08 - 1e-9 <= frac <= 1 + 1e-9 and 3 / 4 - 1e-6 <= w / h <= 4 / 3 + 1e-6
@@ -171,7 +185,12 @@ def test_affine_rotation_matches_reference_grid() -> None:
     x = torch.rand(2, 3, 16, 16)
     aff = Affine(flip=False, max_rotate=30, max_zoom=1.2, max_warp=0.1, p_affine=1.0)
     theta = aff.matrices(2, torch.Generator().manual_seed(1))
-    ref = F.grid_sample(x, F.affine_grid(theta.float(), [2, 3, 16, 16], align_corners=False), padding_mode="reflection", align_corners=False)
+    ref = F.grid_sample(
+        x,
+        F.affine_grid(theta.float(), [2, 3, 16, 16], align_corners=False),
+        padding_mode="reflection",
+        align_corners=False,
+    )
     out = aff(x, torch.Generator().manual_seed(1))
     assert torch.allclose(out, ref, atol=1e-6)
     det = theta[:, :, :2].det()
@@ -185,7 +204,9 @@ def test_batch_pipeline_normalises_and_skips_random_on_valid() -> None:
     bp = BatchPipeline([Normalize((0.5, 0.4, 0.3), (0.2, 0.2, 0.1)), Affine(p_affine=1.0)])
     assert [type(t).__name__ for t in bp.tfms] == ["Affine", "Normalize"]
     out = bp(x, False, torch.Generator())
-    ref = (x.float() / 255 - torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)) / torch.tensor([0.2, 0.2, 0.1]).view(1, 3, 1, 1)
+    ref = (x.float() / 255 - torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)) / torch.tensor(
+        [0.2, 0.2, 0.1]
+    ).view(1, 3, 1, 1)
     assert out.dtype == torch.float32 and torch.allclose(out, ref, atol=1e-6)
     with pytest.raises(DataError, match="std must be positive"):
         Normalize((0,), (0,))

@@ -128,14 +128,16 @@ def _hashes(path: Path) -> tuple[str, str]:
 
 
 def verify(
-    path: Path, md5: str | None = None, sha256: str | None = None, size: int | None = None, name: str | None = None
+    path: Path,
+    md5: str | None = None,
+    sha256: str | None = None,
+    size: int | None = None,
+    name: str | None = None,
 ) -> None:
     """Raise DataError when the file's size or checksum differs from what is expected."""
     name = name or path.name
     if size is not None and path.stat().st_size != size:
-        raise DataError(
-            f"{name} has {path.stat().st_size} bytes, expected {size} — the download is corrupt"
-        )
+        raise DataError(f"{name} has {path.stat().st_size} bytes, expected {size} — the download is corrupt")
     if md5 is None and sha256 is None:
         return
     got_md5, got_sha = _hashes(path)
