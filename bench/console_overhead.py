@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from textual import events
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -84,7 +85,9 @@ async def with_console(
     app = build_app(session, images="halfcell")
     result: list[float] = []
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause(0.2)
+        # Steady state: let start-up (compose, first snapshot reads, CSS) finish before timing.
+        await pilot.pause(1.5)
+        await app.workers.wait_for_complete()
         t = threading.Thread(target=lambda: result.append(session.train(seconds)))
         t.start()
         keys = "2134"
@@ -93,12 +96,13 @@ async def with_console(
             if latencies is not None:
                 key = keys[i % len(keys)]
                 target = {"1": "training", "2": "telemetry", "3": "hooks", "4": "data"}[key]
+                pane = app.query_one(f"#pane-{target}")
                 t0 = time.perf_counter()
-                await pilot.press(key)
-                while app.query_one("#panes").active != target:
-                    await pilot.pause(0)
-                await pilot.wait_for_scheduled_animations()
-                await pilot.pause(0)  # one more turn: the refresh is composited
+                # The key goes through the app's normal queue (pilot.press would also wait for idle).
+                app.post_message(events.Key(key, key))
+                # On screen = the pane got a region in a layout pass (the frame is painted right after).
+                while app.query_one("#panes").active != target or pane.region.width == 0:
+                    await asyncio.sleep(0.001)
                 latencies.append(time.perf_counter() - t0)
                 i += 1
             await asyncio.sleep(0.1)

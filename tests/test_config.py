@@ -85,8 +85,8 @@ def test_empty_file_is_the_default_config() -> None:
     assert c.model == ModelConfig("simple_cnn", "batch", "kaiming", (16, 32, 64, 64))
     assert c.train == TrainConfig()
     assert (
-        c.train.epochs == 3
-        and c.train.lr == 3e-3
+        c.train.epochs == 5
+        and c.train.lr == 1e-2
         and c.train.mom is None
         and c.train.metrics == ("accuracy",)
     )

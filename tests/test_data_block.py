@@ -105,7 +105,8 @@ def test_vocab_from_train_only_and_valid_only_labels_reported(tmp_path: Path) ->
     assert dls.vocab == ["cat", "dog"] and dls.c == 2
     ys = torch.cat([y for _, y in dls.valid])
     assert sorted(ys.tolist()) == [0, 0, 1]
-    assert "labels only in validation (dropped): emu" in _block().summary(tmp_path)
+    with pytest.warns(UserWarning, match="labels only in the validation set"):
+        assert "labels only in validation (dropped): emu" in _block().summary(tmp_path)
 
 
 def test_loaders_are_uint8_until_device_and_match_pipeline(tmp_path: Path) -> None:

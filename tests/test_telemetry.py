@@ -96,7 +96,7 @@ class Reference(Callback):
 
 
 def test_statistics_match_hand_computation() -> None:
-    tel = Telemetry(every=1, near_zero=0.05, hist_range=(-3.0, 3.0))
+    tel = Telemetry(every=1, near_zero=0.05, hist_range=(-3.0, 3.0), max_samples=None)
     runner = make_runner(tel)
     ref = Reference(tel.select_layers(runner.model))
     runner.add_cbs([ref])

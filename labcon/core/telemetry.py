@@ -59,6 +59,14 @@ def _first_tensor(out: Any) -> Tensor | None:
     return None
 
 
+def _flat_view(x: Tensor) -> Tensor:
+    """x as a 1-d view in memory order (channels-last too), copying only when there is no such view."""
+    if x.is_contiguous():
+        return x.view(-1)
+    y = x.permute(sorted(range(x.dim()), key=lambda d: -x.stride(d)))
+    return y.view(-1) if y.is_contiguous() else y.reshape(-1)
+
+
 def _spread(items: list[Any], cap: int) -> list[Any]:
     """At most `cap` items, evenly spaced, first and last kept."""
     if len(items) <= cap:
@@ -79,6 +87,8 @@ class Telemetry(Callback):
     spatial_stride: measure every s-th position along each spatial axis. horizon: history rows kept on the
     host (older rows are merged pairwise when full). near_zero: |x| below this counts as near zero.
     hist_range/n_bins: fixed histogram range (values outside are not counted) and bin count.
+    max_samples: activation statistics use at most this many elements per layer and batch, an evenly
+    strided subset (None: every element); it keeps the cost per layer small and fixed on CPU and GPU.
     """
 
     order = 60
@@ -94,6 +104,7 @@ class Telemetry(Callback):
         near_zero: float = 1e-2,
         n_bins: int = 40,
         hist_range: tuple[float, float] = (0.0, 10.0),
+        max_samples: int | None = 1024,
         max_layers: int = 32,
         dead_frac: float = 0.9,
         explode_std: float = 1e3,
@@ -109,6 +120,7 @@ class Telemetry(Callback):
         self.every, self.sample_every, self.spatial_stride = every, sample_every, spatial_stride
         self.horizon, self.near_zero, self.n_bins = horizon, near_zero, n_bins
         self.hist_range = (float(hist_range[0]), float(hist_range[1]))
+        self.max_samples = max_samples
         self.max_layers, self.dead_frac, self.explode_std = max_layers, dead_frac, explode_std
         self.layers: list[str] = []
         self._history: History | None = None
@@ -151,31 +163,39 @@ class Telemetry(Callback):
             s = self.spatial_stride
             if s > 1 and x.dim() > 2:
                 x = x[(slice(None), slice(None), *([slice(None, None, s)] * (x.dim() - 2)))]
-            if x.dtype != torch.float32:
-                x = x.float()
-            std, mean = torch.std_mean(x)
-            nz = (x.abs() < self.near_zero).sum(dtype=torch.float32)
-            self._pending.append((i, mean, std, nz, torch.histc(x, self.n_bins, *self.hist_range)))
+            # The hook only keeps a small strided subset (a copy, so the activation's memory is not held);
+            # all statistics are computed for every layer at once when the pending subsets are folded in.
+            flat = _flat_view(x)
+            step = -(-flat.numel() // self.max_samples) if self.max_samples else 1
+            # An odd step, so the subset does not keep hitting the same position of each feature map.
+            sub = flat[:: step | 1]
+            self._subs.append(sub.float() if sub.dtype != torch.float32 else sub.contiguous())
+            self._pending_idx.append(i)
             self._n_act[i] += 1
-            self._numel[i] += x.numel()
+            self._n_sub[i] += sub.numel()
 
         return record
 
-    def _index_tensor(self, idx: tuple[int, ...]) -> Tensor:
+    def _cached(self, key: tuple[Any, ...], dtype: torch.dtype) -> Tensor:
         # Cached so that the steady state makes no host->device copies.
-        t = self._idx_cache.get(idx)
+        t = self._idx_cache.get((key, dtype))
         if t is None:
-            t = self._idx_cache[idx] = torch.tensor(idx, device=self._device, dtype=torch.long)
+            if len(self._idx_cache) > 256:  # varying batch shapes (e.g. text): keep the cache bounded
+                self._idx_cache.clear()
+            t = self._idx_cache[(key, dtype)] = torch.tensor(key, device=self._device, dtype=dtype)
         return t
 
     def _alloc(self) -> None:
         n, dev = len(self.layers), self._device
-        self._acc = torch.zeros(n, 3, device=dev)  # sums of mean, std, near-zero count
+        self._acc = torch.zeros(n, 2, device=dev)  # sums over sampled batches of mean and std
+        self._nz = torch.zeros(n, device=dev)  # near-zero counts in the subsets
         self._hist = torch.zeros(n, self.n_bins, device=dev)
         self._gn = torch.zeros(n, device=dev)
         self._upd = torch.full((n,), float("nan"), device=dev)
-        self._n_act, self._numel, self._n_grad = [0] * n, [0] * n, 0
-        self._pending: list[tuple[int, Tensor, Tensor, Tensor, Tensor]] = []
+        self._n_act, self._n_sub, self._n_grad = [0] * n, [0] * n, 0
+        self._subs: list[Tensor] = []
+        self._pending_idx: list[int] = []
+        self._gn_pending: dict[tuple[int, ...], list[Tensor]] = {}
         self._prev: list[Tensor] | None = None
 
     def _bind(self, model: nn.Module) -> None:
@@ -201,7 +221,10 @@ class Telemetry(Callback):
                     self._params.append(p)
                     owners.append(i)
         self._owners = tuple(owners)
-        self._idx_cache: dict[tuple[int, ...], Tensor] = {}
+        self._one_dtype = all(p.dtype == torch.float32 for p in self._params)
+        if getattr(self, "_cache_device", None) != self._device:
+            self._idx_cache: dict[Any, Tensor] = {}
+            self._cache_device = self._device
 
     def _remove_hooks(self) -> None:
         for h in self._hooks:
@@ -212,9 +235,10 @@ class Telemetry(Callback):
         self._hooks = []
 
     def _per_layer_norm(self, tensors: list[Tensor], owners: tuple[int, ...]) -> Tensor:
-        norms = torch.stack([n.float() for n in torch._foreach_norm(tensors)])
+        norms = torch._foreach_norm(tensors)
+        norms = torch.stack(norms if self._one_dtype else [t.float() for t in norms])
         sq = torch.zeros(len(self.layers), device=self._device).index_add_(
-            0, self._index_tensor(owners), norms * norms
+            0, self._cached(owners, torch.long), norms * norms
         )
         return sq.sqrt()
 
@@ -260,7 +284,9 @@ class Telemetry(Callback):
             have = [(p.grad, o) for p, o in zip(self._params, self._owners, strict=True) if p.grad is not None]
             if have:
                 grads, owners = zip(*have, strict=True)
-                self._gn.add_(self._per_layer_norm(list(grads), owners))
+                norms = torch._foreach_norm(list(grads))
+                vec = torch.stack(norms if self._one_dtype else [t.float() for t in norms])
+                self._gn_pending.setdefault(owners, []).append(vec)
                 self._n_grad += 1
             if self._reporting:
                 self._prev = torch._foreach_mul([p.detach() for p in self._params], 1.0)
@@ -276,27 +302,62 @@ class Telemetry(Callback):
         self._prev = None
 
     def _flush_pending(self) -> None:
-        if not self._pending:
+        """Fold the pending subsets and gradient norms into the accumulators: a fixed handful of kernels
+        however many layers and batches are pending, and no host sync."""
+        if self._gn_pending:
+            for owners, vecs in self._gn_pending.items():
+                sq = torch.stack(vecs).square()  # (batches, params)
+                per_layer = torch.zeros(len(vecs), len(self.layers), device=self._device)
+                per_layer.index_add_(1, self._cached(owners, torch.long), sq)
+                self._gn.add_(per_layer.sqrt().sum(0))
+            self._gn_pending = {}
+        if not self._pending_idx:
             return
-        idx = tuple(p[0] for p in self._pending)
-        stats = torch.stack([t for p in self._pending for t in p[1:4]]).view(-1, 3)
-        index = self._index_tensor(idx)
-        self._acc.index_add_(0, index, stats)
-        self._hist.index_add_(0, index, torch.stack([p[4] for p in self._pending]))
-        self._pending = []
+        idx, sizes = tuple(self._pending_idx), tuple(t.numel() for t in self._subs)
+        x = torch.cat(self._subs)
+        entry, layer = self._segments(idx, sizes)
+        n = self._cached(sizes, torch.float32)
+        s1 = torch.zeros(len(idx), device=self._device).index_add_(0, entry, x)
+        s2 = torch.zeros(len(idx), device=self._device).index_add_(0, entry, x * x)
+        mean = s1 / n
+        # Per layer and batch: mean and std of that batch, summed here and averaged at the report.
+        std = ((s2 - s1 * mean) / (n - 1).clamp_min(1)).clamp_min(0).sqrt()
+        self._acc.index_add_(0, self._cached(idx, torch.long), torch.stack([mean, std], 1))
+        self._nz.index_add_(0, layer, (x.abs() < self.near_zero).float())
+        lo, hi = self.hist_range
+        valid = (x >= lo) & (x <= hi)  # torch.histc semantics: hi falls in the last bin, nan nowhere
+        b = ((x - lo) * (self.n_bins / (hi - lo))).floor_().clamp_(0, self.n_bins - 1)
+        b = torch.where(valid, b, 0).long() + layer * self.n_bins
+        self._hist.view(-1).index_add_(0, b, valid.float())
+        self._subs, self._pending_idx = [], []
+
+    def _segments(self, idx: tuple[int, ...], sizes: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+        """Entry index and layer index of every element of the concatenated subsets (cached per layout)."""
+        key = ("seg", idx, sizes)
+        t = self._idx_cache.get(key)
+        if t is None:
+            if len(self._idx_cache) > 256:
+                self._idx_cache.clear()
+            reps = torch.tensor(sizes)
+            entry = torch.arange(len(idx)).repeat_interleave(reps)
+            layer = torch.tensor(idx, dtype=torch.long).repeat_interleave(reps)
+            t = self._idx_cache[key] = (entry.to(self._device), layer.to(self._device))
+        return t
 
     def after_batch(self) -> None:
         if not self._active:
             return
-        self._flush_pending()
         if self._reporting:
+            self._flush_pending()
             self._report(self.runner.train_iter)
+        elif len(self._pending_idx) >= 32 * max(1, len(self.layers)):
+            self._flush_pending()  # a long report interval: keep the pending lists short
         self._active = self._reporting = False
         self._prev = None
 
     def after_fit(self) -> None:
         self._active = False
-        if getattr(self, "_pending", None) is not None:
+        if getattr(self, "_pending_idx", None) is not None:
             self._flush_pending()
             if any(self._n_act) or self._n_grad:
                 self._report(self.runner.train_iter)
@@ -306,17 +367,18 @@ class Telemetry(Callback):
     def _report(self, train_iter: int) -> None:
         """One device->host transfer of everything accumulated since the last report, then reset."""
         n = len(self.layers)
-        payload = torch.cat([self._acc.flatten(), self._gn, self._upd, self._hist.flatten()]).cpu().numpy()
-        acc = payload[: 3 * n].reshape(n, 3).astype(np.float64)
-        gn, upd = payload[3 * n : 4 * n], payload[4 * n : 5 * n]
+        device_rows = [self._acc.flatten(), self._nz, self._gn, self._upd, self._hist.flatten()]
+        payload = torch.cat(device_rows).cpu().numpy()
+        acc = payload[: 2 * n].reshape(n, 2).astype(np.float64)
+        nz, gn, upd = payload[2 * n : 3 * n], payload[3 * n : 4 * n], payload[4 * n : 5 * n]
         hist = payload[5 * n :].reshape(n, self.n_bins)
         n_act = np.array(self._n_act, dtype=np.float64)
-        numel = np.array(self._numel, dtype=np.float64)
+        numel = np.array(self._n_sub, dtype=np.float64)
         row = np.full((n, N_FIELDS + self.n_bins), np.nan, dtype=np.float32)
         seen = n_act > 0
         row[seen, 0] = acc[seen, 0] / n_act[seen]
         row[seen, 1] = acc[seen, 1] / n_act[seen]
-        row[seen, 2] = acc[seen, 2] / numel[seen]
+        row[seen, 2] = nz[seen] / numel[seen]
         row[seen, N_FIELDS:] = hist[seen] / n_act[seen, None]
         if self._n_grad:
             has_params = np.zeros(n, dtype=bool)
@@ -330,10 +392,11 @@ class Telemetry(Callback):
             self._nonfinite = frozenset(self.layers[i] for i in np.flatnonzero(bad))
             self._snapshot = None
         self._acc.zero_()
+        self._nz.zero_()
         self._hist.zero_()
         self._gn.zero_()
         self._upd.fill_(float("nan"))
-        self._n_act, self._numel, self._n_grad = [0] * n, [0] * n, 0
+        self._n_act, self._n_sub, self._n_grad = [0] * n, [0] * n, 0
 
     def snapshot(self) -> TelemetrySnapshot | None:
         """Immutable host-side copy of the history (None before the first fit); safe from any thread."""

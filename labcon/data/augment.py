@@ -121,6 +121,21 @@ class Normalize(BatchTransform):
         mean, std = self._cache[key]
         return (x - mean) / std
 
+    def from_uint8(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise a uint8 batch in one fused float pass: x * 1/(255 std) - mean/std."""
+        if x.shape[1] != len(self.mean):
+            raise DataError(
+                f"Normalize has {len(self.mean)} channel stats but the batch has {x.shape[1]} channels"
+            )
+        key = (x.device, "u8")
+        if key not in self._cache:
+            shape = (1, -1, 1, 1)
+            std = torch.tensor(self.std, device=x.device, dtype=torch.float32).view(shape)
+            mean = torch.tensor(self.mean, device=x.device, dtype=torch.float32).view(shape)
+            self._cache[key] = (1 / (255 * std), -mean / std)
+        scale, shift = self._cache[key]
+        return x.float().mul_(scale).add_(shift)
+
     def __repr__(self) -> str:
         return f"Normalize(mean={self.mean}, std={self.std})"
 
@@ -138,12 +153,15 @@ class BatchPipeline:
         gen: torch.Generator,
         trace: Callable[[str, Any], None] | None = None,
     ) -> torch.Tensor:
-        x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-        if trace:
-            trace("to float [0, 1]", x)
-        for t in self.tfms:
-            if t.random and not train:
-                continue
+        active = [t for t in self.tfms if train or not t.random]
+        if x.dtype == torch.uint8 and trace is None and active and isinstance(active[0], Normalize):
+            # Fast path: uint8 -> normalised float in one pass (same numbers up to rounding).
+            x, active = active[0].from_uint8(x), active[1:]
+        else:
+            x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+            if trace:
+                trace("to float [0, 1]", x)
+        for t in active:
             x = t(x, gen)
             if trace:
                 trace(repr(t), x)

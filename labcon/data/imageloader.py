@@ -152,7 +152,6 @@ class ImageLoader:
                 num_workers=self.num_workers,
                 pin_memory=pin,
                 drop_last=self.drop_last,
-                persistent_workers=self.num_workers > 0,
             )
         return self._dl
 

@@ -61,8 +61,8 @@ class ModelConfig:
 class TrainConfig:
     """The [train] table: epochs, optimiser, schedule, loss, metrics, precision and device."""
 
-    epochs: int = 3
-    lr: float = 3e-3
+    epochs: int = 5
+    lr: float = 1e-2
     opt: str = "adam"
     wd: float = 0.0
     mom: float | None = None

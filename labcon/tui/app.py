@@ -10,6 +10,7 @@ from typing import Any
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Label, TabbedContent, TabPane
@@ -161,6 +162,11 @@ class LabconApp(App[None]):
         )
         self._pump.start()
 
+    async def action_quit(self) -> None:
+        """Stop the pump before the widgets go."""
+        self._stop.set()
+        await super().action_quit()
+
     def on_unmount(self) -> None:
         self._stop.set()
         if self._pump is not None:
@@ -172,7 +178,14 @@ class LabconApp(App[None]):
     # -- session traffic --------------------------------------------------------------------------
     def on_session_update(self, message: SessionUpdate) -> None:
         """Hand a merged update to every pane; errors become notifications."""
-        batch = message.batch
+        if self._stop.is_set() or self._main is None or not self._main.is_attached:
+            return  # not started yet or shutting down: the widgets are not there
+        try:
+            self._apply_update(message.batch)
+        except NoMatches:
+            return  # the screen was torn down while this update was in flight
+
+    def _apply_update(self, batch: UpdateBatch) -> None:
         self.n_updates += 1
         for pane in self.panes:
             try:

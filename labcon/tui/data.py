@@ -61,7 +61,7 @@ class DataPane(Pane):
         title = self.query_one("#data-image-title", Label)
         if err is not None:
             title.update(Text(f"sample batch: {err}"))
-            self.app.notify(err, severity="error")
+            self.app.notify(err, severity="error", markup=False)
             return
         self.query_one("#data-image", self._image_cls).image = img
         title.update(f"sample batch #{self.n_draws} (r: redraw with new augments)")

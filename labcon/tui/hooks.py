@@ -135,7 +135,9 @@ class HooksPane(Pane):
         state = (self.safe(self.session.status, default={}) or {}).get("state")
         if state in ("paused", "idle"):
             return True
-        self.app.notify("hooks can be changed while paused: press space first", severity="warning")
+        self.app.notify(
+            "hooks can be changed while paused: press space first", severity="warning", markup=False
+        )
         return False
 
     def action_add_hook(self) -> None:

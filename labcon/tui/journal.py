@@ -124,7 +124,7 @@ class JournalPane(Pane):
     def _show_results(self, query: str, rows: list[dict[str, Any]], err: str | None) -> None:
         if err is not None:
             self._detail(f"query error: {err}", style="red")
-            self.app.notify(f"journal query: {err}", severity="error")
+            self.app.notify(f"journal query: {err}", severity="error", markup=False)
             return
         self.results = rows
         table = self.query_one("#journal-results", DataTable)
@@ -188,7 +188,7 @@ class JournalPane(Pane):
     def action_diff(self) -> None:
         """Diff the two marked runs."""
         if len(self.marked) != 2:
-            self.app.notify("mark two runs with m first", severity="warning")
+            self.app.notify("mark two runs with m first", severity="warning", markup=False)
             return
         a, b = self.marked
         try:
@@ -203,7 +203,7 @@ class JournalPane(Pane):
         row = self._highlighted()
         rid = self._run_id(row) if row is not None else self.current
         if rid is None:
-            self.app.notify("select a run to replay", severity="warning")
+            self.app.notify("select a run to replay", severity="warning", markup=False)
             return
         self.app.run_command(f"replay {rid}")  # type: ignore[attr-defined]
 

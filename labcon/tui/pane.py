@@ -45,5 +45,5 @@ class Pane(Container):
         try:
             return fn(*args)
         except Exception as e:  # noqa: BLE001 - session snapshots are another team's code; never crash
-            self.app.notify(f"{getattr(fn, '__name__', 'read')}: {e}", severity="error")
+            self.app.notify(f"{getattr(fn, '__name__', 'read')}: {e}", severity="error", markup=False)
             return default

@@ -50,4 +50,4 @@ class StatusBar(Static):
             text.append(f"  {s['device']}", style="dim")
         if s.get("last_error"):
             text.append(f"  error: {s['last_error']}", style="bold red")
-        self.update(text)
+        self.update(text, layout=False)  # fixed one line: no layout pass per update

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.progress_bar import ProgressBar as RichBar
+from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Grid, Horizontal, Vertical
-from textual.widgets import DataTable, Label, ProgressBar
+from textual.containers import Grid, Vertical
+from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
 from labcon.session.messages import EpochEnded, FitStarted, Progress
@@ -36,14 +39,8 @@ class TrainingPane(Pane):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="progress-box"):
-            with Horizontal(classes="progress-row"):
-                yield Label("epoch", classes="progress-label")
-                yield ProgressBar(total=1, show_eta=False, id="epoch-bar")
-                yield Label("", id="epoch-eta", classes="eta")
-            with Horizontal(classes="progress-row"):
-                yield Label("fit", classes="progress-label")
-                yield ProgressBar(total=1, show_eta=False, id="fit-bar")
-                yield Label("", id="fit-eta", classes="eta")
+            yield Static("", id="epoch-progress", classes="progress-row")
+            yield Static("", id="fit-progress", classes="progress-row")
         with Vertical(id="training-body"):
             yield DataTable(id="epoch-table", cursor_type="row", zebra_stripes=True)
             with Grid(id="plots"):
@@ -96,26 +93,47 @@ class TrainingPane(Pane):
             self.progress = update.progress
             self._show_progress(update.progress)
 
+    def _bar(self, wid: str, label: str, frac: float, info: str) -> None:
+        # layout=False: a fixed one-line widget; a layout pass 10 times a second would steal the trainer's GIL.
+        grid = Table.grid(padding=(0, 1), expand=True)
+        grid.add_column(width=5)
+        grid.add_column(ratio=2)
+        grid.add_column(width=4, justify="right")
+        grid.add_column(ratio=3)
+        frac = min(1.0, max(0.0, frac))
+        grid.add_row(
+            label,
+            RichBar(total=1000, completed=int(1000 * frac)),
+            f"{int(100 * frac)}%",
+            Text(info, style="dim"),
+        )
+        self.query_one(wid, Static).update(grid, layout=False)
+
     def _show_progress(self, p: Progress) -> None:
-        self.query_one("#epoch-bar", ProgressBar).update(total=max(1, p.n_iter), progress=p.iter)
-        self.query_one("#epoch-eta", Label).update(
-            f"{p.epoch} {p.phase} {p.iter}/{p.n_iter}  ETA {fmt_duration(p.eta_epoch)}"
+        self._bar(
+            "#epoch-progress",
+            "epoch",
+            p.iter / p.n_iter if p.n_iter else 0.0,
+            f"{p.epoch} {p.phase} {p.iter}/{p.n_iter}  ETA {fmt_duration(p.eta_epoch)}",
         )
         total = p.elapsed + p.eta_fit
-        frac = p.elapsed / total if total > 0 else 0.0
-        self.query_one("#fit-bar", ProgressBar).update(total=1000, progress=int(1000 * frac))
         n = f"/{self.fit_total[0] + self.fit_total[1]}" if self.fit_total else ""
-        self.query_one("#fit-eta", Label).update(
-            f"epoch {p.epoch + 1}{n}  {fmt_duration(p.elapsed)} < ETA {fmt_duration(p.eta_fit)}"
+        self._bar(
+            "#fit-progress",
+            "fit",
+            p.elapsed / total if total > 0 else 0.0,
+            f"epoch {p.epoch + 1}{n}  {fmt_duration(p.elapsed)} < ETA {fmt_duration(p.eta_fit)}",
         )
 
     def _show_progress_from_status(self, st: dict[str, Any]) -> None:
         n_iter, it = int(st.get("n_iter", 0) or 0), int(st.get("iter", 0) or 0)
         epoch, n_epochs = int(st.get("epoch", 0) or 0), int(st.get("n_epochs", 0) or 0)
-        self.query_one("#epoch-bar", ProgressBar).update(total=max(1, n_iter), progress=it)
-        self.query_one("#epoch-eta", Label).update(f"{epoch} {it}/{n_iter}  ETA --")
-        self.query_one("#fit-bar", ProgressBar).update(total=max(1, n_epochs), progress=min(epoch, n_epochs))
-        self.query_one("#fit-eta", Label).update(f"epoch {epoch}/{n_epochs}  ETA --")
+        self._bar(
+            "#epoch-progress", "epoch", it / n_iter if n_iter else 0.0, f"{epoch} {it}/{n_iter}  ETA --"
+        )
+        self._bar(
+            "#fit-progress", "fit", epoch / n_epochs if n_epochs else 0.0, f"epoch {epoch}/{n_epochs}  ETA --"
+        )
 
     # -- table ------------------------------------------------------------------------------------
     def _fill_table(self) -> None:
