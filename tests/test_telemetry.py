@@ -180,7 +180,7 @@ def test_one_transfer_per_report_and_no_sync_in_between() -> None:
 
 
 def test_sampling_and_spatial_stride() -> None:
-    tel = Telemetry(layers=["0.2"], every=6, sample_every=3, spatial_stride=2, hist_range=(0.0, 100.0))
+    tel = Telemetry(layers=["0.2"], every=6, sample_every=3, spatial_stride=2, hist_range=(0.0, 100.0), max_samples=None)
     runner = make_runner(tel)
     ref = Reference(["0.2"])
     runner.add_cbs([ref])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import signal
 import sys
@@ -117,7 +118,8 @@ def serve_headless(session: Any, socket: bool, every: float, start: Any) -> int:
     from labcon.control.server import ControlServer, control_socket_path
     from labcon.session import messages as M
 
-    printer = HeadlessPrinter(session, every=every)
+    # Under torch.distributed only rank 0 talks: one set of progress lines, one socket.
+    printer = HeadlessPrinter(session, out=sys.stdout if session.is_main else io.StringIO(), every=every)
     server = None
     if socket and session.is_main:
         server = ControlServer(session, control_socket_path(session.home, session.name)).start()

@@ -150,11 +150,10 @@ class DistributedCallback(Callback):
         ids = None
         if r.device.type == "cuda":
             ids = [r.device.index if r.device.index is not None else torch.cuda.current_device()]
+        # broadcast_buffers=True is DDP's default; passing it at all triggers a FutureWarning in torch >= 2.13.
+        extra = {} if self.broadcast_buffers else {"broadcast_buffers": False}
         r.model = DistributedDataParallel(
-            module,
-            device_ids=ids,
-            find_unused_parameters=self.find_unused_parameters,
-            broadcast_buffers=self.broadcast_buffers,
+            module, device_ids=ids, find_unused_parameters=self.find_unused_parameters, **extra
         )
 
     def before_fit(self) -> None:

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from labcon.core.events import Callback
+from labcon.core.distributed import unwrap_model
 from labcon.core.hooks import Hook, HookRegistry
 from labcon.core.telemetry_history import (
     FIELDS,
@@ -78,8 +79,9 @@ def _spread(items: list[Any], cap: int) -> list[Any]:
 
 
 class Telemetry(Callback):
-    """Records, for training batches only, per-layer activation mean/std/near-zero fraction and a histogram,
-    gradient norm and update/parameter ratio; read it with `snapshot()` (host-side, immutable).
+    """Records, for training batches only, per-layer activation mean/std/near-zero fraction and a histogram
+    (averaged over the sampled batches of each report interval), and the gradient norm and update/parameter
+    ratio of each layer's own parameters (on the report batch); read it with `snapshot()` (host-side).
 
     layers: module paths and/or module types (default: conv, linear, norm and activation modules, at most
     `max_layers`, evenly spaced). every: report (one device->host copy) every N training batches.
@@ -104,7 +106,7 @@ class Telemetry(Callback):
         near_zero: float = 1e-2,
         n_bins: int = 40,
         hist_range: tuple[float, float] = (0.0, 10.0),
-        max_samples: int | None = 1024,
+        max_samples: int | None = 512,
         max_layers: int = 32,
         dead_frac: float = 0.9,
         explode_std: float = 1e3,
@@ -195,7 +197,6 @@ class Telemetry(Callback):
         self._n_act, self._n_sub, self._n_grad = [0] * n, [0] * n, 0
         self._subs: list[Tensor] = []
         self._pending_idx: list[int] = []
-        self._gn_pending: dict[tuple[int, ...], list[Tensor]] = {}
         self._prev: list[Tensor] | None = None
 
     def _bind(self, model: nn.Module) -> None:
@@ -245,7 +246,7 @@ class Telemetry(Callback):
     # ----- events ----------------------------------------------------------------------------------
     def before_fit(self) -> None:
         r = self.runner
-        model = r.model
+        model = unwrap_model(r.model)  # under DDP, module paths are those of the wrapped model
         layers = self.select_layers(model)
         if not layers:
             warnings.warn("Telemetry found no layers to record; pass layers=[...] (module paths)", stacklevel=2)
@@ -263,9 +264,10 @@ class Telemetry(Callback):
 
     def before_epoch(self) -> None:
         # The console may swap normalisation layers between epochs: follow the modules now at each path.
-        modules = dict(self.runner.model.named_modules())
+        model = unwrap_model(self.runner.model)
+        modules = dict(model.named_modules())
         if any(modules.get(p) is not m for p, m in zip(self.layers, self._modules, strict=True)):
-            self._bind(self.runner.model)
+            self._bind(model)
 
     def before_batch(self) -> None:
         r = self.runner
@@ -277,19 +279,17 @@ class Telemetry(Callback):
         self._active = self._reporting or it % self.sample_every == 0
 
     def before_step(self) -> None:
-        # Runs after mixed precision unscaling and clipping: these are the gradients the optimizer uses.
-        if not self._active or not self._params:
+        # Parameter-side measures on report batches only (a norm per parameter tensor is not free on a
+        # CPU). This runs after mixed precision unscaling and clipping: the gradients the optimizer uses.
+        if not self._reporting or not self._params:
             return
         with torch.no_grad():
             have = [(p.grad, o) for p, o in zip(self._params, self._owners, strict=True) if p.grad is not None]
             if have:
                 grads, owners = zip(*have, strict=True)
-                norms = torch._foreach_norm(list(grads))
-                vec = torch.stack(norms if self._one_dtype else [t.float() for t in norms])
-                self._gn_pending.setdefault(owners, []).append(vec)
-                self._n_grad += 1
-            if self._reporting:
-                self._prev = torch._foreach_mul([p.detach() for p in self._params], 1.0)
+                self._gn.copy_(self._per_layer_norm(list(grads), owners))
+                self._n_grad = 1
+            self._prev = torch._foreach_mul([p.detach() for p in self._params], 1.0)
 
     def after_step(self) -> None:
         if self._prev is None:
@@ -302,15 +302,8 @@ class Telemetry(Callback):
         self._prev = None
 
     def _flush_pending(self) -> None:
-        """Fold the pending subsets and gradient norms into the accumulators: a fixed handful of kernels
-        however many layers and batches are pending, and no host sync."""
-        if self._gn_pending:
-            for owners, vecs in self._gn_pending.items():
-                sq = torch.stack(vecs).square()  # (batches, params)
-                per_layer = torch.zeros(len(vecs), len(self.layers), device=self._device)
-                per_layer.index_add_(1, self._cached(owners, torch.long), sq)
-                self._gn.add_(per_layer.sqrt().sum(0))
-            self._gn_pending = {}
+        """Fold the pending activation subsets into the accumulators: a fixed handful of kernels however
+        many layers and batches are pending, and no host sync."""
         if not self._pending_idx:
             return
         idx, sizes = tuple(self._pending_idx), tuple(t.numel() for t in self._subs)
@@ -383,7 +376,7 @@ class Telemetry(Callback):
         if self._n_grad:
             has_params = np.zeros(n, dtype=bool)
             has_params[list(set(self._owners))] = True
-            row[has_params, 3] = gn[has_params] / self._n_grad
+            row[has_params, 3] = gn[has_params]
         row[:, 4] = upd
         bad = seen & ~(np.isfinite(row[:, 0]) & np.isfinite(row[:, 1]))
         with self._lock:

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from labcon.core.distributed import unwrap_model
 from labcon.core.events import Callback, CancelFitException
 
 
@@ -73,7 +74,7 @@ class SaveBest(_Monitor):
         if self._improved():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-            torch.save(self.runner.model.state_dict(), tmp)
+            torch.save(unwrap_model(self.runner.model).state_dict(), tmp)
             os.replace(tmp, self.path)
             self.saved_epoch = self.runner.epoch
 
