@@ -18,7 +18,6 @@ import torch
 from torch import nn
 
 from labcon.core.callbacks.precision import MixedPrecision
-from labcon.core.losses import cross_entropy
 from labcon.core.runner import Runner
 from labcon.core.telemetry import Telemetry
 from labcon.data.loaders import DataLoaders
@@ -26,7 +25,9 @@ from labcon.nn.models import simple_cnn
 from labcon.nn.xresnet import xresnet18
 
 
-def make_batches(n: int, bs: int, shape: tuple[int, ...], device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def make_batches(
+    n: int, bs: int, shape: tuple[int, ...], device: torch.device
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(0)
     return [
         (torch.randn(bs, *shape, generator=g).to(device), torch.randint(0, 10, (bs,), generator=g).to(device))
@@ -44,8 +45,16 @@ def timed_fit(runner: Runner, device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
-def run_case(name: str, model: nn.Module, shape: tuple[int, ...], bs: int, n_batches: int, rounds: int,
-             device: torch.device, extra_cbs: Any = ()) -> dict[str, Any]:
+def run_case(
+    name: str,
+    model: nn.Module,
+    shape: tuple[int, ...],
+    bs: int,
+    n_batches: int,
+    rounds: int,
+    device: torch.device,
+    extra_cbs: Any = (),
+) -> dict[str, Any]:
     train = make_batches(n_batches, bs, shape, device)
     valid = train[:1]
     tel = Telemetry()
@@ -92,13 +101,29 @@ def main() -> None:
     torch.manual_seed(0)
     cuda = torch.cuda.is_available() and args.device in ("cuda", "auto")
     if args.device in ("cpu", "auto"):
-        res = run_case("simple_cnn 28px fp32", simple_cnn(1, 10), (1, 28, 28), 64, args.batches, args.rounds,
-                       torch.device("cpu"), extra_cbs=lambda: [])
+        res = run_case(
+            "simple_cnn 28px fp32",
+            simple_cnn(1, 10),
+            (1, 28, 28),
+            64,
+            args.batches,
+            args.rounds,
+            torch.device("cpu"),
+            extra_cbs=lambda: [],
+        )
         print(json.dumps(res), flush=True)
     if cuda:
         torch.backends.cudnn.benchmark = True
-        res = run_case("xresnet18 128px bf16", xresnet18(3, 10), (3, 128, 128), args.gpu_bs, args.batches,
-                       args.rounds, torch.device("cuda"), extra_cbs=lambda: [MixedPrecision("bf16")])
+        res = run_case(
+            "xresnet18 128px bf16",
+            xresnet18(3, 10),
+            (3, 128, 128),
+            args.gpu_bs,
+            args.batches,
+            args.rounds,
+            torch.device("cuda"),
+            extra_cbs=lambda: [MixedPrecision("bf16")],
+        )
         print(json.dumps(res), flush=True)
 
 

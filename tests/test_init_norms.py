@@ -21,6 +21,7 @@ from labcon.nn.models import simple_cnn
 from labcon.nn.norms import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RunningBatchNorm, swap_norm
 from tests.helpers import load_mnist_tiny
 
+
 @pytest.fixture
 def one_thread():
     """Tiny-batch loops are dominated by thread hand-offs; on a busy 2-core box one thread is 5x faster."""
@@ -292,7 +293,9 @@ def _train_bs2(norm: str, xt: torch.Tensor, yt: torch.Tensor, seed: int, steps: 
     return model.eval()
 
 
-def test_running_batchnorm_trains_at_batch_size_2_where_batchnorm_does_not(mnist_tiny: Path, one_thread: None) -> None:
+def test_running_batchnorm_trains_at_batch_size_2_where_batchnorm_does_not(
+    mnist_tiny: Path, one_thread: None
+) -> None:
     xt, yt = _mnist_tensors(mnist_tiny, "train")
     xv, yv = _mnist_tensors(mnist_tiny, "valid")
     acc: dict[str, float] = {}

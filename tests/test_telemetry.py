@@ -180,7 +180,9 @@ def test_one_transfer_per_report_and_no_sync_in_between() -> None:
 
 
 def test_sampling_and_spatial_stride() -> None:
-    tel = Telemetry(layers=["0.2"], every=6, sample_every=3, spatial_stride=2, hist_range=(0.0, 100.0), max_samples=None)
+    tel = Telemetry(
+        layers=["0.2"], every=6, sample_every=3, spatial_stride=2, hist_range=(0.0, 100.0), max_samples=None
+    )
     runner = make_runner(tel)
     ref = Reference(["0.2"])
     runner.add_cbs([ref])
@@ -259,9 +261,13 @@ def test_flags_dead_and_exploding() -> None:
             return x * self.s
 
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(256, 16), Scale(0.0), nn.Linear(16, 16), Scale(1e6), nn.Linear(16, 2))
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(256, 16), Scale(0.0), nn.Linear(16, 16), Scale(1e6), nn.Linear(16, 2)
+    )
     tel = Telemetry(layers=["1", "2", "4"], every=4)
-    runner = Runner(model, image_dls(), loss_func=F.cross_entropy, lr=0.0, opt_func=torch.optim.SGD, cbs=[tel])
+    runner = Runner(
+        model, image_dls(), loss_func=F.cross_entropy, lr=0.0, opt_func=torch.optim.SGD, cbs=[tel]
+    )
     runner.fit(1)
     assert tel.snapshot().flags == {"2": "dead", "4": "exploding"}
 

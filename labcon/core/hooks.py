@@ -58,11 +58,19 @@ class Hook:
 
     def row(self) -> dict[str, Any]:
         """The plain-data description used by `HookRegistry.table()`."""
-        return {"id": self.id, "module": self.path, "kind": self.kind, "owner": self.owner, "scope": self.scope}
+        return {
+            "id": self.id,
+            "module": self.path,
+            "kind": self.kind,
+            "owner": self.owner,
+            "scope": self.scope,
+        }
 
     def __repr__(self) -> str:
         state = " removed" if self.removed else ""
-        return f"Hook(id={self.id}, module={self.path or type(self.module).__name__!r}, kind={self.kind}{state})"
+        return (
+            f"Hook(id={self.id}, module={self.path or type(self.module).__name__!r}, kind={self.kind}{state})"
+        )
 
 
 class Hooks:
@@ -126,7 +134,9 @@ class HookRegistry:
         for name, m in self.model.named_modules():
             if m is module:
                 return name
-        raise LabconError(f"{type(module).__name__} is not a submodule of the model; pass a module path instead")
+        raise LabconError(
+            f"{type(module).__name__} is not a submodule of the model; pass a module path instead"
+        )
 
     def add(
         self, module_path: str | nn.Module, kind: str, fn: HookFn, owner: str, scope: str = "fit"
@@ -185,7 +195,9 @@ class HookRegistry:
                     del self._hooks[hid]
                 elif new is not h.module:
                     h.remove()
-                    self._hooks[hid] = Hook(new, h.fn, h.kind, path=h.path, owner=h.owner, scope=h.scope, id=hid)
+                    self._hooks[hid] = Hook(
+                        new, h.fn, h.kind, path=h.path, owner=h.owner, scope=h.scope, id=hid
+                    )
                     moved += 1
         return moved
 

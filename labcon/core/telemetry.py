@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from labcon.core.events import Callback
 from labcon.core.distributed import unwrap_model
+from labcon.core.events import Callback
 from labcon.core.hooks import Hook, HookRegistry
 from labcon.core.telemetry_history import (
     FIELDS,
@@ -23,59 +23,12 @@ from labcon.core.telemetry_history import (
     TelemetrySnapshot,
     make_snapshot,
 )
+from labcon.core.telemetry_layers import DEFAULT_TYPES, first_tensor, flat_view, spread
 from labcon.errors import LabconError
-from labcon.nn.layers import GeneralRelu
-from labcon.nn.norms import NORM_TYPES
 
 __all__ = ["DEFAULT_TYPES", "FIELDS", "LayerStats", "Telemetry", "TelemetrySnapshot"]
 
-ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.PReLU,
-    nn.ELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
-    nn.Hardswish,
-    nn.Tanh,
-    nn.Sigmoid,
-    GeneralRelu,
-)
-DEFAULT_TYPES: tuple[type[nn.Module], ...] = (
-    nn.modules.conv._ConvNd,
-    nn.Linear,
-    *NORM_TYPES,
-    *ACTIVATION_TYPES,
-)
 OWNER = "telemetry"
-
-
-def _first_tensor(out: Any) -> Tensor | None:
-    if isinstance(out, Tensor):
-        return out
-    if isinstance(out, (tuple, list)):
-        return next((o for o in out if isinstance(o, Tensor)), None)
-    return None
-
-
-def _flat_view(x: Tensor) -> Tensor:
-    """x as a 1-d view in memory order (channels-last too), copying only when there is no such view."""
-    if x.is_contiguous():
-        return x.view(-1)
-    y = x.permute(sorted(range(x.dim()), key=lambda d: -x.stride(d)))
-    return y.view(-1) if y.is_contiguous() else y.reshape(-1)
-
-
-def _spread(items: list[Any], cap: int) -> list[Any]:
-    """At most `cap` items, evenly spaced, first and last kept."""
-    if len(items) <= cap:
-        return items
-    if cap == 1:
-        return items[-1:]
-    step = (len(items) - 1) / (cap - 1)
-    return [items[round(i * step)] for i in range(cap)]
 
 
 class Telemetry(Callback):
@@ -140,7 +93,7 @@ class Telemetry(Callback):
         """The module paths this telemetry would record on `model`."""
         named = [(n, m) for n, m in model.named_modules() if n]
         if self.layer_spec is None:
-            return _spread([n for n, m in named if isinstance(m, DEFAULT_TYPES)], self.max_layers)
+            return spread([n for n, m in named if isinstance(m, DEFAULT_TYPES)], self.max_layers)
         reg = HookRegistry(model)
         paths: list[str] = []
         for spec in self.layer_spec:
@@ -148,7 +101,7 @@ class Telemetry(Callback):
                 reg.resolve(spec)  # clear error with close matches
                 paths.append(spec)
             elif isinstance(spec, type) and issubclass(spec, nn.Module):
-                paths += _spread([n for n, m in named if isinstance(m, spec)], self.max_layers)
+                paths += spread([n for n, m in named if isinstance(m, spec)], self.max_layers)
             else:
                 raise LabconError(f"Telemetry layers must be module paths or nn.Module types, got {spec!r}")
         return list(dict.fromkeys(paths))
@@ -158,7 +111,7 @@ class Telemetry(Callback):
         def record(_m: nn.Module, _inp: Any, out: Any) -> None:
             if not self._active:
                 return
-            x = _first_tensor(out)
+            x = first_tensor(out)
             if x is None or not x.is_floating_point() or x.numel() == 0:
                 return
             x = x.detach()
@@ -167,7 +120,7 @@ class Telemetry(Callback):
                 x = x[(slice(None), slice(None), *([slice(None, None, s)] * (x.dim() - 2)))]
             # The hook only keeps a small strided subset (a copy, so the activation's memory is not held);
             # all statistics are computed for every layer at once when the pending subsets are folded in.
-            flat = _flat_view(x)
+            flat = flat_view(x)
             step = -(-flat.numel() // self.max_samples) if self.max_samples else 1
             # An odd step, so the subset does not keep hitting the same position of each feature map.
             sub = flat[:: step | 1]
@@ -249,7 +202,9 @@ class Telemetry(Callback):
         model = unwrap_model(r.model)  # under DDP, module paths are those of the wrapped model
         layers = self.select_layers(model)
         if not layers:
-            warnings.warn("Telemetry found no layers to record; pass layers=[...] (module paths)", stacklevel=2)
+            warnings.warn(
+                "Telemetry found no layers to record; pass layers=[...] (module paths)", stacklevel=2
+            )
         p = next(iter(model.parameters()), None)
         self._device = p.device if p is not None else torch.device(getattr(r, "device", "cpu"))
         with self._lock:
@@ -284,7 +239,9 @@ class Telemetry(Callback):
         if not self._reporting or not self._params:
             return
         with torch.no_grad():
-            have = [(p.grad, o) for p, o in zip(self._params, self._owners, strict=True) if p.grad is not None]
+            have = [
+                (p.grad, o) for p, o in zip(self._params, self._owners, strict=True) if p.grad is not None
+            ]
             if have:
                 grads, owners = zip(*have, strict=True)
                 self._gn.copy_(self._per_layer_norm(list(grads), owners))
@@ -308,33 +265,32 @@ class Telemetry(Callback):
             return
         idx, sizes = tuple(self._pending_idx), tuple(t.numel() for t in self._subs)
         x = torch.cat(self._subs)
-        entry, layer = self._segments(idx, sizes)
+        lengths, index = self._cached(sizes, torch.long), self._cached(idx, torch.long)
         n = self._cached(sizes, torch.float32)
-        s1 = torch.zeros(len(idx), device=self._device).index_add_(0, entry, x)
-        s2 = torch.zeros(len(idx), device=self._device).index_add_(0, entry, x * x)
+        s1 = torch.segment_reduce(x, "sum", lengths=lengths)
+        s2 = torch.segment_reduce(x * x, "sum", lengths=lengths)
+        nz = torch.segment_reduce((x.abs() < self.near_zero).float(), "sum", lengths=lengths)
         mean = s1 / n
         # Per layer and batch: mean and std of that batch, summed here and averaged at the report.
         std = ((s2 - s1 * mean) / (n - 1).clamp_min(1)).clamp_min(0).sqrt()
-        self._acc.index_add_(0, self._cached(idx, torch.long), torch.stack([mean, std], 1))
-        self._nz.index_add_(0, layer, (x.abs() < self.near_zero).float())
+        self._acc.index_add_(0, index, torch.stack([mean, std], 1))
+        self._nz.index_add_(0, index, nz)
         lo, hi = self.hist_range
         valid = (x >= lo) & (x <= hi)  # torch.histc semantics: hi falls in the last bin, nan nowhere
         b = ((x - lo) * (self.n_bins / (hi - lo))).floor_().clamp_(0, self.n_bins - 1)
-        b = torch.where(valid, b, 0).long() + layer * self.n_bins
+        b = torch.where(valid, b, 0).long() + self._segments(idx, sizes) * self.n_bins
         self._hist.view(-1).index_add_(0, b, valid.float())
         self._subs, self._pending_idx = [], []
 
-    def _segments(self, idx: tuple[int, ...], sizes: tuple[int, ...]) -> tuple[Tensor, Tensor]:
-        """Entry index and layer index of every element of the concatenated subsets (cached per layout)."""
+    def _segments(self, idx: tuple[int, ...], sizes: tuple[int, ...]) -> Tensor:
+        """Layer index of every element of the concatenated subsets (cached per layout)."""
         key = ("seg", idx, sizes)
         t = self._idx_cache.get(key)
         if t is None:
             if len(self._idx_cache) > 256:
                 self._idx_cache.clear()
-            reps = torch.tensor(sizes)
-            entry = torch.arange(len(idx)).repeat_interleave(reps)
-            layer = torch.tensor(idx, dtype=torch.long).repeat_interleave(reps)
-            t = self._idx_cache[key] = (entry.to(self._device), layer.to(self._device))
+            ids = torch.tensor(idx, dtype=torch.long).repeat_interleave(torch.tensor(sizes))
+            t = self._idx_cache[key] = ids.to(self._device)
         return t
 
     def after_batch(self) -> None:
@@ -398,7 +354,12 @@ class Telemetry(Callback):
                 return None
             if self._snapshot is None:
                 self._snapshot = make_snapshot(
-                    self._history, self._last_iter, self.hist_range, self.dead_frac, self.explode_std, self._nonfinite
+                    self._history,
+                    self._last_iter,
+                    self.hist_range,
+                    self.dead_frac,
+                    self.explode_std,
+                    self._nonfinite,
                 )
             return self._snapshot
 

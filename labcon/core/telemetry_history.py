@@ -130,7 +130,10 @@ class TelemetrySnapshot:
 
 
 def flag_layers(
-    latest: dict[str, LayerStats], dead_frac: float, explode_std: float, nonfinite: frozenset[str] = frozenset()
+    latest: dict[str, LayerStats],
+    dead_frac: float,
+    explode_std: float,
+    nonfinite: frozenset[str] = frozenset(),
 ) -> dict[str, str]:
     """'dead' when near-zero fraction >= dead_frac; 'exploding' when std/grad are huge or not finite.
 

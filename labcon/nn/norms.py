@@ -252,7 +252,9 @@ def _build_like(old: nn.Module, kind: str, **kwargs: Any) -> nn.Module:
     return new
 
 
-def _replace_in_opt(opt: torch.optim.Optimizer, old: nn.Module, new: nn.Module, before: Tensor | None) -> None:
+def _replace_in_opt(
+    opt: torch.optim.Optimizer, old: nn.Module, new: nn.Module, before: Tensor | None
+) -> None:
     """Point the optimizer at new's parameters instead of old's, carrying state when shapes match."""
     olds = {name: p for name, p in old.named_parameters(recurse=False)}
     keep = getattr(opt, "keep_trainable", None)
@@ -265,7 +267,9 @@ def _replace_in_opt(opt: torch.optim.Optimizer, old: nn.Module, new: nn.Module, 
                     if p is p_old:
                         g["params"][i], placed = p_new, True
             st = opt.state.pop(p_old, None)
-            if st and all(not isinstance(v, Tensor) or v.dim() == 0 or v.shape == p_new.shape for v in st.values()):
+            if st and all(
+                not isinstance(v, Tensor) or v.dim() == 0 or v.shape == p_new.shape for v in st.values()
+            ):
                 opt.state[p_new] = st
             if isinstance(keep, set) and id(p_old) in keep:
                 keep.discard(id(p_old))

@@ -10,7 +10,9 @@ from labcon.core.init import kaiming_init
 from labcon.nn.layers import Flatten
 
 
-def _conv_bn(ni: int, nf: int, ks: int = 3, stride: int = 1, zero_bn: bool = False, act: bool = True) -> nn.Sequential:
+def _conv_bn(
+    ni: int, nf: int, ks: int = 3, stride: int = 1, zero_bn: bool = False, act: bool = True
+) -> nn.Sequential:
     """Conv (no bias) + BatchNorm (weight 0 when zero_bn) + ReLU (not in place, so backward hooks work)."""
     bn = nn.BatchNorm2d(nf)
     nn.init.constant_(bn.weight, 0.0 if zero_bn else 1.0)
@@ -51,7 +53,12 @@ def _xresnet(expansion: int, blocks: Sequence[int], c_in: int = 3, n_out: int = 
     stages = [
         nn.Sequential(
             *[
-                ResBlock(expansion, nfs[i] if j == 0 else nfs[i + 1], nfs[i + 1], (1 if i == 0 else 2) if j == 0 else 1)
+                ResBlock(
+                    expansion,
+                    nfs[i] if j == 0 else nfs[i + 1],
+                    nfs[i + 1],
+                    (1 if i == 0 else 2) if j == 0 else 1,
+                )
                 for j in range(n)
             ]
         )

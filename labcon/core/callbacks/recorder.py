@@ -112,7 +112,7 @@ class Recorder(Callback):
         if self.reduce_fn is not None:
             acc = self.reduce_fn(acc)
         *sums, n_train, n_valid = acc.cpu().tolist()
-        row: dict[str, float] = {"epoch": float(r.epoch)}
+        row: dict[str, float] = {"epoch": r.epoch}
         row["train_loss"] = sums[0] / n_train if n_train else math.nan
         names = ["valid_loss", *self.metric_names[3:-1]]
         for name, s in zip(names, sums[1:], strict=True):

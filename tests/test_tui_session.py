@@ -1,0 +1,63 @@
+"""The console on a real Session (not the fake): train, pause, change lr, swap a callback, resume, journal."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from labcon.session.config import parse_config
+from labcon.session.session import Session
+from labcon.tui.app import build_app
+from tests.helpers import make_image_folder, tiny_config
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def _until(pilot, cond, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "condition not reached in time"
+        await pilot.pause(0.05)
+
+
+async def _type(pilot, text: str) -> None:
+    await pilot.press("escape", "colon")
+    await pilot.press(*text)
+    await pilot.press("enter")
+
+
+async def test_console_drives_a_real_session(tmp_path):
+    data = make_image_folder(tmp_path / "img", n_train=48)
+    s = Session(parse_config(tiny_config(data, name="ui", epochs=40, extra='schedule = "constant"\n')), tmp_path / "s")
+    app = build_app(s, images="halfcell")
+    sub = s.subscribe()
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await _type(pilot, "fit 40")
+            await _until(pilot, lambda: s.runner.train_iter >= 3)
+            await pilot.press("escape", "space")  # pause key
+            await _until(pilot, lambda: s.state == "paused")
+            await _type(pilot, "set lr=0.003")
+            await _until(pilot, lambda: s.runner.hyper("lr") == [0.003])
+            await _type(pilot, "cb add gradient_clip max_norm=0.5")
+            await _until(pilot, lambda: s.runner.cb("gradient_clip") is not None)
+            await pilot.press("escape", "space")  # resume
+            await _until(pilot, lambda: s.state == "running")
+            it = s.runner.train_iter
+            await _until(pilot, lambda: s.runner.train_iter > it + 2)
+            await pilot.press("escape", "s")  # stop key
+            await _until(pilot, lambda: s.state == "idle" and s.jobs.wait_idle(0))
+            await pilot.press("5")
+            await _type(pilot, "journal status:stopped")
+            await _until(pilot, lambda: any("run 1" in str(line) for line in app.console_pane.lines), 10)
+    finally:
+        s.close()
+    assert s.history(), "at least one epoch ran"
+    ends = [m for m in sub.drain() if type(m).__name__ == "FitEnded"]
+    assert ends[-1].status == "stopped" and ends[-1].reason == "stopped by user", ends
