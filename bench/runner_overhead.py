@@ -24,17 +24,30 @@ def small_cnn() -> nn.Module:
     def block(ni: int, nf: int) -> nn.Module:
         return nn.Sequential(nn.Conv2d(ni, nf, 3, 2, 1, bias=False), nn.BatchNorm2d(nf), nn.ReLU())
 
-    return nn.Sequential(block(1, 16), block(16, 32), block(32, 64), block(64, 64), nn.AdaptiveAvgPool2d(1),
-                         nn.Flatten(), nn.Linear(64, 10))
+    return nn.Sequential(
+        block(1, 16),
+        block(16, 32),
+        block(32, 64),
+        block(64, 64),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, 10),
+    )
 
 
-def make_batches(n: int, bs: int, shape: tuple[int, ...], device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def make_batches(
+    n: int, bs: int, shape: tuple[int, ...], device: torch.device
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(0)
-    return [(torch.randn(bs, *shape, generator=g).to(device), torch.randint(0, 10, (bs,), generator=g).to(device))
-            for _ in range(n)]
+    return [
+        (torch.randn(bs, *shape, generator=g).to(device), torch.randint(0, 10, (bs,), generator=g).to(device))
+        for _ in range(n)
+    ]
 
 
-def hand_loop(model: nn.Module, opt: torch.optim.Optimizer, train: list, valid: list, amp: torch.dtype | None) -> float:
+def hand_loop(
+    model: nn.Module, opt: torch.optim.Optimizer, train: list, valid: list, amp: torch.dtype | None
+) -> float:
     dev = next(model.parameters()).device
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     sync()
@@ -90,7 +103,9 @@ def main() -> None:
     m_hand, m_run = copy.deepcopy(base).to(dev), copy.deepcopy(base).to(dev)
     opt_hand = Adam(m_hand.parameters(), lr=1e-3)
     cbs = [MixedPrecision("bf16")] if amp is not None else []
-    runner = Runner(m_run, DataLoaders(train, valid), opt_func=Adam, lr=1e-3, metrics=[accuracy], cbs=cbs, device=dev)
+    runner = Runner(
+        m_run, DataLoaders(train, valid), opt_func=Adam, lr=1e-3, metrics=[accuracy], cbs=cbs, device=dev
+    )
     # Warm up both (allocator, cudnn autotune, lazy inits).
     hand_loop(m_hand, opt_hand, train, valid, amp)
     runner_epoch(runner)

@@ -19,7 +19,10 @@ def synthetic_dls(n: int = 256, bs: int = 32, n_in: int = 10, n_out: int = 3, se
     x = torch.randn(n, n_in, generator=g)
     w = torch.randn(n_in, n_out, generator=g)
     y = (x @ w).argmax(1)
-    ds_t, ds_v = TensorDataset(x[: n * 3 // 4], y[: n * 3 // 4]), TensorDataset(x[n * 3 // 4 :], y[n * 3 // 4 :])
+    ds_t, ds_v = (
+        TensorDataset(x[: n * 3 // 4], y[: n * 3 // 4]),
+        TensorDataset(x[n * 3 // 4 :], y[n * 3 // 4 :]),
+    )
     return DataLoaders(DataLoader(ds_t, bs, shuffle=False), DataLoader(ds_v, bs))
 
 
@@ -30,9 +33,18 @@ def mlp(n_in: int = 10, n_out: int = 3, seed: int = 0) -> nn.Module:
 
 def small_cnn(c_in: int = 1, n_out: int = 2) -> nn.Module:
     def block(ni: int, nf: int) -> nn.Module:
-        return nn.Sequential(nn.Conv2d(ni, nf, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(nf), nn.ReLU())
+        return nn.Sequential(
+            nn.Conv2d(ni, nf, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(nf), nn.ReLU()
+        )
 
-    return nn.Sequential(block(c_in, 8), block(8, 16), block(16, 32), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, n_out))
+    return nn.Sequential(
+        block(c_in, 8),
+        block(8, 16),
+        block(16, 32),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, n_out),
+    )
 
 
 def load_mnist_tiny(path: Path, bs: int = 64) -> DataLoaders:
@@ -70,7 +82,7 @@ def tiny_config(data: Path, name: str = "t", epochs: int = 3, extra: str = "", t
     return (
         f'name = "{name}"\nseed = 3\n'
         f'[data]\npath = "{data}"\nsize = 16\nbs = 8\nnum_workers = 0\nitem_tfms = ["flip"]\nsplitter = "grandparent"\nlabeller = "parent"\n'
-        f'[model]\nchannels = [8, 16]\n'
-        f'[train]\nepochs = {epochs}\nlr = 1e-2\n{extra}'
-        f'[telemetry]\nenabled = {"true" if telemetry else "false"}\nevery = 4\n'
+        f"[model]\nchannels = [8, 16]\n"
+        f"[train]\nepochs = {epochs}\nlr = 1e-2\n{extra}"
+        f"[telemetry]\nenabled = {'true' if telemetry else 'false'}\nevery = 4\n"
     )

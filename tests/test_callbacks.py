@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from labcon import (
+    SGD,
     Callback,
     DataLoaders,
     EarlyStopping,
@@ -21,7 +22,6 @@ from labcon import (
     ReduceLROnPlateau,
     Runner,
     SaveBest,
-    SGD,
 )
 from labcon.core.callbacks.guards import NonFiniteLossError
 from labcon.progress import ProgressReporter
@@ -123,9 +123,18 @@ def test_gradient_clip_limits_norm():
 
 
 def test_early_stopping_and_reduce_lr_and_save_best(tmp_path):
-    r = Runner(mlp(), synthetic_dls(), lr=0.0, opt_func=SGD, device="cpu",
-               cbs=[EarlyStopping(patience=2, min_delta=1.0), ReduceLROnPlateau(patience=1, min_delta=1.0),
-                    SaveBest(path=tmp_path / "best.pt")])
+    r = Runner(
+        mlp(),
+        synthetic_dls(),
+        lr=0.0,
+        opt_func=SGD,
+        device="cpu",
+        cbs=[
+            EarlyStopping(patience=2, min_delta=1.0),
+            ReduceLROnPlateau(patience=1, min_delta=1.0),
+            SaveBest(path=tmp_path / "best.pt"),
+        ],
+    )
     r.fit(10)
     assert r.epoch == 3  # epoch 0 sets best, 1 and 2 do not improve -> stop
     assert (tmp_path / "best.pt").exists() and r.cb("save_best").saved_epoch == 0
@@ -137,7 +146,9 @@ def test_early_stopping_and_reduce_lr_and_save_best(tmp_path):
 
 def test_monitor_unknown_metric_is_named():
     r = Runner(mlp(), synthetic_dls(), cbs=[EarlyStopping(monitor="valid_acc")], device="cpu")
-    with pytest.raises(Exception, match="cannot monitor 'valid_acc': epoch rows have epoch, train_loss, valid_loss"):
+    with pytest.raises(
+        Exception, match="cannot monitor 'valid_acc': epoch rows have epoch, train_loss, valid_loss"
+    ):
         r.fit(1)
 
 

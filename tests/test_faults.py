@@ -18,8 +18,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _labcon(*args: str, home: Path, **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "labcon", "--sessions-dir", str(home), *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "labcon", "--sessions-dir", str(home), *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )
 
 
 def test_kill_9_mid_epoch_then_resume(tmp_path):
@@ -51,8 +58,13 @@ def test_kill_9_mid_epoch_then_resume(tmp_path):
     state, path, warnings = load_latest(ckpts)
     assert state["epoch"] >= 1 and not warnings
 
-    out = subprocess.run([sys.executable, "-m", "labcon", "--sessions-dir", str(home), "resume", "kill", "--every", "0"],
-                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "labcon", "--sessions-dir", str(home), "resume", "kill", "--every", "0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "epoch 3  train_loss" in out.stdout
     assert "fit done" in out.stdout
@@ -81,8 +93,13 @@ def test_send_commands_to_a_headless_run(tmp_path):
     assert oct(sock.stat().st_mode & 0o777) == "0o600" and oct(sock.parent.stat().st_mode & 0o777) == "0o700"
 
     def send(text: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "labcon", "--sessions-dir", str(home), "send", "h", text],
-                              cwd=REPO, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "labcon", "--sessions-dir", str(home), "send", "h", text],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     r = send("set lr=0.003")
     assert r.returncode == 0 and "queued" in r.stdout

@@ -15,8 +15,16 @@ from labcon.core.losses import LabelSmoothingCrossEntropy, cross_entropy, log_so
 
 def _cnn() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2),
-                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5))
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 5),
+    )
 
 
 def _train_pair(make_ours, make_ref, steps: int = 100) -> None:
@@ -39,17 +47,24 @@ def test_sgd_matches_torch():
 
 
 def test_sgd_momentum_l2_matches_torch():
-    _train_pair(lambda p: SGD(p, lr=0.02, mom=0.9, wd=1e-2, decouple_wd=False),
-                lambda p: torch.optim.SGD(p, lr=0.02, momentum=0.9, weight_decay=1e-2))
+    _train_pair(
+        lambda p: SGD(p, lr=0.02, mom=0.9, wd=1e-2, decouple_wd=False),
+        lambda p: torch.optim.SGD(p, lr=0.02, momentum=0.9, weight_decay=1e-2),
+    )
 
 
 def test_adam_matches_torch():
-    _train_pair(lambda p: Adam(p, lr=1e-3, mom=0.9, sqr_mom=0.99, eps=1e-5, decouple_wd=False, wd=1e-3),
-                lambda p: torch.optim.Adam(p, lr=1e-3, betas=(0.9, 0.99), eps=1e-5, weight_decay=1e-3))
+    _train_pair(
+        lambda p: Adam(p, lr=1e-3, mom=0.9, sqr_mom=0.99, eps=1e-5, decouple_wd=False, wd=1e-3),
+        lambda p: torch.optim.Adam(p, lr=1e-3, betas=(0.9, 0.99), eps=1e-5, weight_decay=1e-3),
+    )
 
 
 def test_adamw_matches_torch():
-    _train_pair(lambda p: Adam(p, lr=1e-3, wd=1e-2), lambda p: torch.optim.AdamW(p, lr=1e-3, betas=(0.9, 0.99), eps=1e-5, weight_decay=1e-2))
+    _train_pair(
+        lambda p: Adam(p, lr=1e-3, wd=1e-2),
+        lambda p: torch.optim.AdamW(p, lr=1e-3, betas=(0.9, 0.99), eps=1e-5, weight_decay=1e-2),
+    )
 
 
 def test_lamb_trust_ratio_and_learning():
@@ -105,14 +120,16 @@ def test_cross_entropy_matches_torch_even_for_extreme_logits(scale):
 def test_cross_entropy_gradient_matches_torch():
     logits = torch.randn(8, 4, requires_grad=True)
     y = torch.randint(0, 4, (8,))
-    g1, = torch.autograd.grad(cross_entropy(logits, y), logits)
-    g2, = torch.autograd.grad(F.cross_entropy(logits, y), logits)
+    (g1,) = torch.autograd.grad(cross_entropy(logits, y), logits)
+    (g2,) = torch.autograd.grad(F.cross_entropy(logits, y), logits)
     torch.testing.assert_close(g1, g2)
 
 
 def test_label_smoothing_matches_torch():
     logits, y = torch.randn(32, 7), torch.randint(0, 7, (32,))
-    torch.testing.assert_close(LabelSmoothingCrossEntropy(0.1)(logits, y), F.cross_entropy(logits, y, label_smoothing=0.1))
+    torch.testing.assert_close(
+        LabelSmoothingCrossEntropy(0.1)(logits, y), F.cross_entropy(logits, y, label_smoothing=0.1)
+    )
 
 
 def test_schedules():

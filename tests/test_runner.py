@@ -41,7 +41,16 @@ def test_event_order_one_epoch():
     assert ev.count("before_batch") == 2 + 1  # 48 train samples / 32 -> 2 batches, 16 valid -> 1
     assert ev.count("before_backward") == 2 and ev.count("after_step") == 2
     i = ev.index("after_pred")
-    assert ev[i : i + 8] == ["after_pred", "after_loss", "before_backward", "after_backward", "before_step", "after_step", "after_batch", "before_batch"]
+    assert ev[i : i + 8] == [
+        "after_pred",
+        "after_loss",
+        "before_backward",
+        "after_backward",
+        "before_step",
+        "after_step",
+        "after_batch",
+        "before_batch",
+    ]
 
 
 def test_unknown_event_name_rejected_at_registration():
@@ -63,7 +72,10 @@ def test_callback_error_names_callback_and_event():
     assert not r.in_fit
 
 
-@pytest.mark.parametrize("exc,level", [(CancelBatchException, "batch"), (CancelEpochException, "epoch"), (CancelFitException, "fit")])
+@pytest.mark.parametrize(
+    "exc,level",
+    [(CancelBatchException, "batch"), (CancelEpochException, "epoch"), (CancelFitException, "fit")],
+)
 def test_cancel_runs_after_cancel_and_after(exc, level):
     seen: list[str] = []
 
@@ -75,11 +87,20 @@ def test_cancel_runs_after_cancel_and_after(exc, level):
     class Watch(Callback):
         order = 99
 
-        def after_cancel_batch(self): seen.append("after_cancel_batch")
-        def after_cancel_epoch(self): seen.append("after_cancel_epoch")
-        def after_cancel_fit(self): seen.append("after_cancel_fit")
-        def after_epoch(self): seen.append("after_epoch")
-        def after_fit(self): seen.append("after_fit")
+        def after_cancel_batch(self):
+            seen.append("after_cancel_batch")
+
+        def after_cancel_epoch(self):
+            seen.append("after_cancel_epoch")
+
+        def after_cancel_fit(self):
+            seen.append("after_cancel_fit")
+
+        def after_epoch(self):
+            seen.append("after_epoch")
+
+        def after_fit(self):
+            seen.append("after_fit")
 
     Runner(mlp(), synthetic_dls(), cbs=[Cancel(), Watch()], device="cpu").fit(1)
     assert f"after_cancel_{level}" in seen
@@ -127,10 +148,13 @@ def test_recorder_history_and_weighted_metrics():
     # Weighted by batch size: recompute the validation numbers by hand.
     r.model.eval()
     with torch.no_grad():
-        xs = torch.cat([x for x, _ in dls.valid]); ys = torch.cat([y for _, y in dls.valid])
+        xs = torch.cat([x for x, _ in dls.valid])
+        ys = torch.cat([y for _, y in dls.valid])
         pred = r.model(xs)
     assert rec.rows[-1]["accuracy"] == pytest.approx(accuracy(pred, ys).item(), abs=1e-6)
-    assert rec.rows[-1]["valid_loss"] == pytest.approx(torch.nn.functional.cross_entropy(pred, ys).item(), abs=1e-5)
+    assert rec.rows[-1]["valid_loss"] == pytest.approx(
+        torch.nn.functional.cross_entropy(pred, ys).item(), abs=1e-5
+    )
     # smoothed loss is debiased: first value equals first loss
     assert rec.smooth_losses[0] == pytest.approx(rec.losses[0])
 
@@ -171,7 +195,13 @@ def test_lr_find_restores_model_and_optimizer():
 
 def test_set_hyper_per_group():
     model = mlp()
-    r = Runner(model, synthetic_dls(), splitter=lambda m: [list(m[0].parameters()), list(m[2].parameters())], lr=[1e-3, 1e-2], device="cpu")
+    r = Runner(
+        model,
+        synthetic_dls(),
+        splitter=lambda m: [list(m[0].parameters()), list(m[2].parameters())],
+        lr=[1e-3, 1e-2],
+        device="cpu",
+    )
     assert r.hyper("lr") == [1e-3, 1e-2]
     r.set_hyper("lr", 5e-3, group=1)
     assert r.hyper("lr") == [1e-3, 5e-3]

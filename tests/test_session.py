@@ -179,7 +179,25 @@ def live(data, tmp_path_factory):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.text(max_size=60) | st.sampled_from(["set lr=", "cb add", "fit x", "norm layr", "opt sgd mom=2", "hook rm 99", "telemetry every=0", 'note "', "set lr=nan group=7", "cb rm recorder", "pause", "resume"]))
+@given(
+    st.text(max_size=60)
+    | st.sampled_from(
+        [
+            "set lr=",
+            "cb add",
+            "fit x",
+            "norm layr",
+            "opt sgd mom=2",
+            "hook rm 99",
+            "telemetry every=0",
+            'note "',
+            "set lr=nan group=7",
+            "cb rm recorder",
+            "pause",
+            "resume",
+        ]
+    )
+)
 def test_fuzz_live_session_never_raises(live, text):
     reply = live.submit(text)
     assert isinstance(reply.ok, bool)

@@ -34,7 +34,9 @@ async def _type(pilot, text: str) -> None:
 
 async def test_console_drives_a_real_session(tmp_path):
     data = make_image_folder(tmp_path / "img", n_train=48)
-    s = Session(parse_config(tiny_config(data, name="ui", epochs=40, extra='schedule = "constant"\n')), tmp_path / "s")
+    s = Session(
+        parse_config(tiny_config(data, name="ui", epochs=40, extra='schedule = "constant"\n')), tmp_path / "s"
+    )
     app = build_app(s, images="halfcell")
     sub = s.subscribe()
     try:

@@ -19,7 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="labcon",
         description="A deep-learning lab console for the terminal. With no subcommand, opens the console.",
     )
-    parser.add_argument("--sessions-dir", help="where sessions and the journal live (default: $LABCON_HOME or ./sessions)")
+    parser.add_argument(
+        "--sessions-dir", help="where sessions and the journal live (default: $LABCON_HOME or ./sessions)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for area in _AREAS:
         try:

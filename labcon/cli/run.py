@@ -17,8 +17,14 @@ from labcon.errors import LabconError
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the run, resume and replay subcommands."""
-    p = sub.add_parser("run", help="train headless (plain progress lines, journal, checkpoints, control socket)")
-    p.add_argument("target", nargs="?", help="CONFIG.toml or a dataset preset (shapes, mnist_tiny, imagenette); default: built-in shapes")
+    p = sub.add_parser(
+        "run", help="train headless (plain progress lines, journal, checkpoints, control socket)"
+    )
+    p.add_argument(
+        "target",
+        nargs="?",
+        help="CONFIG.toml or a dataset preset (shapes, mnist_tiny, imagenette); default: built-in shapes",
+    )
     p.add_argument("--session", help="session name (default: the config's name, or 'default')")
     p.add_argument("--epochs", type=int, help="override [train] epochs")
     p.add_argument("--lr", type=float, help="override [train] lr")
@@ -36,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("replay", help="re-run a journaled run from its config, seed and commands")
     p.add_argument("run", help="run id, or a session name (its latest run)")
     p.add_argument("--until", type=int, help="stop after this many epochs")
-    p.add_argument("--then", dest="then_cmd", help="command to branch with after --until, e.g. \"set lr=1e-3\"")
+    p.add_argument("--then", dest="then_cmd", help='command to branch with after --until, e.g. "set lr=1e-3"')
     p.add_argument("--session", help="name of the new session (default: <session>-replay<RUN>)")
     p.add_argument("--every", type=float, default=10.0)
     p.add_argument("--json", action="store_true", help="print the deviation report as JSON")
@@ -51,7 +57,9 @@ def resolve_config(target: str | None, name: str | None) -> Any:
     if target is None:
         config = parse_config("", source="<built-in defaults>").replace(name="default")
     elif target in PRESETS:
-        config = parse_config(f'name = "{target}"\n[data]\npreset = "{target}"\n', source=f"<preset {target}>")
+        config = parse_config(
+            f'name = "{target}"\n[data]\npreset = "{target}"\n', source=f"<preset {target}>"
+        )
     else:
         path = Path(target)
         if not path.is_file():
@@ -89,7 +97,9 @@ class HeadlessPrinter:
             elif isinstance(m, M.EpochEnded):
                 self._line(format_row(m.row))
             elif isinstance(m, M.FitStarted):
-                self._line(f"run {m.run_id}: fit {m.n_epochs} epoch(s) from epoch {m.epoch_start}, {m.n_train} batches each")
+                self._line(
+                    f"run {m.run_id}: fit {m.n_epochs} epoch(s) from epoch {m.epoch_start}, {m.n_train} batches each"
+                )
             elif isinstance(m, M.FitEnded):
                 self._line(f"fit {m.status}" + (f": {m.reason}" if m.reason else ""))
             elif isinstance(m, (M.CommandApplied,)):
@@ -177,7 +187,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = resolve_config(args.target, args.session)
     session = Session(config, args.sessions_dir, rank=env.rank, world_size=env.world_size, device=device)
     try:
-        return serve_headless(session, not args.no_socket, args.every, lambda: session.start_fit(args.epochs, args.lr))
+        return serve_headless(
+            session, not args.no_socket, args.every, lambda: session.start_fit(args.epochs, args.lr)
+        )
     finally:
         if env.is_distributed:
             from labcon.core.distributed import cleanup
@@ -193,7 +205,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     def start() -> None:
         if not session.resume_fit():
-            print(f"session {args.name}: nothing to resume (its last fit finished); `labcon open {args.name}` to train more")
+            print(
+                f"session {args.name}: nothing to resume (its last fit finished); `labcon open {args.name}` to train more"
+            )
 
     return serve_headless(session, not args.no_socket, args.every, start)
 

@@ -48,7 +48,9 @@ def weight_decay(ps: list[Tensor], grads: list[Tensor], states: list[dict], grou
         torch._foreach_mul_(ps, 1 - group["lr"] * wd)
 
 
-def momentum_step(ps: list[Tensor], grads: list[Tensor], states: list[dict], group: dict) -> list[Tensor] | None:
+def momentum_step(
+    ps: list[Tensor], grads: list[Tensor], states: list[dict], group: dict
+) -> list[Tensor] | None:
     """SGD momentum without dampening: buf = mom * buf + grad; the step then uses buf."""
     mom = group.get("mom", 0.0)
     if mom == 0:
@@ -162,10 +164,17 @@ def _as_groups(params: Any) -> list[dict[str, Any]]:
     return [{"params": params}]
 
 
-def SGD(params: Iterable[Any], lr: float, mom: float = 0.0, wd: float = 0.0, decouple_wd: bool = True) -> Optimizer:
+def SGD(
+    params: Iterable[Any], lr: float, mom: float = 0.0, wd: float = 0.0, decouple_wd: bool = True
+) -> Optimizer:
     """SGD with optional momentum, decoupled weight decay or L2."""
     return Optimizer(
-        params, [weight_decay, l2_reg, momentum_step, sgd_step], lr=lr, mom=mom, wd=wd, decouple_wd=decouple_wd
+        params,
+        [weight_decay, l2_reg, momentum_step, sgd_step],
+        lr=lr,
+        mom=mom,
+        wd=wd,
+        decouple_wd=decouple_wd,
     )
 
 
@@ -192,7 +201,12 @@ def Adam(
 
 
 def LAMB(
-    params: Iterable[Any], lr: float, mom: float = 0.9, sqr_mom: float = 0.99, eps: float = 1e-6, wd: float = 0.0
+    params: Iterable[Any],
+    lr: float,
+    mom: float = 0.9,
+    sqr_mom: float = 0.99,
+    eps: float = 1e-6,
+    wd: float = 0.0,
 ) -> Optimizer:
     """LAMB: Adam step plus wd * p, scaled per layer by the trust ratio."""
     return Optimizer(params, [lamb_step], lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd, decouple_wd=True)

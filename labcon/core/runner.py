@@ -91,7 +91,9 @@ class Runner:
         for cb in cbs:
             obj = self.cb(cb) if isinstance(cb, str) else cb
             if obj is None or not any(obj is c for c in self.cbs):
-                raise ValueError(f"no callback {cb!r} installed; installed: {', '.join(c.name for c in self.cbs)}")
+                raise ValueError(
+                    f"no callback {cb!r} installed; installed: {', '.join(c.name for c in self.cbs)}"
+                )
             self.cbs = [c for c in self.cbs if c is not obj]
         self._rebuild()
 
@@ -229,7 +231,11 @@ class Runner:
         return self.opt
 
     def fit(
-        self, n_epochs: int, cbs: Iterable[Callback] = (), reset_opt: bool = False, span: tuple[int, int] | None = None
+        self,
+        n_epochs: int,
+        cbs: Iterable[Callback] = (),
+        reset_opt: bool = False,
+        span: tuple[int, int] | None = None,
     ) -> None:
         """Train for n_epochs more epochs (cbs are installed for this fit only).
 

@@ -91,7 +91,9 @@ def build_callbacks(config: Config, device: torch.device) -> list[Callback]:
         cls = CALLBACKS.get(c.name)
         if cls is None:
             raise add_location(
-                ConfigError(f"callbacks.{i}.name: unknown callback '{c.name}'; available: {', '.join(CALLBACKS)}"),
+                ConfigError(
+                    f"callbacks.{i}.name: unknown callback '{c.name}'; available: {', '.join(CALLBACKS)}"
+                ),
                 config,
             )
         try:
@@ -134,6 +136,8 @@ def build(config: Config, rank: int = 0, world_size: int = 1, device: torch.devi
     loss = LOSSES[t.loss]
     loss_func = loss() if isinstance(loss, type) else loss
     metrics = [METRICS[m] for m in t.metrics]
-    runner = Runner(model, dls, loss_func=loss_func, opt_func=opt_func, lr=t.lr, metrics=metrics, device=device)
+    runner = Runner(
+        model, dls, loss_func=loss_func, opt_func=opt_func, lr=t.lr, metrics=metrics, device=device
+    )
     runner.add_cbs(build_callbacks(config, device))
     return Built(block, dls, model, runner)

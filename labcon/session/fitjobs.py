@@ -47,10 +47,14 @@ class FitJobs:
     def submit(self, cmd: Any) -> Reply:
         """Queue a fit-like command; the reply says whether it starts now or after the current work."""
         if isinstance(cmd, C.Replay):
-            return Reply(False, "replay starts a new session: run `labcon replay RUN` (or the Journal pane's replay)")
+            return Reply(
+                False, "replay starts a new session: run `labcon replay RUN` (or the Journal pane's replay)"
+            )
         busy = not self._idle.is_set()
         self.put(cmd)
-        return Reply(True, f"queued after the current fit: '{cmd.text}'" if busy else f"started: '{cmd.text}'")
+        return Reply(
+            True, f"queued after the current fit: '{cmd.text}'" if busy else f"started: '{cmd.text}'"
+        )
 
     def put(self, job: Any) -> None:
         """Queue a job (a Command, or a plan dict to continue)."""
@@ -60,7 +64,9 @@ class FitJobs:
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._loop, name=f"labcon-train-{self.s.name}", daemon=True)
+            self._thread = threading.Thread(
+                target=self._loop, name=f"labcon-train-{self.s.name}", daemon=True
+            )
             self._thread.start()
 
     def wait_idle(self, timeout: float | None = None) -> bool:

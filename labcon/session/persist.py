@@ -69,7 +69,10 @@ class Persistence:
         """The journal run for this session (started on first need)."""
         if self.run_id is None and self.writer is not None:
             self.run_id = self.writer.start_run(
-                self.s.name, self.s.config.replace(name=self.s.name).to_toml(), self.s.config.seed, self.parent_id
+                self.s.name,
+                self.s.config.replace(name=self.s.name).to_toml(),
+                self.s.config.seed,
+                self.parent_id,
             )
         return self.run_id
 
@@ -96,7 +99,9 @@ class Persistence:
         rec, r = self.s.runner.recorder, self.s.runner
         new = rec.losses[self._batches_logged :]
         start = r.train_iter - len(new)
-        rows = [(start + i, {"loss": v}) for i, v in enumerate(new) if (start + i) % 10 == 0 and math.isfinite(v)]
+        rows = [
+            (start + i, {"loss": v}) for i, v in enumerate(new) if (start + i) % 10 == 0 and math.isfinite(v)
+        ]
         self.writer.put_batches(self.run_id, rows)
         self._batches_logged = len(rec.losses)
 
@@ -144,7 +149,9 @@ class Persistence:
         path = save_checkpoint(self.ckpt_dir, state, keep=2)
         if label:
             if not _LABEL.match(label):
-                raise LabconError(f"save name {label!r} may use letters, digits, '.', '_' and '-' (64 at most)")
+                raise LabconError(
+                    f"save name {label!r} may use letters, digits, '.', '_' and '-' (64 at most)"
+                )
             path = save_checkpoint(self.s.dir / "saved" / label, state, keep=1)
         return path
 
@@ -161,7 +168,9 @@ class Persistence:
     def load_state(self, state: dict[str, Any], path: Path) -> None:
         """Apply a checkpoint's state to the runner (structural commands first, then the tensors)."""
         if state.get("format") != FORMAT:
-            raise CheckpointError(f"{path} has checkpoint format {state.get('format')!r}; this labcon reads {FORMAT}")
+            raise CheckpointError(
+                f"{path} has checkpoint format {state.get('format')!r}; this labcon reads {FORMAT}"
+            )
         r = self.s.runner
         for text in state.get("structural", []):
             apply_runner_command(C.parse(text), r)
@@ -181,7 +190,11 @@ class Persistence:
             cb = r.cb(name)
             if cb is not None:
                 cb.load_state_dict(cb_state)
-        r.epoch, r.train_iter, r.skip_batches = int(state["epoch"]), int(state["train_iter"]), int(state["skip"])
+        r.epoch, r.train_iter, r.skip_batches = (
+            int(state["epoch"]),
+            int(state["train_iter"]),
+            int(state["skip"]),
+        )
         set_rng_state(state["rng"])
         self.plan = dict(state["plan"]) or None
         run_id = int(state.get("run_id", -1))
@@ -196,4 +209,3 @@ class Persistence:
         if self._journal is not None:
             self._journal.close()
             self._journal = None
-

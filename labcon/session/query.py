@@ -10,6 +10,8 @@ Grammar (AND binds tighter than OR; juxtaposition means AND; keywords are upper 
 
 Free text matches a run when any of its notes, commands, config text or tags contains it.
 Comparisons (`lr>1e-3`, `valid_acc>=0.9`) test final metrics and numeric config values.
+
+The node types live in query_ast and the SQL compiler in query_sql; both are re-exported here.
 """
 
 from __future__ import annotations
@@ -17,79 +19,56 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from labcon.errors import LabconError
+from labcon.session.query_ast import (
+    EVENT_KINDS,
+    FIELDS,
+    OPS,
+    STATUSES,
+    And,
+    Compare,
+    Field,
+    Node,
+    Not,
+    Or,
+    QueryError,
+    Text,
+)
+from labcon.session.query_sql import DOC_SHIFT, DOC_SPAN, DenseFn, compile_node, fts_string
 
-STATUSES = ("running", "done", "stopped", "failed", "crashed")
-EVENT_KINDS = ("command", "note", "error", "cancel", "info")
-FIELDS = ("status", "tag", "session", "run", "parent", "since", "until", "has")
-OPS = {">": ">", ">=": ">=", "<": "<", "<=": "<=", "=": "=", "==": "=", "!=": "!="}
+__all__ = [
+    "DOC_SHIFT",
+    "DOC_SPAN",
+    "EVENT_KINDS",
+    "FIELDS",
+    "MAX_DEPTH",
+    "MAX_QUERY",
+    "OPS",
+    "STATUSES",
+    "And",
+    "Compare",
+    "DenseFn",
+    "Field",
+    "Node",
+    "Not",
+    "Or",
+    "QueryError",
+    "Text",
+    "Token",
+    "compile_node",
+    "compile_query",
+    "fts_string",
+    "parse_query",
+]
+
 MAX_QUERY = 2000
 MAX_DEPTH = 64
-# Search docs get ids run_id * DOC_SPAN + n, so a doc's run is its FTS rowid >> DOC_SHIFT (no table lookup).
-DOC_SHIFT = 24
-DOC_SPAN = 1 << DOC_SHIFT
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 _OP_CHARS = "<>=!"
 _STOP = ' \t\r\n\f\v()"' + _OP_CHARS
 _HELP = 'e.g. mixup AND NOT "label smoothing" status:done tag:baseline lr>1e-3 since:2026-11-01'
-
-
-class QueryError(LabconError):
-    """A journal query is malformed; the message shows the query with a caret under the bad token."""
-
-
-@dataclass(frozen=True)
-class Text:
-    """A free-text word (prefix=True for `word*`) or a "quoted phrase"."""
-
-    text: str
-    phrase: bool = False
-    prefix: bool = False
-
-
-@dataclass(frozen=True)
-class Field:
-    """A field filter such as `status:done` or `since:2026-11-01` (value already validated)."""
-
-    name: str
-    value: str | int | float
-
-
-@dataclass(frozen=True)
-class Compare:
-    """A numeric comparison on a final metric or a config value, e.g. `lr>1e-3`."""
-
-    name: str
-    op: str
-    value: float
-
-
-@dataclass(frozen=True)
-class Not:
-    """Negation of a sub-query."""
-
-    item: Node
-
-
-@dataclass(frozen=True)
-class And:
-    """All sub-queries match."""
-
-    items: tuple[Node, ...]
-
-
-@dataclass(frozen=True)
-class Or:
-    """Any sub-query matches."""
-
-    items: tuple[Node, ...]
-
-
-Node = Text | Field | Compare | Not | And | Or
 
 
 @dataclass(frozen=True)
@@ -339,74 +318,6 @@ def parse_query(query: str) -> Node | None:
         raise _fail(query.replace("\x00", " "), query.index("\x00") + 1, "NUL character in query")
     tokens = _Lexer(query).tokens()
     return _Parser(query, tokens).parse()
-
-
-def fts_string(node: Text) -> str:
-    """The FTS5 MATCH expression for one free-text node: always a quoted string, so user text is never syntax."""
-    quoted = '"' + node.text.replace('"', '""') + '"'
-    return quoted + " *" if node.prefix else quoted
-
-
-DenseFn = Callable[[str], bool]
-
-
-def compile_node(
-    node: Node, params: list[object], alias: str = "r", dense: DenseFn | None = None, positive: bool = True
-) -> str:
-    """SQL condition on runs table alias `alias` for `node`; appends the values to `params`.
-
-    `dense(fts)` says whether a free-text match is common across runs: then (outside NOT) it is tested
-    per candidate run through the FTS rowid range, so `ORDER BY id DESC LIMIT n` stops early instead
-    of collecting tens of thousands of matching docs first.
-    """
-    rid = f"{alias}.id"
-    if isinstance(node, And):
-        # Cheap filters first: SQLite tests AND terms left to right, so per-run FTS probes see fewer rows.
-        items = sorted(node.items, key=lambda n: isinstance(n, Text | Or | Not))
-        return "(" + " AND ".join(compile_node(n, params, alias, dense, positive) for n in items) + ")"
-    if isinstance(node, Or):
-        return "(" + " OR ".join(compile_node(n, params, alias, dense, positive) for n in node.items) + ")"
-    if isinstance(node, Not):
-        return "(NOT " + compile_node(node.item, params, alias, dense, not positive) + ")"
-    if isinstance(node, Text):
-        fts = fts_string(node)
-        params.append(fts)
-        if positive and dense is not None and dense(fts):
-            return (
-                f"EXISTS (SELECT 1 FROM search_fts WHERE search_fts MATCH ? "
-                f"AND rowid >= {rid} * {DOC_SPAN} AND rowid < ({rid} + 1) * {DOC_SPAN})"
-            )
-        return f"{rid} IN (SELECT rowid >> {DOC_SHIFT} FROM search_fts WHERE search_fts MATCH ?)"
-    if isinstance(node, Compare):
-        op = OPS[node.op]  # from a fixed table, never user text
-        params.extend([node.name, node.value, node.name, node.value])
-        return (
-            f"{rid} IN (SELECT run_id FROM params WHERE name = ? AND value {op} ? "
-            f"UNION SELECT run_id FROM run_metrics WHERE name = ? AND value {op} ?)"
-        )
-    return _compile_field(node, params, alias)
-
-
-def _compile_field(node: Field, params: list[object], alias: str) -> str:
-    name, value = node.name, node.value
-    params.append(value)
-    if name == "status":
-        return f"{alias}.status = ?"
-    if name == "tag":
-        return f"{alias}.id IN (SELECT run_id FROM tags WHERE tag = ?)"
-    if name == "session":
-        return f"{alias}.session GLOB ?" if "*" in str(value) else f"{alias}.session = ?"
-    if name == "run":
-        return f"{alias}.id = ?"
-    if name == "parent":
-        return f"{alias}.parent_id = ?"
-    if name == "since":
-        return f"{alias}.started >= ?"
-    if name == "until":
-        return f"{alias}.started < ?"
-    if name == "has":
-        return f"{alias}.id IN (SELECT run_id FROM events WHERE kind = ?)"
-    raise AssertionError(f"unhandled field {name}")
 
 
 def compile_query(query: str, alias: str = "r", dense: DenseFn | None = None) -> tuple[str, list[object]]:

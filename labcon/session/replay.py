@@ -16,7 +16,19 @@ from labcon.session.paths import sessions_home
 from labcon.session.session import Session
 
 # Commands that change nothing numerical are not replayed (they were a person's doing, not the experiment's).
-_SKIP = (C.Pause, C.Resume, C.Save, C.Note, C.Journal, C.Help, C.Status, C.CbList, C.Hooks, C.ShowLoop, C.DataSummary)
+_SKIP = (
+    C.Pause,
+    C.Resume,
+    C.Save,
+    C.Note,
+    C.Journal,
+    C.Help,
+    C.Status,
+    C.CbList,
+    C.Hooks,
+    C.ShowLoop,
+    C.DataSummary,
+)
 
 
 @dataclass
@@ -36,7 +48,9 @@ def plan_replay(journal: Journal, run_id: int) -> ReplayPlan:
         try:
             cmd = C.parse(ev["text"])
         except LabconError as e:
-            raise LabconError(f"run {run_id}: journaled command {ev['text']!r} no longer parses: {e}") from None
+            raise LabconError(
+                f"run {run_id}: journaled command {ev['text']!r} no longer parses: {e}"
+            ) from None
         if isinstance(cmd, _SKIP):
             continue
         point = (ev.get("data") or {}).get("point", "idle")
@@ -61,7 +75,12 @@ def deviation(original: list[dict[str, Any]], replayed: list[dict[str, Any]]) ->
             if k in ("epoch", "time") or k not in orig:
                 continue
             a, b = orig[k], v
-            if isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isfinite(a) and math.isfinite(b):
+            if (
+                isinstance(a, (int, float))
+                and isinstance(b, (int, float))
+                and math.isfinite(a)
+                and math.isfinite(b)
+            ):
                 out[k] = max(out.get(k, 0.0), abs(a - b))
     return out
 

@@ -20,7 +20,14 @@ from labcon.session.bus import Bus, Reply, Subscription
 from labcon.session.config import Config, load_config, parse_config
 from labcon.session.control import SessionBridge, SessionControl
 from labcon.session.fitjobs import FitJobs
-from labcon.session.messages import CommandApplied, CommandFailed, Log, Message, StateChanged, TelemetryUpdated
+from labcon.session.messages import (
+    CommandApplied,
+    CommandFailed,
+    Log,
+    Message,
+    StateChanged,
+    TelemetryUpdated,
+)
 from labcon.session.paths import sessions_home, validate_session_name
 from labcon.session.persist import Persistence
 
@@ -76,7 +83,10 @@ class Session:
     # ----- construction -----------------------------------------------------------------------------
     @classmethod
     def open_or_create(
-        cls, target: str | os.PathLike[str] | None = None, sessions_dir: str | os.PathLike[str] | None = None, **kw: Any
+        cls,
+        target: str | os.PathLike[str] | None = None,
+        sessions_dir: str | os.PathLike[str] | None = None,
+        **kw: Any,
     ) -> Session:
         """A session from a config file, an existing session's name (resumed), or the built-in default."""
         home = sessions_home(sessions_dir)
@@ -92,7 +102,9 @@ class Session:
         if (home / name / "session.toml").is_file():
             return cls.resume(name, home, **kw)
         if name == DEFAULT_SESSION:
-            return cls(parse_config("", source="<built-in defaults>").replace(name=DEFAULT_SESSION), home, **kw)
+            return cls(
+                parse_config("", source="<built-in defaults>").replace(name=DEFAULT_SESSION), home, **kw
+            )
         raise LabconError(
             f"no session named '{name}' under {home} and no config file {target!r}; "
             f"give a CONFIG.toml, or list sessions with `ls {home}`"

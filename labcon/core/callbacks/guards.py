@@ -43,7 +43,9 @@ class NaNGuard(Callback):
         if (r.train_iter + 1 - self._since) >= self._every:
             if bool(self._flag):
                 first = self._since if self._every > 1 else r.train_iter
-                where = f"iteration {r.train_iter}" if self._every == 1 else f"iterations {first}-{r.train_iter}"
+                where = (
+                    f"iteration {r.train_iter}" if self._every == 1 else f"iterations {first}-{r.train_iter}"
+                )
                 msg = (
                     f"loss became non-finite at epoch {r.epoch}, {where}; "
                     "lower the lr, add gradient clipping, or use bf16 instead of fp16"

@@ -31,7 +31,9 @@ class _Monitor(Callback):
     def _value(self) -> float:
         row = self.runner.recorder.last_row or {}
         if self.monitor not in row:
-            raise KeyError(f"cannot monitor '{self.monitor}': epoch rows have {', '.join(row) or 'nothing yet'}")
+            raise KeyError(
+                f"cannot monitor '{self.monitor}': epoch rows have {', '.join(row) or 'nothing yet'}"
+            )
         return row[self.monitor]
 
     def _improved(self) -> bool:
@@ -53,19 +55,25 @@ class _Monitor(Callback):
 class EarlyStopping(_Monitor):
     """Stop the fit when `monitor` has not improved for `patience` epochs."""
 
-    def __init__(self, monitor: str = "valid_loss", comp: str | None = None, min_delta: float = 0.0, patience: int = 1):
+    def __init__(
+        self, monitor: str = "valid_loss", comp: str | None = None, min_delta: float = 0.0, patience: int = 1
+    ):
         super().__init__(monitor, comp, min_delta)
         self.patience = patience
 
     def after_epoch(self) -> None:
         if not self._improved() and self.wait >= self.patience:
-            raise CancelFitException(f"early stopping: no improvement in {self.monitor} for {self.wait} epochs")
+            raise CancelFitException(
+                f"early stopping: no improvement in {self.monitor} for {self.wait} epochs"
+            )
 
 
 class SaveBest(_Monitor):
     """Save the model's weights whenever `monitor` improves (atomically: temp file then rename)."""
 
-    def __init__(self, monitor: str = "valid_loss", comp: str | None = None, path: str | os.PathLike = "best.pt"):
+    def __init__(
+        self, monitor: str = "valid_loss", comp: str | None = None, path: str | os.PathLike = "best.pt"
+    ):
         super().__init__(monitor, comp)
         self.path = Path(path)
         self.saved_epoch: int | None = None
