@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from labcon.control import commands as C
@@ -159,13 +161,19 @@ CTX = StaticContext(
         ("telemetry layers=0,9", "unknown module path '9'"),
         ("fit 3", "while the session is running"),
         ("replay 3", "while the session is running"),
-        ("resume", "nothing to resume"),
     ],
 )
 def test_validate_errors(text: str, fragment: str) -> None:
     with pytest.raises(CommandError) as e:
         validate(parse(text), CTX)
     assert fragment in str(e.value)
+
+
+def test_resume_needs_a_paused_or_running_session() -> None:
+    idle = dataclasses.replace(CTX, state="idle")
+    with pytest.raises(CommandError, match="nothing to resume: the session is idle"):
+        validate(parse("resume"), idle)
+    validate(parse("resume"), CTX)  # running: may cancel a pause still queued (the session decides)
 
 
 @pytest.mark.parametrize(

@@ -199,13 +199,16 @@ def live(data, tmp_path_factory):
     )
 )
 def test_fuzz_live_session_never_raises(live, text):
+    if text.strip().split(" ")[0] == "stop":
+        return  # a legitimate stop is not what this test is about
     reply = live.submit(text)
     assert isinstance(reply.ok, bool)
-    if live.state == "paused":
-        live.submit("resume")
+    live.submit("resume")  # undo a pause (applied or still queued); refused harmlessly otherwise
 
 
 def test_fuzzed_session_keeps_training(live):
+    for text in ("cb rm recorder", "cb rm train_eval", "cb rm session_control"):
+        assert not live.submit(text).ok  # the loop's own machinery cannot be removed
     live.submit("resume")
     it = live.runner.train_iter
     deadline = time.time() + 30

@@ -35,13 +35,14 @@ async def _type(pilot, text: str) -> None:
 async def test_console_drives_a_real_session(tmp_path):
     data = make_image_folder(tmp_path / "img", n_train=48)
     s = Session(
-        parse_config(tiny_config(data, name="ui", epochs=40, extra='schedule = "constant"\n')), tmp_path / "s"
+        parse_config(tiny_config(data, name="ui", epochs=1000, extra='schedule = "constant"\n')),
+        tmp_path / "s",
     )
     app = build_app(s, images="halfcell")
     sub = s.subscribe()
     try:
         async with app.run_test(size=(100, 30)) as pilot:
-            await _type(pilot, "fit 40")
+            await _type(pilot, "fit 1000")
             await _until(pilot, lambda: s.runner.train_iter >= 3)
             await pilot.press("escape", "space")  # pause key
             await _until(pilot, lambda: s.state == "paused")

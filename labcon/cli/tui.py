@@ -22,20 +22,37 @@ def register(subparsers: Any) -> None:
 
 
 def open_console(args: argparse.Namespace) -> int:
-    """Open (or create) the session, run the console, close the session when the console ends."""
-    try:
-        from labcon.session.session import Session
-    except ImportError as e:
-        raise LabconError(
-            f"the session layer is not available ({e}); the console needs labcon.session.session"
-        ) from e
+    """Open (or create) the session and serve its control socket while the console runs.
+
+    A session that is already live elsewhere is attached to instead of being opened twice.
+    """
+    from labcon.control.server import ControlServer, control_socket_path, server_is_live
+    from labcon.session.paths import sessions_home
+    from labcon.session.session import DEFAULT_SESSION, Session
     from labcon.tui.app import run_console
 
-    session = Session.open_or_create(args.target, sessions_dir=getattr(args, "sessions_dir", None))
+    home = sessions_home(getattr(args, "sessions_dir", None))
+    name = args.target or DEFAULT_SESSION
+    if "/" not in name and not name.endswith(".toml"):
+        sock = control_socket_path(home, name)
+        if server_is_live(sock):
+            from labcon.control.client import RemoteSession
+
+            remote = RemoteSession(sock)
+            try:
+                run_console(remote)
+            finally:
+                remote.close()
+            return 0
+    session = Session.open_or_create(args.target, sessions_dir=home)
+    try:
+        server = ControlServer(session, control_socket_path(session.home, session.name)).start()
+    except LabconError:
+        server = None  # e.g. a socket path too long for this system: the console works without it
     try:
         run_console(session)
     finally:
-        closer = getattr(session, "close", None)
-        if callable(closer):
-            closer()
+        if server is not None:
+            server.close()
+        session.close()
     return 0

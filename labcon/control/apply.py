@@ -208,12 +208,23 @@ def _cb_add(cmd: CbAdd, runner: Any) -> str:
     return f"added callback {cb.name} (order {cb.order}){started}"
 
 
+def check_removable(cb: Any, runner: Any) -> None:
+    """Refuse to remove the loop's own machinery (train/eval, device, recorder, session control)."""
+    if not getattr(cb, "removable", True):
+        removable = [c.name for c in runner.cbs if getattr(c, "removable", True)]
+        raise CommandError(
+            f"'{cb.name}' is part of the training loop and cannot be removed; "
+            f"removable: {', '.join(removable) or 'none'}"
+        )
+
+
 def _cb_rm(cmd: CbRm, runner: Any) -> str:
     cb = runner.cb(cmd.cb)
     if cb is None:
         from labcon.control.commands_spec import suggest
 
         raise CommandError(suggest(cmd.cb, [c.name for c in runner.cbs], "installed callback"))
+    check_removable(cb, runner)
     if getattr(runner, "in_fit", False) and callable(getattr(cb, "after_fit", None)):
         # Leaving mid-fit: the callback's own cleanup (restore step_fn, remove hooks, ...) runs now.
         cb.after_fit()

@@ -104,7 +104,8 @@ def validate(cmd: Command, ctx: CommandContext) -> Command:
     if isinstance(cmd, Pause):
         _need(state == "running", f"nothing to pause: the session is {state}")
     elif isinstance(cmd, Resume):
-        _need(state == "paused", f"nothing to resume: the session is {state}")
+        # While running, a resume may still cancel a pause that has not reached its batch boundary yet.
+        _need(state in ("paused", "running"), f"nothing to resume: the session is {state}")
     elif isinstance(cmd, Stop):
         _need(state in ("running", "paused"), f"nothing to stop: the session is {state}")
     elif isinstance(cmd, Set):

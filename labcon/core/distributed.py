@@ -133,6 +133,7 @@ class DistributedCallback(Callback):
     """Wraps the model in DistributedDataParallel for each fit and makes the Recorder's metrics global."""
 
     order = -12  # after DeviceCallback (-15) has put the model on its device
+    removable = False
 
     def __init__(self, find_unused_parameters: bool = False, broadcast_buffers: bool = True):
         self.find_unused_parameters = find_unused_parameters

@@ -93,6 +93,8 @@ class Callback:
     order: ClassVar[int] = 0
     # Overrides the name derived from the class name (e.g. NaNGuard -> 'nan_guard').
     cb_name: ClassVar[str | None] = None
+    # False for the loop's own machinery (train/eval, device, recorder, session control): `cb rm` refuses it.
+    removable: ClassVar[bool] = True
     # Whether the callback runs during LR finding and other short probes (e.g. progress bars do not).
     run_in_probe: ClassVar[bool] = True
     runner: Runner

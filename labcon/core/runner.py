@@ -224,8 +224,9 @@ class Runner:
         self.opt = self.opt_func([{"params": list(g)} for g in groups], lr=lrs[-1])
         for g, lr in zip(self.opt.param_groups, lrs, strict=True):
             g["lr"] = lr
-        norm_types = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
-        keep = {id(p) for m in self.model.modules() if isinstance(m, norm_types) for p in m.parameters()}
+        from labcon.nn.norms import NORM_TYPES  # torch's norm layers and labcon's own
+
+        keep = {id(p) for m in self.model.modules() if isinstance(m, NORM_TYPES) for p in m.parameters()}
         if hasattr(self.opt, "keep_trainable"):
             self.opt.keep_trainable = keep
         return self.opt

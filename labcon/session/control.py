@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 class SessionControl(Callback):
     """Applies queued commands at safe points and blocks while the session is paused."""
 
+    removable = False
     order = -30  # before anything touches the batch
     run_in_probe = False
 
@@ -29,6 +30,7 @@ class SessionControl(Callback):
 class SessionBridge(Callback):
     """Turns training events into messages, journal rows and checkpoints (host values only)."""
 
+    removable = False
     order = 90  # after the Recorder (50) and Telemetry (60) so their host copies are fresh
     run_in_probe = False
     min_interval = 0.1  # seconds between Progress messages (the UI merges further)

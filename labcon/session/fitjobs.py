@@ -51,6 +51,9 @@ class FitJobs:
                 False, "replay starts a new session: run `labcon replay RUN` (or the Journal pane's replay)"
             )
         busy = not self._idle.is_set()
+        if not busy:
+            # Running from now on (not from when the worker picks it up), so `pause` right after `fit` works.
+            self.s._set_state("running", f"starting '{cmd.text}'")
         self.put(cmd)
         return Reply(
             True, f"queued after the current fit: '{cmd.text}'" if busy else f"started: '{cmd.text}'"
@@ -120,6 +123,7 @@ class FitJobs:
             s.publish(CommandApplied(text=job.text, epoch=r.epoch, iter=r.train_iter, reply="started"))
         remaining = plan["start_epoch"] + plan["n"] - r.epoch
         if remaining < 1:
+            s._set_state("idle")
             return
         s.persist.plan = plan
         s.persist.ensure_run()

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from labcon.control import commands as C
-from labcon.control.apply import RUNNER_COMMANDS, RunnerContext, apply_runner_command
+from labcon.control.apply import RUNNER_COMMANDS, RunnerContext, apply_runner_command, check_removable
 from labcon.core.events import CancelFitException
 from labcon.errors import CommandError, LabconError
 from labcon.session.build import build
@@ -139,6 +139,8 @@ class Session:
         """Parse, validate and apply (or queue) one command; never raises for bad input."""
         try:
             cmd = C.validate(C.parse(text), self.context())
+            if isinstance(cmd, C.CbRm) and self.runner.cb(cmd.cb) is not None:
+                check_removable(self.runner.cb(cmd.cb), self.runner)  # refuse now, not at the epoch's end
             return self.dispatch(cmd)
         except (CommandError, LabconError, ValueError, KeyError, TypeError, IndexError) as e:
             msg = str(e).strip("'\"") or type(e).__name__
@@ -156,6 +158,12 @@ class Session:
                 if isinstance(cmd, (C.Pause, C.Resume, C.Stop)):
                     return Reply(False, f"'{cmd.text}': nothing is running")
                 return Reply(True, self.apply(cmd, point="idle"))
+            if isinstance(cmd, C.Resume) and self.state == "running":
+                pending = [c for c in self._batch_q if isinstance(c, C.Pause)]
+                if not pending:
+                    return Reply(False, "nothing to resume: the session is running")
+                self._batch_q = deque(c for c in self._batch_q if not isinstance(c, C.Pause))
+                return Reply(True, "pause cancelled before it took effect")
             if cmd.when == "epoch" and self.state != "paused":
                 self._epoch_q.append(cmd)
                 return Reply(True, f"queued: '{cmd.text}' applies at the end of this epoch")

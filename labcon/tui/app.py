@@ -361,7 +361,13 @@ def build_app(session: Any, journal: Any = None, *, images: str = "auto") -> Lab
 def run_console(session: Any) -> None:
     """Run the console in this terminal until the user quits; a run kept 'headless' is waited for here."""
     app = build_app(session)
-    app.run()
+    # Training shares this process's GIL: a shorter switch interval hands it to the UI sooner after a key.
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(min(old, 0.001))
+    try:
+        app.run()
+    finally:
+        sys.setswitchinterval(old)
     waiter = getattr(session, "wait", None)
     if app.detached and callable(waiter):
         print("labcon: the run continues headless; Ctrl-C stops it", file=sys.stderr)

@@ -34,6 +34,7 @@ def find_bs(b: Any) -> int:
 class TrainEvalCallback(Callback):
     """Switches train/eval mode and keeps the iteration counters and fit progress."""
 
+    removable = False
     order = -20
 
     def before_fit(self) -> None:
@@ -62,6 +63,7 @@ class TrainEvalCallback(Callback):
 class DeviceCallback(Callback):
     """Puts batches on the runner's device (loaders that can do it themselves are told once per fit)."""
 
+    removable = False
     order = -15
 
     def before_fit(self) -> None:

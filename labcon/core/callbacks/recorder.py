@@ -17,6 +17,7 @@ from labcon.core.optim import get_hyper
 class Recorder(Callback):
     """Records training history; batch losses stay on the device and reach the host every `flush_every`."""
 
+    removable = False
     order = 50
     run_in_probe = False
 
