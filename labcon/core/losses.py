@@ -7,9 +7,9 @@ import torch
 
 def logsumexp(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """log(sum(exp(x))) computed stably by factoring out the max (no overflow for huge logits)."""
-    m = x.amax(dim=dim, keepdim=True)
-    # An all -inf row would give nan from (-inf) - (-inf); keep the max at 0 there.
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    # Detached: the shift cancels out mathematically, so no gradient needs to flow through it.
+    # An all -inf row would give nan from (-inf) - (-inf); nan_to_num keeps the shift at 0 there (one kernel).
+    m = torch.nan_to_num(x.detach().amax(dim=dim, keepdim=True), neginf=0.0, posinf=0.0)
     return (x - m).exp().sum(dim=dim).log() + m.squeeze(dim)
 
 

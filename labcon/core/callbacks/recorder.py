@@ -34,6 +34,7 @@ class Recorder(Callback):
         # Reduces on-device [sum, count] accumulators across processes (set by the DDP callback).
         self.reduce_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
         self._pending: list[torch.Tensor] = []
+        self._pending_bs: list[int] = []
         self._epoch_start = 0.0
 
     @property
@@ -44,15 +45,15 @@ class Recorder(Callback):
 
     def before_fit(self) -> None:
         if self.flush_every is None:
-            # On CPU a sync costs nothing; on an accelerator batch several steps per transfer.
-            self.flush_every = 1 if self.runner.device.type == "cpu" else 25
+            # One transfer per several steps (on an accelerator each one is a sync; on CPU it still costs a stack).
+            self.flush_every = 8 if self.runner.device.type == "cpu" else 25
 
     def before_epoch(self) -> None:
         self._epoch_start = time.perf_counter()
 
     def before_train(self) -> None:
-        self._train_sum = torch.zeros((), device=self.runner.device)
-        self._train_n = 0
+        # Summed on the host at flush time: the losses come over anyway, so no per-batch kernels for this.
+        self._train_sum, self._train_n = 0.0, 0
 
     def before_validate(self) -> None:
         self._flush()
@@ -64,12 +65,11 @@ class Recorder(Callback):
         loss = r.loss.detach()
         bs = find_bs(r.yb)
         if r.training:
-            self._train_sum += loss.float() * bs
-            self._train_n += bs
             groups = r.opt.param_groups
             self.lrs.append([g["lr"] for g in groups])
             self.moms.append([_mom(g) for g in groups])
             self._pending.append(loss)
+            self._pending_bs.append(bs)
             if len(self._pending) >= self.flush_every:
                 self._flush()
         else:
@@ -82,6 +82,10 @@ class Recorder(Callback):
         if not self._pending:
             return
         vals = torch.stack(self._pending).float().cpu().tolist()
+        for v, bs in zip(vals, self._pending_bs, strict=True):
+            self._train_sum += v * bs
+            self._train_n += bs
+        self._pending_bs.clear()
         # TrainEval (order -20) has already counted the last batch, so it is train_iter - 1.
         start = self.runner.train_iter - len(vals)
         self._pending.clear()
@@ -108,11 +112,11 @@ class Recorder(Callback):
 
     def after_validate(self) -> None:
         r = self.runner
-        counts = torch.tensor([self._train_n, self._valid_n], device=r.device, dtype=torch.float32)
-        acc = torch.cat([self._train_sum.reshape(1), self._valid_sums, counts])
+        host = torch.tensor([self._train_sum, self._valid_n, self._train_n], device=r.device, dtype=torch.float32)
+        acc = torch.cat([host[:1], self._valid_sums, host[1:]])
         if self.reduce_fn is not None:
             acc = self.reduce_fn(acc)
-        *sums, n_train, n_valid = acc.cpu().tolist()
+        *sums, n_valid, n_train = acc.cpu().tolist()
         row: dict[str, float] = {"epoch": r.epoch}
         row["train_loss"] = sums[0] / n_train if n_train else math.nan
         names = ["valid_loss", *self.metric_names[3:-1]]
