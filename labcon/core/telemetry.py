@@ -53,7 +53,7 @@ class Telemetry(Callback):
         self,
         layers: Sequence[str | type[nn.Module]] | None = None,
         every: int = 20,
-        sample_every: int = 1,
+        sample_every: int = 4,
         spatial_stride: int = 1,
         horizon: int = 512,
         near_zero: float = 1e-2,

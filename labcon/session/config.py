@@ -86,7 +86,7 @@ class TelemetryConfig:
 
     enabled: bool = True
     every: int = 20
-    sample_every: int = 1
+    sample_every: int = 4
     layers: tuple[str, ...] = ()
 
 
