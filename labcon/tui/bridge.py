@@ -12,7 +12,7 @@ from typing import Any
 from labcon.session.messages import BatchStats, Message, Progress, TelemetryUpdated
 
 # At most this many UI updates per second, however fast the session publishes.
-MAX_UPDATES_PER_S = 10.0
+MAX_UPDATES_PER_S = 5.0
 # Live plots keep at most this many points per series (older points are dropped).
 BATCH_HISTORY_CAP = 5000
 

@@ -19,9 +19,9 @@ from labcon.tui.pane import Pane
 
 _SERIES = ("losses", "smooth_losses", "lrs", "moms")
 _NOT_METRICS = ("epoch", "train_loss", "valid_loss", "time")
-# Plots are the costliest thing on screen (plotext is pure Python); 2 redraws/s look live and leave the
+# Plots are the costliest thing on screen (plotext is pure Python); a redraw every 2 s looks live and leaves the
 # interpreter to the training thread (they share one GIL).
-PLOT_INTERVAL_S = 0.5
+PLOT_INTERVAL_S = 2.0
 
 
 class TrainingPane(Pane):
