@@ -11,38 +11,19 @@ import argparse
 import copy
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import make_batches  # noqa: E402
 from torch import nn
 
 from labcon import Adam, DataLoaders, MixedPrecision, Runner, cross_entropy
 from labcon.core.metrics import accuracy
-
-
-def small_cnn() -> nn.Module:
-    def block(ni: int, nf: int) -> nn.Module:
-        return nn.Sequential(nn.Conv2d(ni, nf, 3, 2, 1, bias=False), nn.BatchNorm2d(nf), nn.ReLU())
-
-    return nn.Sequential(
-        block(1, 16),
-        block(16, 32),
-        block(32, 64),
-        block(64, 64),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(64, 10),
-    )
-
-
-def make_batches(
-    n: int, bs: int, shape: tuple[int, ...], device: torch.device
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    g = torch.Generator().manual_seed(0)
-    return [
-        (torch.randn(bs, *shape, generator=g).to(device), torch.randint(0, 10, (bs,), generator=g).to(device))
-        for _ in range(n)
-    ]
+from labcon.nn.models import simple_cnn
 
 
 def hand_loop(
@@ -98,7 +79,7 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True
         base, shape, bs, n_train, amp = xresnet18(c_in=3, n_out=10), (3, 128, 128), 128, 60, torch.bfloat16
     else:
-        base, shape, bs, n_train, amp = small_cnn(), (1, 28, 28), 64, 60, None
+        base, shape, bs, n_train, amp = simple_cnn(1, 10), (1, 28, 28), 64, 60, None
     train, valid = make_batches(n_train, bs, shape, dev), make_batches(n_train // 6, bs, shape, dev)
     m_hand, m_run = copy.deepcopy(base).to(dev), copy.deepcopy(base).to(dev)
     opt_hand = Adam(m_hand.parameters(), lr=1e-3)

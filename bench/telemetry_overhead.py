@@ -11,10 +11,15 @@ import argparse
 import copy
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import make_batches  # noqa: E402
 from torch import nn
 
 from labcon.core.callbacks.precision import MixedPrecision
@@ -23,16 +28,6 @@ from labcon.core.telemetry import Telemetry
 from labcon.data.loaders import DataLoaders
 from labcon.nn.models import simple_cnn
 from labcon.nn.xresnet import xresnet18
-
-
-def make_batches(
-    n: int, bs: int, shape: tuple[int, ...], device: torch.device
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    g = torch.Generator().manual_seed(0)
-    return [
-        (torch.randn(bs, *shape, generator=g).to(device), torch.randint(0, 10, (bs,), generator=g).to(device))
-        for _ in range(n)
-    ]
 
 
 def timed_fit(runner: Runner, device: torch.device) -> float:
