@@ -220,7 +220,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     code = serve_headless(
         session, False, args.every, lambda: print(f"replaying run {plan.run_id} as session {session.name}")
     )
-    rep = report(session, plan.run_id)  # the session is closed; its history is still in memory
+    rep = report(session, plan.run_id, args.until)  # the session is closed; its history is still in memory
     if args.json:
         print(json.dumps(rep, indent=2))
     else:

@@ -111,8 +111,10 @@ class FitJobs:
             job = job.cmd
         if isinstance(job, SubmitJob):
             s.until_epoch = None
+            s._set_state("idle")  # the replayed part is over: the branch command starts like a typed one
             reply = s.submit(job.text)
-            s.publish(Log(level="info" if reply.ok else "error", text=f"{job.text}: {reply.text}"))
+            if not reply.ok:
+                s.publish(Log(level="error", text=f"{job.text}: {reply.text}"))
             return
         if isinstance(job, C.LrFind):
             self._lr_find(job)

@@ -119,14 +119,15 @@ def start_replay(
     return session, plan
 
 
-def report(session: Session, run_id: int) -> dict[str, Any]:
-    """How far the replay's epoch metrics are from the original run's."""
+def report(session: Session, run_id: int, until: int | None = None) -> dict[str, Any]:
+    """How far the replay's epoch metrics are from the original run's (epochs before `until` only: after it
+    the replay branched)."""
     journal = Journal(session.home / "journal.db")
     try:
         original = journal.epochs(run_id)
     finally:
         journal.close()
-    replayed = session.history()
+    replayed = [r for r in session.history() if until is None or int(r["epoch"]) < until]
     return {
         "original_run": run_id,
         "replay_run": session.persist.run_id,
