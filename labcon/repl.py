@@ -57,7 +57,7 @@ def format_progress(p: Progress) -> str:
     """One line: epoch, phase position, losses, lr, elapsed and eta."""
     lr = _num(p.lrs[-1]) if p.lrs else "?"
     return (
-        f"epoch {p.epoch} {p.phase} {p.iter + 1}/{p.n_iter}  loss {_num(p.loss)} (smooth {_num(p.smooth_loss)})"
+        f"epoch {p.epoch} {p.phase} {p.iter}/{p.n_iter}  loss {_num(p.loss)} (smooth {_num(p.smooth_loss)})"
         f"  lr {lr}  {_dur(p.elapsed)} elapsed, eta {_dur(p.eta_fit)}"
     )
 

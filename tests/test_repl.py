@@ -26,7 +26,7 @@ from labcon.session.messages import (
     StateChanged,
 )
 
-PROG = Progress(1, "train", 9, 100, 109, 0.51234, 0.6, (1e-3, 3e-3), (0.9,), 75.0, 30.0, 3725.0)
+PROG = Progress(1, "train", 10, 100, 109, 0.51234, 0.6, (1e-3, 3e-3), (0.9,), 75.0, 30.0, 3725.0)
 
 
 def test_format_messages() -> None:

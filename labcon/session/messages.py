@@ -33,7 +33,7 @@ class Progress(Message):
 
     epoch: int
     phase: str  # "train" | "valid"
-    iter: int
+    iter: int  # batches done in this phase (1..n_iter)
     n_iter: int
     train_iter: int
     loss: float
