@@ -229,6 +229,10 @@ class Session:
                 self._apply_safely(self._batch_q.popleft(), "batch")
             while self.state == "paused" and not self._stop_requested:
                 self._wake.wait(0.2)
+                if self.world_size > 1:
+                    # Every rank paused at the same iteration and loops here; rank 0's `resume`/`stop`
+                    # reaches the others through the same broadcast.
+                    self.jobs.sync_ranks()
                 while self._batch_q:
                     self._apply_safely(self._batch_q.popleft(), "batch")
             if self._stop_requested:
