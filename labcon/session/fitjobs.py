@@ -142,8 +142,11 @@ class FitJobs:
                 r.fit(remaining, span=span)
             if r.stop_reason is not None:
                 status, reason = "stopped", r.stop_reason
-        except (CallbackError, LabconError, RuntimeError, ValueError) as e:
-            status, reason = "failed", str(e)
+        except Exception as e:  # noqa: BLE001 - the worker's boundary: any failure ends this fit, not the session
+            status, reason = (
+                "failed",
+                f"{type(e).__name__}: {e}" if not isinstance(e, (CallbackError, LabconError)) else str(e),
+            )
             s.last_error = reason
             s.publish(Log(level="error", text=f"training failed: {reason}"))
             s.persist.log("error", f"{reason}\n{traceback.format_exc(limit=8)}")
@@ -179,8 +182,8 @@ class FitJobs:
             s.last_lr_find = res
             s.publish(Log(level="info", text=text))
             s.persist.log_command(cmd.text, "idle", reply=text)
-        except (CallbackError, LabconError, RuntimeError, ValueError) as e:
-            s.publish(Log(level="error", text=f"lr_find failed: {e}"))
+        except Exception as e:  # noqa: BLE001 - the worker's boundary, as in _run
+            s.publish(Log(level="error", text=f"lr_find failed: {type(e).__name__}: {e}"))
         finally:
             s._set_state("idle")
 

@@ -112,7 +112,9 @@ class Recorder(Callback):
 
     def after_validate(self) -> None:
         r = self.runner
-        host = torch.tensor([self._train_sum, self._valid_n, self._train_n], device=r.device, dtype=torch.float32)
+        host = torch.tensor(
+            [self._train_sum, self._valid_n, self._train_n], device=r.device, dtype=torch.float32
+        )
         acc = torch.cat([host[:1], self._valid_sums, host[1:]])
         if self.reduce_fn is not None:
             acc = self.reduce_fn(acc)
