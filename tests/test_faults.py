@@ -120,3 +120,37 @@ def test_send_commands_to_a_headless_run(tmp_path):
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out
     assert "applied 'set lr=0.003'" in out and "fit stopped: stopped by user" in out
+
+
+def test_distributed_run_pause_resume_stop(tmp_path):
+    """`labcon run --nproc 2` (torchrun, gloo): rank 0's socket steers both ranks through pause, resume, stop."""
+    from labcon.control.client import ControlClient
+
+    data = make_image_folder(tmp_path / "img", n_train=64)
+    cfg = tmp_path / "d.toml"
+    cfg.write_text(tiny_config(data, name="d", epochs=500, telemetry=False, extra='schedule = "constant"\n'))
+    home = tmp_path / "s"
+    proc = _labcon("run", str(cfg), "--nproc", "2", "--every", "0", home=home)
+    sock = home / "d" / "control.sock"
+    deadline = time.time() + 120
+    while not sock.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert sock.exists(), proc.communicate()[0][-3000:]
+    with ControlClient(sock) as c:
+        while "iteration 0 " in c.submit("status")["text"] and time.time() < deadline:
+            time.sleep(0.1)
+        assert c.submit("pause")["ok"]
+        while "paused" not in c.submit("status")["text"] and time.time() < deadline:
+            time.sleep(0.1)
+        it = c.request("status")["data"]["train_iter"]
+        time.sleep(1.0)
+        assert c.request("status")["data"]["train_iter"] == it  # both ranks hold (rank 0 would block otherwise)
+        assert c.submit("set lr=0.002")["ok"]
+        assert c.submit("resume")["ok"]
+        while c.request("status")["data"]["train_iter"] <= it + 2 and time.time() < deadline:
+            time.sleep(0.1)
+        assert c.request("status")["data"]["train_iter"] > it + 2  # collectives line up again after the pause
+        assert c.submit("stop")["ok"]
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out[-3000:]
+    assert "fit stopped: stopped by user" in out
