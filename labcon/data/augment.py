@@ -13,23 +13,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from labcon.data.tfm_base import Transform
 from labcon.errors import DataError
 
 IMAGENET_STATS: tuple[tuple[float, ...], tuple[float, ...]] = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
-class BatchTransform:
+class BatchTransform(Transform):
     """Base of transforms on a float (N, C, H, W) batch on the device."""
-
-    order = 50
-    random = False
 
     def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return x
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
-        return f"{type(self).__name__}({args})"
 
 
 def _u(gen: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:

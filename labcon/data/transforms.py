@@ -18,24 +18,18 @@ import numpy as np
 import torch
 from PIL import Image
 
+from labcon.data.tfm_base import Transform
 from labcon.errors import DataError
 
 Box = tuple[float, float, float, float]
 Trace = Callable[[str, Any], None]
 
 
-class ItemTransform:
+class ItemTransform(Transform):
     """Base of transforms on one uint8 PIL image; `order` fixes where it runs."""
-
-    order = 50
-    random = False
 
     def __call__(self, img: Image.Image, rng: random.Random) -> Image.Image:
         return img
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
-        return f"{type(self).__name__}({args})"
 
 
 class CropTransform(ItemTransform):
