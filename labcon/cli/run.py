@@ -185,7 +185,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from labcon.session.session import Session
 
     config = resolve_config(args.target, args.session)
-    session = Session(config, args.sessions_dir, rank=env.rank, world_size=env.world_size, device=device)
+    session = Session.from_config(
+        config, args.sessions_dir, rank=env.rank, world_size=env.world_size, device=device
+    )
     try:
         return serve_headless(
             session, not args.no_socket, args.every, lambda: session.start_fit(args.epochs, args.lr)

@@ -96,8 +96,7 @@ class Session:
         if path.suffix == ".toml" or path.is_file():
             if not path.is_file():
                 raise LabconError(f"config file {path} does not exist")
-            config = load_config(path)
-            return cls(config, home, **kw)
+            return cls.from_config(load_config(path), home, **kw)
         name = validate_session_name(str(target))
         if (home / name / "session.toml").is_file():
             return cls.resume(name, home, **kw)
@@ -109,6 +108,23 @@ class Session:
             f"no session named '{name}' under {home} and no config file {target!r}; "
             f"give a CONFIG.toml, or list sessions with `ls {home}`"
         )
+
+    @classmethod
+    def from_config(
+        cls, config: Config, sessions_dir: str | os.PathLike[str] | None = None, **kw: Any
+    ) -> Session:
+        """A new session, or the saved one of the same name when its config is the same (never a mix of two)."""
+        home = sessions_home(sessions_dir)
+        name = validate_session_name(config.name)
+        saved = home / name / "session.toml"
+        if saved.is_file():
+            if load_config(saved).replace(name=name) != config.replace(name=name):
+                raise LabconError(
+                    f"session '{name}' already exists with a different config ({saved}); pass --session NEW_NAME "
+                    f"(or set name = ... in the config), or `labcon resume {name}` to continue it as it was"
+                )
+            return cls.resume(name, home, **kw)
+        return cls(config, home, **kw)
 
     @classmethod
     def resume(cls, name: str, sessions_dir: str | os.PathLike[str] | None = None, **kw: Any) -> Session:
