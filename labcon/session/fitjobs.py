@@ -187,16 +187,14 @@ class FitJobs:
         finally:
             s._set_state("idle")
 
-    def sync_ranks(self) -> None:
-        """Distributed: rank 0's queued commands reach every rank at the same iteration."""
+    def sync_ranks(self, q: Any) -> list[Any]:
+        """Distributed: rank 0's queued commands (taken from `q`), parsed on every rank from one broadcast."""
         from labcon.core.distributed import broadcast_texts
 
         s = self.s
-        with s._lock:
-            mine = [c.text for c in s._batch_q] if s.is_main else None
-            if s.is_main:
-                s._batch_q.clear()
-        texts = broadcast_texts(mine)
-        with s._lock:
-            for t in texts:
-                s._batch_q.append(C.parse(t))
+        mine = None
+        if s.is_main:
+            with s._lock:
+                mine = [c.text for c in q]
+                q.clear()
+        return [C.parse(t) for t in broadcast_texts(mine)]

@@ -233,37 +233,43 @@ class Session:
             self.publish(CommandFailed(text=cmd.text, error=str(e)))
             self.persist.log("error", f"{cmd.text}: {e}")
 
+    def _take(self, q: deque[C.Command]) -> list[C.Command]:
+        """The queued commands to apply now. Distributed, only what rank 0 broadcast counts (on every rank),
+        so a command that lands between the broadcast and the apply waits for the next one on all ranks."""
+        if self.world_size > 1:
+            return self.jobs.sync_ranks(q)
+        with self._lock:
+            cmds = list(q)
+            q.clear()
+        return cmds
+
     def _batch_point(self) -> None:
         """Called before every training batch: replayed and queued commands, pause, stop."""
         r = self.runner
         for cmd in self.replay_batch.pop(r.train_iter, ()):
             self._apply_safely(cmd, "batch")
-        if self.world_size > 1:
-            self.jobs.sync_ranks()
-        with self._lock:
-            while self._batch_q:
-                self._apply_safely(self._batch_q.popleft(), "batch")
-            while self.state == "paused" and not self._stop_requested:
+        for cmd in self._take(self._batch_q):
+            self._apply_safely(cmd, "batch")
+        while True:
+            with self._lock:
+                if self.state != "paused" or self._stop_requested:
+                    break
                 self._wake.wait(0.2)
-                if self.world_size > 1:
-                    # Every rank paused at the same iteration and loops here; rank 0's `resume`/`stop`
-                    # reaches the others through the same broadcast.
-                    self.jobs.sync_ranks()
-                while self._batch_q:
-                    self._apply_safely(self._batch_q.popleft(), "batch")
-            if self._stop_requested:
-                self._stop_requested = False
-                self.persist.save(mid_epoch=True)
-                raise CancelFitException("stopped by user")
+            # Paused ranks all loop here, so rank 0's `resume` / `stop` reaches the others the same way.
+            for cmd in self._take(self._batch_q):
+                self._apply_safely(cmd, "batch")
+        if self._stop_requested:
+            self._stop_requested = False
+            self.persist.save(mid_epoch=True)
+            raise CancelFitException("stopped by user")
 
     def _epoch_point(self) -> None:
         """Called after every epoch (row journaled): epoch-level swaps, then the checkpoint."""
         r = self.runner
         for cmd in self.replay_epoch.pop(r.epoch, ()):
             self._apply_safely(cmd, "epoch")
-        with self._lock:
-            while self._epoch_q:
-                self._apply_safely(self._epoch_q.popleft(), "epoch")
+        for cmd in self._take(self._epoch_q):
+            self._apply_safely(cmd, "epoch")
         self.persist.save(mid_epoch=False)
         if self.until_epoch is not None and r.epoch + 1 >= self.until_epoch:
             self.until_reached = True
