@@ -12,6 +12,7 @@ from labcon.control.apply import apply_runner_command
 from labcon.core.distributed import unwrap_model
 from labcon.errors import CheckpointError, LabconError
 from labcon.session.checkpoint import load_latest, rng_state, save_checkpoint, set_rng_state
+from labcon.session.config import Config, DataConfig
 from labcon.session.messages import Log
 
 if TYPE_CHECKING:
@@ -21,6 +22,16 @@ if TYPE_CHECKING:
 
 FORMAT = 1
 _LABEL = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def portable_config(config: Config) -> Config:
+    """The config with a relative data path made absolute: session.toml lives in another folder than the
+    config file it came from, and relative paths are read relative to the file that holds them."""
+    path = config.data.raw.get("path")
+    if not isinstance(path, str) or Path(path).is_absolute():
+        return config
+    absolute = str((Path(config.base_dir) / path).resolve())
+    return config.replace(data=DataConfig({**config.data.raw, "path": absolute}))
 
 
 class Persistence:
@@ -42,7 +53,7 @@ class Persistence:
             cfg = session.dir / "session.toml"
             if not cfg.exists():
                 tmp = cfg.with_suffix(".toml.tmp")
-                tmp.write_text(session.config.replace(name=session.name).to_toml())
+                tmp.write_text(portable_config(session.config).replace(name=session.name).to_toml())
                 tmp.replace(cfg)
 
     # ----- journal ------------------------------------------------------------------------------------

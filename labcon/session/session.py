@@ -29,7 +29,7 @@ from labcon.session.messages import (
     TelemetryUpdated,
 )
 from labcon.session.paths import sessions_home, validate_session_name
-from labcon.session.persist import Persistence
+from labcon.session.persist import Persistence, portable_config
 
 DEFAULT_SESSION = "default"
 
@@ -118,7 +118,7 @@ class Session:
         name = validate_session_name(config.name)
         saved = home / name / "session.toml"
         if saved.is_file():
-            if load_config(saved).replace(name=name) != config.replace(name=name):
+            if load_config(saved).replace(name=name) != portable_config(config).replace(name=name):
                 raise LabconError(
                     f"session '{name}' already exists with a different config ({saved}); pass --session NEW_NAME "
                     f"(or set name = ... in the config), or `labcon resume {name}` to continue it as it was"
