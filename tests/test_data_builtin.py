@@ -100,3 +100,16 @@ def test_small_cnn_learns_shapes_on_cpu(shapes_root: Path) -> None:
     acc = correct / len(dls.valid.dataset)
     assert time.perf_counter() - t < 60
     assert acc > 0.35, acc  # chance is 1/8; ~0.6 after 3 epochs
+
+
+def test_data_from_an_older_generator_is_regenerated(tmp_path: Path) -> None:
+    from labcon.data.datasets import SHAPES_VERSION
+
+    old = tmp_path / "shapes"
+    (old / "train" / "circle").mkdir(parents=True)
+    (old / "train" / "circle" / "stale.png").write_bytes(b"old")
+    (old / ".labcon-builtin").write_text("labcon built-in dataset shapes, version 0, seed 0\n")
+    dest = ensure_builtin(tmp_path)
+    assert f"version {SHAPES_VERSION}," in (dest / ".labcon-builtin").read_text()
+    assert not (dest / "train" / "circle" / "stale.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shapes"]  # no temp folders left behind

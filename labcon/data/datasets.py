@@ -24,7 +24,7 @@ from labcon.data.transforms import Flip, RandomResizedCrop, Resize
 from labcon.errors import DataError
 
 SHAPES = ("circle", "ring", "square", "triangle", "cross", "star", "crescent", "bar")
-SHAPES_VERSION = "1"
+SHAPES_VERSION = "2"  # bump whenever the generator changes what it draws
 _MARKER = ".labcon-builtin"
 _N = {"train": 250, "valid": 75}
 _CANVAS, _SIZE = 64, 32  # draw at 2x, downsample for smooth edges
@@ -115,16 +115,22 @@ def ensure_builtin(root: str | Path | None = None) -> Path:
     """Path of the built-in shapes dataset under the data root, generating it on first use."""
     base = data_root(root)
     dest = base / "shapes"
+    stale: Path | None = None
     if dest.is_dir():
         if not (dest / _MARKER).is_file():
             raise DataError(
                 f"{dest} exists but was not made by labcon — move it away, or set LABCON_DATA elsewhere"
             )
-        return dest
+        if f"version {SHAPES_VERSION}," in (dest / _MARKER).read_text():
+            return dest
+        # Made by an older generator (labcon's own files): regenerate rather than train on different data.
+        stale = dest
     base.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".shapes-", dir=base))
     try:
         _generate(tmp / "shapes", seed=0)
+        if stale is not None:
+            os.rename(stale, tmp / "stale")
         try:
             os.rename(tmp / "shapes", dest)
         except OSError:
