@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labcon.errors import ConfigError
+from labcon.errors import ConfigError, LabconError
+from labcon.session.paths import validate_session_name
 from labcon.session.toml_io import (  # dump_toml and dump_value are re-exported from here
     KeyPath,
     _line_of,
@@ -31,18 +32,15 @@ SCHEDULES = ("one_cycle", "constant")
 LOSSES = ("cross_entropy", "label_smoothing")
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEFAULT_CHANNELS = (16, 32, 64, 64)
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 
 def check_session_name(name: str) -> str:
-    """Return `name` when it is a safe session name (no separators, no path traversal), else raise."""
-    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
-        raise ConfigError(
-            f"invalid session name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a "
-            "letter or digit (no '/', no '..')"
-        )
-    return name
+    """Return `name` when it is a safe session name (the rule of labcon.session.paths), else raise ConfigError."""
+    try:
+        return validate_session_name(name)
+    except LabconError as e:
+        raise ConfigError(str(e)) from None
 
 
 @dataclass(frozen=True)

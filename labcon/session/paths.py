@@ -10,9 +10,7 @@ from labcon.errors import LabconError
 
 JOURNAL_FILE = "journal.db"
 _NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
-NAME_RULE = (
-    "1-64 characters from letters, digits, '.', '_' and '-', not starting with '.' or '-' (no '/', no '..')"
-)
+NAME_RULE = "1-64 characters from letters, digits, '.', '_' and '-', starting with a letter or digit (no '/', no '..')"
 
 
 def sessions_home(arg: str | os.PathLike[str] | None = None) -> Path:
@@ -32,6 +30,6 @@ def journal_path(arg: str | os.PathLike[str] | None = None) -> Path:
 
 def validate_session_name(name: str) -> str:
     """Return `name` if it is safe as a folder name under the sessions directory, else raise LabconError."""
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or name[0] in ".-" or ".." in name:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or not name[0].isalnum() or ".." in name:
         raise LabconError(f"invalid session name {name!r}: use {NAME_RULE}")
     return name
