@@ -14,13 +14,13 @@ from fakes_data import (
     N_VALID,
     FakeJournal,
     FakeTelemetry,
-    LayerStats,
-    Reply,
     make_batch_history,
     make_history,
 )
 from PIL import Image, ImageDraw
 
+from labcon.core.telemetry_history import LayerStats
+from labcon.session.bus import Reply
 from labcon.session.messages import (
     BatchStats,
     CommandApplied,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from typing import Any
+
+from labcon.core.telemetry_history import LayerStats
 
 N_TRAIN, N_VALID = 100, 20
 LAYERS = (
@@ -17,26 +18,6 @@ LAYERS = (
     "layers.1.conv2",
     "head.fc",
 )
-
-
-@dataclass(frozen=True)
-class Reply:
-    """Same shape as the session's Reply."""
-
-    ok: bool
-    text: str
-    data: dict | None = None
-
-
-@dataclass(frozen=True)
-class LayerStats:
-    """Same fields as labcon.core.telemetry LayerStats."""
-
-    mean: float
-    std: float
-    near_zero: float
-    grad_norm: float
-    update_ratio: float
 
 
 def _lcg(seed: int):

@@ -11,31 +11,16 @@ import stat
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from labcon.control.client import ControlClient, RemoteSession
 from labcon.control.server import MAX_LINE, ControlServer, control_socket_path
+from labcon.core.telemetry_history import LayerStats as Stats
 from labcon.errors import LabconError
+from labcon.session.bus import Reply
 from labcon.session.messages import EpochEnded, Log, Progress, StateChanged
-
-
-@dataclass
-class Reply:
-    ok: bool
-    text: str
-    data: dict | None = None
-
-
-@dataclass(frozen=True)
-class Stats:
-    mean: float
-    std: float
-    near_zero: float
-    grad_norm: float
-    update_ratio: float
 
 
 class FakeSnapshot:

@@ -144,7 +144,9 @@ def test_distributed_run_pause_resume_stop(tmp_path):
             time.sleep(0.1)
         it = c.request("status")["data"]["train_iter"]
         time.sleep(1.0)
-        assert c.request("status")["data"]["train_iter"] == it  # both ranks hold (rank 0 would block otherwise)
+        assert (
+            c.request("status")["data"]["train_iter"] == it
+        )  # both ranks hold (rank 0 would block otherwise)
         assert c.submit("set lr=0.002")["ok"]
         assert c.submit("resume")["ok"]
         while c.request("status")["data"]["train_iter"] <= it + 2 and time.time() < deadline:

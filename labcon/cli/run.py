@@ -163,15 +163,11 @@ def serve_headless(session: Any, socket: bool, every: float, start: Any) -> int:
     return {"done": 0, "stopped": 0}.get(status, 1)
 
 
-def _dist() -> Any:
-    from labcon.core.distributed import dist_env
-
-    return dist_env()
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     """labcon run."""
-    env = _dist()
+    from labcon.core.distributed import dist_env
+
+    env = dist_env()
     if args.nproc > 1 and not env.is_distributed:
         from labcon.core.distributed import launch
 

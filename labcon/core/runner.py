@@ -336,7 +336,3 @@ class Runner:
         for i, g in enumerate(groups):
             if group is None or i == group % len(groups):
                 set_hyper(g, name, value)
-
-    def stop(self, reason: str = "stopped") -> None:
-        """Ask the running fit to stop at the next event boundary (from a callback)."""
-        raise CancelFitException(reason)

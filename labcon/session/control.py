@@ -70,7 +70,6 @@ class SessionBridge(Callback):
         done = r.iter + 1
         elapsed = now - self._t_epoch
         per = elapsed / max(1, done)
-        n_train = len(r.dls.train) if hasattr(r.dls.train, "__len__") else 0
         left_fit = (r._fit_total_iters - (r.train_iter - r._fit_start_iter)) * per if r.training else 0.0
         self.session.publish(
             Progress(
@@ -85,7 +84,7 @@ class SessionBridge(Callback):
                 moms=tuple(rec.moms[-1]) if rec.moms else (),
                 elapsed=now - self._t_fit,
                 eta_epoch=(r.n_iter - done) * per if r.training else 0.0,
-                eta_fit=max(0.0, left_fit) if n_train else 0.0,
+                eta_fit=max(0.0, left_fit),
             )
         )
         self.session._check_telemetry()
@@ -93,6 +92,6 @@ class SessionBridge(Callback):
     def after_epoch(self) -> None:
         row = self.runner.recorder.last_row
         if row is not None and row.get("epoch") == self.runner.epoch:
-            self.session._epoch_done(dict(row))
+            self.session.persist.log_epoch(dict(row))
             self.session.publish(EpochEnded(epoch=self.runner.epoch, row=dict(row)))
         self.session._epoch_point()

@@ -6,6 +6,7 @@ import math
 import os
 import threading
 from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,6 @@ class Session:
         self.is_main = rank == 0
         built = build(config, rank=rank, world_size=world_size, device=device)
         self.block, self.dls, self.runner = built.block, built.dls, built.runner
-        self.telemetry = self.runner.cb("telemetry")
         guard = self.runner.cb("nan_guard")
         if guard is not None:
             guard.on_nan = self._on_nan
@@ -233,11 +233,17 @@ class Session:
             self.publish(CommandFailed(text=cmd.text, error=str(e)))
             self.persist.log("error", f"{cmd.text}: {e}")
 
+    def _apply_all(self, cmds: Iterable[C.Command], point: str) -> None:
+        for cmd in cmds:
+            self._apply_safely(cmd, point)
+
     def _take(self, q: deque[C.Command]) -> list[C.Command]:
         """The queued commands to apply now. Distributed, only what rank 0 broadcast counts (on every rank),
         so a command that lands between the broadcast and the apply waits for the next one on all ranks."""
         if self.world_size > 1:
             return self.jobs.sync_ranks(q)
+        if not q:
+            return []  # the common case, every batch: no lock, no copy
         with self._lock:
             cmds = list(q)
             q.clear()
@@ -246,18 +252,15 @@ class Session:
     def _batch_point(self) -> None:
         """Called before every training batch: replayed and queued commands, pause, stop."""
         r = self.runner
-        for cmd in self.replay_batch.pop(r.train_iter, ()):
-            self._apply_safely(cmd, "batch")
-        for cmd in self._take(self._batch_q):
-            self._apply_safely(cmd, "batch")
+        self._apply_all(self.replay_batch.pop(r.train_iter, ()), "batch")
+        self._apply_all(self._take(self._batch_q), "batch")
         while True:
             with self._lock:
                 if self.state != "paused" or self._stop_requested:
                     break
                 self._wake.wait(0.2)
             # Paused ranks all loop here, so rank 0's `resume` / `stop` reaches the others the same way.
-            for cmd in self._take(self._batch_q):
-                self._apply_safely(cmd, "batch")
+            self._apply_all(self._take(self._batch_q), "batch")
         if self._stop_requested:
             self._stop_requested = False
             self.persist.save(mid_epoch=True)
@@ -266,17 +269,12 @@ class Session:
     def _epoch_point(self) -> None:
         """Called after every epoch (row journaled): epoch-level swaps, then the checkpoint."""
         r = self.runner
-        for cmd in self.replay_epoch.pop(r.epoch, ()):
-            self._apply_safely(cmd, "epoch")
-        for cmd in self._take(self._epoch_q):
-            self._apply_safely(cmd, "epoch")
+        self._apply_all(self.replay_epoch.pop(r.epoch, ()), "epoch")
+        self._apply_all(self._take(self._epoch_q), "epoch")
         self.persist.save(mid_epoch=False)
         if self.until_epoch is not None and r.epoch + 1 >= self.until_epoch:
             self.until_reached = True
             raise CancelFitException(f"replay reached epoch {self.until_epoch}")
-
-    def _epoch_done(self, row: dict[str, float]) -> None:
-        self.persist.log_epoch(row)
 
     def _on_nan(self, message: str) -> None:
         """NaN guard hook: pause (a person can lower the lr and resume) instead of stopping."""
@@ -286,7 +284,7 @@ class Session:
         self._set_state("paused", message)
 
     def _check_telemetry(self) -> None:
-        tel = self.telemetry
+        tel = self.runner.cb("telemetry")  # looked up each time: the `telemetry` command adds and removes it
         it = getattr(tel, "_last_iter", None) if tel is not None else None
         if it is not None and it != self._tel_seen:
             self._tel_seen = it
