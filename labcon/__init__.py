@@ -1,100 +1,91 @@
-"""labcon: a deep-learning lab console for the terminal, around a callback-driven training Runner."""
+"""labcon: a deep-learning lab console for the terminal, around a callback-driven training Runner.
 
-from labcon.control.commands import parse as parse_command
-from labcon.core.callbacks.guards import GradientAccumulation, GradientClip, NaNGuard
-from labcon.core.callbacks.lr_finder import LRFindResult
-from labcon.core.callbacks.mixup import Mixup
-from labcon.core.callbacks.monitor import EarlyStopping, ReduceLROnPlateau, SaveBest
-from labcon.core.callbacks.precision import MixedPrecision
-from labcon.core.callbacks.recorder import Recorder
-from labcon.core.callbacks.schedule import ParamScheduler
-from labcon.core.distributed import DistributedCallback
-from labcon.core.events import (
-    Callback,
-    CallbackError,
-    CancelBatchException,
-    CancelEpochException,
-    CancelFitException,
-    CancelTrainException,
-    CancelValidateException,
-)
-from labcon.core.hooks import Hook, HookRegistry, Hooks
-from labcon.core.init import kaiming_init, lsuv_init
-from labcon.core.losses import LabelSmoothingCrossEntropy, cross_entropy
-from labcon.core.metrics import accuracy, error_rate
-from labcon.core.optim import LAMB, SGD, Adam, Optimizer
-from labcon.core.runner import Runner
-from labcon.core.schedules import combine_scheds, sched_cos, sched_exp, sched_lin, sched_no
-from labcon.core.telemetry import Telemetry
-from labcon.data.block import DataBlock
-from labcon.data.loaders import DataLoaders
-from labcon.nn.layers import GeneralRelu
-from labcon.nn.models import simple_cnn
-from labcon.nn.norms import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RunningBatchNorm, swap_norm
-from labcon.nn.xresnet import xresnet18, xresnet34, xresnet50
-from labcon.session.config import Config, load_config, parse_config
-from labcon.session.journal import Journal
-from labcon.session.session import Session
+Public names are imported on first use (PEP 562), so `labcon --help` or `labcon send` do not pay for
+importing torch and the whole engine.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BatchNorm",
-    "Config",
-    "DataBlock",
-    "DistributedCallback",
-    "GeneralRelu",
-    "GroupNorm",
-    "Hook",
-    "HookRegistry",
-    "Hooks",
-    "InstanceNorm",
-    "Journal",
-    "LayerNorm",
-    "RunningBatchNorm",
-    "Session",
-    "Telemetry",
-    "kaiming_init",
-    "load_config",
-    "lsuv_init",
-    "parse_command",
-    "parse_config",
-    "simple_cnn",
-    "swap_norm",
-    "xresnet18",
-    "xresnet34",
-    "xresnet50",
-    "LAMB",
-    "SGD",
-    "Adam",
-    "Callback",
-    "CallbackError",
-    "CancelBatchException",
-    "CancelEpochException",
-    "CancelFitException",
-    "CancelTrainException",
-    "CancelValidateException",
-    "DataLoaders",
-    "EarlyStopping",
-    "GradientAccumulation",
-    "GradientClip",
-    "LRFindResult",
-    "LabelSmoothingCrossEntropy",
-    "MixedPrecision",
-    "Mixup",
-    "NaNGuard",
-    "Optimizer",
-    "ParamScheduler",
-    "Recorder",
-    "ReduceLROnPlateau",
-    "Runner",
-    "SaveBest",
-    "accuracy",
-    "combine_scheds",
-    "cross_entropy",
-    "error_rate",
-    "sched_cos",
-    "sched_exp",
-    "sched_lin",
-    "sched_no",
-]
+# public name -> (module, attribute)
+_EXPORTS: dict[str, tuple[str, str]] = {
+    "Adam": ("labcon.core.optim", "Adam"),
+    "BatchNorm": ("labcon.nn.norms", "BatchNorm"),
+    "Callback": ("labcon.core.events", "Callback"),
+    "CallbackError": ("labcon.core.events", "CallbackError"),
+    "CancelBatchException": ("labcon.core.events", "CancelBatchException"),
+    "CancelEpochException": ("labcon.core.events", "CancelEpochException"),
+    "CancelFitException": ("labcon.core.events", "CancelFitException"),
+    "CancelTrainException": ("labcon.core.events", "CancelTrainException"),
+    "CancelValidateException": ("labcon.core.events", "CancelValidateException"),
+    "Config": ("labcon.session.config", "Config"),
+    "DataBlock": ("labcon.data.block", "DataBlock"),
+    "DataLoaders": ("labcon.data.loaders", "DataLoaders"),
+    "DistributedCallback": ("labcon.core.distributed", "DistributedCallback"),
+    "EarlyStopping": ("labcon.core.callbacks.monitor", "EarlyStopping"),
+    "GeneralRelu": ("labcon.nn.layers", "GeneralRelu"),
+    "GradientAccumulation": ("labcon.core.callbacks.guards", "GradientAccumulation"),
+    "GradientClip": ("labcon.core.callbacks.guards", "GradientClip"),
+    "GroupNorm": ("labcon.nn.norms", "GroupNorm"),
+    "Hook": ("labcon.core.hooks", "Hook"),
+    "HookRegistry": ("labcon.core.hooks", "HookRegistry"),
+    "Hooks": ("labcon.core.hooks", "Hooks"),
+    "InstanceNorm": ("labcon.nn.norms", "InstanceNorm"),
+    "Journal": ("labcon.session.journal", "Journal"),
+    "LAMB": ("labcon.core.optim", "LAMB"),
+    "LRFindResult": ("labcon.core.callbacks.lr_finder", "LRFindResult"),
+    "LabelSmoothingCrossEntropy": ("labcon.core.losses", "LabelSmoothingCrossEntropy"),
+    "LayerNorm": ("labcon.nn.norms", "LayerNorm"),
+    "MixedPrecision": ("labcon.core.callbacks.precision", "MixedPrecision"),
+    "Mixup": ("labcon.core.callbacks.mixup", "Mixup"),
+    "NaNGuard": ("labcon.core.callbacks.guards", "NaNGuard"),
+    "Optimizer": ("labcon.core.optim", "Optimizer"),
+    "ParamScheduler": ("labcon.core.callbacks.schedule", "ParamScheduler"),
+    "Recorder": ("labcon.core.callbacks.recorder", "Recorder"),
+    "ReduceLROnPlateau": ("labcon.core.callbacks.monitor", "ReduceLROnPlateau"),
+    "Runner": ("labcon.core.runner", "Runner"),
+    "RunningBatchNorm": ("labcon.nn.norms", "RunningBatchNorm"),
+    "SGD": ("labcon.core.optim", "SGD"),
+    "SaveBest": ("labcon.core.callbacks.monitor", "SaveBest"),
+    "Session": ("labcon.session.session", "Session"),
+    "Telemetry": ("labcon.core.telemetry", "Telemetry"),
+    "accuracy": ("labcon.core.metrics", "accuracy"),
+    "combine_scheds": ("labcon.core.schedules", "combine_scheds"),
+    "cross_entropy": ("labcon.core.losses", "cross_entropy"),
+    "error_rate": ("labcon.core.metrics", "error_rate"),
+    "kaiming_init": ("labcon.core.init", "kaiming_init"),
+    "load_config": ("labcon.session.config", "load_config"),
+    "lsuv_init": ("labcon.core.init", "lsuv_init"),
+    "parse_command": ("labcon.control.commands", "parse"),
+    "parse_config": ("labcon.session.config", "parse_config"),
+    "sched_cos": ("labcon.core.schedules", "sched_cos"),
+    "sched_exp": ("labcon.core.schedules", "sched_exp"),
+    "sched_lin": ("labcon.core.schedules", "sched_lin"),
+    "sched_no": ("labcon.core.schedules", "sched_no"),
+    "simple_cnn": ("labcon.nn.models", "simple_cnn"),
+    "swap_norm": ("labcon.nn.norms", "swap_norm"),
+    "xresnet18": ("labcon.nn.xresnet", "xresnet18"),
+    "xresnet34": ("labcon.nn.xresnet", "xresnet34"),
+    "xresnet50": ("labcon.nn.xresnet", "xresnet50"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its module the first time it is asked for."""
+    try:
+        module, attr = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'labcon' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -105,7 +105,6 @@ def test_send_commands_to_a_headless_run(tmp_path):
     assert r.returncode == 0 and "queued" in r.stdout
     r = send("cb add mixpu")
     assert r.returncode == 1 and "did you mean 'mixup'" in r.stderr
-    time.sleep(0.5)  # the set is applied at the next batch
     with socket.socket(socket.AF_UNIX) as c:  # garbage and a client that leaves mid-message
         c.connect(str(sock))
         c.sendall(b"{not json\n")
@@ -113,8 +112,11 @@ def test_send_commands_to_a_headless_run(tmp_path):
         c.sendall(b'{"id": 1, "op": "sub')
     from labcon.control.client import ControlClient
 
-    with ControlClient(sock) as c:  # the same protocol in-process (saves a torch import per command)
+    with ControlClient(sock) as c:  # the same protocol in-process
         st = c.submit("status")
+        while "lr=0.003" not in st["text"] and time.time() < deadline + 60:
+            time.sleep(0.1)  # the set is queued until the fit's first batch boundary
+            st = c.submit("status")
         assert st["ok"] and "session h: running" in st["text"] and "lr=0.003" in st["text"]
         assert c.submit("stop")["ok"]
     out, _ = proc.communicate(timeout=120)
