@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 from fakes import FakeJournal, FakeSession, screen_text
+from textual.widgets import Input
 
 from labcon.session.messages import BatchStats, CommandFailed, Log, Progress
 from labcon.tui.app import LabconApp, build_app
@@ -297,6 +298,21 @@ async def test_command_line_history_completion_and_help():
         await pilot.pause()
         assert any("fit N" in ln for ln in app.console_pane.lines)
         assert "help" not in fake.received  # answered locally from the command grammar
+
+
+async def test_colon_and_slash_type_into_text_boxes():
+    """':' and '/' focus the command line, but inside a text box they are just characters."""
+    fake, app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("colon", *"cb add my/cb.py:Mine")
+        assert app.query_one(CommandLine).value == "cb add my/cb.py:Mine"
+        await pilot.press("escape", "5")
+        await pilot.pause()
+        search = app.query_one("#journal-query", Input)
+        search.focus()
+        await pilot.pause()
+        await pilot.press(*"tag:a/b")
+        assert search.value == "tag:a/b"
 
 
 async def test_keys_stop_save_help_and_palette_panes():

@@ -47,8 +47,9 @@ def test_console_in_tmux(tmp_path: Path):
         _wait_for(session, "ETA")  # live progress arrives through the pump
         _tmux("send-keys", "-t", session, "space")
         _wait_for(session, "● paused")
-        _tmux("send-keys", "-t", session, ":")
-        _tmux("send-keys", "-t", session, "-l", "set lr=0.02")
+        # One burst, as a fast typist or a paste delivers it: every key after ':' must reach the command
+        # line (a deferred focus once let 's' stop the run and '2' switch panes).
+        _tmux("send-keys", "-t", session, "-l", ":set lr=0.02")
         _tmux("send-keys", "-t", session, "Enter")
         _escape(session)
         _wait_for(session, "lr 0.020")

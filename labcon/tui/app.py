@@ -7,13 +7,14 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from textual.actions import SkipAction
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Label, TabbedContent, TabPane
+from textual.widgets import Footer, Input, Label, TabbedContent, TabPane
 
 from labcon.session.messages import CommandApplied, CommandFailed, FitEnded, FitStarted, Log, StateChanged
 from labcon.tui.bridge import (
@@ -84,7 +85,9 @@ class LabconApp(App[None]):
             Binding(str(i + 1), f"show_pane('{pid}')", title, show=False)
             for i, (pid, title) in enumerate(PANES)
         ),
-        Binding("colon,slash", "focus_command", "Command"),
+        # Priority: checked when the key arrives, before the keys typed after it are routed, so a fast
+        # ":set lr=0.02" (or a paste) lands in the command line instead of firing s/space/2 shortcuts.
+        Binding("colon,slash", "focus_command", "Command", priority=True),
         Binding("question_mark", "help", "Help"),
         Binding("q", "request_quit", "Quit"),
     ]
@@ -260,7 +263,7 @@ class LabconApp(App[None]):
         line = self.main.query_one(CommandLine)
         line.value = text
         line.cursor_position = len(text)
-        line.focus()
+        self.main.set_focus(line)
 
     # -- actions ----------------------------------------------------------------------------------
     def _state(self) -> str:
@@ -300,8 +303,10 @@ class LabconApp(App[None]):
             self.main.query_one(target).focus()
 
     def action_focus_command(self) -> None:
-        """Focus the command line."""
-        self.main.query_one(CommandLine).focus()
+        """Focus the command line (synchronously: Widget.focus() defers and loses the next keys)."""
+        if self.screen is not self.main or isinstance(self.focused, Input):
+            raise SkipAction()  # a dialog is open, or ':' / '/' is being typed into a text box
+        self.main.set_focus(self.main.query_one(CommandLine))
 
     def action_help(self) -> None:
         """Keys and commands."""
