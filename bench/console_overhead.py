@@ -1,22 +1,28 @@
 """Console overhead: training steps/s with the Textual console running (headless driver) vs without,
 alternating in one process; and key-press-to-screen latency under training load.
 
-    python bench/console_overhead.py [--seconds 4] [--rounds 3]
+    python bench/console_overhead.py [--seconds 4] [--rounds 3]            # synthetic trainer
+    python bench/console_overhead.py --session [--rounds 6] [--epochs 2]   # real Session, built-in data
 
-Training is a thread running a small PyTorch MLP loop that publishes Progress + BatchStats every batch
-(what the Session's bridge callback sends) to subscribers; the console reads them through its pump.
+Synthetic: a thread runs a small PyTorch MLP loop (~2 ms steps, the worst case for sharing the GIL) that
+publishes Progress + BatchStats every batch (what the Session's bridge sends); the console reads them through
+its pump. --session: the real Session on the built-in shapes set (what `labcon` trains by default), `fit N`
+alternating between headless (the `labcon run` printer drains the messages) and the console.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import queue
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from textual import events
@@ -110,12 +116,60 @@ async def with_console(
     return result[0]
 
 
+def _session_rate(session: Any, epochs: int) -> float:
+    """Submit `fit epochs`, wait for it; training steps/s (wall time includes validation and checkpoints)."""
+    it0, t0 = session.runner.train_iter, time.perf_counter()
+    reply = session.submit(f"fit {epochs}")
+    assert reply.ok, reply.text
+    session.wait()
+    return (session.runner.train_iter - it0) / (time.perf_counter() - t0)
+
+
+async def _session_console(session: Any, epochs: int) -> float:
+    app = build_app(session, images="halfcell")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(1.5)
+        await app.workers.wait_for_complete()
+        it0, t0 = session.runner.train_iter, time.perf_counter()
+        reply = session.submit(f"fit {epochs}")
+        assert reply.ok, reply.text
+        await asyncio.to_thread(session.wait)  # no polling: the loop stays idle, as the console would be
+        return (session.runner.train_iter - it0) / (time.perf_counter() - t0)
+
+
+def session_main(rounds: int, epochs: int) -> None:
+    """Real Session on the built-in data: headless and console rounds alternate in one process."""
+    from labcon.cli.run import HeadlessPrinter, resolve_config
+    from labcon.session.session import Session
+
+    with tempfile.TemporaryDirectory() as home:
+        session = Session(resolve_config(None, "bench"), home)
+        try:
+            _session_rate(session, 1)  # warm-up: data on disk, caches, first-epoch allocations
+            ratios = []
+            for _ in range(rounds):
+                printer = HeadlessPrinter(session, out=io.StringIO())
+                h = _session_rate(session, epochs)
+                printer.close()
+                c = asyncio.run(_session_console(session, epochs))
+                ratios.append(c / h)
+                print(f"headless {h:7.1f} steps/s   console {c:7.1f} steps/s   ratio {c / h:.3f}", flush=True)
+            print(f"median ratio console/headless: {statistics.median(ratios):.3f} (target >= 0.95)")
+        finally:
+            session.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--session", action="store_true", help="real Session on the built-in data")
+    ap.add_argument("--epochs", type=int, default=2, help="--session: epochs per round")
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--switch", type=float, default=None, help="sys.setswitchinterval for the experiment")
     args = ap.parse_args()
+    if args.session:
+        session_main(args.rounds, args.epochs)
+        return
     torch.set_num_threads(1)
     if args.switch:
         sys.setswitchinterval(args.switch)

@@ -15,9 +15,11 @@ from labcon.tui.bridge import Merger, pump
 from labcon.tui.commandline import CommandLine, apply_completion
 from labcon.tui.console import ConsolePane
 from labcon.tui.data import DataPane
+from labcon.tui.fmt import progress_line
 from labcon.tui.heatmap import render_heatmap, resample
 from labcon.tui.hooks import HooksPane
 from labcon.tui.journal import JournalPane
+from labcon.tui.keyhints import KeyHints
 from labcon.tui.telemetry import TelemetryPane
 from labcon.tui.training import TrainingPane
 
@@ -100,6 +102,29 @@ def test_completion_and_heatmap_helpers():
     cells = resample(grid, 5, 4)
     assert cells[0][0] > 0 and cells[-1][0] == 0
     assert len(render_heatmap(grid, 7, 3).plain.splitlines()) == 3
+
+
+def test_progress_line_fits_its_width():
+    for width in (40, 80, 120):
+        for frac in (0.0, 0.37, 1.0, 1.5):
+            line = progress_line("epoch", frac, "3 train 40/100  ETA 0:12", width)
+            assert line.cell_len <= width and "\n" not in line.plain
+    assert " 37% " in progress_line("fit", 0.37, "", 80).plain
+    assert "100%" in progress_line("fit", 2.0, "", 80).plain  # clamped
+
+
+async def test_key_line_follows_focus():
+    """The key line shows the focused pane's keys and the app's, and the command line's own keys there."""
+    fake, app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        keys = app.query_one(KeyHints)
+        await pilot.press("3")
+        await pilot.pause(0.2)
+        assert keys.hints().plain.startswith(" a Add hook")  # the pane's own keys first
+        assert "Quit" in keys.hints().plain and "palette" in keys.hints().plain
+        await pilot.press("colon")
+        await pilot.pause(0.2)
+        assert "Complete" in keys.hints().plain and "Add hook" not in keys.hints().plain
 
 
 # -- panes ---------------------------------------------------------------------------------------

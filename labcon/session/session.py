@@ -383,5 +383,8 @@ class Session:
         """Stop work, flush the journal, end the run."""
         self.jobs.shutdown()
         self.persist.close()
+        closer = getattr(self.dls, "close", None)
+        if callable(closer):
+            closer()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

@@ -14,7 +14,7 @@ from textual.containers import Horizontal
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Label, TabbedContent, TabPane
+from textual.widgets import Input, Label, TabbedContent, TabPane
 
 from labcon.session.messages import CommandApplied, CommandFailed, FitEnded, FitStarted, Log, StateChanged
 from labcon.tui.bridge import (
@@ -30,6 +30,7 @@ from labcon.tui.console import ConsolePane
 from labcon.tui.data import DataPane
 from labcon.tui.hooks import HooksPane
 from labcon.tui.journal import JournalPane
+from labcon.tui.keyhints import KeyHints
 from labcon.tui.pane import Pane
 from labcon.tui.screens import HelpScreen, QuitScreen
 from labcon.tui.statusbar import StatusBar
@@ -108,6 +109,8 @@ class LabconApp(App[None]):
         self.sender = CommandSender(session, lambda r: self.post_message(CommandDone(r)))
         self._help_text = load_help()
         self._main: Screen | None = None
+        self._panes: list[Pane] = []
+        self._status: StatusBar | None = None
 
     # -- layout -----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -119,7 +122,7 @@ class LabconApp(App[None]):
         with Horizontal(id="command-row"):
             yield Label("›", id="prompt")
             yield CommandLine(placeholder="command (: to focus, help, Tab completes)", id="command")
-        yield Footer()
+        yield KeyHints(id="keys")
 
     def _make_pane(self, pid: str) -> Pane:
         s = self.session
@@ -142,8 +145,17 @@ class LabconApp(App[None]):
 
     @property
     def panes(self) -> list[Pane]:
-        """Every pane widget."""
-        return list(self.main.query(Pane))
+        """Every pane widget (looked up once: a DOM query per update cost ~5 ms of the trainer's CPU)."""
+        if not self._panes:
+            self._panes = list(self.main.query(Pane))
+        return self._panes
+
+    @property
+    def status_bar(self) -> StatusBar:
+        """The one-line status at the top."""
+        if self._status is None:
+            self._status = self.main.query_one(StatusBar)
+        return self._status
 
     @property
     def console_pane(self) -> ConsolePane:
@@ -195,9 +207,8 @@ class LabconApp(App[None]):
                 pane.apply(batch)
             except Exception as e:  # noqa: BLE001 - one pane's bug must not take the console down
                 self.notify(f"{type(pane).__name__}: {e}", severity="error", markup=False)
-        status = self.main.query_one(StatusBar)
         if batch.progress is not None:
-            status.set_progress(batch.progress)
+            self.status_bar.set_progress(batch.progress)
         if any(isinstance(e, _STATUS_EVENTS) for e in batch.events):
             self.refresh_status()
         for ev in batch.events:
@@ -215,7 +226,7 @@ class LabconApp(App[None]):
         except Exception as e:  # noqa: BLE001 - a status bug must not crash the console
             self.notify(f"status: {e}", severity="error", markup=False)
             return
-        self.main.query_one(StatusBar).set_status(st)
+        self.status_bar.set_status(st)
 
     def run_command(self, text: str) -> None:
         """Echo `text` in the console and submit it (help is answered locally when the grammar is present)."""

@@ -84,10 +84,10 @@ class CommandLine(Input):
     """Command input: Enter submits, up/down walk the history, Tab completes, Esc leaves."""
 
     BINDINGS = [
-        Binding("up", "history(-1)", "Previous", show=False),
-        Binding("down", "history(1)", "Next", show=False),
-        Binding("tab", "complete", "Complete", show=False, priority=True),
-        Binding("escape", "leave", "Leave", show=False),
+        Binding("up", "history(-1)", "Previous"),
+        Binding("down", "history(1)", "Next"),
+        Binding("tab", "complete", "Complete", priority=True),
+        Binding("escape", "leave", "Leave"),
     ]
 
     def __init__(self, completer: Callable[[str], list[str]] | None = None, **kwargs: object) -> None:

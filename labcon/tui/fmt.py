@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from rich.text import Text
+
 _SPARKS = "▁▂▃▄▅▆▇█"
 
 
@@ -31,6 +33,28 @@ def fmt_duration(seconds: float | None) -> str:
     h, rem = divmod(s, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def progress_line(label: str, frac: float, info: str, width: int) -> Text:
+    """One line 'label ━━━━╸━━━ 42% info' fitted to `width` cells.
+
+    Built as plain Text: the Rich Table + ProgressBar it replaces cost ~1.5 ms per render, five times a second,
+    on the CPU the trainer needs.
+    """
+    frac = min(1.0, max(0.0, frac))
+    avail = max(12, width - 5 - 4 - 3)
+    n_bar = max(4, avail * 2 // 5)
+    halves = int(round(frac * n_bar * 2))
+    full, half = divmod(halves, 2)
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append(f"{label:<5} ")
+    text.append("━" * full, style="bold green" if frac >= 1.0 else "bold magenta")
+    if half:
+        text.append("╸", style="bold magenta")
+    text.append("━" * (n_bar - full - half), style="grey23")
+    text.append(f" {int(100 * frac):>3}% ")
+    text.append(info[: max(0, avail - n_bar)], style="dim")
+    return text
 
 
 def sparkline(values: Sequence[float], width: int = 16) -> str:

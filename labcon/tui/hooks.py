@@ -65,7 +65,14 @@ class HooksPane(Pane):
     def apply(self, update: UpdateBatch) -> None:
         if any(isinstance(e, CommandApplied) and e.text.startswith("hook") for e in update.events):
             self.mark_dirty()
-        elif update.telemetry_iter is not None and self.display:
+        elif update.telemetry_iter is not None and self.shown:
+            self._show_stats()  # hidden: on_show refreshes them (a hidden label update still costs a layout pass)
+
+    def on_show(self) -> None:
+        """Rebuild if hooks changed meanwhile, else just bring the module's stats up to date."""
+        if self.dirty:
+            super().on_show()
+        else:
             self._show_stats()
 
     def redraw(self) -> None:

@@ -32,9 +32,14 @@ class Pane(Container):
             self.dirty = False
             self.redraw()
 
+    @property
+    def shown(self) -> bool:
+        """On screen now (a pane in a hidden tab keeps display=True; its tab is what is hidden)."""
+        return bool(self.display and self.is_on_screen)
+
     def mark_dirty(self) -> None:
         """Redraw now if visible, else when next shown."""
-        if self.display and self.is_on_screen:
+        if self.shown:
             self.dirty = False
             self.redraw()
         else:
