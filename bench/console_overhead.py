@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,26 @@ def bare(session: TrainingSession, seconds: float) -> float:
     return rate
 
 
+async def _switch_panes(app: Any, busy: Callable[[], bool], latencies: list[float] | None) -> None:
+    """While `busy()`: every 0.1 s press a pane key and time it until the pane is on screen (if measuring)."""
+    keys = "2134"
+    i = 0
+    while busy():
+        if latencies is not None:
+            key = keys[i % len(keys)]
+            target = {"1": "training", "2": "telemetry", "3": "hooks", "4": "data"}[key]
+            pane = app.query_one(f"#pane-{target}")
+            t0 = time.perf_counter()
+            # The key goes through the app's normal queue (pilot.press would also wait for idle).
+            app.post_message(events.Key(key, key))
+            # On screen = the pane got a region in a layout pass (the frame is painted right after).
+            while app.query_one("#panes").active != target or pane.region.width == 0:
+                await asyncio.sleep(0.001)
+            latencies.append(time.perf_counter() - t0)
+            i += 1
+        await asyncio.sleep(0.1)
+
+
 async def with_console(
     session: TrainingSession, seconds: float, latencies: list[float] | None = None
 ) -> float:
@@ -96,22 +117,7 @@ async def with_console(
         await app.workers.wait_for_complete()
         t = threading.Thread(target=lambda: result.append(session.train(seconds)))
         t.start()
-        keys = "2134"
-        i = 0
-        while t.is_alive():
-            if latencies is not None:
-                key = keys[i % len(keys)]
-                target = {"1": "training", "2": "telemetry", "3": "hooks", "4": "data"}[key]
-                pane = app.query_one(f"#pane-{target}")
-                t0 = time.perf_counter()
-                # The key goes through the app's normal queue (pilot.press would also wait for idle).
-                app.post_message(events.Key(key, key))
-                # On screen = the pane got a region in a layout pass (the frame is painted right after).
-                while app.query_one("#panes").active != target or pane.region.width == 0:
-                    await asyncio.sleep(0.001)
-                latencies.append(time.perf_counter() - t0)
-                i += 1
-            await asyncio.sleep(0.1)
+        await _switch_panes(app, t.is_alive, latencies)
         t.join()
     return result[0]
 
@@ -125,7 +131,7 @@ def _session_rate(session: Any, epochs: int) -> float:
     return (session.runner.train_iter - it0) / (time.perf_counter() - t0)
 
 
-async def _session_console(session: Any, epochs: int) -> float:
+async def _session_console(session: Any, epochs: int, latencies: list[float] | None = None) -> float:
     app = build_app(session, images="halfcell")
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause(1.5)
@@ -133,17 +139,30 @@ async def _session_console(session: Any, epochs: int) -> float:
         it0, t0 = session.runner.train_iter, time.perf_counter()
         reply = session.submit(f"fit {epochs}")
         assert reply.ok, reply.text
-        await asyncio.to_thread(session.wait)  # no polling: the loop stays idle, as the console would be
-        return (session.runner.train_iter - it0) / (time.perf_counter() - t0)
+        if latencies is None:
+            await asyncio.to_thread(session.wait)  # no polling: the loop stays idle, as the console would be
+        else:
+            await _switch_panes(app, lambda: not session.jobs.wait_idle(0), latencies)
+        rate = (session.runner.train_iter - it0) / (time.perf_counter() - t0)
+        UI_RATES.append(app.throttle.rate)
+        return rate
 
 
-def session_main(rounds: int, epochs: int) -> None:
+# The console's update rate at the end of each console round (its throttle adapts to the UI's CPU cost).
+UI_RATES: list[float] = []
+
+
+def session_main(rounds: int, epochs: int, workers: int | None) -> None:
     """Real Session on the built-in data: headless and console rounds alternate in one process."""
-    from labcon.cli.run import HeadlessPrinter, resolve_config
+    from labcon.cli.run import HeadlessPrinter
+    from labcon.session.config import parse_config
     from labcon.session.session import Session
 
+    text = 'name = "bench"\n' + (
+        f'[data]\npreset = "shapes"\nnum_workers = {workers}\n' if workers is not None else ""
+    )
     with tempfile.TemporaryDirectory() as home:
-        session = Session(resolve_config(None, "bench"), home)
+        session = Session(parse_config(text, source="<bench>"), home)
         try:
             _session_rate(session, 1)  # warm-up: data on disk, caches, first-epoch allocations
             ratios = []
@@ -153,8 +172,15 @@ def session_main(rounds: int, epochs: int) -> None:
                 printer.close()
                 c = asyncio.run(_session_console(session, epochs))
                 ratios.append(c / h)
-                print(f"headless {h:7.1f} steps/s   console {c:7.1f} steps/s   ratio {c / h:.3f}", flush=True)
+                print(
+                    f"headless {h:7.1f} steps/s   console {c:7.1f} steps/s   ratio {c / h:.3f}"
+                    f"   (console updates/s at the end: {UI_RATES[-1]:.1f})",
+                    flush=True,
+                )
             print(f"median ratio console/headless: {statistics.median(ratios):.3f} (target >= 0.95)")
+            lat: list[float] = []
+            asyncio.run(_session_console(session, epochs, lat))
+            _print_latency(lat)
         finally:
             session.close()
 
@@ -163,16 +189,20 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--session", action="store_true", help="real Session on the built-in data")
     ap.add_argument("--epochs", type=int, default=2, help="--session: epochs per round")
+    ap.add_argument("--workers", type=int, default=None, help="--session: data workers (default: config's)")
+    ap.add_argument("--threads", type=int, default=None, help="--session: torch threads (default: torch's)")
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--switch", type=float, default=None, help="sys.setswitchinterval for the experiment")
+    ap.add_argument("--switch", type=float, default=None, help="sys.setswitchinterval for the experiment (both sides)")
     args = ap.parse_args()
-    if args.session:
-        session_main(args.rounds, args.epochs)
-        return
-    torch.set_num_threads(1)
     if args.switch:
         sys.setswitchinterval(args.switch)
+    if args.session:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        session_main(args.rounds, args.epochs, args.workers)
+        return
+    torch.set_num_threads(1)
     session = TrainingSession(state="running")
     session.train(0.5)  # warm-up
     ratios, b_rates, c_rates = [], [], []
@@ -186,7 +216,11 @@ def main() -> None:
     print(f"median ratio console/bare: {statistics.median(ratios):.3f} (target >= 0.95)")
     lat: list[float] = []
     asyncio.run(with_console(session, args.seconds * 2, lat))
-    lat.sort()
+    _print_latency(lat)
+
+
+def _print_latency(lat: list[float]) -> None:
+    lat = sorted(lat)
     p50 = lat[len(lat) // 2] * 1000
     p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))] * 1000
     print(

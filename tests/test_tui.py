@@ -11,7 +11,7 @@ from textual.widgets import Input
 
 from labcon.session.messages import BatchStats, CommandFailed, Log, Progress
 from labcon.tui.app import LabconApp, build_app
-from labcon.tui.bridge import Merger, pump
+from labcon.tui.bridge import Merger, Throttle, pump
 from labcon.tui.commandline import CommandLine, apply_completion
 from labcon.tui.console import ConsolePane
 from labcon.tui.data import DataPane
@@ -90,6 +90,42 @@ def test_pump_throttles_to_max_rate():
     # ~0.75 s at <= 10 updates/s: at most 8 posts (+1 for the first flush), and nothing lost.
     assert 3 <= len(posted) <= 9
     assert sum(len(b.batch_stats.losses) for b in posted if b.batch_stats) == fake.train_iter - 300
+
+
+def test_throttle_follows_ui_cpu_share():
+    t = Throttle(max_rate=5.0, min_rate=1.0, cpu_share=0.025)
+    t.observe(0.10, 2.0)  # 5 % of a core: twice the share, so half the rate
+    assert t.rate == pytest.approx(2.5) and t.slowdown == pytest.approx(2.0)
+    t.observe(1.0, 2.0)  # one very expensive window: at most halved
+    assert t.rate == pytest.approx(1.25)
+    t.observe(1.0, 2.0)  # never below the floor
+    assert t.rate == 1.0
+    for _ in range(10):
+        t.observe(0.0, 2.0)  # idle: back to the full rate, not above
+    assert t.rate == 5.0 and t.interval == pytest.approx(0.2)
+    t.observe(0.04, 2.0)  # 2 % is within the share: unchanged
+    assert t.rate == 5.0
+
+
+def test_pump_sends_rare_events_without_waiting_for_the_slot():
+    import threading
+
+    fake = FakeSession()
+    sub = fake.subscribe()
+    posted: list = []
+    stop = threading.Event()
+    t = threading.Thread(target=pump, args=(sub, posted.append, stop, Throttle(max_rate=1.0, min_rate=1.0)))
+    t.start()
+    try:
+        fake.train_batches(3)
+        time.sleep(0.2)
+        n = len(posted)
+        fake.error("disk full")
+        time.sleep(0.3)  # well inside the 1 s slot
+        assert any(isinstance(e, Log) for b in posted[n:] for e in b.events), posted
+    finally:
+        stop.set()
+        t.join()
 
 
 def test_completion_and_heatmap_helpers():

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,6 +23,7 @@ from labcon.tui.bridge import (
     MAX_UPDATES_PER_S,
     CommandResult,
     CommandSender,
+    Throttle,
     UpdateBatch,
     pump,
     submit_safely,
@@ -55,6 +58,12 @@ _FOCUS = {
 }
 _LIVE = ("running", "paused", "stopping")
 _STATUS_EVENTS = (StateChanged, FitStarted, FitEnded, CommandApplied)
+
+
+# Collector thresholds while the console runs (Python's default is 700, 10, 10).
+GC_THRESHOLDS = (10_000, 10, 10)
+# Seconds over which the console measures its own CPU use to adapt its update rate.
+BUDGET_WINDOW_S = 2.0
 
 
 class SessionUpdate(Message):
@@ -101,6 +110,9 @@ class LabconApp(App[None]):
         self.journal = journal
         self.images = images
         self.max_rate = max_rate
+        self.throttle = Throttle(max_rate)
+        self._cpu_mark = (0.0, 0.0)
+        self._gc_saved: tuple[int, int, int] | None = None
         self.n_updates = 0
         self.detached = False
         self._stop = threading.Event()
@@ -171,11 +183,30 @@ class LabconApp(App[None]):
         self._sub = self.session.subscribe()
         self._pump = threading.Thread(
             target=pump,
-            args=(self._sub, lambda b: self.post_message(SessionUpdate(b)), self._stop, self.max_rate),
+            args=(self._sub, lambda b: self.post_message(SessionUpdate(b)), self._stop, self.throttle),
             name="labcon-tui-pump",
             daemon=True,
         )
         self._pump.start()
+        self._cpu_mark = (time.thread_time(), time.monotonic())
+        self.set_interval(BUDGET_WINDOW_S, self._check_budget)
+        self.call_after_refresh(self._tune_gc)
+
+    def _tune_gc(self) -> None:
+        # Rendering allocates containers by the thousand; with torch loaded every full collection scanned ~400k
+        # objects (~250 ms, GIL held: the trainer stalled too), a dozen times in 8 s of training. Freezing what
+        # exists after start-up and collecting the young generation less often cut that to one or none.
+        if self._gc_saved is None:
+            self._gc_saved = gc.get_threshold()
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(*GC_THRESHOLDS)
+
+    def _check_budget(self) -> None:
+        # This runs on the UI thread, so thread_time() is the console's own CPU (not the trainer's).
+        cpu, now = time.thread_time(), time.monotonic()
+        self.throttle.observe(cpu - self._cpu_mark[0], now - self._cpu_mark[1])
+        self._cpu_mark = (cpu, now)
 
     async def action_quit(self) -> None:
         """Stop the pump before the widgets go."""
@@ -183,6 +214,10 @@ class LabconApp(App[None]):
         await super().action_quit()
 
     def on_unmount(self) -> None:
+        if self._gc_saved is not None:
+            gc.set_threshold(*self._gc_saved)
+            gc.unfreeze()
+            self._gc_saved = None
         self._stop.set()
         if self._pump is not None:
             self._pump.join(1.0)
@@ -377,13 +412,9 @@ def build_app(session: Any, journal: Any = None, *, images: str = "auto") -> Lab
 def run_console(session: Any) -> None:
     """Run the console in this terminal until the user quits; a run kept 'headless' is waited for here."""
     app = build_app(session)
-    # Training shares this process's GIL: a shorter switch interval hands it to the UI sooner after a key.
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(min(old, 0.001))
-    try:
-        app.run()
-    finally:
-        sys.setswitchinterval(old)
+    # Python's default GIL switch interval (5 ms) is kept: 1 ms cost the trainer ~5 % of its steps in
+    # bench/console_overhead.py --session and did not shorten key-to-screen latency once rendering got cheap.
+    app.run()
     waiter = getattr(session, "wait", None)
     if app.detached and callable(waiter):
         print("labcon: the run continues headless; Ctrl-C stops it", file=sys.stderr)

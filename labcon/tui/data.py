@@ -27,19 +27,36 @@ class DataPane(Pane):
         super().__init__(session, **kwargs)
         self._image_cls = HalfcellImage if images == "halfcell" else AutoImage
         self.n_draws = 0
+        self._summary: str | None = None
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="data-summary-box"):
-            yield Static("", id="data-summary")
+            yield Static("summarising the data block ...", id="data-summary")
         with Vertical(id="data-image-box"):
             yield Label("sample batch (r: redraw with new augments)", id="data-image-title")
             yield self._image_cls(None, id="data-image")
 
     def redraw(self) -> None:
-        text = self.safe(getattr(self.session, "data_summary", lambda: "no data summary"), default="")
-        self.query_one("#data-summary", Static).update(Text(str(text)))
+        if self._summary is None:
+            self._summarise()  # once: it scans the folder and walks a sample through every stage
         if self.n_draws == 0:
             self.action_resample()
+
+    @work(thread=True, exclusive=True, group="data-summary")
+    def _summarise(self) -> None:
+        try:
+            getter = getattr(self.session, "data_summary", None)
+            text = str(getter()) if getter is not None else "no data summary"
+            failed = False
+        except Exception as e:  # noqa: BLE001 - a data error must show up, not kill the console
+            text, failed = f"data summary failed: {type(e).__name__}: {e}", True
+        self.app.call_from_thread(self._show_summary, text, failed)
+
+    def _show_summary(self, text: str, failed: bool) -> None:
+        self._summary = text
+        self.query_one("#data-summary", Static).update(Text(text))
+        if failed:
+            self.app.notify(text, severity="error", markup=False)
 
     def action_resample(self) -> None:
         """Ask the session for a new augmented batch (in a worker: it may take a moment)."""

@@ -30,7 +30,8 @@ class Pane(Container):
         """Redraw when the pane becomes visible and something changed meanwhile."""
         if self.dirty:
             self.dirty = False
-            self.redraw()
+            # After the first frame: the switch itself shows at once, the (maybe costly) contents right after.
+            self.call_after_refresh(self.redraw)
 
     @property
     def shown(self) -> bool:

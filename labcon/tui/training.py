@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from textual.app import ComposeResult
@@ -35,6 +36,7 @@ class TrainingPane(Pane):
         self._stale = False
         self._metric_rows_drawn = -1
         self._bars: dict[str, Static] = {}
+        self._last_plot = 0.0
 
     def compose(self) -> ComposeResult:
         with Vertical(id="progress-box"):
@@ -60,11 +62,16 @@ class TrainingPane(Pane):
         self._show_progress_from_status(st)
         self.mark_dirty()
         self._stale = False
-        self.set_interval(PLOT_INTERVAL_S, self._redraw_if_stale)
+        self.set_interval(PLOT_INTERVAL_S / 2, self._redraw_if_stale)
 
     def _redraw_if_stale(self) -> None:
-        if self._stale:
+        # The console's throttle stretches the plot interval too when rendering is expensive on this machine.
+        throttle = getattr(self.app, "throttle", None)
+        every = PLOT_INTERVAL_S * (throttle.slowdown if throttle is not None else 1.0)
+        now = time.monotonic()
+        if self._stale and now - self._last_plot >= every - 1e-3:
             self._stale = False
+            self._last_plot = now
             self.mark_dirty()
 
     # -- updates ----------------------------------------------------------------------------------
