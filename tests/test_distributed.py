@@ -89,6 +89,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     try:
         _plain_loop(rank, out_dir)
         _runner_fit(rank, out_dir)
+        _nan_on_one_rank(rank, out_dir)
     finally:
         ld.cleanup()
 
@@ -189,6 +190,51 @@ def test_runner_with_distributed_callback(ddp_results: Path) -> None:
         assert a["valid_loss"] == pytest.approx(b["valid_loss"], abs=1e-6)
         assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
     assert rows0[-1]["valid_loss"] == pytest.approx(res[0]["ref_valid_loss"], rel=1e-5)
+
+
+def _nan_on_one_rank(rank: int, out_dir: str) -> None:
+    """Only rank 1's loss turns NaN: both ranks' guards must fire at that batch (else DDP's all-reduce hangs)."""
+    from labcon.core.callbacks.guards import NaNGuard
+    from labcon.core.events import Callback
+    from labcon.core.optim import SGD
+    from labcon.core.runner import Runner
+    from labcon.data.loaders import DataLoaders
+
+    class Poison(Callback):
+        order = 0
+
+        def after_loss(self) -> None:
+            r = self.runner
+            if rank == 1 and r.training and r.train_iter == 2:
+                r.loss = r.loss * float("nan")
+
+    fired: list[int] = []
+    guard = NaNGuard(on_nan=lambda msg: fired.append(int(msg.split("iteration ")[1].split(";")[0])))
+    torch.manual_seed(3)
+    train = _data(64, 0)
+    dls = DataLoaders(
+        DataLoader(train, batch_size=8, sampler=DistributedSampler(train, WORLD, rank, seed=3)),
+        DataLoader(_data(16, 1), batch_size=8),
+    )
+    runner = Runner(
+        nn.Sequential(nn.Linear(4, 2)),
+        dls,
+        opt_func=SGD,
+        lr=0.1,
+        cbs=[ld.DistributedCallback(), Poison(), guard],
+    )
+    runner.fit(1)
+    a, b = _gather_flat(runner.model)
+    Path(out_dir, f"nan{rank}.json").write_text(
+        json.dumps({"fired": fired, "diff": (a - b).abs().max().item(), "steps": runner.train_iter})
+    )
+
+
+def test_nan_on_one_rank_stops_every_rank_at_the_same_batch(ddp_results: Path) -> None:
+    res = [json.loads((ddp_results / f"nan{r}.json").read_text()) for r in range(WORLD)]
+    for r in res:
+        assert r["fired"] == [2]  # rank 0's loss was finite, its guard fired anyway
+        assert r["steps"] == 4 and r["diff"] < 1e-6  # the job finished; weights still equal
 
 
 def test_dist_env_reads_torchrun_variables(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 
 from labcon.core.callbacks.basics import find_bs
+from labcon.core.distributed import all_reduce_sum
 from labcon.core.events import Callback, CancelBatchException, CancelFitException, CancelStepException
 
 
@@ -19,7 +20,9 @@ class NaNGuard(Callback):
 
     On the CPU every batch is checked before its backward pass, so the weights are never touched by a
     non-finite loss. On an accelerator a device-side flag is read every `every` batches, so
-    training never waits on the host; the message then names the batch window.
+    training never waits on the host; the message then names the batch window. Under torch.distributed the
+    flag is summed over ranks at each check, so every rank stops (or pauses) at the same batch: a rank that
+    skipped its backward alone would leave the others waiting in DDP's all-reduce.
     """
 
     order = 5
@@ -34,6 +37,7 @@ class NaNGuard(Callback):
         self._every = self.every or (1 if r.device.type == "cpu" else 16)
         self._flag = torch.zeros((), dtype=torch.bool, device=r.device)
         self._since = r.train_iter
+        self._collective = torch.distributed.is_available() and torch.distributed.is_initialized()
 
     def after_loss(self) -> None:
         r = self.runner
@@ -41,7 +45,9 @@ class NaNGuard(Callback):
             return
         self._flag |= ~torch.isfinite(r.loss.detach()).all()
         if (r.train_iter + 1 - self._since) >= self._every:
-            if bool(self._flag):
+            # The check happens at the same train_iter on every rank, so the collective lines up.
+            bad = all_reduce_sum(self._flag.to(torch.int32)) > 0 if self._collective else self._flag
+            if bool(bad):
                 first = self._since if self._every > 1 else r.train_iter
                 where = (
                     f"iteration {r.train_iter}" if self._every == 1 else f"iterations {first}-{r.train_iter}"
