@@ -193,7 +193,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="--session: torch threads (default: torch's)")
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--switch", type=float, default=None, help="sys.setswitchinterval for the experiment (both sides)")
+    ap.add_argument(
+        "--switch", type=float, default=None, help="sys.setswitchinterval for the experiment (both sides)"
+    )
     args = ap.parse_args()
     if args.switch:
         sys.setswitchinterval(args.switch)

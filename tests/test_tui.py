@@ -11,7 +11,8 @@ from textual.widgets import Input
 
 from labcon.session.messages import BatchStats, CommandFailed, Log, Progress
 from labcon.tui.app import LabconApp, build_app
-from labcon.tui.bridge import Merger, Throttle, pump
+from labcon.tui.bridge import Merger, pump
+from labcon.tui.budget import Throttle
 from labcon.tui.commandline import CommandLine, apply_completion
 from labcon.tui.console import ConsolePane
 from labcon.tui.data import DataPane

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import gc
 import sys
 import threading
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,15 +17,8 @@ from textual.screen import Screen
 from textual.widgets import Input, Label, TabbedContent, TabPane
 
 from labcon.session.messages import CommandApplied, CommandFailed, FitEnded, FitStarted, Log, StateChanged
-from labcon.tui.bridge import (
-    MAX_UPDATES_PER_S,
-    CommandResult,
-    CommandSender,
-    Throttle,
-    UpdateBatch,
-    pump,
-    submit_safely,
-)
+from labcon.tui.bridge import CommandResult, CommandSender, UpdateBatch, pump, submit_safely
+from labcon.tui.budget import MAX_UPDATES_PER_S, Throttle, UiBudget
 from labcon.tui.commandline import CommandLine, Completions, load_help
 from labcon.tui.console import ConsolePane
 from labcon.tui.data import DataPane
@@ -60,8 +51,6 @@ _LIVE = ("running", "paused", "stopping")
 _STATUS_EVENTS = (StateChanged, FitStarted, FitEnded, CommandApplied)
 
 
-# Collector thresholds while the console runs (Python's default is 700, 10, 10).
-GC_THRESHOLDS = (10_000, 10, 10)
 # Seconds over which the console measures its own CPU use to adapt its update rate.
 BUDGET_WINDOW_S = 2.0
 
@@ -111,8 +100,7 @@ class LabconApp(App[None]):
         self.images = images
         self.max_rate = max_rate
         self.throttle = Throttle(max_rate)
-        self._cpu_mark = (0.0, 0.0)
-        self._gc_saved: tuple[int, int, int] | None = None
+        self._budget: UiBudget | None = None
         self.n_updates = 0
         self.detached = False
         self._stop = threading.Event()
@@ -188,25 +176,9 @@ class LabconApp(App[None]):
             daemon=True,
         )
         self._pump.start()
-        self._cpu_mark = (time.thread_time(), time.monotonic())
-        self.set_interval(BUDGET_WINDOW_S, self._check_budget)
-        self.call_after_refresh(self._tune_gc)
-
-    def _tune_gc(self) -> None:
-        # Rendering allocates containers by the thousand; with torch loaded every full collection scanned ~400k
-        # objects (~250 ms, GIL held: the trainer stalled too), a dozen times in 8 s of training. Freezing what
-        # exists after start-up and collecting the young generation less often cut that to one or none.
-        if self._gc_saved is None:
-            self._gc_saved = gc.get_threshold()
-            gc.collect()
-            gc.freeze()
-            gc.set_threshold(*GC_THRESHOLDS)
-
-    def _check_budget(self) -> None:
-        # This runs on the UI thread, so thread_time() is the console's own CPU (not the trainer's).
-        cpu, now = time.thread_time(), time.monotonic()
-        self.throttle.observe(cpu - self._cpu_mark[0], now - self._cpu_mark[1])
-        self._cpu_mark = (cpu, now)
+        self._budget = UiBudget(self.throttle)
+        self.set_interval(BUDGET_WINDOW_S, self._budget.check)
+        self.call_after_refresh(self._budget.freeze_gc)
 
     async def action_quit(self) -> None:
         """Stop the pump before the widgets go."""
@@ -214,10 +186,8 @@ class LabconApp(App[None]):
         await super().action_quit()
 
     def on_unmount(self) -> None:
-        if self._gc_saved is not None:
-            gc.set_threshold(*self._gc_saved)
-            gc.unfreeze()
-            self._gc_saved = None
+        if self._budget is not None:
+            self._budget.restore_gc()
         self._stop.set()
         if self._pump is not None:
             self._pump.join(1.0)

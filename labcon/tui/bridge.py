@@ -10,16 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labcon.session.messages import BatchStats, Message, Progress, TelemetryUpdated
+from labcon.tui.budget import MAX_UPDATES_PER_S, Throttle
 
-# At most this many UI updates per second, however fast the session publishes.
-MAX_UPDATES_PER_S = 5.0
 # A batch holding a rare event goes out this soon after the previous one (so never more than 10 a second).
 EVENT_GAP_S = 0.1
-# Fewest updates per second the throttle goes down to.
-MIN_UPDATES_PER_S = 1.0
-# The console's own share of one core that the throttle aims for while training runs in this process:
-# rendering shares the GIL and the cores with the trainer (5 % of a core cost ~10 % of the steps on 2 cores).
-UI_CPU_SHARE = 0.025
 # Live plots keep at most this many points per series (older points are dropped).
 BATCH_HISTORY_CAP = 5000
 
@@ -93,45 +87,6 @@ def _get(sub: Any, timeout: float) -> Message | None:
         return sub.get(timeout=timeout)
     except queue.Empty:
         return None
-
-
-class Throttle:
-    """The console's update rate, adapted to what rendering costs on this machine.
-
-    `observe` is fed the UI thread's CPU time over a window; above `cpu_share` of a core the rate drops in
-    proportion (down to `min_rate`), well below it the rate climbs back to `max_rate`. `slowdown` (>= 1)
-    stretches other periodic work (plots) the same way.
-    """
-
-    def __init__(
-        self,
-        max_rate: float = MAX_UPDATES_PER_S,
-        min_rate: float = MIN_UPDATES_PER_S,
-        cpu_share: float = UI_CPU_SHARE,
-    ) -> None:
-        self.max_rate, self.min_rate, self.cpu_share = max_rate, min(min_rate, max_rate), cpu_share
-        self.rate = max_rate
-
-    @property
-    def interval(self) -> float:
-        """Seconds between updates now."""
-        return 1.0 / self.rate
-
-    @property
-    def slowdown(self) -> float:
-        """How much slower than the full rate the console runs now."""
-        return self.max_rate / self.rate
-
-    def observe(self, cpu_s: float, wall_s: float) -> None:
-        """Adapt to the UI thread having used `cpu_s` seconds of CPU in the last `wall_s` seconds."""
-        if wall_s <= 0:
-            return
-        share = cpu_s / wall_s
-        if share > self.cpu_share:
-            # At most halve per window: one costly moment (start-up, a pane switch) is not the steady state.
-            self.rate = max(self.min_rate, self.rate * max(0.5, self.cpu_share / share))
-        elif share < self.cpu_share / 2:
-            self.rate = min(self.max_rate, self.rate * 1.5)
 
 
 def pump(
