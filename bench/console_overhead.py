@@ -3,11 +3,14 @@ alternating in one process; and key-press-to-screen latency under training load.
 
     python bench/console_overhead.py [--seconds 4] [--rounds 3]            # synthetic trainer
     python bench/console_overhead.py --session [--rounds 6] [--epochs 2]   # real Session, built-in data
+    python bench/console_overhead.py --attach [--rounds 8] [--seconds 8]  # console in its own process
 
 Synthetic: a thread runs a small PyTorch MLP loop (~2 ms steps, the worst case for sharing the GIL) that
 publishes Progress + BatchStats every batch (what the Session's bridge sends); the console reads them through
 its pump. --session: the real Session on the built-in shapes set (what `labcon` trains by default), `fit N`
-alternating between headless (the `labcon run` printer drains the messages) and the console.
+alternating between headless (the `labcon run` printer drains the messages) and the console. --attach: a
+headless `labcon run` in its own process trains on; this process attaches a console in alternate windows and
+reads the trainer's progress over the control socket.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import asyncio
 import io
 import queue
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -202,9 +206,74 @@ def session_main(rounds: int, epochs: int, workers: int | None) -> None:
             session.close()
 
 
+def attach_main(rounds: int, seconds: float) -> None:
+    """Console in another process (`labcon attach`): trainer steps/s with and without it attached, ABBA."""
+    from labcon.control.client import RemoteSession
+
+    with tempfile.TemporaryDirectory() as home:
+        cfg = Path(home) / "bench.toml"
+        cfg.write_text(
+            'name = "bench"\n[train]\nepochs = 1000\nschedule = "constant"\n[data]\npreset = "shapes"\n'
+        )
+        cmd = [sys.executable, "-m", "labcon", "--sessions-dir", home, "run", str(cfg), "--every", "1000"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sock = Path(home) / "bench" / "control.sock"
+        remote = None
+        try:
+            while not sock.exists():
+                if proc.poll() is not None:
+                    raise SystemExit("labcon run exited before serving its socket")
+                time.sleep(0.2)
+            remote = RemoteSession(sock)
+
+            def it() -> int:
+                return int(remote.status().get("train_iter", 0))
+
+            while it() < 40:  # past data generation and the first batches
+                time.sleep(0.5)
+
+            async def attached() -> float:
+                app = build_app(remote, images="halfcell")
+                async with app.run_test(size=(120, 40)) as pilot:
+                    await pilot.pause(1.5)
+                    a, t = it(), time.perf_counter()
+                    await asyncio.sleep(seconds)
+                    return (it() - a) / (time.perf_counter() - t)
+
+            def detached() -> float:
+                a, t = it(), time.perf_counter()
+                time.sleep(seconds)
+                return (it() - a) / (time.perf_counter() - t)
+
+            hs, cs = [], []
+            for i in range(rounds):
+                if i % 2 == 0:
+                    h, c = detached(), asyncio.run(attached())
+                else:
+                    c = asyncio.run(attached())
+                    h = detached()
+                hs.append(h)
+                cs.append(c)
+                print(
+                    f"detached {h:7.1f} steps/s   attached {c:7.1f} steps/s   ratio {c / h:.3f}", flush=True
+                )
+            ratios = [c / h for c, h in zip(cs, hs, strict=True)]
+            print(
+                f"median ratio attached/detached: {statistics.median(ratios):.3f}; ratio of mean rates "
+                f"{statistics.mean(cs) / statistics.mean(hs):.3f} (target >= 0.95)"
+            )
+        finally:
+            if remote is not None:
+                remote.submit("stop")
+                remote.close()
+            proc.terminate()
+            proc.wait(10)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--session", action="store_true", help="real Session on the built-in data")
+    ap.add_argument("--attach", action="store_true", help="console in its own process on a headless run")
     ap.add_argument("--epochs", type=int, default=2, help="--session: epochs per round")
     ap.add_argument("--workers", type=int, default=None, help="--session: data workers (default: config's)")
     ap.add_argument("--threads", type=int, default=None, help="--session: torch threads (default: torch's)")
@@ -216,6 +285,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.switch:
         sys.setswitchinterval(args.switch)
+    if args.attach:
+        attach_main(args.rounds, args.seconds)
+        return
     if args.session:
         if args.threads:
             torch.set_num_threads(args.threads)

@@ -315,6 +315,22 @@ def test_remote_session_protocol(served) -> None:
     assert server.n_clients == 0 or _wait_clients(server, 0)
 
 
+def test_remote_session_reads_the_local_journal(served, short_dir) -> None:
+    """Attached consoles read journal.db beside the session folder (as `labcon journal` does)."""
+    from labcon.session.journal import Journal
+
+    _session, _server, path = served
+    assert RemoteSession(path).journal is None  # no journal there yet: the pane says so
+    with Journal(short_dir) as j:
+        run = j.start_run("s1", "[train]\nlr = 0.01\n", seed=0)
+    rs = RemoteSession(path)
+    try:
+        assert [r["id"] for r in rs.journal.search("")] == [run]
+    finally:
+        rs.close()
+    assert rs.journal is None
+
+
 def _wait_clients(server: ControlServer, n: int) -> bool:
     deadline = time.monotonic() + 5
     while server.n_clients != n and time.monotonic() < deadline:

@@ -184,6 +184,23 @@ class RemoteSubscription:
         self._client.close()
 
 
+def _local_journal(home: Path) -> Any:
+    """The sessions directory's journal, read directly (SQLite WAL lets a reader in beside the running writer).
+
+    The socket lives in sessions/<name>/, so the console on the same machine reads journal.db next to it, as
+    `labcon journal` does; None when there is no journal there or it cannot be opened (the pane says so).
+    """
+    from labcon.session.journal import Journal, JournalError
+    from labcon.session.paths import JOURNAL_FILE
+
+    if not (home / JOURNAL_FILE).is_file():
+        return None
+    try:
+        return Journal(home)
+    except JournalError:
+        return None
+
+
 class RemoteSession:
     """The Session protocol over a control socket, so the console and REPL can attach to a headless run."""
 
@@ -191,7 +208,7 @@ class RemoteSession:
         self.path = Path(path)
         self._client = ControlClient(self.path, timeout=timeout)
         self._subs: list[RemoteSubscription] = []
-        self.journal = None  # the journal is read locally (labcon journal), not over the socket
+        self.journal = _local_journal(self.path.parent.parent)
         self.remote = True
 
     @property
@@ -258,3 +275,6 @@ class RemoteSession:
             s.close()
         self._subs.clear()
         self._client.close()
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
