@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from labcon.control.client import ControlClient, RemoteSession
 from labcon.control.server import MAX_LINE, ControlServer, control_socket_path
@@ -83,6 +84,9 @@ class FakeSession:
 
     def data_summary(self) -> str:
         return "train: 100 items, valid: 20 items"
+
+    def sample_batch_image(self, augment: bool = True) -> Image.Image:
+        return Image.new("RGB", (40, 24), (200, 10, 10) if augment else (10, 10, 200))
 
     def telemetry_snapshot(self) -> FakeSnapshot:
         return FakeSnapshot()
@@ -297,6 +301,8 @@ def test_remote_session_protocol(served) -> None:
     assert rs.batch_history()["moms"] == [0.9, 0.9]
     assert rs.hooks_table()[0]["id"] == 1
     assert rs.data_summary().startswith("train")
+    img = rs.sample_batch_image(augment=False)  # PNG over the socket, so attached consoles show samples too
+    assert img.size == (40, 24) and img.convert("RGB").getpixel((0, 0)) == (10, 10, 200)
     snap = rs.telemetry_snapshot()
     assert snap.train_iter == 40 and snap.layers == ("0", "1.conv") and snap.flags == {"1.conv": "dead"}
     assert snap.latest["1.conv"].grad_norm == 0.4 and snap.latest["1.conv"].std != snap.latest["1.conv"].std
@@ -329,6 +335,16 @@ def test_remote_session_reads_the_local_journal(served, short_dir) -> None:
     finally:
         rs.close()
     assert rs.journal is None
+
+
+def test_sample_image_payload_errors_are_clear() -> None:
+    from labcon.control.wire import image_from_b64, image_to_b64
+
+    img = Image.new("RGB", (3, 2), (1, 2, 3))
+    assert image_from_b64(image_to_b64(img)).getpixel((2, 1)) == (1, 2, 3)
+    for bad in ("not base64 !!", "aGVsbG8="):  # not base64; base64 of something that is no image
+        with pytest.raises(LabconError, match="unreadable sample image"):
+            image_from_b64(bad)
 
 
 def _wait_clients(server: ControlServer, n: int) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from labcon.control.server import check_socket_path
-from labcon.control.wire import RemoteReply, RemoteTelemetrySnapshot
+from labcon.control.wire import RemoteReply, RemoteTelemetrySnapshot, image_from_b64
 from labcon.errors import LabconError
 from labcon.session.messages import Message, message_from_dict
 
@@ -252,6 +252,10 @@ class RemoteSession:
     def data_summary(self) -> str:
         """Description of the session's data."""
         return str(self._client.request("data_summary").get("text", ""))
+
+    def sample_batch_image(self, augment: bool = True) -> Any:
+        """A grid image (PIL) of training samples, drawn by the session and sent as PNG."""
+        return image_from_b64(self._data("sample_batch", augment=augment)["png"])
 
     def telemetry_snapshot(self) -> RemoteTelemetrySnapshot | None:
         """Latest telemetry (heat maps fetched per layer on demand), or None when there is none."""

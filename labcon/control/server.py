@@ -20,7 +20,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from labcon.control.wire import jsonable, reply_fields, snapshot_to_dict
+from labcon.control.wire import image_to_b64, jsonable, reply_fields, snapshot_to_dict
 from labcon.errors import LabconError
 
 MAX_LINE = 64 * 1024
@@ -34,6 +34,7 @@ OPS: tuple[str, ...] = (
     "batch_history",
     "hooks",
     "data_summary",
+    "sample_batch",
     "telemetry",
     "subscribe",
     "ping",
@@ -349,6 +350,11 @@ class ControlServer:
             return _ok(rid, data=h.hooks_table())
         if op == "data_summary":
             return _ok(rid, text=str(h.data_summary()))
+        if op == "sample_batch":
+            getter = getattr(h, "sample_batch_image", None)
+            if not callable(getter):
+                return _error(rid, "this session has no sample images")
+            return _ok(rid, data={"png": image_to_b64(getter(augment=bool(req.get("augment", True))))})
         # telemetry
         fn = getattr(h, "telemetry_snapshot", None)
         snap = fn() if callable(fn) else None

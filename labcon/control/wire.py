@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -108,3 +110,22 @@ def _floats(v: Any) -> dict[str, float]:
     if not isinstance(v, dict):
         return {}
     return {k: (math.nan if x is None else float(x)) for k, x in v.items() if k in names}
+
+
+def image_to_b64(img: Any) -> str:
+    """A PIL image as base64 PNG text (sample batches travel over the JSON-lines socket this way)."""
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def image_from_b64(text: str) -> Any:
+    """The PIL image `image_to_b64` encoded; a clear error for anything else."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = Image.open(io.BytesIO(base64.b64decode(text, validate=True)))
+        img.load()
+    except (ValueError, UnidentifiedImageError, OSError) as e:
+        raise LabconError(f"the session sent an unreadable sample image ({e})") from e
+    return img
