@@ -156,6 +156,30 @@ async def _session_console(session: Any, epochs: int, latencies: list[float] | N
 UI_RATES: list[float] = []
 
 
+def _abba(rounds: int, base: Callable[[], float], other: Callable[[], float], names: tuple[str, str]) -> None:
+    """Alternate `base` and `other` rounds in ABBA order (drift hits both alike); print per round and summary."""
+    bs, os_ = [], []
+    for i in range(rounds):
+        if i % 2 == 0:
+            b = base()
+            o = other()
+        else:
+            o = other()
+            b = base()
+        bs.append(b)
+        os_.append(o)
+        extra = f"   (console updates/s at the end: {UI_RATES[-1]:.1f})" if UI_RATES else ""
+        print(
+            f"{names[0]} {b:7.1f} steps/s   {names[1]} {o:7.1f} steps/s   ratio {o / b:.3f}{extra}",
+            flush=True,
+        )
+    ratios = [o / b for o, b in zip(os_, bs, strict=True)]
+    print(
+        f"median ratio {names[1]}/{names[0]}: {statistics.median(ratios):.3f}; ratio of mean rates "
+        f"{statistics.mean(os_) / statistics.mean(bs):.3f} (target >= 0.95)"
+    )
+
+
 def session_main(rounds: int, epochs: int, workers: int | None) -> None:
     """Real Session on the built-in data: headless and console rounds alternate in one process."""
     from labcon.cli.run import HeadlessPrinter
@@ -169,8 +193,6 @@ def session_main(rounds: int, epochs: int, workers: int | None) -> None:
         session = Session(parse_config(text, source="<bench>"), home)
         try:
             _session_rate(session, 1)  # warm-up: data on disk, caches, first-epoch allocations
-            ratios = []
-            hs, cs = [], []
 
             def headless() -> float:
                 printer = HeadlessPrinter(session, out=io.StringIO())
@@ -179,25 +201,11 @@ def session_main(rounds: int, epochs: int, workers: int | None) -> None:
                 finally:
                     printer.close()
 
-            for i in range(rounds):
-                # ABBA order: a drift of the machine over the run hits both sides alike.
-                if i % 2 == 0:
-                    h = headless()
-                    c = asyncio.run(_session_console(session, epochs))
-                else:
-                    c = asyncio.run(_session_console(session, epochs))
-                    h = headless()
-                hs.append(h)
-                cs.append(c)
-                ratios.append(c / h)
-                print(
-                    f"headless {h:7.1f} steps/s   console {c:7.1f} steps/s   ratio {c / h:.3f}"
-                    f"   (console updates/s at the end: {UI_RATES[-1]:.1f})",
-                    flush=True,
-                )
-            print(
-                f"median ratio console/headless: {statistics.median(ratios):.3f}; ratio of mean rates "
-                f"{statistics.mean(cs) / statistics.mean(hs):.3f} (target >= 0.95)"
+            _abba(
+                rounds,
+                headless,
+                lambda: asyncio.run(_session_console(session, epochs)),
+                ("headless", "console"),
             )
             lat: list[float] = []
             asyncio.run(_session_console(session, epochs, lat))
@@ -245,23 +253,7 @@ def attach_main(rounds: int, seconds: float) -> None:
                 time.sleep(seconds)
                 return (it() - a) / (time.perf_counter() - t)
 
-            hs, cs = [], []
-            for i in range(rounds):
-                if i % 2 == 0:
-                    h, c = detached(), asyncio.run(attached())
-                else:
-                    c = asyncio.run(attached())
-                    h = detached()
-                hs.append(h)
-                cs.append(c)
-                print(
-                    f"detached {h:7.1f} steps/s   attached {c:7.1f} steps/s   ratio {c / h:.3f}", flush=True
-                )
-            ratios = [c / h for c, h in zip(cs, hs, strict=True)]
-            print(
-                f"median ratio attached/detached: {statistics.median(ratios):.3f}; ratio of mean rates "
-                f"{statistics.mean(cs) / statistics.mean(hs):.3f} (target >= 0.95)"
-            )
+            _abba(rounds, detached, lambda: asyncio.run(attached()), ("detached", "attached"))
         finally:
             if remote is not None:
                 remote.submit("stop")

@@ -79,7 +79,7 @@ def test_pump_throttles_to_max_rate():
     sub = fake.subscribe()
     posted = []
     stop = threading.Event()
-    t = threading.Thread(target=pump, args=(sub, posted.append, stop, 10.0))
+    t = threading.Thread(target=pump, args=(sub, posted.append, stop, Throttle(max_rate=10.0, min_rate=10.0)))
     t.start()
     t0 = time.monotonic()
     while time.monotonic() - t0 < 0.6:

@@ -98,7 +98,6 @@ class LabconApp(App[None]):
         self.session = session
         self.journal = journal
         self.images = images
-        self.max_rate = max_rate
         self.throttle = Throttle(max_rate)
         self._budget: UiBudget | None = None
         self.n_updates = 0

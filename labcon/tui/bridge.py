@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labcon.session.messages import BatchStats, Message, Progress, TelemetryUpdated
-from labcon.tui.budget import MAX_UPDATES_PER_S, Throttle
+from labcon.tui.budget import Throttle
 
 # A batch holding a rare event goes out this soon after the previous one (so never more than 10 a second).
 EVENT_GAP_S = 0.1
@@ -93,14 +93,13 @@ def pump(
     sub: Any,
     post: Callable[[UpdateBatch], None],
     stop: threading.Event,
-    max_rate: float | Throttle = MAX_UPDATES_PER_S,
+    throttle: Throttle,
 ) -> None:
     """Read `sub` until `stop` is set, posting merged batches at the throttle's rate.
 
     Only the flood (progress, batch stats, telemetry reports) waits for the next slot; a batch holding a rare
     event (state change, epoch end, command applied) goes out at once, so a pause shows without delay.
     """
-    throttle = max_rate if isinstance(max_rate, Throttle) else Throttle(max_rate, max_rate)
     merger = Merger()
     last = 0.0
     while not stop.is_set():
