@@ -9,6 +9,8 @@ from pathlib import Path
 from labcon.errors import LabconError
 
 JOURNAL_FILE = "journal.db"
+# The session `labcon` opens with no arguments (on the built-in dataset).
+DEFAULT_SESSION = "default"
 _NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 NAME_RULE = "1-64 characters from letters, digits, '.', '_' and '-', starting with a letter or digit (no '/', no '..')"
 
@@ -33,3 +35,11 @@ def validate_session_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or not name[0].isalnum() or ".." in name:
         raise LabconError(f"invalid session name {name!r}: use {NAME_RULE}")
     return name
+
+
+def no_such_session(name: str, target: str, home: Path) -> LabconError:
+    """The error for a TARGET that is neither a config file nor a saved session."""
+    return LabconError(
+        f"no session named '{name}' under {home} and no config file {target!r}; "
+        f"give a CONFIG.toml, or list sessions with `ls {home}`"
+    )

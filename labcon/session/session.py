@@ -29,10 +29,8 @@ from labcon.session.messages import (
     StateChanged,
     TelemetryUpdated,
 )
-from labcon.session.paths import sessions_home, validate_session_name
+from labcon.session.paths import DEFAULT_SESSION, no_such_session, sessions_home, validate_session_name
 from labcon.session.persist import Persistence, portable_config
-
-DEFAULT_SESSION = "default"
 
 
 class Session:
@@ -104,10 +102,7 @@ class Session:
             return cls(
                 parse_config("", source="<built-in defaults>").replace(name=DEFAULT_SESSION), home, **kw
             )
-        raise LabconError(
-            f"no session named '{name}' under {home} and no config file {target!r}; "
-            f"give a CONFIG.toml, or list sessions with `ls {home}`"
-        )
+        raise no_such_session(name, str(target), home)
 
     @classmethod
     def from_config(
@@ -208,8 +203,9 @@ class Session:
             self._set_state("running")
             reply = "resumed"
         elif isinstance(cmd, C.Stop):
-            self._stop_requested = True
-            self._wake.notify_all()
+            with self._lock:  # Condition.notify needs its lock (applied on the training thread, unlocked)
+                self._stop_requested = True
+                self._wake.notify_all()
             reply = "stopping at the next batch"
         elif isinstance(cmd, C.Save):
             path = self.persist.save(mid_epoch=self.state != "idle", label=cmd.label)
