@@ -3,14 +3,15 @@ alternating in one process; and key-press-to-screen latency under training load.
 
     python bench/console_overhead.py [--seconds 4] [--rounds 3]            # synthetic trainer
     python bench/console_overhead.py --session [--rounds 6] [--epochs 2]   # real Session, built-in data
-    python bench/console_overhead.py --attach [--rounds 8] [--seconds 8]  # console in its own process
+    python bench/console_overhead.py --attach [--rounds 8] [--seconds 8]  # what `labcon` does
 
 Synthetic: a thread runs a small PyTorch MLP loop (~2 ms steps, the worst case for sharing the GIL) that
 publishes Progress + BatchStats every batch (what the Session's bridge sends); the console reads them through
 its pump. --session: the real Session on the built-in shapes set (what `labcon` trains by default), `fit N`
-alternating between headless (the `labcon run` printer drains the messages) and the console. --attach: a
-headless `labcon run` in its own process trains on; this process attaches a console in alternate windows and
-reads the trainer's progress over the control socket.
+alternating between headless (the `labcon run` printer drains the messages) and the console, in one process
+(`labcon open --in-process`). --attach: what `labcon` / `labcon open` do: the session trains in its own
+`labcon serve` process; this process attaches a console in alternate windows and reads the trainer's progress
+over the control socket.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import asyncio
 import io
 import queue
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -158,6 +158,8 @@ UI_RATES: list[float] = []
 
 def _abba(rounds: int, base: Callable[[], float], other: Callable[[], float], names: tuple[str, str]) -> None:
     """Alternate `base` and `other` rounds in ABBA order (drift hits both alike); print per round and summary."""
+    if rounds < 1:
+        return
     bs, os_ = [], []
     for i in range(rounds):
         if i % 2 == 0:
@@ -215,24 +217,21 @@ def session_main(rounds: int, epochs: int, workers: int | None) -> None:
 
 
 def attach_main(rounds: int, seconds: float) -> None:
-    """Console in another process (`labcon attach`): trainer steps/s with and without it attached, ABBA."""
+    """What `labcon` does: the session in its own process (spawn_session), the console attached to its socket.
+
+    The trainer's steps/s with the console attached vs not attached, ABBA; then key-to-screen latency.
+    """
     from labcon.control.client import RemoteSession
+    from labcon.control.spawn import spawn_session
 
     with tempfile.TemporaryDirectory() as home:
         cfg = Path(home) / "bench.toml"
-        cfg.write_text(
-            'name = "bench"\n[train]\nepochs = 1000\nschedule = "constant"\n[data]\npreset = "shapes"\n'
-        )
-        cmd = [sys.executable, "-m", "labcon", "--sessions-dir", home, "run", str(cfg), "--every", "1000"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        sock = Path(home) / "bench" / "control.sock"
-        remote = None
+        cfg.write_text('name = "bench"\n[train]\nschedule = "constant"\n[data]\npreset = "shapes"\n')
+        child = spawn_session(str(cfg), Path(home))
+        remote = RemoteSession(child.socket)
         try:
-            while not sock.exists():
-                if proc.poll() is not None:
-                    raise SystemExit("labcon run exited before serving its socket")
-                time.sleep(0.2)
-            remote = RemoteSession(sock)
+            reply = remote.submit("fit 1000")
+            assert reply.ok, reply.text
 
             def it() -> int:
                 return int(remote.status().get("train_iter", 0))
@@ -240,12 +239,13 @@ def attach_main(rounds: int, seconds: float) -> None:
             while it() < 40:  # past data generation and the first batches
                 time.sleep(0.5)
 
-            async def attached() -> float:
+            async def attached(latencies: list[float] | None = None) -> float:
                 app = build_app(remote, images="halfcell")
                 async with app.run_test(size=(120, 40)) as pilot:
                     await pilot.pause(1.5)
                     a, t = it(), time.perf_counter()
-                    await asyncio.sleep(seconds)
+                    end = t + seconds
+                    await _switch_panes(app, lambda: time.perf_counter() < end, latencies)
                     return (it() - a) / (time.perf_counter() - t)
 
             def detached() -> float:
@@ -254,12 +254,12 @@ def attach_main(rounds: int, seconds: float) -> None:
                 return (it() - a) / (time.perf_counter() - t)
 
             _abba(rounds, detached, lambda: asyncio.run(attached()), ("detached", "attached"))
+            lat: list[float] = []
+            asyncio.run(attached(lat))
+            _print_latency(lat)
         finally:
-            if remote is not None:
-                remote.submit("stop")
-                remote.close()
-            proc.terminate()
-            proc.wait(10)
+            remote.close()
+            child.shutdown()
 
 
 def main() -> None:

@@ -431,3 +431,19 @@ async def test_usable_at_80x24():
             await pilot.pause()
             assert needle in screen_text(app), key
         assert isinstance(app.query_one(ConsolePane), ConsolePane)
+
+
+async def test_lost_session_is_said_once_and_quit_needs_no_dialog():
+    fake, app = make(state="running")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.2)
+        fake.emit(Log(level="info", text="last words"))
+        for sub in list(fake._subs):
+            sub.closed = True  # what a RemoteSubscription says when the session's process has gone
+        await until(pilot, lambda: app.session_lost)
+        assert "● lost" in screen_text(app)
+        assert "last words" in "\n".join(str(x) for x in app.console_pane.lines)  # read before giving up
+        await pilot.press("q")  # the run is not ours to stop any more: no question
+        await pilot.pause()
+        assert not app.is_running
+    assert fake.received == []

@@ -77,3 +77,28 @@ def test_console_in_tmux(tmp_path: Path):
         assert "detached=True" in out
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_labcon_in_tmux(tmp_path: Path):
+    """The real `labcon`: its session process starts, trains one epoch from the console, and quitting ends it."""
+    session = f"labcon-e2e-{uuid.uuid4().hex[:8]}"
+    home = tmp_path / "sessions"
+    cmd = f"cd {ROOT} && {sys.executable} -m labcon --sessions-dir {home}; echo LABCON-EXIT=$?; sleep 60"
+    _tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30", cmd)
+    try:
+        _wait_for(session, "1 Training", timeout=120)
+        _wait_for(session, "● idle", timeout=60)
+        _tmux("send-keys", "-t", session, "-l", ":fit 1")
+        _tmux("send-keys", "-t", session, "Enter")
+        _escape(session)
+        _tmux("send-keys", "-t", session, "6")
+        _wait_for(session, "fit done", timeout=180)
+        _tmux("send-keys", "-t", session, "q")  # idle: quits at once, and the session process is shut down
+        screen = _wait_for(session, "LABCON-EXIT=", timeout=120)
+        assert "LABCON-EXIT=0" in screen, screen
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    assert not (home / "default" / "control.sock").exists()  # the child is gone and cleaned up
+    log = (home / "default" / "serve.log").read_text()
+    assert "applied 'fit 1'" in log and "fit done" in log, log
+    assert (home / "default" / "checkpoints").is_dir() and (home / "journal.db").is_file()

@@ -37,11 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `labcon` command line; returns the exit status."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
-        # No subcommand: the console on the built-in dataset's default session.
-        args = parser.parse_args(["open", *(argv or [])]) if "open" in _subcommands(parser) else args
+        # No subcommand: the console on the built-in dataset's default session (global options kept).
+        args = parser.parse_args([*argv, "open"]) if "open" in _subcommands(parser) else args
         func = getattr(args, "func", None)
         if func is None:
             parser.print_help()

@@ -33,6 +33,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--every", type=float, default=10.0, help="seconds between progress lines (default 10)")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser(
+        "serve",
+        help="serve a session on its control socket without training (what `labcon open` starts)",
+        description="Open (or create) a session and serve sessions/<name>/control.sock without starting a fit. "
+        "It ends on a `shutdown` request (the console's quit), on Ctrl-C / SIGTERM (a live fit is stopped with a "
+        "checkpoint), or when no fit is running and no console has been attached for --idle-exit seconds.",
+    )
+    p.add_argument("target", nargs="?", metavar="CONFIG|SESSION", help="config file or session name")
+    p.add_argument("--idle-exit", type=float, default=IDLE_EXIT_S, metavar="SECONDS")
+    p.add_argument("--every", type=float, default=60.0, help="seconds between progress lines (default 60)")
+    p.set_defaults(func=cmd_serve)
+
     p = sub.add_parser("resume", help="continue a saved session's interrupted fit from its last checkpoint")
     p.add_argument("name")
     p.add_argument("--no-socket", action="store_true")
@@ -123,16 +135,39 @@ class HeadlessPrinter:
         self.sub.close()
 
 
-def serve_headless(session: Any, socket: bool, every: float, start: Any) -> int:
-    """Run `start()` on a session with a printer, a control socket and Ctrl-C = graceful stop; exit code."""
+# `labcon serve`: seconds a session with no fit and no console attached waits before its process ends.
+IDLE_EXIT_S = 30.0
+_LIVE = ("running", "paused", "stopping")
+# After a shutdown request, how long a stopped fit gets to reach its checkpoint before the session is closed.
+STOP_WAIT_S = 120.0
+
+
+def serve_headless(
+    session: Any, socket: bool, every: float, start: Any, idle_exit: float | None = None
+) -> int:
+    """Run `start()` on a session with a printer, a control socket and Ctrl-C = graceful stop; exit code.
+
+    With `idle_exit` None the process ends when the session's work is done (`labcon run`); otherwise it serves
+    until a `shutdown` request, or until it has been idle with no client for `idle_exit` seconds (`labcon serve`).
+    """
     from labcon.control.server import ControlServer, control_socket_path
     from labcon.session import messages as M
 
     # Under torch.distributed only rank 0 talks: one set of progress lines, one socket.
     printer = HeadlessPrinter(session, out=sys.stdout if session.is_main else io.StringIO(), every=every)
+    shutdown = threading.Event()
+
+    def on_shutdown() -> str:
+        shutdown.set()
+        if session.status().get("state") in _LIVE:
+            session.submit("stop")
+            return "stopping the fit (checkpoint saved), then ending the session process"
+        return "ending the session process"
+
     server = None
     if socket and session.is_main:
-        server = ControlServer(session, control_socket_path(session.home, session.name)).start()
+        path = control_socket_path(session.home, session.name)
+        server = ControlServer(session, path, on_shutdown=on_shutdown).start()
         printer._line(f"session {session.name}: control socket {server.path} (labcon attach {session.name})")
     ends = session.subscribe()
     interrupted = {"n": 0}
@@ -141,15 +176,14 @@ def serve_headless(session: Any, socket: bool, every: float, start: Any) -> int:
         interrupted["n"] += 1
         if interrupted["n"] > 1:
             raise KeyboardInterrupt
-        printer._line("stopping at the next batch (checkpoint saved); interrupt again to abort")
-        session.submit("stop")
+        printer._line(on_shutdown() + "; interrupt again to abort")
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     status = "done"
     try:
         start()
-        while not session.wait(0.5):
-            pass
+        _serve(session, server, shutdown, idle_exit)
+        session.wait(STOP_WAIT_S)  # a shutdown stopped the fit: let it reach its checkpoint
         for m in ends.drain():
             if isinstance(m, M.FitEnded):
                 status = m.status
@@ -161,6 +195,25 @@ def serve_headless(session: Any, socket: bool, every: float, start: Any) -> int:
         printer.close()
         session.close()
     return {"done": 0, "stopped": 0}.get(status, 1)
+
+
+def _serve(session: Any, server: Any, shutdown: threading.Event, idle_exit: float | None) -> None:
+    """Block until the process should end (see serve_headless)."""
+    idle_since: float | None = None
+    while not shutdown.is_set():
+        idle = session.wait(0.5)
+        if idle_exit is None:
+            if idle:
+                return
+            continue
+        if idle and (server is None or server.n_clients == 0):
+            idle_since = idle_since if idle_since is not None else time.monotonic()
+            if time.monotonic() - idle_since >= idle_exit:
+                return
+        else:
+            idle_since = None
+        if idle:
+            shutdown.wait(0.5)  # wait() returned at once: do not spin
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -193,6 +246,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             from labcon.core.distributed import cleanup
 
             cleanup()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """labcon serve."""
+    from labcon.session.session import Session
+
+    session = Session.open_or_create(args.target, sessions_dir=args.sessions_dir)
+    return serve_headless(session, True, args.every, lambda: None, idle_exit=max(0.0, args.idle_exit))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

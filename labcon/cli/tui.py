@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
 
 from labcon.errors import LabconError
@@ -13,38 +15,102 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "open",
         help="open the lab console on a session (default: the built-in dataset's default session)",
-        description="Open the lab console. TARGET is a session CONFIG.toml or the name of a saved session.",
+        description="Open the lab console. TARGET is a session CONFIG.toml or the name of a saved session. "
+        "The session trains in its own process (`labcon serve`) and the console attaches to it; a session "
+        "that is already live is attached to.",
     )
     p.add_argument(
         "target", nargs="?", default=None, metavar="CONFIG|SESSION", help="config file or session name"
     )
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="train in the console's own process (slower training: they share one interpreter)",
+    )
     p.set_defaults(func=open_console)
 
 
-def open_console(args: argparse.Namespace) -> int:
-    """Open (or create) the session and serve its control socket while the console runs.
+def _say(text: str) -> None:
+    print(f"labcon: {text}", file=sys.stderr, flush=True)
 
-    A session that is already live elsewhere is attached to instead of being opened twice.
-    """
-    from labcon.control.server import ControlServer, control_socket_path, server_is_live
+
+def open_console(args: argparse.Namespace) -> int:
+    """Start (or find) the session's process and run the console attached to it."""
+    from labcon.control.server import control_socket_path, server_is_live
+    from labcon.control.spawn import session_name_for, spawn_session
     from labcon.session.paths import sessions_home
-    from labcon.session.session import DEFAULT_SESSION, Session
-    from labcon.tui.app import run_console
 
     home = sessions_home(getattr(args, "sessions_dir", None))
-    name = args.target or DEFAULT_SESSION
-    if "/" not in name and not name.endswith(".toml"):
-        sock = control_socket_path(home, name)
-        if server_is_live(sock):
-            from labcon.control.client import RemoteSession
+    name = session_name_for(args.target, home)
+    sock = control_socket_path(home, name)
+    if server_is_live(sock):  # never open one session twice: its checkpoints and journal have one writer
+        _attach(sock)
+        return 0
+    if args.in_process:
+        return _open_in_process(args.target, home)
+    _say(f"starting session '{name}' (log: {sock.parent / 'serve.log'})")
+    child = spawn_session(args.target, home)
+    try:
+        detached = _attach(sock)
+    except BaseException:
+        _end_child(child, crashed=True)
+        raise
+    if detached:
+        _say(
+            f"session '{name}' keeps training in process {child.pid}; `labcon attach {name}` to come back "
+            f"(log: {child.log})"
+        )
+        return 0
+    return _end_child(child, crashed=False)
 
-            remote = RemoteSession(sock)
-            try:
-                run_console(remote)
-            finally:
-                remote.close()
-            return 0
-    session = Session.open_or_create(args.target, sessions_dir=home)
+
+def _attach(sock: Path) -> bool:
+    """The console on the session served at `sock`; True when the user left the run going."""
+    from labcon.control.client import RemoteSession
+    from labcon.tui.app import run_console
+
+    remote = RemoteSession(sock)
+    try:
+        return run_console(remote)
+    finally:
+        remote.close()
+
+
+def _end_child(child: Any, crashed: bool) -> int:
+    """Shut the session process down (a live fit stops with a checkpoint), or leave a live fit going after a crash."""
+    if crashed and child.proc.poll() is None and _is_live(child.socket):
+        _say(f"the console failed; session '{child.name}' keeps training (`labcon attach {child.name}`)")
+        return 1
+    code = child.proc.poll()
+    if code is None:
+        _say(f"closing session '{child.name}'")
+        code = child.shutdown()
+    if code != 0:
+        raise LabconError(
+            f"the session process for '{child.name}' ended with exit code {code}; last lines of {child.log}:\n"
+            f"{child.log_tail()}"
+        )
+    return 0
+
+
+def _is_live(sock: Path) -> bool:
+    from labcon.control.client import ControlClient
+
+    try:
+        with ControlClient(sock, timeout=5.0) as c:
+            state = (c.request("status").get("data") or {}).get("state")
+    except LabconError:
+        return False
+    return state in ("running", "paused", "stopping")
+
+
+def _open_in_process(target: str | None, home: Path) -> int:
+    """The console and the training in this process (serving the control socket while it runs)."""
+    from labcon.control.server import ControlServer, control_socket_path
+    from labcon.session.session import Session
+    from labcon.tui.app import run_console
+
+    session = Session.open_or_create(target, sessions_dir=home)
     try:
         server = ControlServer(session, control_socket_path(session.home, session.name)).start()
     except LabconError:

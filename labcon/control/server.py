@@ -17,6 +17,7 @@ import socket
 import stat
 import threading
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ OPS: tuple[str, ...] = (
     "telemetry",
     "subscribe",
     "ping",
+    "shutdown",
 )
 
 
@@ -205,8 +207,11 @@ class ControlServer:
         follow: bool = True,
         queue_size: int = QUEUE_SIZE,
         max_clients: int = MAX_CLIENTS,
+        on_shutdown: Callable[[], str] | None = None,
     ):
         self.handler, self.path = handler, Path(path)
+        # Called by the `shutdown` op (the process serving the session decides what ending means); None: refused.
+        self.on_shutdown = on_shutdown
         self.follow, self.queue_size, self.max_clients = follow, queue_size, max_clients
         self._clients: list[_Client] = []
         self._lock = threading.Lock()
@@ -331,6 +336,10 @@ class ControlServer:
         h = self.handler
         if op == "ping":
             return _ok(rid, "pong")
+        if op == "shutdown":
+            if self.on_shutdown is None:
+                return _error(rid, "this process does not take shutdown requests; submit 'stop' instead")
+            return _ok(rid, self.on_shutdown())
         if op == "subscribe":
             client.subscribed = True
             return _ok(rid, "subscribed")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Iterable
@@ -17,36 +18,16 @@ from textual.screen import Screen
 from textual.widgets import Input, Label, TabbedContent, TabPane
 
 from labcon.session.messages import CommandApplied, CommandFailed, FitEnded, FitStarted, Log, StateChanged
-from labcon.tui.bridge import CommandResult, CommandSender, UpdateBatch, pump, submit_safely
+from labcon.tui.bridge import CommandResult, CommandSender, ConnectionLost, UpdateBatch, pump, submit_safely
 from labcon.tui.budget import MAX_UPDATES_PER_S, Throttle, UiBudget
 from labcon.tui.commandline import CommandLine, Completions, load_help
-from labcon.tui.console import ConsolePane
-from labcon.tui.data import DataPane
 from labcon.tui.hooks import HooksPane
-from labcon.tui.journal import JournalPane
 from labcon.tui.keyhints import KeyHints
 from labcon.tui.pane import Pane
+from labcon.tui.panes import FOCUS, PANES, ConsolePane, make_pane
 from labcon.tui.screens import HelpScreen, QuitScreen
 from labcon.tui.statusbar import StatusBar
-from labcon.tui.telemetry import TelemetryPane
-from labcon.tui.training import TrainingPane
 
-PANES: tuple[tuple[str, str], ...] = (
-    ("training", "Training"),
-    ("telemetry", "Telemetry"),
-    ("hooks", "Hooks"),
-    ("data", "Data"),
-    ("journal", "Journal"),
-    ("console", "Console"),
-)
-_FOCUS = {
-    "training": "#epoch-table",
-    "telemetry": "#layer-table",
-    "hooks": "#module-tree",
-    "data": "#data-summary-box",
-    "journal": "#journal-results",
-    "console": "#console-log",
-}
 _LIVE = ("running", "paused", "stopping")
 _STATUS_EVENTS = (StateChanged, FitStarted, FitEnded, CommandApplied)
 
@@ -95,6 +76,10 @@ class LabconApp(App[None]):
         self, session: Any, journal: Any = None, images: str = "auto", max_rate: float = MAX_UPDATES_PER_S
     ):
         super().__init__()
+        if "TEXTUAL_ANIMATIONS" not in os.environ:
+            # The tab underline's 0.3 s slide repainted the whole screen ~18 times per pane switch: on two
+            # busy cores that alone put key-to-screen p95 near 100 ms. $TEXTUAL_ANIMATIONS still chooses.
+            self.animation_level = "none"
         self.session = session
         self.journal = journal
         self.images = images
@@ -102,6 +87,7 @@ class LabconApp(App[None]):
         self._budget: UiBudget | None = None
         self.n_updates = 0
         self.detached = False
+        self.session_lost = False  # an attached session's process went away
         self._stop = threading.Event()
         self._sub: Any = None
         self._pump: threading.Thread | None = None
@@ -117,25 +103,11 @@ class LabconApp(App[None]):
         with TabbedContent(id="panes", initial="training"):
             for i, (pid, title) in enumerate(PANES):
                 with TabPane(f"{i + 1} {title}", id=pid):
-                    yield self._make_pane(pid)
+                    yield make_pane(pid, self.session, self.journal, self.images)
         with Horizontal(id="command-row"):
             yield Label("›", id="prompt")
             yield CommandLine(placeholder="command (: to focus, help, Tab completes)", id="command")
         yield KeyHints(id="keys")
-
-    def _make_pane(self, pid: str) -> Pane:
-        s = self.session
-        if pid == "training":
-            return TrainingPane(s, id="pane-training")
-        if pid == "telemetry":
-            return TelemetryPane(s, id="pane-telemetry")
-        if pid == "hooks":
-            return HooksPane(s, id="pane-hooks")
-        if pid == "data":
-            return DataPane(s, images=self.images, id="pane-data")
-        if pid == "journal":
-            return JournalPane(s, journal=self.journal, id="pane-journal")
-        return ConsolePane(s, id="pane-console")
 
     @property
     def main(self) -> Screen:
@@ -213,10 +185,14 @@ class LabconApp(App[None]):
                 self.notify(f"{type(pane).__name__}: {e}", severity="error", markup=False)
         if batch.progress is not None:
             self.status_bar.set_progress(batch.progress)
-        if any(isinstance(e, _STATUS_EVENTS) for e in batch.events):
+        if any(isinstance(e, _STATUS_EVENTS) for e in batch.events) and not self.session_lost:
             self.refresh_status()
         for ev in batch.events:
-            if isinstance(ev, CommandFailed):
+            if isinstance(ev, ConnectionLost):
+                self.session_lost = True
+                self.status_bar.set_status({**self.status_bar.status, "state": "lost"})
+                self.notify(ev.text, title="session lost", severity="error", markup=False, timeout=30)
+            elif isinstance(ev, CommandFailed):
                 self.notify(f"{ev.text}: {ev.error}", title="command failed", severity="error", markup=False)
             elif isinstance(ev, Log) and ev.level == "error":
                 self.notify(ev.text, title="error", severity="error", markup=False)
@@ -225,6 +201,8 @@ class LabconApp(App[None]):
 
     def refresh_status(self) -> None:
         """Re-read session.status() into the status bar."""
+        if self.session_lost:
+            return
         try:
             st = self.session.status()
         except Exception as e:  # noqa: BLE001 - a status bug must not crash the console
@@ -282,6 +260,8 @@ class LabconApp(App[None]):
 
     # -- actions ----------------------------------------------------------------------------------
     def _state(self) -> str:
+        if self.session_lost:
+            return "lost"
         try:
             return str(self.session.status().get("state", "idle"))
         except Exception:  # noqa: BLE001 - treat an unreadable status as idle
@@ -307,15 +287,13 @@ class LabconApp(App[None]):
 
     def action_show_pane(self, pid: str) -> None:
         """Switch to a pane."""
-        self.main.query_one(TabbedContent).active = pid
-        self.set_focus(None)
-        self.call_after_refresh(self._focus_pane, pid)
-
-    def _focus_pane(self, pid: str) -> None:
+        self.main.query_one(
+            TabbedContent
+        ).active = pid  # shows the pane at once (display is set synchronously)
         # Keys (arrows, pane keys) go to the pane's main table; never to a text box, so 1-6 keep working.
-        target = _FOCUS.get(pid)
-        if target is not None:
-            self.main.query_one(target).focus()
+        # Focused in the same step: a deferred focus cost one more full-screen render per switch.
+        target = FOCUS.get(pid)
+        self.main.set_focus(self.main.query_one(target) if target is not None else None)
 
     def action_focus_command(self) -> None:
         """Focus the command line (synchronously: Widget.focus() defers and loses the next keys)."""
@@ -378,8 +356,11 @@ def build_app(session: Any, journal: Any = None, *, images: str = "auto") -> Lab
     return LabconApp(session, journal=journal, images=images)
 
 
-def run_console(session: Any) -> None:
-    """Run the console in this terminal until the user quits; a run kept 'headless' is waited for here."""
+def run_console(session: Any) -> bool:
+    """Run the console in this terminal until the user quits; True when they chose to keep the run going.
+
+    An in-process session kept running is waited for here (the terminal stays with it); a remote one is not.
+    """
     app = build_app(session)
     # Python's default GIL switch interval (5 ms) is kept: 1 ms cost the trainer ~5 % of its steps in
     # bench/console_overhead.py --session and did not shorten key-to-screen latency once rendering got cheap.
@@ -388,6 +369,7 @@ def run_console(session: Any) -> None:
     if app.detached and callable(waiter):
         print("labcon: the run continues headless; Ctrl-C stops it", file=sys.stderr)
         waiter()
+    return app.detached
 
 
 __all__ = ["LabconApp", "build_app", "run_console"]

@@ -9,13 +9,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from labcon.session.messages import BatchStats, Message, Progress, TelemetryUpdated
+from labcon.session.messages import BatchStats, Log, Message, Progress, TelemetryUpdated
 from labcon.tui.budget import Throttle
 
 # A batch holding a rare event goes out this soon after the previous one (so never more than 10 a second).
 EVENT_GAP_S = 0.1
 # Live plots keep at most this many points per series (older points are dropped).
 BATCH_HISTORY_CAP = 5000
+
+
+@dataclass(frozen=True)
+class ConnectionLost(Log):
+    """The session's process went away (an attached console's socket closed): the last event a pump posts."""
+
+
+CONNECTION_LOST = ConnectionLost(
+    level="error",
+    text="lost the session: its process ended or closed the connection. Its log is serve.log in the session "
+    "folder; `labcon open NAME` continues from the last checkpoint.",
+)
 
 
 @dataclass
@@ -109,6 +121,13 @@ def pump(
         msg = _get(sub, wait)
         if msg is not None:
             merger.add(msg)
+        elif getattr(sub, "closed", False) and not stop.is_set():
+            # A remote session's socket closed: hand over what was read, say so once, and stop pumping.
+            while (msg := _get(sub, 0)) is not None:
+                merger.add(msg)
+            merger.add(CONNECTION_LOST)
+            post(merger.take())
+            return
         now = time.monotonic()
         gap = now - last
         if merger and (gap >= interval or (merger.has_events and gap >= EVENT_GAP_S)):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 
 from rich.color import Color
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
-from textual.app import RenderResult
+from textual.strip import Strip
 from textual.widget import Widget
 
 # A viridis-like ramp: dark (few values) -> yellow (many).
@@ -41,18 +43,52 @@ def resample(grid: Sequence[Sequence[float]], n_time: int, n_bins: int) -> list[
     return out
 
 
-def render_heatmap(grid: Sequence[Sequence[float]], width: int, height: int) -> Text:
-    """Half-block text, 2 bins per row, log-scaled and normalised to the brightest cell."""
+# Colour levels: 64 steps of the ramp are indistinguishable from exact colours in a terminal, and let the
+# styles be cached and equal neighbours merged into one segment (per-cell styles made a 120x15 map ~100 ms).
+LEVELS = 64
+
+
+@lru_cache(maxsize=LEVELS * LEVELS)
+def _cell_style(up: int, lo: int) -> Style:
+    top = LEVELS - 1
+    return Style(color=Color.from_rgb(*ramp(up / top)), bgcolor=Color.from_rgb(*ramp(lo / top)))
+
+
+def heatmap_rows(grid: Sequence[Sequence[float]], width: int, height: int) -> list[list[Segment]]:
+    """One list of segments per terminal row: half blocks, 2 bins per row, log counts scaled to the brightest."""
     cells = resample(grid, width, height * 2)
     if not cells:
-        return Text("no histogram yet", style="dim")
+        return []
     top = max((max(r) for r in cells), default=0.0) or 1.0
-    text = Text()
+    scale = (LEVELS - 1) / top
+    rows = []
     for r in range(0, len(cells) - 1, 2):
+        up_row, lo_row = cells[r], cells[r + 1]
+        segs: list[Segment] = []
+        run, prev = 0, None
         for c in range(width):
-            up, lo = ramp(cells[r][c] / top), ramp(cells[r + 1][c] / top)
-            text.append("▀", Style(color=Color.from_rgb(*up), bgcolor=Color.from_rgb(*lo)))
-        if r + 2 < len(cells):
+            key = (round(up_row[c] * scale), round(lo_row[c] * scale))
+            if key != prev and run:
+                segs.append(Segment("▀" * run, _cell_style(*prev)))  # type: ignore[misc]
+                run = 0
+            prev = key
+            run += 1
+        if run:
+            segs.append(Segment("▀" * run, _cell_style(*prev)))  # type: ignore[misc]
+        rows.append(segs)
+    return rows
+
+
+def render_heatmap(grid: Sequence[Sequence[float]], width: int, height: int) -> Text:
+    """The heat map as Text (half blocks, 2 bins per row), or a note when there is no data."""
+    rows = heatmap_rows(grid, width, height)
+    if not rows:
+        return Text("no histogram yet", style="dim")
+    text = Text()
+    for i, segs in enumerate(rows):
+        for seg in segs:
+            text.append(seg.text, seg.style)
+        if i + 1 < len(rows):
             text.append("\n")
     return text
 
@@ -67,11 +103,22 @@ class Heatmap(Widget):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.grid: list[list[float]] = []
+        self._strips: tuple[tuple[int, int], list[Strip]] | None = None
 
     def set_grid(self, grid: Sequence[Sequence[float]] | None) -> None:
         """Replace the data (any 2-d sequence, numpy arrays included)."""
         self.grid = [list(map(float, row)) for row in grid] if grid is not None else []
+        self._strips = None
         self.refresh()
 
-    def render(self) -> RenderResult:
-        return render_heatmap(self.grid, self.size.width, self.size.height)
+    def render_line(self, y: int) -> Strip:
+        """One row of the map (rows are built once per grid and size)."""
+        size = (self.size.width, self.size.height)
+        if self._strips is None or self._strips[0] != size:
+            rows = heatmap_rows(self.grid, *size)
+            if not rows and self.grid == []:
+                note = Segment("no histogram yet"[: size[0]], Style(dim=True))
+                rows = [[note]]
+            self._strips = (size, [Strip(r).adjust_cell_length(size[0]) for r in rows])
+        strips = self._strips[1]
+        return strips[y] if y < len(strips) else Strip.blank(size[0])

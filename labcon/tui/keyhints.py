@@ -23,6 +23,7 @@ class KeyHints(Static):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("", **kwargs)
         self._pending = False
+        self._shown: Text | None = None
 
     def on_mount(self) -> None:
         self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
@@ -39,7 +40,11 @@ class KeyHints(Static):
 
     def _draw(self) -> None:
         self._pending = False
-        self.update(self.hints())
+        text = self.hints()
+        if text != self._shown:  # a pane switch often ends with the same keys it started with
+            self._shown = text
+            # One docked line: its size never depends on the text, so no layout pass (a full-screen reflow).
+            self.update(text, layout=False)
 
     def hints(self) -> Text:
         """The line: 'key description' for each shown binding, one per action, and the palette key."""

@@ -10,7 +10,13 @@ from textual.widgets import Static
 from labcon.session.messages import Progress
 from labcon.tui.fmt import fmt_num
 
-_STATE_STYLE = {"running": "bold green", "paused": "bold yellow", "stopping": "bold red", "idle": "dim"}
+_STATE_STYLE = {
+    "running": "bold green",
+    "paused": "bold yellow",
+    "stopping": "bold red",
+    "idle": "dim",
+    "lost": "bold white on red",
+}
 
 
 class StatusBar(Static):

@@ -1,0 +1,157 @@
+"""The console's session process: `labcon open` trains in a `labcon serve` child and attaches to its socket.
+
+Training and the console then never share an interpreter (the GIL and the garbage collector cost an in-process
+console ~7 % of the trainer's steps, see bench/RESULTS.md), a console that crashes or loses its terminal leaves
+the run going, and "keep running headless" simply leaves the child be.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from labcon.control.client import ControlClient
+from labcon.control.server import control_socket_path, server_is_live
+from labcon.errors import LabconError
+
+# How long a new session process may take to import torch, build its data and start serving.
+START_TIMEOUT_S = 180.0
+# How long the child gets to stop a live fit (at the next batch, checkpoint saved) and close after `shutdown`.
+SHUTDOWN_TIMEOUT_S = 180.0
+LOG_NAME = "serve.log"
+LOG_TAIL_LINES = 15
+
+
+def session_name_for(target: str | None, home: Path) -> str:
+    """The name of the session `labcon open TARGET` opens (a config's `name`, or a saved session's).
+
+    Checked here, before a child process imports torch, so a typo fails at once (as Session.open_or_create would).
+    """
+    from labcon.session.config import load_config
+    from labcon.session.paths import DEFAULT_SESSION, no_such_session, validate_session_name
+
+    if target is None:
+        return DEFAULT_SESSION
+    path = Path(target)
+    if path.suffix == ".toml" or path.is_file():
+        if not path.is_file():
+            raise LabconError(f"config file {path} does not exist")
+        return load_config(path).name
+    name = validate_session_name(target)
+    if name != DEFAULT_SESSION and not (home / name / "session.toml").is_file():
+        raise no_such_session(name, target, home)
+    return name
+
+
+@dataclass
+class SessionProcess:
+    """A running `labcon serve` child: its process, socket and log."""
+
+    proc: subprocess.Popen[bytes]
+    name: str
+    socket: Path
+    log: Path
+    log_start: int = 0
+
+    @property
+    def pid(self) -> int:
+        """The child's process id."""
+        return self.proc.pid
+
+    def log_tail(self, n: int = LOG_TAIL_LINES) -> str:
+        """The last `n` lines this child wrote to its log."""
+        try:
+            with self.log.open("rb") as f:
+                f.seek(self.log_start)
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except OSError as e:
+            return f"(cannot read {self.log}: {e.strerror})"
+        return "\n".join(lines[-n:])
+
+    def shutdown(self, timeout: float = SHUTDOWN_TIMEOUT_S) -> int:
+        """Ask the child to end (a live fit stops at the next batch with a checkpoint); wait; its exit code."""
+        if self.proc.poll() is None:
+            try:
+                with ControlClient(self.socket, timeout=10.0) as c:
+                    c.request("shutdown")
+            except LabconError:
+                self.proc.terminate()  # SIGTERM takes the same graceful path
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise LabconError(
+                    f"the session process {self.pid} did not end within {timeout:g}s and was killed; "
+                    f"its last checkpoint is kept (`labcon resume {self.name}`); log: {self.log}"
+                ) from None
+        return int(self.proc.returncode)
+
+
+def spawn_session(
+    target: str | None, home: Path, *, timeout: float = START_TIMEOUT_S, idle_exit: float | None = None
+) -> SessionProcess:
+    """Start `labcon serve TARGET` in its own process group and wait until its control socket answers.
+
+    A child that exits first raises LabconError with the end of its log (its own clear error message).
+    """
+    name = session_name_for(target, home)
+    sock = control_socket_path(home, name)
+    if server_is_live(sock):
+        raise LabconError(f"session '{name}' is already served on {sock}; attach with `labcon attach {name}`")
+    log = sock.parent / LOG_NAME
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = log.stat().st_size if log.exists() else 0
+    cmd = [sys.executable, "-m", "labcon", "--sessions-dir", str(home), "serve"]
+    cmd += [str(Path(target).resolve()) if _is_config(target) else name]
+    if idle_exit is not None:
+        cmd += ["--idle-exit", str(idle_exit)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with log.open("ab") as out:
+        out.write(f"--- labcon serve {name} ({time.strftime('%Y-%m-%d %H:%M:%S')})\n".encode())
+        out.flush()
+        # Its own session: Ctrl-C or a hang-up in the console's terminal does not reach the training.
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    child = SessionProcess(proc, name, sock, log, start)
+    try:
+        _wait_until_served(child, timeout)
+    except BaseException:
+        if proc.poll() is None:
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(30)
+        raise
+    return child
+
+
+def _is_config(target: str | None) -> bool:
+    return target is not None and (target.endswith(".toml") or Path(target).is_file())
+
+
+def _wait_until_served(child: SessionProcess, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while not server_is_live(child.socket):
+        code = child.proc.poll()
+        if code is not None:
+            raise LabconError(
+                f"the session process for '{child.name}' ended (exit code {code}) before serving:\n"
+                f"{child.log_tail()}\n(full log: {child.log})"
+            )
+        if time.monotonic() > end:
+            raise LabconError(
+                f"the session process for '{child.name}' did not serve {child.socket} within {timeout:g}s; "
+                f"last lines of {child.log}:\n{child.log_tail()}"
+            )
+        time.sleep(0.1)
