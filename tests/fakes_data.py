@@ -57,6 +57,10 @@ class FakeTelemetry:
             out[key] = [getattr(r, key) for r in rows]
         return out
 
+    def history_tail(self, layer: str, n: int) -> dict[str, list[float]]:
+        """The last n reports of history(layer)."""
+        return {k: v[-n:] for k, v in self.history(layer).items()}
+
     def heatmap(self, layer: str) -> list[list[float]]:
         """Rows = time, 40 bins of raw counts: a Gaussian whose width follows the layer's std."""
         i = self.layers.index(layer)

@@ -34,6 +34,9 @@ class FakeSnapshot:
     def history(self, layer: str) -> dict[str, list[float]]:
         return {"iters": [20, 40], "mean": [0.0, 0.1 if layer == "0" else 0.2]}
 
+    def history_tail(self, layer: str, n: int) -> dict[str, list[float]]:
+        return {k: v[-n:] for k, v in self.history(layer).items()}
+
     def heatmap(self, layer: str) -> list[list[float]]:
         return [[1.0] * 40, [2.0] * 40]
 
@@ -306,7 +309,10 @@ def test_remote_session_protocol(served) -> None:
     snap = rs.telemetry_snapshot()
     assert snap.train_iter == 40 and snap.layers == ("0", "1.conv") and snap.flags == {"1.conv": "dead"}
     assert snap.latest["1.conv"].grad_norm == 0.4 and snap.latest["1.conv"].std != snap.latest["1.conv"].std
-    assert snap.history("0")["mean"] == [0.0, 0.1]
+    assert snap.history_tail("0", 1) == {"iters": [40], "mean": [0.1]}  # from the first reply's tail
+    with ControlClient(path) as c:
+        assert "positive number of reports" in c.request("telemetry", tail=0)["text"]
+    assert snap.history("0")["mean"] == [0.0, 0.1]  # the full history, fetched for that layer
     assert snap.heatmap("1.conv") == [[1.0] * 40, [2.0] * 40]
     with pytest.raises(LabconError, match="no layer"):
         snap.history("nope")

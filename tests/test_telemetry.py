@@ -190,6 +190,9 @@ def test_sampling_and_spatial_stride() -> None:
     snap = tel.snapshot()
     # Reports at 6 batches and at the end of the fit (8): rows are per-sampled-batch means.
     assert snap.history("0.2")["iters"] == [6, 8]
+    full = snap.history("0.2")
+    np.testing.assert_equal(snap.history_tail("0.2", 1), {k: v[-1:] for k, v in full.items()})  # nan == nan
+    np.testing.assert_equal(snap.history_tail("0.2", 5), full)
     heat = np.array(snap.heatmap("0.2"))
     # GeneralRelu output of the first block: (8, 8, 8, 8), sub-sampled by 2 in H and W.
     np.testing.assert_allclose(heat.sum(1), [8 * 8 * 4 * 4] * 2)

@@ -369,5 +369,8 @@ class ControlServer:
         snap = fn() if callable(fn) else None
         if snap is None:
             return _ok(rid, "no telemetry", None)
-        layers = req.get("layers")
-        return _ok(rid, data=snapshot_to_dict(snap, layers=layers, heatmap=bool(req.get("heatmap", False))))
+        layers, tail = req.get("layers"), req.get("tail")
+        if tail is not None and (not isinstance(tail, int) or isinstance(tail, bool) or tail < 1):
+            return _error(rid, f'"tail" must be a positive number of reports, got {tail!r}')
+        heatmap = bool(req.get("heatmap", False))
+        return _ok(rid, data=snapshot_to_dict(snap, layers=layers, heatmap=heatmap, tail=tail))

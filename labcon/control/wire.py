@@ -46,8 +46,13 @@ class RemoteReply:
     data: Any = None
 
 
-def snapshot_to_dict(snap: Any, layers: Sequence[str] | None = None, heatmap: bool = False) -> dict[str, Any]:
-    """A TelemetrySnapshot as plain data: latest stats, flags, per-layer history (and heat maps if asked)."""
+def snapshot_to_dict(
+    snap: Any, layers: Sequence[str] | None = None, heatmap: bool = False, tail: int | None = None
+) -> dict[str, Any]:
+    """A TelemetrySnapshot as plain data: latest stats, flags, per-layer history (and heat maps if asked).
+
+    With `tail`, the history of every chosen layer is only its last `tail` reports ("tail" says so).
+    """
     all_layers = list(snap.layers)
     chosen = all_layers if layers is None else [x for x in layers if x in all_layers]
     out: dict[str, Any] = {
@@ -56,8 +61,12 @@ def snapshot_to_dict(snap: Any, layers: Sequence[str] | None = None, heatmap: bo
         "latest": {k: jsonable(v) for k, v in snap.latest.items()},
         "hist_range": list(snap.hist_range),
         "flags": dict(snap.flags),
-        "history": {x: snap.history(x) for x in chosen},
     }
+    if tail is None:
+        out["history"] = {x: snap.history(x) for x in chosen}
+    else:
+        out["tail"] = {x: snap.history_tail(x, tail) for x in chosen}
+        out["tail_len"] = tail
     if heatmap:
         out["heatmap"] = {x: snap.heatmap(x) for x in chosen}
     return out
@@ -75,9 +84,13 @@ class RemoteLayerStats:
 
 
 class RemoteTelemetrySnapshot:
-    """TelemetrySnapshot's read API over data fetched from a control socket (heat maps fetched lazily)."""
+    """TelemetrySnapshot's read API over data fetched from a control socket.
 
-    def __init__(self, d: dict[str, Any], fetch_heatmap: Any = None):
+    The first reply may carry only the last reports of each layer (`tail`, enough for sparklines); a full history
+    and heat maps are fetched per layer when asked for (`fetch(layer)` -> {"history": ..., "heatmap": ...}).
+    """
+
+    def __init__(self, d: dict[str, Any], fetch: Any = None):
         self.train_iter: int = int(d.get("train_iter", 0))
         self.layers: tuple[str, ...] = tuple(d.get("layers", ()))
         self.latest = {k: RemoteLayerStats(**_floats(v)) for k, v in d.get("latest", {}).items()}
@@ -85,23 +98,39 @@ class RemoteTelemetrySnapshot:
         self.hist_range = (float(lo), float(hi))
         self.flags: dict[str, str] = dict(d.get("flags", {}))
         self._history: dict[str, dict[str, list[float]]] = d.get("history", {})
+        self._tail: dict[str, dict[str, list[float]]] = d.get("tail", {})
+        self._tail_len = int(d.get("tail_len", 0))
         self._heatmap: dict[str, list[list[float]]] = d.get("heatmap", {})
-        self._fetch = fetch_heatmap
+        self._fetch = fetch
 
     def _check(self, layer: str) -> None:
         if layer not in self.layers:
             raise LabconError(f"telemetry has no layer {layer!r}; recorded layers: {', '.join(self.layers)}")
 
+    def _load(self, layer: str) -> None:
+        if self._fetch is not None:
+            full = self._fetch(layer)
+            self._history[layer] = full.get("history", {}).get(layer, {})
+            self._heatmap[layer] = full.get("heatmap", {}).get(layer, [])
+
     def history(self, layer: str) -> dict[str, list[float]]:
         """Per-report series for one layer: iters, mean, std, near_zero, grad_norm, update_ratio."""
         self._check(layer)
+        if layer not in self._history:
+            self._load(layer)
         return self._history.get(layer, {})
+
+    def history_tail(self, layer: str, n: int) -> dict[str, list[float]]:
+        """The last `n` reports of `history(layer)` (from the first reply when it carried that many)."""
+        self._check(layer)
+        src = self._tail[layer] if layer in self._tail and n <= self._tail_len else self.history(layer)
+        return {k: list(v[-n:]) for k, v in src.items()}
 
     def heatmap(self, layer: str) -> list[list[float]]:
         """Rows = reports, columns = histogram bins (fetched from the server on first use)."""
         self._check(layer)
-        if layer not in self._heatmap and self._fetch is not None:
-            self._heatmap[layer] = self._fetch(layer)
+        if layer not in self._heatmap:
+            self._load(layer)
         return self._heatmap.get(layer, [])
 
 

@@ -123,6 +123,14 @@ class TelemetrySnapshot:
             out[name] = self._rows[:, i, j].astype(float).tolist()
         return out
 
+    def history_tail(self, layer: str, n: int) -> dict[str, list[float]]:
+        """The last `n` reports of `history(layer)` (sparklines need no more; remote consoles fetch no more)."""
+        i = self._index(layer)
+        out: dict[str, list[float]] = {"iters": [int(x) for x in self._iters[-n:]]}
+        for j, name in enumerate(FIELDS):
+            out[name] = self._rows[-n:, i, j].astype(float).tolist()
+        return out
+
     def heatmap(self, layer: str) -> list[list[float]]:
         """Rows = reports (oldest first), columns = histogram bins: mean counts per sampled batch."""
         i = self._index(layer)

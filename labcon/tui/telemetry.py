@@ -15,6 +15,7 @@ from labcon.tui.heatmap import Heatmap
 from labcon.tui.pane import Pane
 
 _FLAG_STYLE = {"dead": "bold blue", "exploding": "bold red"}
+SPARK_WIDTH = 12  # reports per sparkline
 
 
 class TelemetryPane(Pane):
@@ -70,14 +71,14 @@ class TelemetryPane(Pane):
 
     def _cells(self, snap: Any, name: str, flag: str | None) -> list[Any]:
         st = snap.latest.get(name)
-        hist = snap.history(name)
+        hist = snap.history_tail(name, SPARK_WIDTH)
         style = _FLAG_STYLE.get(flag or "", "")
         cells: list[Any] = [Text(name, style=style)]
         for key in ("mean", "std", "near_zero"):
             v = getattr(st, key, float("nan")) if st is not None else float("nan")
             cells.append(fmt_num(100 * v, 1) + "%" if key == "near_zero" else fmt_num(v, 3))
         for key in ("mean", "std", "near_zero"):
-            cells.append(Text(sparkline(list(hist.get(key, [])), 12), style=style or "cyan"))
+            cells.append(Text(sparkline(list(hist.get(key, [])), SPARK_WIDTH), style=style or "cyan"))
         cells.append(Text(flag or "", style=style))
         return cells
 
