@@ -30,6 +30,13 @@ def _wait_for(session: str, needle: str, timeout: float = 20.0) -> str:
     raise AssertionError(f"{needle!r} never appeared; screen was:\n{screen}")
 
 
+def _start(cmd: str) -> str:
+    """A detached 100x30 tmux session running `cmd`; its name."""
+    session = f"labcon-e2e-{uuid.uuid4().hex[:8]}"
+    _tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30", cmd)
+    return session
+
+
 def _escape(session: str) -> None:
     # A lone Esc: keys sent right after it would be read as alt+key.
     _tmux("send-keys", "-t", session, "Escape")
@@ -37,10 +44,8 @@ def _escape(session: str) -> None:
 
 
 def test_console_in_tmux(tmp_path: Path):
-    session = f"labcon-e2e-{uuid.uuid4().hex[:8]}"
     log = tmp_path / "out.txt"
-    cmd = f"cd {ROOT} && {sys.executable} tests/fake_console.py {log}; sleep 30"
-    _tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30", cmd)
+    session = _start(f"cd {ROOT} && {sys.executable} tests/fake_console.py {log}; sleep 30")
     try:
         screen = _wait_for(session, "1 Training")
         assert "running" in screen
@@ -81,10 +86,10 @@ def test_console_in_tmux(tmp_path: Path):
 
 def test_labcon_in_tmux(tmp_path: Path):
     """The real `labcon`: its session process starts, trains one epoch from the console, and quitting ends it."""
-    session = f"labcon-e2e-{uuid.uuid4().hex[:8]}"
     home = tmp_path / "sessions"
-    cmd = f"cd {ROOT} && {sys.executable} -m labcon --sessions-dir {home}; echo LABCON-EXIT=$?; sleep 60"
-    _tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30", cmd)
+    session = _start(
+        f"cd {ROOT} && {sys.executable} -m labcon --sessions-dir {home}; echo LABCON-EXIT=$?; sleep 60"
+    )
     try:
         _wait_for(session, "1 Training", timeout=120)
         _wait_for(session, "● idle", timeout=60)
