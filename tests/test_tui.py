@@ -179,6 +179,14 @@ async def test_training_pane_shows_history_and_live_progress():
         assert len(pane.batches["losses"]) == 450
         assert "ETA" in screen_text(app)
         assert app.n_updates <= 3  # 300 messages merged into a handful of UI updates
+        # Hidden, the table waits (each added row re-laid it out); shown again, it has every epoch.
+        await pilot.press("2")
+        fake.train_batches(100)
+        await until(pilot, lambda: len(pane.rows) == 5)
+        assert pane.query_one("#epoch-table").row_count == 4
+        await pilot.press("1")
+        await until(pilot, lambda: pane.query_one("#epoch-table").row_count == 5)
+        assert pane.query_one("#epoch-table").cursor_row == 4
 
 
 async def test_telemetry_pane_flags_and_heatmap():

@@ -35,6 +35,7 @@ class TrainingPane(Pane):
         self._columns: list[str] = []
         self._stale = False
         self._metric_rows_drawn = -1
+        self._rows_in_table = 0  # rows of self.rows already in the epoch table
         self._bars: dict[str, Static] = {}
         self._last_plot = 0.0
 
@@ -79,10 +80,11 @@ class TrainingPane(Pane):
         for ev in update.events:
             if isinstance(ev, EpochEnded):
                 self.rows.append({"epoch": ev.epoch, **ev.row})
-                self._add_row(self.rows[-1])
                 self._stale = True
             elif isinstance(ev, FitStarted):
                 self.fit_total = (ev.epoch_start, ev.n_epochs)
+        if self.shown:
+            self._sync_table()  # hidden: on_show adds the new rows at once (each add re-laid out the table)
         if update.batch_stats is not None:
             bs = update.batch_stats
             if not self.batches["losses"]:
@@ -145,15 +147,26 @@ class TrainingPane(Pane):
             table.add_column(col.replace("_", " "), key=col)
         for row in self.rows:
             table.add_row(*self._cells(row))
+        self._rows_in_table = len(self.rows)
         if self.rows:
             table.move_cursor(row=len(self.rows) - 1)
 
-    def _add_row(self, row: dict[str, Any]) -> None:
-        if not self._columns or any(k not in self._columns for k in row):
+    def on_show(self) -> None:
+        """Bring the epoch table up to date, then redraw the plots if they changed."""
+        self._sync_table()
+        super().on_show()
+
+    def _sync_table(self) -> None:
+        new = self.rows[self._rows_in_table :]
+        if not new:
+            return
+        if not self._columns or any(k not in self._columns for row in new for k in row):
             self._fill_table()
             return
         table = self.query_one("#epoch-table", DataTable)
-        table.add_row(*self._cells(row))
+        for row in new:
+            table.add_row(*self._cells(row))
+        self._rows_in_table = len(self.rows)
         table.move_cursor(row=len(self.rows) - 1)
 
     def _cells(self, row: dict[str, Any]) -> list[str]:
