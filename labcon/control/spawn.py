@@ -1,8 +1,8 @@
 """The console's session process: `labcon open` trains in a `labcon serve` child and attaches to its socket.
 
-Training and the console then never share an interpreter (the GIL and the garbage collector cost an in-process
-console ~7 % of the trainer's steps, see bench/RESULTS.md), a console that crashes or loses its terminal leaves
-the run going, and "keep running headless" simply leaves the child be.
+Training and the console then never share an interpreter (GIL, garbage collector: an in-process console once cost
+~7 % of the trainer's steps, see bench/RESULTS.md), a console that crashes or loses its terminal leaves the run
+going, and "keep running headless" simply leaves the child be.
 """
 
 from __future__ import annotations
