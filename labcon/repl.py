@@ -23,6 +23,7 @@ from prompt_toolkit.patch_stdout import patch_stdout
 from labcon.control.commands import Help, complete, help_text, parse
 from labcon.errors import CommandError
 from labcon.session.messages import (
+    LIVE_STATES,
     BatchStats,
     CommandApplied,
     CommandFailed,
@@ -254,7 +255,7 @@ class Repl:
 
     def _live(self) -> bool:
         try:
-            return self.session.status().get("state", "idle") in ("running", "paused", "stopping")
+            return self.session.status().get("state", "idle") in LIVE_STATES
         except Exception:  # noqa: BLE001 - a gone session is not live
             return False
 

@@ -137,7 +137,6 @@ class HeadlessPrinter:
 
 # `labcon serve`: seconds a session with no fit and no console attached waits before its process ends.
 IDLE_EXIT_S = 30.0
-_LIVE = ("running", "paused", "stopping")
 # After a shutdown request, how long a stopped fit gets to reach its checkpoint before the session is closed.
 STOP_WAIT_S = 120.0
 
@@ -159,8 +158,7 @@ def serve_headless(
 
     def on_shutdown() -> str:
         shutdown.set()
-        if session.status().get("state") in _LIVE:
-            session.submit("stop")
+        if session.submit("stop").ok:  # refused when nothing is running
             return "stopping the fit (checkpoint saved), then ending the session process"
         return "ending the session process"
 

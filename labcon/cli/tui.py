@@ -101,7 +101,9 @@ def _is_live(sock: Path) -> bool:
             state = (c.request("status").get("data") or {}).get("state")
     except LabconError:
         return False
-    return state in ("running", "paused", "stopping")
+    from labcon.session.messages import LIVE_STATES
+
+    return state in LIVE_STATES
 
 
 def _open_in_process(target: str | None, home: Path) -> int:

@@ -18,6 +18,7 @@ from pathlib import Path
 from labcon.control.client import ControlClient
 from labcon.control.server import control_socket_path, server_is_live
 from labcon.errors import LabconError
+from labcon.session.paths import config_file
 
 # How long a new session process may take to import torch, build its data and start serving.
 START_TIMEOUT_S = 180.0
@@ -37,10 +38,8 @@ def session_name_for(target: str | None, home: Path) -> str:
 
     if target is None:
         return DEFAULT_SESSION
-    path = Path(target)
-    if path.suffix == ".toml" or path.is_file():
-        if not path.is_file():
-            raise LabconError(f"config file {path} does not exist")
+    path = config_file(target)
+    if path is not None:
         return load_config(path).name
     name = validate_session_name(target)
     if name != DEFAULT_SESSION and not (home / name / "session.toml").is_file():
@@ -108,7 +107,8 @@ def spawn_session(
     log.parent.mkdir(parents=True, exist_ok=True)
     start = log.stat().st_size if log.exists() else 0
     cmd = [sys.executable, "-m", "labcon", "--sessions-dir", str(home), "serve"]
-    cmd += [str(Path(target).resolve()) if _is_config(target) else name]
+    cfg = config_file(target) if target is not None else None
+    cmd += [str(cfg.resolve()) if cfg is not None else name]
     if idle_exit is not None:
         cmd += ["--idle-exit", str(idle_exit)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -134,10 +134,6 @@ def spawn_session(
                 proc.wait(30)
         raise
     return child
-
-
-def _is_config(target: str | None) -> bool:
-    return target is not None and (target.endswith(".toml") or Path(target).is_file())
 
 
 def _wait_until_served(child: SessionProcess, timeout: float) -> None:

@@ -117,18 +117,17 @@ class TelemetrySnapshot:
 
     def history(self, layer: str) -> dict[str, list[float]]:
         """Per-report series for one layer: iters, mean, std, near_zero, grad_norm, update_ratio."""
-        i = self._index(layer)
-        out: dict[str, list[float]] = {"iters": [int(x) for x in self._iters]}
-        for j, name in enumerate(FIELDS):
-            out[name] = self._rows[:, i, j].astype(float).tolist()
-        return out
+        return self._series(layer, 0)
 
     def history_tail(self, layer: str, n: int) -> dict[str, list[float]]:
         """The last `n` reports of `history(layer)` (sparklines need no more; remote consoles fetch no more)."""
+        return self._series(layer, max(0, self.n_reports - n))
+
+    def _series(self, layer: str, start: int) -> dict[str, list[float]]:
         i = self._index(layer)
-        out: dict[str, list[float]] = {"iters": [int(x) for x in self._iters[-n:]]}
+        out: dict[str, list[float]] = {"iters": [int(x) for x in self._iters[start:]]}
         for j, name in enumerate(FIELDS):
-            out[name] = self._rows[-n:, i, j].astype(float).tolist()
+            out[name] = self._rows[start:, i, j].astype(float).tolist()
         return out
 
     def heatmap(self, layer: str) -> list[list[float]]:

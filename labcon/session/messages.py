@@ -72,6 +72,10 @@ class FitEnded(Message):
     reason: str = ""
 
 
+# States in which a fit is under way (quitting asks about it; a process serving one stays up).
+LIVE_STATES: tuple[str, ...] = ("running", "paused", "stopping")
+
+
 @dataclass(frozen=True)
 class StateChanged(Message):
     """The session's state: idle | running | paused | stopping."""

@@ -37,6 +37,16 @@ def validate_session_name(name: str) -> str:
     return name
 
 
+def config_file(target: str | os.PathLike[str]) -> Path | None:
+    """TARGET as a config file when it names one (a *.toml name or an existing file); None for a session name."""
+    path = Path(target)
+    if path.suffix != ".toml" and not path.is_file():
+        return None
+    if not path.is_file():
+        raise LabconError(f"config file {path} does not exist")
+    return path
+
+
 def no_such_session(name: str, target: str, home: Path) -> LabconError:
     """The error for a TARGET that is neither a config file nor a saved session."""
     return LabconError(

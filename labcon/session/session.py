@@ -7,7 +7,6 @@ import os
 import threading
 from collections import deque
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,7 +28,13 @@ from labcon.session.messages import (
     StateChanged,
     TelemetryUpdated,
 )
-from labcon.session.paths import DEFAULT_SESSION, no_such_session, sessions_home, validate_session_name
+from labcon.session.paths import (
+    DEFAULT_SESSION,
+    config_file,
+    no_such_session,
+    sessions_home,
+    validate_session_name,
+)
 from labcon.session.persist import Persistence, portable_config
 
 
@@ -90,10 +95,8 @@ class Session:
         home = sessions_home(sessions_dir)
         if target is None:
             target = DEFAULT_SESSION
-        path = Path(target)
-        if path.suffix == ".toml" or path.is_file():
-            if not path.is_file():
-                raise LabconError(f"config file {path} does not exist")
+        path = config_file(target)
+        if path is not None:
             return cls.from_config(load_config(path), home, **kw)
         name = validate_session_name(str(target))
         if (home / name / "session.toml").is_file():

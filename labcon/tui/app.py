@@ -17,7 +17,15 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Input, Label, TabbedContent, TabPane
 
-from labcon.session.messages import CommandApplied, CommandFailed, FitEnded, FitStarted, Log, StateChanged
+from labcon.session.messages import (
+    LIVE_STATES,
+    CommandApplied,
+    CommandFailed,
+    FitEnded,
+    FitStarted,
+    Log,
+    StateChanged,
+)
 from labcon.tui.bridge import CommandResult, CommandSender, ConnectionLost, UpdateBatch, pump, submit_safely
 from labcon.tui.budget import MAX_UPDATES_PER_S, Throttle, UiBudget
 from labcon.tui.commandline import CommandLine, Completions, load_help
@@ -28,7 +36,6 @@ from labcon.tui.panes import FOCUS, PANES, ConsolePane, make_pane
 from labcon.tui.screens import HelpScreen, QuitScreen
 from labcon.tui.statusbar import StatusBar
 
-_LIVE = ("running", "paused", "stopping")
 _STATUS_EVENTS = (StateChanged, FitStarted, FitEnded, CommandApplied)
 
 
@@ -287,9 +294,8 @@ class LabconApp(App[None]):
 
     def action_show_pane(self, pid: str) -> None:
         """Switch to a pane."""
-        self.main.query_one(
-            TabbedContent
-        ).active = pid  # shows the pane at once (display is set synchronously)
+        # Shows the pane at once: the switcher sets `display` synchronously.
+        self.main.query_one(TabbedContent).active = pid
         # Keys (arrows, pane keys) go to the pane's main table; never to a text box, so 1-6 keep working.
         # Focused in the same step: a deferred focus cost one more full-screen render per switch.
         target = FOCUS.get(pid)
@@ -314,7 +320,7 @@ class LabconApp(App[None]):
     def action_request_quit(self) -> None:
         """Quit; when a run is live, ask whether to stop it, keep it running headless, or stay."""
         state = self._state()
-        if state not in _LIVE:
+        if state not in LIVE_STATES:
             self.exit()
             return
         self.push_screen(

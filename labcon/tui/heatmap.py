@@ -46,6 +46,7 @@ def resample(grid: Sequence[Sequence[float]], n_time: int, n_bins: int) -> list[
 # Colour levels: 64 steps of the ramp are indistinguishable from exact colours in a terminal, and let the
 # styles be cached and equal neighbours merged into one segment (per-cell styles made a 120x15 map ~100 ms).
 LEVELS = 64
+NO_DATA = "no histogram yet"
 
 
 @lru_cache(maxsize=LEVELS * LEVELS)
@@ -83,7 +84,7 @@ def render_heatmap(grid: Sequence[Sequence[float]], width: int, height: int) -> 
     """The heat map as Text (half blocks, 2 bins per row), or a note when there is no data."""
     rows = heatmap_rows(grid, width, height)
     if not rows:
-        return Text("no histogram yet", style="dim")
+        return Text(NO_DATA, style="dim")
     text = Text()
     for i, segs in enumerate(rows):
         for seg in segs:
@@ -117,7 +118,7 @@ class Heatmap(Widget):
         if self._strips is None or self._strips[0] != size:
             rows = heatmap_rows(self.grid, *size)
             if not rows and self.grid == []:
-                note = Segment("no histogram yet"[: size[0]], Style(dim=True))
+                note = Segment(NO_DATA[: size[0]], Style(dim=True))
                 rows = [[note]]
             self._strips = (size, [Strip(r).adjust_cell_length(size[0]) for r in rows])
         strips = self._strips[1]
