@@ -221,8 +221,8 @@ def attach_main(rounds: int, seconds: float) -> None:
 
     The trainer's steps/s with the console attached vs not attached, ABBA; then key-to-screen latency.
     """
-    from labcon.control.client import RemoteSession
-    from labcon.control.spawn import spawn_session
+    from labcon.remote.client import RemoteSession
+    from labcon.remote.spawn import spawn_session
 
     with tempfile.TemporaryDirectory() as home:
         cfg = Path(home) / "bench.toml"

@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from labcon.control.client import ControlClient
-from labcon.control.commands import parse
-from labcon.control.server import ControlServer
+from labcon.commands.grammar import parse
 from labcon.core.events import Callback
 from labcon.core.runner import Runner
 from labcon.data.loaders import DataLoaders
+from labcon.remote.client import ControlClient
+from labcon.remote.server import ControlServer
 from labcon.session.messages import Progress
 
 

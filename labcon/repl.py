@@ -20,7 +20,7 @@ from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.patch_stdout import patch_stdout
 
-from labcon.control.commands import Help, complete, help_text, parse
+from labcon.commands.grammar import Help, complete, help_text, parse
 from labcon.errors import CommandError
 from labcon.session.messages import (
     LIVE_STATES,
@@ -164,7 +164,7 @@ def _context(session: Any) -> Any:
 
 
 class CommandCompleter(Completer):
-    """Tab completion from labcon.control.commands.complete."""
+    """Tab completion from labcon.commands.grammar.complete."""
 
     def __init__(self, ctx: Any = None):
         self.ctx = ctx

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from labcon.control.apply import ActivationStats, RunnerContext, apply_runner_command, load_callback_class
-from labcon.control.commands import complete, parse, validate
+from labcon.commands.apply import ActivationStats, RunnerContext, apply_runner_command, load_callback_class
+from labcon.commands.grammar import complete, parse, validate
 from labcon.core.optim import SGD, Adam
 from labcon.core.runner import Runner
 from labcon.data.loaders import DataLoaders

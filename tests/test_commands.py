@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from labcon.control import commands as C
-from labcon.control.commands import StaticContext, complete, help_text, parse, validate
+from labcon.commands import grammar as C
+from labcon.commands.grammar import StaticContext, complete, help_text, parse, validate
 from labcon.errors import CommandError, LabconError
 
 ROUND_TRIP = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from labcon.control.commands import COMMAND_NAMES, SPECS, StaticContext, complete, parse, validate
+from labcon.commands.grammar import COMMAND_NAMES, SPECS, StaticContext, complete, parse, validate
 from labcon.errors import CommandError
 
 # Words that make random text look like real commands, so the fuzzer gets past the first word.

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from labcon.control.client import ControlClient, RemoteSession
-from labcon.control.server import MAX_LINE, ControlServer, control_socket_path
 from labcon.core.telemetry_history import LayerStats as Stats
 from labcon.errors import LabconError
+from labcon.remote.client import ControlClient, RemoteSession
+from labcon.remote.server import MAX_LINE, ControlServer, control_socket_path
 from labcon.session.bus import Reply
 from labcon.session.messages import EpochEnded, Log, Progress, StateChanged
 
@@ -344,7 +344,7 @@ def test_remote_session_reads_the_local_journal(served, short_dir) -> None:
 
 
 def test_sample_image_payload_errors_are_clear() -> None:
-    from labcon.control.wire import image_from_b64, image_to_b64
+    from labcon.remote.wire import image_from_b64, image_to_b64
 
     img = Image.new("RGB", (3, 2), (1, 2, 3))
     assert image_from_b64(image_to_b64(img)).getpixel((2, 1)) == (1, 2, 3)

@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
+from labcon.cli.launch import launch, launch_command
 from labcon.core import distributed as ld
 
 WORLD = 2
@@ -260,12 +261,12 @@ def test_single_process_fallbacks() -> None:
 
 
 def test_launch_command_strips_nproc() -> None:
-    cmd = ld.launch_command(["run", "cfg.toml", "--nproc", "2", "--session", "x", "--nproc=2"], 2)
+    cmd = launch_command(["run", "cfg.toml", "--nproc", "2", "--session", "x", "--nproc=2"], 2)
     assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
     assert "--nproc-per-node=2" in cmd
     assert cmd[cmd.index("-m", 3) :] == ["-m", "labcon", "run", "cfg.toml", "--session", "x"]
     with pytest.raises(ValueError, match="nproc"):
-        ld.launch_command([], 0)
+        launch_command([], 0)
 
 
 def test_launch_runs_workers_under_torchrun(tmp_path: Path) -> None:
@@ -286,6 +287,6 @@ def test_launch_runs_workers_under_torchrun(tmp_path: Path) -> None:
         )
     )
     path = os.pathsep.join([str(tmp_path), str(Path(__file__).resolve().parents[1])])
-    rc = ld.launch([str(tmp_path), "--nproc", "2"], 2, module="ddp_probe", env={"PYTHONPATH": path})
+    rc = launch([str(tmp_path), "--nproc", "2"], 2, module="ddp_probe", env={"PYTHONPATH": path})
     assert rc == 0
     assert [(tmp_path / f"rank{r}").read_text() for r in range(2)] == ["2 set lr=0.01 3.0"] * 2

@@ -110,7 +110,7 @@ def test_send_commands_to_a_headless_run(tmp_path):
         c.sendall(b"{not json\n")
         assert json.loads(c.makefile().readline())["ok"] is False
         c.sendall(b'{"id": 1, "op": "sub')
-    from labcon.control.client import ControlClient
+    from labcon.remote.client import ControlClient
 
     with ControlClient(sock) as c:  # the same protocol in-process
         st = c.submit("status")
@@ -126,7 +126,7 @@ def test_send_commands_to_a_headless_run(tmp_path):
 
 def test_distributed_run_pause_resume_stop(tmp_path):
     """`labcon run --nproc 2` (torchrun, gloo): rank 0's socket steers both ranks through pause, resume, stop."""
-    from labcon.control.client import ControlClient
+    from labcon.remote.client import ControlClient
 
     data = make_image_folder(tmp_path / "img", n_train=64)
     cfg = tmp_path / "d.toml"

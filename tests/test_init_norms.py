@@ -12,10 +12,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from labcon.core.events import Callback
-from labcon.core.init import kaiming_init, lsuv_init
+from labcon.core.init import lsuv_init
 from labcon.core.runner import Runner
 from labcon.core.telemetry import Telemetry
 from labcon.errors import LabconError
+from labcon.nn.init import kaiming_init
 from labcon.nn.layers import GeneralRelu, conv_layer
 from labcon.nn.models import simple_cnn
 from labcon.nn.norms import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RunningBatchNorm, swap_norm

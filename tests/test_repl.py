@@ -12,7 +12,7 @@ from prompt_toolkit.document import Document
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
-from labcon.control.commands import StaticContext
+from labcon.commands.grammar import StaticContext
 from labcon.repl import CommandCompleter, format_message, format_progress, run_repl
 from labcon.session.messages import (
     BatchStats,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from labcon.control.client import ControlClient, RemoteSession
-from labcon.control.server import ControlServer, server_is_live
-from labcon.control.spawn import session_name_for, spawn_session
 from labcon.errors import LabconError
+from labcon.remote.client import ControlClient, RemoteSession
+from labcon.remote.server import ControlServer, server_is_live
+from labcon.remote.spawn import session_name_for, spawn_session
 from tests.fakes import FakeSession
 
 

@@ -3,6 +3,7 @@ sampling, bounded memory, hooks through the registry, snapshots and state_dict."
 
 from __future__ import annotations
 
+import importlib
 import io
 import sys
 from pathlib import Path
@@ -125,7 +126,15 @@ def test_statistics_match_hand_computation() -> None:
 
 
 SYNCS = {"item", "cpu", "tolist", "numpy", "__float__", "__int__", "__bool__", "__index__", "nonzero"}
-TELEMETRY_FILES = ("telemetry.py", "telemetry_history.py")
+# The exact files of the package (not any path containing "labcon": a clone is usually *named* labcon, and this
+# test file itself is called test_telemetry.py).
+TELEMETRY_FILES = {
+    m.__file__
+    for m in (
+        importlib.import_module("labcon.core.telemetry"),
+        importlib.import_module("labcon.core.telemetry_history"),
+    )
+}
 
 
 class CountSyncs(TorchFunctionMode):
@@ -141,7 +150,7 @@ class CountSyncs(TorchFunctionMode):
         if name in SYNCS or to_host:
             f = sys._getframe(1)
             while f is not None:
-                if f.f_code.co_filename.endswith(TELEMETRY_FILES) and "labcon" in f.f_code.co_filename:
+                if f.f_code.co_filename in TELEMETRY_FILES:
                     self.calls.append((self.probe.batch, name))
                     break
                 f = f.f_back

@@ -49,7 +49,7 @@ def register(subparsers: Any) -> None:
 
 
 def _socket_for(sessions_dir: str | None, name: str) -> Path:
-    from labcon.control.server import control_socket_path
+    from labcon.remote.server import control_socket_path
     from labcon.session.paths import sessions_home, validate_session_name
 
     return control_socket_path(sessions_home(sessions_dir), validate_session_name(name))
@@ -57,7 +57,7 @@ def _socket_for(sessions_dir: str | None, name: str) -> Path:
 
 def send_command(args: argparse.Namespace) -> int:
     """Print the reply to one command; 0 when accepted, 1 when refused."""
-    from labcon.control.client import ControlClient
+    from labcon.remote.client import ControlClient
 
     text = " ".join(args.command)
     with ControlClient(
@@ -88,7 +88,7 @@ def _run_front_end(session: Any, history: Path, want_repl: bool) -> None:
 
 def attach(args: argparse.Namespace) -> int:
     """Attach a front end to a live session over its control socket."""
-    from labcon.control.client import RemoteSession
+    from labcon.remote.client import RemoteSession
 
     path = _socket_for(getattr(args, "sessions_dir", None), args.name)
     session = RemoteSession(path)
@@ -101,7 +101,7 @@ def attach(args: argparse.Namespace) -> int:
 
 def repl(args: argparse.Namespace) -> int:
     """The line console on a local session (serving its control socket), or attached to a live one."""
-    from labcon.control.server import ControlServer, server_is_live
+    from labcon.remote.server import ControlServer, server_is_live
     from labcon.repl import run_repl
 
     sessions_dir = getattr(args, "sessions_dir", None)

@@ -149,7 +149,7 @@ def serve_headless(
     With `idle_exit` None the process ends when the session's work is done (`labcon run`); otherwise it serves
     until a `shutdown` request, or until it has been idle with no client for `idle_exit` seconds (`labcon serve`).
     """
-    from labcon.control.server import ControlServer, control_socket_path
+    from labcon.remote.server import ControlServer, control_socket_path
     from labcon.session import messages as M
 
     # Under torch.distributed only rank 0 talks: one set of progress lines, one socket.
@@ -220,7 +220,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     env = dist_env()
     if args.nproc > 1 and not env.is_distributed:
-        from labcon.core.distributed import launch
+        from labcon.cli.launch import launch
 
         return launch(sys.argv[1:], args.nproc)
     device = None

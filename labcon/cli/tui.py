@@ -36,8 +36,8 @@ def _say(text: str) -> None:
 
 def open_console(args: argparse.Namespace) -> int:
     """Start (or find) the session's process and run the console attached to it."""
-    from labcon.control.server import control_socket_path, server_is_live
-    from labcon.control.spawn import session_name_for, spawn_session
+    from labcon.remote.server import control_socket_path, server_is_live
+    from labcon.remote.spawn import session_name_for, spawn_session
     from labcon.session.paths import sessions_home
 
     home = sessions_home(getattr(args, "sessions_dir", None))
@@ -66,7 +66,7 @@ def open_console(args: argparse.Namespace) -> int:
 
 def _attach(sock: Path) -> bool:
     """The console on the session served at `sock`; True when the user left the run going."""
-    from labcon.control.client import RemoteSession
+    from labcon.remote.client import RemoteSession
     from labcon.tui.app import run_console
 
     remote = RemoteSession(sock)
@@ -94,7 +94,7 @@ def _end_child(child: Any, crashed: bool) -> int:
 
 
 def _is_live(sock: Path) -> bool:
-    from labcon.control.client import ControlClient
+    from labcon.remote.client import ControlClient
 
     try:
         with ControlClient(sock, timeout=5.0) as c:
@@ -108,7 +108,7 @@ def _is_live(sock: Path) -> bool:
 
 def _open_in_process(target: str | None, home: Path) -> int:
     """The console and the training in this process (serving the control socket while it runs)."""
-    from labcon.control.server import ControlServer, control_socket_path
+    from labcon.remote.server import ControlServer, control_socket_path
     from labcon.session.session import Session
     from labcon.tui.app import run_console
 

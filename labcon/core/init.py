@@ -1,4 +1,4 @@
-"""Weight initialisation: leak-aware Kaiming, and LSUV (layer-sequential unit variance) on one batch."""
+"""LSUV (layer-sequential unit variance) initialisation on one batch; Kaiming lives in labcon.nn.init."""
 
 from __future__ import annotations
 
@@ -10,33 +10,7 @@ from torch import Tensor, nn
 
 from labcon.core.hooks import Hook
 from labcon.errors import LabconError
-
-_WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-
-
-def kaiming_init(model: nn.Module, mode: str = "normal", leak: float = 0.0) -> nn.Module:
-    """Kaiming-initialise every conv/linear weight (std = gain/sqrt(fan_in)) and zero the biases.
-
-    gain = sqrt(2 / (1 + leak^2)); fan_in = input channels per group x kernel area. mode 'normal' or
-    'uniform' (same std). Returns the model.
-    """
-    if mode not in ("normal", "uniform"):
-        raise LabconError(f"kaiming_init mode must be 'normal' or 'uniform', not {mode!r}")
-    gain = math.sqrt(2.0 / (1.0 + leak * leak))
-    with torch.no_grad():
-        for m in model.modules():
-            if not isinstance(m, _WEIGHTED):
-                continue
-            fan_in = m.weight[0].numel()
-            std = gain / math.sqrt(fan_in)
-            if mode == "normal":
-                m.weight.normal_(0.0, std)
-            else:
-                bound = math.sqrt(3.0) * std
-                m.weight.uniform_(-bound, bound)
-            if m.bias is not None:
-                m.bias.zero_()
-    return model
+from labcon.nn.init import WEIGHTED
 
 
 class _Stop(Exception):
@@ -76,7 +50,7 @@ def lsuv_init(
     if max_iter < 1:
         raise LabconError(f"lsuv_init needs max_iter >= 1, got {max_iter}")
     names = {m: n for n, m in model.named_modules()}
-    targets = list(layers) if layers is not None else [m for m in model.modules() if isinstance(m, _WEIGHTED)]
+    targets = list(layers) if layers is not None else [m for m in model.modules() if isinstance(m, WEIGHTED)]
     saved = {n: b.detach().clone() for n, b in model.named_buffers()}
     try:
         with torch.no_grad():

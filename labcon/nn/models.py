@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from labcon.core.init import kaiming_init
+from labcon.nn.init import kaiming_init
 from labcon.nn.layers import Flatten, conv_layer
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from labcon.control import commands as C
-from labcon.control.apply import RUNNER_COMMANDS, apply_runner_command
+from labcon.commands import grammar as C
+from labcon.commands.apply import RUNNER_COMMANDS, apply_runner_command
 from labcon.session.bus import Reply
 
 if TYPE_CHECKING:

@@ -64,7 +64,7 @@ def build_model(config: Config, c_in: int, n_out: int) -> nn.Module:
     if m.norm != "batch":
         swap_norm(model, m.norm)
     if m.init == "kaiming":
-        from labcon.core.init import kaiming_init
+        from labcon.nn.init import kaiming_init
 
         kaiming_init(model)
     return model

@@ -8,7 +8,7 @@ import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from labcon.control import commands as C
+from labcon.commands import grammar as C
 from labcon.core.events import CallbackError
 from labcon.errors import LabconError
 from labcon.session.bus import Reply

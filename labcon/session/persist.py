@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labcon.control import commands as C
-from labcon.control.apply import apply_runner_command
+from labcon.commands import grammar as C
+from labcon.commands.apply import apply_runner_command
 from labcon.core.distributed import unwrap_model
 from labcon.errors import CheckpointError, LabconError
 from labcon.session.checkpoint import load_latest, rng_state, save_checkpoint, set_rng_state

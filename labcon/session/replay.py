@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from labcon.control import commands as C
+from labcon.commands import grammar as C
 from labcon.errors import LabconError
 from labcon.session.config import parse_config
 from labcon.session.fitjobs import ReplayJob, SubmitJob

@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from labcon.control import commands as C
-from labcon.control.apply import RUNNER_COMMANDS, RunnerContext, apply_runner_command, check_removable
+from labcon.commands import grammar as C
+from labcon.commands.apply import RUNNER_COMMANDS, RunnerContext, apply_runner_command, check_removable
 from labcon.core.events import CancelFitException
 from labcon.errors import CommandError, LabconError
 from labcon.session.build import build

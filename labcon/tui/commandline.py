@@ -9,7 +9,7 @@ from textual.message import Message
 from textual.suggester import Suggester
 from textual.widgets import Input
 
-# Used only when labcon.control.commands is not importable (keeps the console usable on its own).
+# Used only when labcon.commands.grammar is not importable (keeps the console usable on its own).
 _FALLBACK_WORDS = (
     "fit", "fit_one_cycle", "lr_find", "pause", "resume", "stop", "set", "opt", "cb", "norm", "hooks",
     "hook", "telemetry", "data", "save", "note", "journal", "replay", "show", "status", "help",
@@ -23,18 +23,18 @@ def _fallback_complete(text: str) -> list[str]:
 
 
 def load_completer() -> Callable[[str], list[str]]:
-    """labcon.control.commands.complete when available, else completion of command names only."""
+    """labcon.commands.grammar.complete when available, else completion of command names only."""
     try:
-        from labcon.control.commands import complete
+        from labcon.commands.grammar import complete
     except ImportError:
         return _fallback_complete
     return complete
 
 
 def load_help() -> Callable[[str | None], str] | None:
-    """labcon.control.commands.help_text when available, else None (help is then asked of the session)."""
+    """labcon.commands.grammar.help_text when available, else None (help is then asked of the session)."""
     try:
-        from labcon.control.commands import help_text
+        from labcon.commands.grammar import help_text
     except ImportError:
         return None
     return help_text

@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from labcon.control.client import ControlClient
-from labcon.control.server import control_socket_path, server_is_live
 from labcon.errors import LabconError
+from labcon.remote.client import ControlClient
+from labcon.remote.server import control_socket_path, server_is_live
 from labcon.session.paths import config_file
 
 # How long a new session process may take to import torch, build its data and start serving.

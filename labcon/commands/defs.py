@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from labcon.control.commands_lex import Value, fmt_opts, fmt_path, fmt_value
+from labcon.commands.lex import Value, fmt_opts, fmt_path, fmt_value
 
 # When a command takes effect: read-only/immediate, at a batch boundary, at an epoch boundary,
 # or (starting work) only when nothing is running.

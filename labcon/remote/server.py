@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from labcon.control.wire import image_to_b64, jsonable, reply_fields, snapshot_to_dict
 from labcon.errors import LabconError
+from labcon.remote.wire import image_to_b64, jsonable, reply_fields, snapshot_to_dict
 
 MAX_LINE = 64 * 1024
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes including the terminating NUL

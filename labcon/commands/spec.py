@@ -6,7 +6,7 @@ import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from labcon.control.commands_defs import COMMAND_CLASSES
+from labcon.commands.defs import COMMAND_CLASSES
 from labcon.errors import CommandError
 
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from labcon.control.apply_context import RunnerContext
-from labcon.control.apply_opt import swap_optimizer
-from labcon.control.commands_defs import (
+from labcon.commands.apply_context import RunnerContext
+from labcon.commands.apply_opt import swap_optimizer
+from labcon.commands.defs import (
     CbAdd,
     CbList,
     CbRm,
@@ -162,7 +162,7 @@ def build_callback(name: str, kwargs: dict[str, Any]) -> Callback:
     else:
         reg = _registry()
         if name not in reg:
-            from labcon.control.commands_spec import suggest
+            from labcon.commands.spec import suggest
 
             raise CommandError(suggest(name, sorted(reg), "callback"))
         cls = reg[name]
@@ -221,7 +221,7 @@ def check_removable(cb: Any, runner: Any) -> None:
 def _cb_rm(cmd: CbRm, runner: Any) -> str:
     cb = runner.cb(cmd.cb)
     if cb is None:
-        from labcon.control.commands_spec import suggest
+        from labcon.commands.spec import suggest
 
         raise CommandError(suggest(cmd.cb, [c.name for c in runner.cbs], "installed callback"))
     check_removable(cb, runner)

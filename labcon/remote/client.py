@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from labcon.control.server import check_socket_path
-from labcon.control.wire import RemoteReply, RemoteTelemetrySnapshot, image_from_b64
 from labcon.errors import LabconError
+from labcon.remote.server import check_socket_path
+from labcon.remote.wire import RemoteReply, RemoteTelemetrySnapshot, image_from_b64
 from labcon.session.messages import Message, message_from_dict
 
 _CLOSED = object()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from labcon.control.commands_check import CommandContext, StaticContext, complete, validate
-from labcon.control.commands_defs import (
+from labcon.commands.check import CommandContext, StaticContext, complete, validate
+from labcon.commands.defs import (
     COMMAND_CLASSES,
     HOOK_KINDS,
     NORM_KINDS,
@@ -42,8 +42,8 @@ from labcon.control.commands_defs import (
     Stop,
     Telemetry,
 )
-from labcon.control.commands_lex import Value, is_key, split_unquoted, tokenize, unquote, value
-from labcon.control.commands_spec import COMMAND_NAMES, SPECS, SUBCOMMANDS, help_text, suggest
+from labcon.commands.lex import Value, is_key, split_unquoted, tokenize, unquote, value
+from labcon.commands.spec import COMMAND_NAMES, SPECS, SUBCOMMANDS, help_text, suggest
 from labcon.errors import CommandError
 
 __all__ = [

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from labcon.control.commands_defs import (
+from labcon.commands.defs import (
     HOOK_KINDS,
     NORM_KINDS,
     CbAdd,
@@ -25,8 +25,8 @@ from labcon.control.commands_defs import (
     Stop,
     Telemetry,
 )
-from labcon.control.commands_lex import split_unquoted, tokenize, unquote
-from labcon.control.commands_spec import COMMAND_NAMES, SPECS, SUBCOMMANDS, suggest
+from labcon.commands.lex import split_unquoted, tokenize, unquote
+from labcon.commands.spec import COMMAND_NAMES, SPECS, SUBCOMMANDS, suggest
 from labcon.errors import CommandError
 
 

@@ -1,0 +1,1 @@
+"""The command language: grammar, validation, completion and how each command acts on a Runner."""

@@ -1,0 +1,1 @@
+"""Ways in from another process: the control socket server, RemoteSession client, wire format, spawn."""
