@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from labcon.errors import LabconError
-
-HISTORY_FILE = "repl_history"
+from labcon.session.paths import HISTORY_FILE
 
 
 def register(subparsers: Any) -> None:

@@ -157,7 +157,8 @@ class Session:
                 check_removable(self.runner.cb(cmd.cb), self.runner)  # refuse now, not at the epoch's end
             return self.dispatch(cmd)
         except (CommandError, LabconError, ValueError, KeyError, TypeError, IndexError) as e:
-            msg = str(e).strip("'\"") or type(e).__name__
+            # A KeyError's str() wraps its message in quotes; other messages may end in a quote of their own.
+            msg = (str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)) or type(e).__name__
             self.publish(CommandFailed(text=text, error=msg))
             return Reply(False, msg)
 
@@ -315,6 +316,8 @@ class Session:
             "hypers": hypers,
             "cbs": [c.name for c in r.cbs],
             "last_error": self.last_error,
+            # The fit under way (or stopped, to be resumed): front ends count its epochs and batches from it.
+            "fit": _fit_span(self.persist.plan),
         }
 
     def history(self) -> list[dict[str, float]]:
@@ -387,3 +390,10 @@ class Session:
             closer()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def _fit_span(plan: dict[str, Any] | None) -> dict[str, int] | None:
+    """The plan's epochs and training batches as plain ints (None when no fit is planned)."""
+    if not plan:
+        return None
+    return {k: int(plan[k]) for k in ("start_epoch", "n", "start_iter", "total") if k in plan}

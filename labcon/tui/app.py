@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from textual.actions import SkipAction
@@ -28,17 +30,22 @@ from labcon.session.messages import (
 )
 from labcon.tui.bridge import CommandResult, CommandSender, ConnectionLost, UpdateBatch, pump, submit_safely
 from labcon.tui.budget import MAX_UPDATES_PER_S, Throttle, UiBudget
-from labcon.tui.commandline import CommandLine, Completions, load_help
+from labcon.tui.commandline import CommandLine, Completions, PastedLines, load_help
+from labcon.tui.history import HISTORY_FILE, append_history, load_history, session_dir
 from labcon.tui.hooks import HooksPane
+from labcon.tui.journal import JournalPane
 from labcon.tui.keyhints import KeyHints
 from labcon.tui.pane import Pane
 from labcon.tui.panes import FOCUS, PANES, ConsolePane, make_pane
-from labcon.tui.screens import HelpScreen, QuitScreen
+from labcon.tui.position import FitPosition
+from labcon.tui.screens import ConfirmScreen, HelpScreen, QuitScreen
 from labcon.tui.statusbar import StatusBar
 
 _STATUS_EVENTS = (StateChanged, FitStarted, FitEnded, CommandApplied)
 
 
+# An error repeated within this many seconds (the reply and the message of one refusal) is shown once.
+ERROR_DEDUP_S = 5.0
 # Seconds over which the console measures its own CPU use to adapt its update rate.
 BUDGET_WINDOW_S = 2.0
 
@@ -67,6 +74,7 @@ class LabconApp(App[None]):
     BINDINGS = [
         Binding("space", "toggle_pause", "Pause/resume"),
         Binding("s", "stop", "Stop"),
+        Binding("P", "screenshot_to_session", "Screenshot"),
         Binding("ctrl+s", "save", "Save"),
         *(
             Binding(str(i + 1), f"show_pane('{pid}')", title, show=False)
@@ -74,7 +82,8 @@ class LabconApp(App[None]):
         ),
         # Priority: checked when the key arrives, before the keys typed after it are routed, so a fast
         # ":set lr=0.02" (or a paste) lands in the command line instead of firing s/space/2 shortcuts.
-        Binding("colon,slash", "focus_command", "Command", priority=True),
+        Binding("colon", "focus_command", "Command", priority=True),
+        Binding("slash", "slash", "Filter", show=False, priority=True),
         Binding("question_mark", "help", "Help"),
         Binding("q", "request_quit", "Quit"),
     ]
@@ -103,17 +112,23 @@ class LabconApp(App[None]):
         self._main: Screen | None = None
         self._panes: list[Pane] = []
         self._status: StatusBar | None = None
+        self._recent_errors: dict[str, float] = {}  # error text -> when shown (each error is shown once)
+        self.history_path: Path | None = None  # the session folder's command history (shared with the REPL)
+        self.position = FitPosition()  # the fit's counters, shared by the status bar and the fit bars
 
     # -- layout -----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield StatusBar(id="status")
+        yield StatusBar(self.position, id="status")
         with TabbedContent(id="panes", initial="training"):
             for i, (pid, title) in enumerate(PANES):
                 with TabPane(f"{i + 1} {title}", id=pid):
-                    yield make_pane(pid, self.session, self.journal, self.images)
+                    yield make_pane(pid, self.session, self.journal, self.images, self.position)
         with Horizontal(id="command-row"):
             yield Label("›", id="prompt")
-            yield CommandLine(placeholder="command (: to focus, help, Tab completes)", id="command")
+            yield CommandLine(
+                placeholder="command: try fit_one_cycle 5 or lr_find (: focuses, Tab completes, help)",
+                id="command",
+            )
         yield KeyHints(id="keys")
 
     @property
@@ -144,6 +159,10 @@ class LabconApp(App[None]):
     def on_mount(self) -> None:
         # Modal screens (help, quit) sit on top later; updates must still find the main screen's widgets.
         self._main = self.screen
+        folder = session_dir(self.session)
+        self.history_path = folder / HISTORY_FILE if folder is not None and folder.is_dir() else None
+        if self.history_path is not None:
+            self.main.query_one(CommandLine).load(load_history(self.history_path))
         self.refresh_status()
         self.sender.start()
         self._sub = self.session.subscribe()
@@ -185,6 +204,13 @@ class LabconApp(App[None]):
 
     def _apply_update(self, batch: UpdateBatch) -> None:
         self.n_updates += 1
+        for ev in batch.events:
+            if isinstance(ev, FitStarted):
+                self.position.fit_started(ev)
+        if batch.progress is not None:
+            self.position.progress(batch.progress)
+        if any(isinstance(e, _STATUS_EVENTS) for e in batch.events) and not self.session_lost:
+            self.refresh_status()  # before the panes: they draw the position it updates
         for pane in self.panes:
             try:
                 pane.apply(batch)
@@ -192,19 +218,17 @@ class LabconApp(App[None]):
                 self.notify(f"{type(pane).__name__}: {e}", severity="error", markup=False)
         if batch.progress is not None:
             self.status_bar.set_progress(batch.progress)
-        if any(isinstance(e, _STATUS_EVENTS) for e in batch.events) and not self.session_lost:
-            self.refresh_status()
         for ev in batch.events:
             if isinstance(ev, ConnectionLost):
                 self.session_lost = True
                 self.status_bar.set_status({**self.status_bar.status, "state": "lost"})
                 self.notify(ev.text, title="session lost", severity="error", markup=False, timeout=30)
             elif isinstance(ev, CommandFailed):
-                self.notify(f"{ev.text}: {ev.error}", title="command failed", severity="error", markup=False)
+                self._error(ev.text, ev.error)
             elif isinstance(ev, Log) and ev.level == "error":
-                self.notify(ev.text, title="error", severity="error", markup=False)
+                self._error("error", ev.text, log=False)  # the console pane already logs it
             elif isinstance(ev, FitEnded) and ev.status == "failed":
-                self.notify(ev.reason or "the fit failed", title="fit failed", severity="error", markup=False)
+                self._error("fit failed", ev.reason or "the fit failed", log=False)
 
     def refresh_status(self) -> None:
         """Re-read session.status() into the status bar."""
@@ -215,6 +239,7 @@ class LabconApp(App[None]):
         except Exception as e:  # noqa: BLE001 - a status bug must not crash the console
             self.notify(f"status: {e}", severity="error", markup=False)
             return
+        self.position.set_status(st)
         self.status_bar.set_status(st)
 
     def run_command(self, text: str) -> None:
@@ -243,16 +268,40 @@ class LabconApp(App[None]):
             self.main.query_one(HooksPane).mark_dirty()
         self.refresh_status()
 
-    def _error(self, text: str, error: str) -> None:
-        self.console_pane.write(f"error: {error}", "bold red")
+    def _error(self, text: str, error: str, log: bool = True) -> None:
+        """Show an error once: a refused command arrives both as the reply and as a CommandFailed message, a
+        failed fit as an error log line and a FitEnded; whichever comes second is dropped."""
+        now = time.monotonic()
+        self._recent_errors = {k: t for k, t in self._recent_errors.items() if now - t < ERROR_DEDUP_S}
+        if any(k in error or error in k for k in self._recent_errors):
+            return
+        self._recent_errors[error] = now
+        if log:
+            self.console_pane.write(
+                f"error: {error}" if text in error else f"error: {text}: {error}", "bold red"
+            )
         self.notify(error, title=text, severity="error", markup=False)
 
     def on_input_submitted(self, event: CommandLine.Submitted) -> None:
         """Enter on the command line."""
         if isinstance(event.input, CommandLine):
-            event.input.remember(event.value)
-            event.input.value = ""
-            self.run_command(event.value)
+            self.submit_line(event.input, event.value)
+
+    def on_pasted_lines(self, message: PastedLines) -> None:
+        """Each whole pasted line runs as if typed and entered."""
+        for text in message.lines:
+            self.submit_line(message.line, text, clear=False)
+
+    def submit_line(self, line: Input, text: str, clear: bool = True) -> None:
+        """Run a line typed or pasted into the command line, remembering it (on disk too)."""
+        if isinstance(line, CommandLine) and line.remember(text) and self.history_path is not None:
+            err = append_history(self.history_path, text.strip())
+            if err is not None:
+                self.history_path = None  # say it once
+                self.notify(err, severity="warning", markup=False)
+        if clear:
+            line.value = ""
+        self.run_command(text)
 
     def on_completions(self, message: Completions) -> None:
         """Several completions: list them in the console."""
@@ -285,8 +334,43 @@ class LabconApp(App[None]):
             self.notify(f"nothing to pause: the session is {state} (start with `fit N`)", markup=False)
 
     def action_stop(self) -> None:
-        """Stop the live fit."""
-        self.run_command("stop")
+        """Stop the live fit, once the user confirms."""
+        state = self._state()
+        if state not in LIVE_STATES:
+            self.notify(f"nothing to stop: the session is {state}", markup=False)
+            return
+        self.confirm("Stop the fit at the next batch? (a checkpoint is saved; `resume` continues it)", "stop")
+
+    def confirm(self, question: str, command: str) -> None:
+        """Ask `question`; run `command` on yes."""
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.run_command(command)
+
+        self.push_screen(ConfirmScreen(question), answer)
+
+    def action_screenshot_to_session(self) -> None:
+        """Save the screen as SVG into the session folder (or the current folder when there is none)."""
+        folder = session_dir(self.session)
+        folder = folder if folder is not None and folder.is_dir() else Path.cwd()
+        name = time.strftime("screenshot-%Y%m%d-%H%M%S.svg")
+        try:
+            path = self.save_screenshot(name, str(folder))
+        except OSError as e:
+            self._error("screenshot", f"cannot save a screenshot in {folder}: {e}")
+            return
+        self.console_pane.write(f"screenshot saved: {path}", "dim")
+        self.notify(f"saved {path}", title="screenshot", markup=False)
+
+    def action_slash(self) -> None:
+        """`/`: filter the runs on the Journal pane; elsewhere focus the command line."""
+        if self.screen is not self.main or isinstance(self.focused, Input):
+            raise SkipAction()
+        if self.main.query_one(TabbedContent).active == "journal":
+            self.main.query_one(JournalPane).focus_search()
+        else:
+            self.action_focus_command()
 
     def action_save(self) -> None:
         """Save a checkpoint."""
