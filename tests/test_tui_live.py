@@ -213,3 +213,25 @@ def _paste(text: str):
     from textual import events
 
     return events.Paste(text)
+
+
+async def test_heat_map_says_when_a_layer_has_values_outside_its_range(tmp_path):
+    """Conv and batch-norm outputs (recorded before their ReLU) are half negative: the title says so; ReLU's not."""
+    s = _session(tmp_path, epochs=1)
+    try:
+        assert s.submit("fit 1").ok and s.jobs.wait_idle(120)
+        app = build_app(s, images="halfcell")
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("2")
+            pane = app.query_one("#pane-telemetry")
+            await _until(pilot, lambda: pane.snapshot is not None, 20)
+            notes = {}
+            for layer in ("0.1", "0.2"):  # the first block's batch norm, then its ReLU
+                pane.selected_layer = layer
+                pane._show_heatmap()
+                await pilot.pause()
+                notes[layer] = str(app.query_one("#heatmap-title").render())
+            assert "outside 0.00..10.00" in notes["0.1"] and "not drawn" in notes["0.1"], notes
+            assert "not drawn" not in notes["0.2"], notes
+    finally:
+        s.close()

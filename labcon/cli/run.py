@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import signal
 import sys
 import threading
@@ -80,6 +81,10 @@ def resolve_config(target: str | None, name: str | None) -> Any:
     return config.replace(name=name) if name else config
 
 
+# Batches at the start of an epoch during which a progress line waits for the first loss to reach the host.
+EARLY_BATCHES = 32
+
+
 class HeadlessPrinter:
     """Prints a session's messages as plain lines (a reader of the message stream, like any front end)."""
 
@@ -100,7 +105,10 @@ class HeadlessPrinter:
                 continue
             if isinstance(m, M.Progress):
                 now = time.monotonic()
-                if now - self._last >= self.every and m.phase == "train":
+                # The recorder copies losses to the host every few batches: until the first copy a line would
+                # say `loss nan` (a loss that turns non-finite later is still printed as such).
+                early = not math.isfinite(m.smooth_loss) and m.iter <= EARLY_BATCHES
+                if now - self._last >= self.every and m.phase == "train" and not early:
                     self._last = now
                     self._line(
                         f"epoch {m.epoch} batch {m.iter}/{m.n_iter} loss {m.smooth_loss:.4f} "

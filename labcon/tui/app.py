@@ -40,6 +40,7 @@ from labcon.tui.panes import FOCUS, PANES, ConsolePane, make_pane
 from labcon.tui.position import FitPosition
 from labcon.tui.screens import ConfirmScreen, HelpScreen, QuitScreen
 from labcon.tui.statusbar import StatusBar
+from labcon.tui.training import is_change
 
 _STATUS_EVENTS = (StateChanged, FitStarted, FitEnded, CommandApplied)
 
@@ -223,6 +224,9 @@ class LabconApp(App[None]):
                 self.session_lost = True
                 self.status_bar.set_status({**self.status_bar.status, "state": "lost"})
                 self.notify(ev.text, title="session lost", severity="error", markup=False, timeout=30)
+            elif isinstance(ev, CommandApplied) and is_change(ev.text):
+                # Wherever the user is looking: the Training pane numbers it on the plots, this says it now.
+                self.notify(ev.reply or "applied", title=f"applied: {ev.text}", markup=False, timeout=4)
             elif isinstance(ev, CommandFailed):
                 self._error(ev.text, ev.error)
             elif isinstance(ev, Log) and ev.level == "error":
