@@ -268,3 +268,47 @@ def test_complete_without_context_uses_registries() -> None:
     assert complete("opt ") == ["adam", "lamb", "sgd"]
     assert "lr=" in complete("set ")
     assert complete("norm ") == list(C.NORM_KINDS)
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["run", "--lr", "-1"], "lr must be a number > 0"),
+        (["run", "--lr", "nan"], "got nan"),
+        (["run", "--lr", "0"], "got 0"),
+        (["run", "--epochs", "0"], "epochs must be a whole number >= 1"),
+        (["run", "--lr", "abc"], "got 'abc'"),
+    ],
+)
+def test_cli_hyper_flags_refused_with_non_zero_exit(argv, fragment, capsys, tmp_path) -> None:
+    from labcon.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--sessions-dir", str(tmp_path), *argv, "--no-socket"])
+    assert e.value.code != 0
+    assert fragment in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before anything was created
+
+
+def test_replay_then_is_checked_before_anything_runs(tmp_path) -> None:
+    from labcon.session.replay import start_replay
+
+    with pytest.raises(CommandError, match="unknown command 'garbage'"):
+        start_replay(1, tmp_path, until=1, then="garbage here")
+    with pytest.raises(CommandError, match="lr must be a number > 0"):
+        start_replay(1, tmp_path, until=1, then="set lr=-1")
+    assert not any(tmp_path.iterdir())  # the journal was not even opened
+    assert C.check("set lr=1e-3 fixed") == C.Set((("lr", 1e-3),), fixed=True)
+
+
+def test_complete_after_a_space_keeps_the_line_and_offers_each_option_once() -> None:
+    for ctx in (None, CTX):
+        cands = complete("set ", ctx)
+        assert cands.count("group=") == 1 and "lr=" in cands
+        assert C.apply_completion("set ", cands) == "set "  # Tab after `set ` used to empty the line
+    assert C.apply_completion("set l", complete("set l")) == "set lr="
+    assert C.apply_completion("set lr=1 ", ["group="]) == "set lr=1 group="
+    assert complete("sched ") == ["lr=", "mom=", "sqr_mom=", "wd=", "eps=", "dropout="]
+    assert complete("sched lr=c") == ["lr=cos:"]
+    assert complete("show ") == ["sched", "loop"]
+    assert complete("fit 3 ") == ["lr="]

@@ -8,10 +8,10 @@ from typing import Any, ClassVar
 from labcon.commands.base import Args, Command, CommandContext, CommandHost, Opts, command, need, suggest
 from labcon.commands.lex import fmt_opts, fmt_path
 from labcon.commands.spread import GroupValue, check_groups, fmt_group_value, group_value, per_group
-from labcon.core.hypers import OPT_HYPERS, HyperParamError
+from labcon.core.hypers import OPT_HYPERS, SCHEDULABLE, HyperParamError
 from labcon.errors import CommandError
 
-SCHED_NAMES: tuple[str, ...] = (*OPT_HYPERS, "dropout")
+SCHED_NAMES = SCHEDULABLE
 
 
 def _fmt_list(vals: list[Any]) -> str:

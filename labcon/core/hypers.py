@@ -63,6 +63,8 @@ RULES: dict[str, Rule] = {
 ALIASES: dict[str, str] = {"momentum": "mom", "weight_decay": "wd", "n_epochs": "epochs", "n": "epochs"}
 # Hyper-parameters that can live in an optimizer's param groups (what `set` and `sched` accept).
 OPT_HYPERS: tuple[str, ...] = ("lr", "mom", "sqr_mom", "wd", "eps")
+# What a schedule may set (`sched`, [train.schedule]): the optimizer's hyper-parameters and dropout's p.
+SCHEDULABLE: tuple[str, ...] = (*OPT_HYPERS, "dropout")
 
 
 def _show(value: Any) -> str:

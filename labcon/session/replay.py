@@ -79,6 +79,8 @@ def start_replay(
 ) -> tuple[Session, ReplayPlan]:
     """A new session (linked to the original run) that re-runs it; call session.wait() then report()."""
     home = sessions_home(sessions_dir)
+    if then:
+        C.check(then)  # a --then that does not parse fails here, before any training
     journal = Journal(home / "journal.db")
     try:
         run_id = journal.resolve_run(str(run))

@@ -344,7 +344,8 @@ class Session:
         # `is None`, not `or`: an explicit 0 must reach validation and be refused, never replaced.
         n = t.epochs if epochs is None else epochs
         lr = t.lr if lr is None else lr
-        kind = "fit_one_cycle" if t.schedule == "one_cycle" else "fit"
+        policy = dict(t.schedule).get("policy", "constant") if isinstance(t.schedule, tuple) else t.schedule
+        kind = "fit_one_cycle" if policy == "one_cycle" else "fit"
         return self.submit(f"{kind} {n} lr={lr!r}")
 
     def resume_fit(self) -> bool:
