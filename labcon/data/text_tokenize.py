@@ -121,7 +121,10 @@ def rules_fingerprint() -> str:
     """A hash of the rules' source: any change to a rule invalidates cached tokens."""
     h = hashlib.sha256()
     for f in (*PRE_RULES, *POST_RULES, _tokenize_chunk):
-        h.update(inspect.getsource(f).encode())
+        try:
+            h.update(inspect.getsource(f).encode())
+        except (OSError, TypeError):  # no source (a builtin, a frozen app): its name stands in
+            h.update(f"{getattr(f, '__module__', '')}.{getattr(f, '__qualname__', repr(f))}".encode())
     h.update("|".join(SPECIAL_TOKENS).encode())
     return h.hexdigest()[:16]
 
