@@ -235,3 +235,28 @@ async def test_heat_map_says_when_a_layer_has_values_outside_its_range(tmp_path)
             assert "not drawn" not in notes["0.2"], notes
     finally:
         s.close()
+
+
+async def test_data_pane_labels_samples_as_text_and_fills_its_width(short_dir):
+    """Over the socket too: the sample grid's labels are terminal text; a wider pane puts more samples per row."""
+    s = _session(short_dir, epochs=1)
+    home = short_dir / "home"
+    server = ControlServer(s, control_socket_path(home, s.name)).start()
+    remote = RemoteSession(control_socket_path(home, s.name))
+    try:
+        for size, at_least in (((80, 24), 2), ((160, 40), 5)):
+            app = build_app(remote, images="halfcell")
+            async with app.run_test(size=size) as pilot:
+                await pilot.press("4")
+                grid = app.query_one("#data-samples")
+                await _until(pilot, lambda g=grid: bool(g.labels_shown), 60)
+                await pilot.pause()
+                assert set(grid.labels_shown) <= {"red", "blue"} and len(grid.labels_shown) == 16
+                text = _screen(app)
+                assert "red" in text and "blue" in text
+                first_row = str(grid.query(".sample-labels").first().render()).split()
+                assert len(first_row) >= at_least, (size, first_row)
+    finally:
+        remote.close()
+        server.close()
+        s.close()

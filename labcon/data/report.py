@@ -118,8 +118,8 @@ def show_batch(
     """A PIL grid of `n` samples (augmented training samples, or validation ones) with labels.
 
     `scale`: output pixels per image pixel (default: small images grow to about 64 pixels); `cols`: samples per
-    row (default: a square). The labels, in grid order, are also in `img.info['labels']` (and `img.info['cols']`)
-    for front ends that show them as text.
+    row (default: a square). The labels, in grid order, are in `img.info['labels']` (tab-separated) and the
+    cells' geometry in `img.info['layout']`, for front ends that show the labels as text.
     """
     x, names = _sample(block, n, augment, path)
     h, w = x.shape[2:]
@@ -138,5 +138,6 @@ def show_batch(
         grid.paste(img, (left, top))
         draw.text((left, top + ch + 1), name[: max(4, cw // 6)], fill=(0, 0, 0))
     grid.info["labels"] = "\t".join(names)
-    grid.info["cols"] = str(cols)
+    # Where each sample sits, so a front end can cut the cells out and lay them out again (labels as text).
+    grid.info["layout"] = f"cols={cols} cell={cw}x{ch} pad={pad} text={text_h}"
     return grid

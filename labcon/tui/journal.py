@@ -45,7 +45,7 @@ class JournalPane(Pane):
         self.chart_metric = "valid_loss"
         self.chart_runs: dict[Any, list[dict[str, Any]]] = {}
         self._cols: list[str] = []
-        self._searched = False
+        self._more = 0  # columns that did not fit
 
     @property
     def journal(self) -> Any:
@@ -123,11 +123,14 @@ class JournalPane(Pane):
         cursor = table.cursor_row
         self.results = rows
         width = table.size.width or 60
-        self._cols, more = columns(rows, max(3, (width - 2) // 11))
+        self._cols, more = columns(rows, max(3, (width - 6) // 10))
         table.clear(columns=True)
         table.add_column(" ", key="mark")
         for c in self._cols:
             table.add_column(c.replace("_", " "), key=c)
+        self._more = more
+        if more:
+            table.add_column(f"+{more}", key="more")  # columns left out at this width: enter shows them all
         for i, r in enumerate(rows):
             table.add_row(*self._cells(r), key=str(i))
         if rows:
@@ -139,11 +142,10 @@ class JournalPane(Pane):
             self._detail(head)
         if focus_results and rows:
             table.focus()
-        self._searched = True
 
     def _cells(self, r: dict[str, Any]) -> list[str]:
         mark = str(self.marked.index(self._run_id(r)) + 1) if self._run_id(r) in self.marked else ""
-        return [mark] + [cell(c, value(r, c)) for c in self._cols]
+        return [mark] + [cell(c, value(r, c)) for c in self._cols] + (["…"] if self._more else [])
 
     @staticmethod
     def _run_id(r: dict[str, Any]) -> Any:

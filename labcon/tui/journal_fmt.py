@@ -7,7 +7,9 @@ from typing import Any
 
 from labcon.tui.fmt import fmt_duration, fmt_num
 
-_PREFERRED = ("id", "run_id", "name", "session", "status", "started", "duration", "epochs", "lr")
+# What a narrow table keeps first: which run, how it ended, how good it was; then when and how long.
+_PREFERRED = ("id", "run_id", "name", "status")
+_LATER = ("session", "started", "duration", "epochs", "lr")
 # Columns that are never shown in the results table (long text or nested values).
 _HIDDEN = frozenset(
     ("config", "env", "final_metrics", "tags", "params", "note", "host", "pid", "code_version")
@@ -23,7 +25,8 @@ def metric_names(rows: list[dict[str, Any]]) -> list[str]:
         fm = r.get("final_metrics")
         if isinstance(fm, dict):
             names += [k for k in fm if k not in names and k != "epoch"]
-    return sorted(names, key=lambda k: (k != "valid_loss", names.index(k)))
+    # valid_loss, then the metrics the run was judged by, then train_loss and the epoch time.
+    return sorted(names, key=lambda k: (k != "valid_loss", k in ("train_loss", "time"), names.index(k)))
 
 
 def columns(rows: list[dict[str, Any]], max_cols: int) -> tuple[list[str], int]:
@@ -33,9 +36,10 @@ def columns(rows: list[dict[str, Any]], max_cols: int) -> tuple[list[str], int]:
         keys += [
             k for k, v in r.items() if k not in keys and k not in _HIDDEN and not isinstance(v, dict | list)
         ]
-    ordered = [k for k in _PREFERRED if k in keys] + [k for k in keys if k not in _PREFERRED]
-    ordered = [k for k in ordered if any(r.get(k) is not None for r in rows)] or ordered
-    ordered += [m for m in metric_names(rows) if m not in ordered]
+    keys = [k for k in keys if any(r.get(k) is not None for r in rows)] or keys
+    metrics = [m for m in metric_names(rows) if m not in keys]
+    ordered = [k for k in _PREFERRED if k in keys] + metrics[:2] + [k for k in _LATER if k in keys]
+    ordered += metrics[2:] + [k for k in keys if k not in ordered]
     return ordered[:max_cols], max(0, len(ordered) - max_cols)
 
 
@@ -51,7 +55,7 @@ def cell(key: str, v: Any) -> str:
     """One value for the table: epoch-second times as dates, durations as m:ss, numbers short."""
     if isinstance(v, int | float) and not isinstance(v, bool):
         if key in TIME_KEYS and v > 1e8:
-            return time.strftime("%Y-%m-%d %H:%M", time.localtime(v))
+            return time.strftime("%m-%d %H:%M", time.localtime(v))  # the detail shows the full date
         if key in DURATION_KEYS:
             return fmt_duration(float(v))
     return fmt_num(v)

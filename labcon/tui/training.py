@@ -80,7 +80,9 @@ class TrainingPane(Pane):
                 yield PlotextPlot(id="plot-lr")
                 yield PlotextPlot(id="plot-mom", classes="wide-only")
                 yield PlotextPlot(id="plot-metrics", classes="wide-only")
-            yield Static("", id="changes-legend")
+            legend = Static("", id="changes-legend")
+            legend.display = False  # a row of its own only once there is a change to list
+            yield legend
 
     def on_mount(self) -> None:
         self.rows = list(self.safe(self.session.history, default=[]) or [])
@@ -162,7 +164,9 @@ class TrainingPane(Pane):
         for m, em in list(zip(self.markers, self.epoch_markers, strict=True))[-6:]:
             legend.append(f" {m.number} ", style="bold red")
             legend.append(f"{m.text} (epoch {int(em.x)} batch {int(m.x)})")
-        self.query_one("#changes-legend", Static).update(legend)
+        widget = self.query_one("#changes-legend", Static)
+        widget.display = True
+        widget.update(legend)
 
     def _measure_rate(self, p: Progress) -> None:
         now = time.monotonic()
