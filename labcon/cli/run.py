@@ -279,9 +279,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """labcon serve."""
+    # Stage lines: `labcon open` relays them while it waits, so a slow first start says what it is doing.
+    print("loading torch and the session code ...", flush=True)
     from labcon.session.session import Session
 
+    print(
+        "building the session: data (the first start generates the built-in data), model, optimizer ...",
+        flush=True,
+    )
     session = Session.open_or_create(args.target, sessions_dir=args.sessions_dir)
+    print(f"session '{session.name}' ready", flush=True)
     return serve_headless(session, True, args.every, lambda: None, idle_exit=max(0.0, args.idle_exit))
 
 
