@@ -127,6 +127,15 @@ class Set(Command):
         if target is None:
             return ""
         group = None if self.group is None else self.group % len(vals)
+        if self.fixed and group is not None:  # only that group's schedule becomes the constant
+            from labcon.core.schedules import sched_no
+
+            per = target.per_group(name, len(vals))
+            per[group] = sched_no(vals[group])
+            target.scheds[name] = per
+            if target is not sched:
+                r.schedules[name] = per
+            return f"; {name} fixed in group {group}: the other groups keep their schedule"
         if self.fixed:
             target.drop(name)
             if target is not sched:

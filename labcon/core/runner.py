@@ -351,6 +351,9 @@ class Runner:
         if group is not None and not -len(groups) <= group < len(groups):
             raise IndexError(f"param group {group} does not exist; there are {len(groups)}")
         self.hyper(name)  # raises a clear error for an unknown name
+        from labcon.core.hypers import check_hyper
+
+        check_hyper(name, value, allow_zero=True)  # as torch.optim would refuse it (negative lr, mom >= 1)
         for i, g in enumerate(groups):
             if group is None or i == group % len(groups):
                 set_hyper(g, name, value)

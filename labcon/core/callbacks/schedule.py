@@ -66,7 +66,8 @@ class ParamScheduler(Callback):
                 set_hyper(g, name, f(pos))
 
     # ----- live changes --------------------------------------------------------------------------------
-    def _per_group(self, name: str, n: int) -> list[Schedule]:
+    def per_group(self, name: str, n: int) -> list[Schedule]:
+        """The schedule of `name` as one entry per param group."""
         s = self.scheds[name]
         return list(s) if isinstance(s, (list, tuple)) else [s] * n
 
@@ -75,7 +76,7 @@ class ParamScheduler(Callback):
         `group`); the shape is kept. Returns, per group, whether it could be rescaled (a schedule at 0
         there cannot: that group's schedule is replaced by the constant instead)."""
         n = len(values)
-        per = self._per_group(name, n)
+        per = self.per_group(name, n)
         done = []
         for i, (s, v) in enumerate(zip(per, values, strict=True)):
             if group is not None and i != group % n:
@@ -88,7 +89,7 @@ class ParamScheduler(Callback):
             else:
                 per[i] = Remainder(lambda p, v=v: v, pos)
                 done.append(False)
-        self.scheds[name] = per if len(set(map(id, per))) > 1 else per[0]
+        self.scheds[name] = per if any(x != per[0] for x in per) else per[0]
         return done
 
     def replace(self, name: str, sched: Schedule | Sequence[Schedule], pos: float) -> None:
