@@ -154,3 +154,31 @@ def test_bad_values_refused_at_submit(data, tmp_path, text, fragment):
     failed = [m for m in sub.drain() if isinstance(m, M.CommandFailed)]
     assert [m.error for m in failed] == [reply.text]  # quotes kept: nothing stripped on the way
     s.close()
+
+
+def test_queue_time_reply_reaches_a_socket_client(data, tmp_path):
+    """`labcon send` / attach get the same words: the reply is made by the session, at queue time."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from labcon.remote.client import RemoteSession
+    from labcon.remote.server import ControlServer, control_socket_path
+
+    s, _ = _session(data, tmp_path)
+    short = Path(tempfile.mkdtemp(prefix="lc", dir="/tmp"))  # socket paths must be short
+    server = ControlServer(s, control_socket_path(short, "live"), follow=False).start()
+    try:
+        rs = RemoteSession(control_socket_path(short, "live"))
+        assert rs.submit("fit_one_cycle 30").ok
+        _wait(lambda: s.runner.train_iter >= 2)
+        reply = rs.submit("set lr=0.002")
+        assert reply.ok and "rescaled" in reply.text
+        bad = rs.submit("set mom=nan")
+        assert not bad.ok and bad.text.endswith("got 'nan'")
+        rs.submit("stop")
+        assert s.wait(60)
+    finally:
+        server.close()
+        shutil.rmtree(short, ignore_errors=True)
+        s.close()
