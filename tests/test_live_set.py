@@ -182,3 +182,20 @@ def test_queue_time_reply_reaches_a_socket_client(data, tmp_path):
         server.close()
         shutil.rmtree(short, ignore_errors=True)
         s.close()
+
+
+def test_sched_mid_fit_applies_to_a_plain_fit(data, tmp_path):
+    s, log = _session(data, tmp_path)
+    sub = s.subscribe()
+    assert s.submit("fit 30").ok
+    _wait(lambda: s.runner.train_iter >= 2)
+    reply = s.submit("sched lr=lin:1e-3:1e-4")
+    assert reply.ok and "rest of this fit" in reply.text
+    applied = _applied(sub, "sched lr=lin:1e-3:1e-4")
+    assert "over the rest of this fit" in applied.reply
+    _, p0, lr0, _ = _row(log, applied.iter)
+    _, p2, lr2, _ = _row(log, applied.iter + 2)
+    assert lr0 == pytest.approx(1e-3) and lr2 == pytest.approx(1e-3 + (1e-4 - 1e-3) * (p2 - p0) / (1 - p0))
+    s.submit("stop")
+    assert s.wait(60)
+    s.close()

@@ -244,8 +244,8 @@ class Runner:
         """Train for n_epochs more epochs (cbs are installed for this fit only).
 
         `span` = (start_iter, total_iters) continues the schedule of an interrupted fit (resume).
-        `lr` (one, or one per param group) is set before the fit starts; `runner.schedules` run unless a
-        scheduler comes in `cbs`.
+        `lr` (one, or one per param group) is set before the fit starts; `runner.schedules` run in a
+        ParamScheduler unless one comes in `cbs`.
         """
         from labcon.core.callbacks.schedule import ParamScheduler
         from labcon.core.hypers import check_hyper
@@ -264,8 +264,10 @@ class Runner:
             for i, x in enumerate(lrs):
                 self.set_hyper("lr", check_hyper("lr", x), i)
         cbs = list(cbs)
-        if self.schedules and not any(isinstance(c, ParamScheduler) for c in cbs):
-            cbs.append(ParamScheduler(dict(self.schedules)))
+        if not any(isinstance(c, ParamScheduler) for c in cbs):
+            # Always one scheduler per fit (maybe empty), so a `sched` given mid-fit has one to change.
+            # A probe (lr_find) drives the lr itself: the session's schedules sit it out.
+            cbs.append(ParamScheduler({} if self.probing else dict(self.schedules)))
         self.n_epochs = n_epochs
         n_train = len(self.dls.train) if hasattr(self.dls.train, "__len__") else 0
         self._fit_start_iter, self._fit_total_iters = span or (self.train_iter, max(1, n_epochs * n_train))
