@@ -113,6 +113,7 @@ class Set(Command):
             notes.append(self._reschedule(r, sched, name, vals, pos))
             if name == "lr" and not r.in_fit:
                 r.lr = vals[0] if len(set(vals)) == 1 else list(vals)  # what the next `fit` starts from
+                notes.append("; later fits start from this lr")
             parts.append(f"{name}={_fmt_list(r.hyper(name))}")
         where = "" if self.group is None else f" (group {self.group})"
         return f"set {' '.join(parts)}{where}" + "".join(x for x in notes if x)
