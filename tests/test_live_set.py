@@ -199,3 +199,29 @@ def test_sched_mid_fit_applies_to_a_plain_fit(data, tmp_path):
     s.submit("stop")
     assert s.wait(60)
     s.close()
+
+
+def test_a_rescaled_schedule_survives_stop_and_resume_from_the_checkpoint(data, tmp_path):
+    s, log = _session(data, tmp_path)
+    sub = s.subscribe()
+    assert s.submit("fit_one_cycle 30").ok
+    _wait(lambda: s.runner.train_iter >= 3)
+    assert s.submit("set lr=0.002").ok
+    t0 = _applied(sub, "set lr=0.002").iter
+    _, p0, _, _ = _row(log, t0)
+    _row(log, t0 + 1)
+    s.submit("stop")
+    assert s.wait(60)
+    stopped_at = s.runner.train_iter
+    s.close()
+    # A new process: the session reopened from its checkpoint continues the fit with the change kept.
+    again = Session.resume("t", tmp_path)
+    log2 = LrLog()
+    again.runner.add_cbs([log2])
+    assert again.resume_fit()
+    it, p, lr, _ = _row(log2, stopped_at + 2)
+    f = one_cycle_scheds(1e-2)["lr"]
+    assert lr == pytest.approx(f(p) * 0.002 / f(p0), rel=1e-9)
+    again.submit("stop")
+    assert again.wait(60)
+    again.close()

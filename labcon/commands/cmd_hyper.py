@@ -129,13 +129,9 @@ class Set(Command):
             return ""
         group = None if self.group is None else self.group % len(vals)
         if self.fixed and group is not None:  # only that group's schedule becomes the constant
-            from labcon.core.schedules import sched_no
-
-            per = target.per_group(name, len(vals))
-            per[group] = sched_no(vals[group])
-            target.scheds[name] = per
+            target.fix(name, vals[group], group, len(vals))
             if target is not sched:
-                r.schedules[name] = per
+                r.schedules[name] = target.scheds[name]
             return f"; {name} fixed in group {group}: the other groups keep their schedule"
         if self.fixed:
             target.drop(name)
@@ -233,7 +229,7 @@ class Sched(Command):
                 continue
             s = parse_sched(raw)
             if sched is not None:
-                sched.replace(name, s, r.pct_train)
+                sched.replace(name, raw, r.pct_train)
                 sched._set(r.pct_train)  # the new value holds from this batch on
                 out.append(f"{name}: {describe(s)} over the rest of this fit")
             else:
