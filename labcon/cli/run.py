@@ -31,6 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nproc", type=int, default=1, help="processes (GPUs) to train on via torch.distributed")
     p.add_argument("--no-socket", action="store_true", help="do not serve sessions/<name>/control.sock")
     p.add_argument("--every", type=float, default=10.0, help="seconds between progress lines (default 10)")
+    p.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="re-run user callback files (cb add file.py:Class) the session's checkpoints/journal name, "
+        "if they still have the journaled hash",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -43,12 +49,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("target", nargs="?", metavar="CONFIG|SESSION", help="config file or session name")
     p.add_argument("--idle-exit", type=float, default=IDLE_EXIT_S, metavar="SECONDS")
     p.add_argument("--every", type=float, default=60.0, help="seconds between progress lines (default 60)")
+    p.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="re-run user callback files (cb add file.py:Class) the session's checkpoints/journal name, "
+        "if they still have the journaled hash",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("resume", help="continue a saved session's interrupted fit from its last checkpoint")
     p.add_argument("name")
     p.add_argument("--no-socket", action="store_true")
     p.add_argument("--every", type=float, default=10.0)
+    p.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="re-run user callback files (cb add file.py:Class) the session's checkpoints/journal name, "
+        "if they still have the journaled hash",
+    )
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("replay", help="re-run a journaled run from its config, seed and commands")
@@ -58,6 +76,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--session", help="name of the new session (default: <session>-replay<RUN>)")
     p.add_argument("--every", type=float, default=10.0)
     p.add_argument("--json", action="store_true", help="print the deviation report as JSON")
+    p.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="re-run user callback files (cb add file.py:Class) the session's checkpoints/journal name, "
+        "if they still have the journaled hash",
+    )
     p.set_defaults(func=cmd_replay)
 
 
@@ -155,6 +179,8 @@ def serve_headless(
     # Under torch.distributed only rank 0 talks: one set of progress lines, one socket.
     printer = HeadlessPrinter(session, out=sys.stdout if session.is_main else io.StringIO(), every=every)
     shutdown = threading.Event()
+    for notice in session.persist.notices:  # said while the session opened, before anyone listened
+        printer._line(f"warning: {notice}")
 
     def on_shutdown() -> str:
         shutdown.set()
@@ -233,7 +259,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = resolve_config(args.target, args.session)
     session = Session.from_config(
-        config, args.sessions_dir, rank=env.rank, world_size=env.world_size, device=device
+        config,
+        args.sessions_dir,
+        rank=env.rank,
+        world_size=env.world_size,
+        device=device,
+        trust_code=args.trust_code,
     )
     try:
         return serve_headless(
@@ -250,7 +281,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """labcon serve."""
     from labcon.session.session import Session
 
-    session = Session.open_or_create(args.target, sessions_dir=args.sessions_dir)
+    session = Session.open_or_create(args.target, sessions_dir=args.sessions_dir, trust_code=args.trust_code)
     return serve_headless(session, True, args.every, lambda: None, idle_exit=max(0.0, args.idle_exit))
 
 
@@ -258,7 +289,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     """labcon resume NAME."""
     from labcon.session.session import Session
 
-    session = Session.resume(args.name, args.sessions_dir)
+    session = Session.resume(args.name, args.sessions_dir, trust_code=args.trust_code)
 
     def start() -> None:
         if not session.resume_fit():
@@ -273,7 +304,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     """labcon replay RUN."""
     from labcon.session.replay import report, start_replay
 
-    session, plan = start_replay(args.run, args.sessions_dir, args.until, args.then_cmd, args.session)
+    session, plan = start_replay(
+        args.run, args.sessions_dir, args.until, args.then_cmd, args.session, trust_code=args.trust_code
+    )
     code = serve_headless(
         session, False, args.every, lambda: print(f"replaying run {plan.run_id} as session {session.name}")
     )

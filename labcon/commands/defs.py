@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from labcon.commands.lex import Value, fmt_opts, fmt_path, fmt_value
@@ -150,6 +150,9 @@ class CbAdd(Command):
     when: ClassVar[str] = "epoch"
     cb: str
     opts: Opts = ()
+    # For a user file: the SHA-256 its bytes must have (set when first applied, and from the journal on
+    # resume/replay); not part of the command's text.
+    sha256: str | None = field(default=None, compare=False)
 
     @property
     def is_path(self) -> bool:

@@ -41,7 +41,7 @@ class Journal:
         p = Path(path)
         if p.is_dir():
             p = p / JOURNAL_FILE
-        p.parent.mkdir(parents=True, exist_ok=True)
+        _create_private(p)
         self.path = p
         self._lock = threading.RLock()
         self._depth = 0
@@ -277,6 +277,20 @@ class Journal:
             "(see `labcon journal search`)"
         )
 
+    def code_digests(self, session: str, text: str) -> set[str]:
+        """SHA-256s journaled for user-code command `text` (cb add file.py:Class) in any run of `session`."""
+        rows = self._rows(
+            "SELECT e.data FROM events e JOIN runs r ON r.id = e.run_id "
+            "WHERE r.session = ? AND e.kind = 'command' AND e.text = ?",
+            (session, text),
+        )
+        out = set()
+        for (data,) in rows:
+            digest = json.loads(data or "{}").get("sha256")
+            if isinstance(digest, str):
+                out.add(digest)
+        return out
+
     def events(self, run_id: int, kinds: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """A run's events in order: id, kind, text, epoch, iteration, time, data."""
         sql = "SELECT id, kind, text, epoch, iteration, time, data FROM events WHERE run_id = ?"
@@ -374,3 +388,18 @@ class Journal:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _create_private(p: Path) -> None:
+    """A new journal (and its folder) readable by its owner only: it holds configs, data paths and notes.
+    SQLite gives the -wal/-shm files the database file's mode."""
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not p.exists():
+            os.close(os.open(p, os.O_RDWR | os.O_CREAT, 0o600))
+        elif p.stat().st_uid == os.getuid() and p.stat().st_mode & 0o077:
+            os.chmod(p, 0o600)  # an older labcon created it 0644: tighten our own file
+    except FileExistsError:
+        raise JournalError(f"cannot create the journal in {p.parent}: it is a file, not a folder") from None
+    except OSError as e:
+        raise JournalError(f"cannot create the journal {p}: {e.strerror or e}") from None

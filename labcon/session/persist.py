@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labcon.commands import grammar as C
 from labcon.commands.apply import apply_runner_command
 from labcon.core.distributed import unwrap_model
 from labcon.errors import CheckpointError, LabconError
-from labcon.session.checkpoint import load_latest, rng_state, save_checkpoint, set_rng_state
+from labcon.session.checkpoint import rng_state, save_checkpoint, set_rng_state
 from labcon.session.config import Config, DataConfig
-from labcon.session.messages import Log
+from labcon.session.safety import SessionLock, check_private, private_dir
 
 if TYPE_CHECKING:
     from labcon.session.journal import Journal
@@ -48,13 +48,23 @@ class Persistence:
         self._journal: Journal | None = None
         self._batches_logged = 0
         self.ckpt_dir = session.dir / "checkpoints"
+        self.notices: list[str] = []  # what the restore had to say (front ends that attach later print it)
+        self._lock: SessionLock | None = None
         if self.enabled:
-            session.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_dir(session.home, "sessions folder")
+            private_dir(session.dir, "session folder")
+            self._lock = SessionLock(session.dir, session.name)
             cfg = session.dir / "session.toml"
+            check_private(cfg, "session config")
             if not cfg.exists():
                 tmp = cfg.with_suffix(".toml.tmp")
-                tmp.write_text(portable_config(session.config).replace(name=session.name).to_toml())
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(portable_config(session.config).replace(name=session.name).to_toml())
                 tmp.replace(cfg)
+            # Runs whose process died (kill -9, power loss) are marked now, not left 'running' forever.
+            for rid in self.journal.recover_stale():
+                self.notices.append(f"run {rid} was left 'running' by a process that died; marked crashed")
 
     # ----- journal ------------------------------------------------------------------------------------
     @property
@@ -87,12 +97,15 @@ class Persistence:
             )
         return self.run_id
 
-    def log_command(self, text: str, point: str, reply: str | None = None) -> None:
+    def log_command(
+        self, text: str, point: str, reply: str | None = None, extra: dict[str, Any] | None = None
+    ) -> None:
         """Journal an applied command at (epoch, train_iter) with where it was applied (for replay)."""
         if self.ensure_run() is None:
             return
         r = self.s.runner
         data = {"point": point, "reply": reply} if reply else {"point": point}
+        data.update(extra or {})
         self.writer.put_event(self.run_id, "command", text, r.epoch, r.train_iter, data)
 
     def log(self, kind: str, text: str) -> None:
@@ -167,14 +180,10 @@ class Persistence:
         return path
 
     def restore(self) -> Path | None:
-        """Load the newest complete checkpoint into the freshly built session (None if there is none)."""
-        if not self.ckpt_dir.is_dir() or not any(self.ckpt_dir.glob("ckpt-*.pt")):
-            return None
-        state, path, warnings = load_latest(self.ckpt_dir)
-        for w in warnings:
-            self.s.publish(Log(level="warning", text=w))
-        self.load_state(state, path)
-        return path
+        """Load the newest checkpoint that loads and fits into the freshly built session (None if there is none)."""
+        from labcon.session.restore import restore_latest
+
+        return restore_latest(self)
 
     def load_state(self, state: dict[str, Any], path: Path) -> None:
         """Apply a checkpoint's state to the runner (structural commands first, then the tensors)."""
@@ -182,9 +191,12 @@ class Persistence:
             raise CheckpointError(
                 f"{path} has checkpoint format {state.get('format')!r}; this labcon reads {FORMAT}"
             )
+        from labcon.session.restore import structural_commands
+
         r = self.s.runner
-        for text in state.get("structural", []):
-            apply_runner_command(C.parse(text), r)
+        # Vetted first (all of them), so a refused command leaves the model untouched.
+        for cmd in structural_commands(self, list(state.get("structural", [])), path.name):
+            apply_runner_command(cmd, r)
         self.structural = list(state.get("structural", []))
         if r.opt is None:
             r.create_opt()
@@ -220,3 +232,6 @@ class Persistence:
         if self._journal is not None:
             self._journal.close()
             self._journal = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
