@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from labcon.errors import LabconError
 from labcon.session.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from labcon.session.config import parse_config
+from labcon.session.journal import Journal
 from labcon.session.restore import UntrustedCodeError
 from labcon.session.session import Session
 from tests.helpers import make_image_folder, tiny_config
@@ -160,3 +164,133 @@ def test_journal_and_sessions_folder_are_private(data, tmp_path):
     assert mode(home / "journal.db") == 0o600
     assert mode(home / "t" / "session.toml") == 0o600
     assert mode(home / "t" / "checkpoints") == 0o700
+
+
+# ----- terminals never receive escape sequences from clients or the journal -----------------------------
+
+
+def test_headless_printer_shows_control_characters(data, tmp_path):
+    import io
+
+    from labcon.cli.run import HeadlessPrinter
+
+    s = _session(data, tmp_path / "s")
+    out = io.StringIO()
+    printer = HeadlessPrinter(s, out=out, every=0)
+    s.submit("set lr=\x1b]0;pwned\x07\x1b[2J")
+    printer.close()
+    s.close()
+    text = out.getvalue()
+    assert "failed" in text and "\\x1b" in text
+    assert "\x1b" not in text and "\x07" not in text
+
+
+def test_journal_show_shows_control_characters(data, tmp_path, capsys):
+    from labcon.cli import main
+
+    home = tmp_path / "s"
+    _checkpointed(data, home)
+    with Journal(home / "journal.db") as j:
+        rid = j.resolve_run("t")
+        j.add_note(rid, "look \x1b[31mred\x1b[0m \u202eevil\r")
+    assert main(["--sessions-dir", str(home), "journal", "show", str(rid)]) == 0
+    out = capsys.readouterr().out
+    assert "\\x1b[31mred" in out and "\\u202e" in out
+    assert "\x1b" not in out and "\u202e" not in out and "\r" not in out
+
+
+# ----- faults are said, journaled and survived ----------------------------------------------------------
+
+
+def _flip_tensor_byte(path: Path, tensor: torch.Tensor) -> None:
+    raw = bytearray(path.read_bytes())
+    needle = tensor.detach().contiguous().numpy().tobytes()
+    at = raw.find(needle)
+    assert at >= 0
+    raw[at + len(needle) // 2] ^= 0x10
+    path.write_bytes(bytes(raw))
+
+
+def test_flipped_bytes_in_a_tensor_are_detected(data, tmp_path):
+    from labcon.errors import CheckpointError
+
+    ckpts = _checkpointed(data, tmp_path / "s")
+    newest = list_checkpoints(ckpts)[-1]
+    weights = max(load_checkpoint(newest)["model"].values(), key=lambda t: t.numel())
+    _flip_tensor_byte(newest, weights)
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_checkpoint(newest)
+
+
+def test_bad_newest_checkpoint_is_said_journaled_and_moved_aside(data, tmp_path):
+    home = tmp_path / "s"
+    s = _session(data, home, epochs=2)
+    s.start_fit()
+    assert s.wait(120)
+    s.close()
+    ckpts = home / "t" / "checkpoints"
+    older, newest = list_checkpoints(ckpts)
+    newest.write_bytes(newest.read_bytes()[:200])
+    r = Session.resume("t", home)
+    assert r.runner.epoch == 1 and r.persist.restored_from == older
+    assert any(newest.name in n and "previous checkpoint" in n for n in r.persist.notices)
+    r.persist.writer.flush()
+    errors = [e["text"] for e in r.journal.events(r.persist.run_id, kinds=["error"])]
+    r.close()
+    assert any(newest.name in e for e in errors)
+    assert list_checkpoints(ckpts) == [older]  # out of the rotation, kept for a look
+    assert (ckpts / (newest.name + ".bad")).exists()
+
+
+def test_newest_checkpoint_that_does_not_fit_falls_back_loudly(data, tmp_path):
+    home = tmp_path / "s"
+    ckpts = _checkpointed(data, home)
+    state = load_checkpoint(list_checkpoints(ckpts)[-1])
+    name, w = next(iter(state["model"].items()))
+    state["model"][name] = torch.zeros(w.shape[0] + 1, *w.shape[1:])
+    state["epoch"] += 5
+    save_checkpoint(ckpts, state, keep=3)
+    r = Session.resume("t", home)
+    assert r.runner.epoch == 1
+    assert any("does not fit" in n for n in r.persist.notices)
+    r.close()
+
+
+def test_one_process_per_session_without_a_socket(data, tmp_path):
+    a = _session(data, tmp_path / "s", name="same")
+    with pytest.raises(LabconError, match="in use by process"):
+        _session(data, tmp_path / "s", name="same")
+    a.close()
+    _session(data, tmp_path / "s", name="same").close()  # released on close
+
+
+def test_run_whose_process_died_is_marked_and_resume_says_what_it_can_do(data, tmp_path, capsys):
+    from labcon.cli import main
+
+    home = tmp_path / "s"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    s = _session(data, home)
+    s.close()
+    with Journal(home / "journal.db") as j:
+        rid = j.start_run("t", "", 0, pid=dead.pid)
+    r = Session.resume("t", home)
+    assert any(f"run {rid}" in n and "died" in n for n in r.persist.notices)
+    assert r.journal.get_run(rid)["status"] == "crashed"
+    r.close()
+    assert main(["--sessions-dir", str(home), "resume", "t", "--no-socket"]) == 2
+    err = capsys.readouterr().err
+    assert "no checkpoint to resume from" in err and "session.toml" in err
+
+
+def test_damaged_journal_is_refused_at_start_with_recovery(data, tmp_path, capsys):
+    from labcon.cli import main
+
+    home = tmp_path / "s"
+    home.mkdir(mode=0o700)
+    (home / "journal.db").write_bytes(b"SQLite format 3\x00" + os.urandom(4000))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(tiny_config(data, "t", 1, telemetry=False))
+    assert main(["--sessions-dir", str(home), "run", str(cfg), "--no-socket", "--every", "0"]) != 0
+    err = capsys.readouterr().err
+    assert "journal" in err and "mv " in err and "Traceback" not in err

@@ -68,7 +68,9 @@ def send_command(args: argparse.Namespace) -> int:
         print(json.dumps({k: reply.get(k) for k in ("ok", "text", "data")}))
     else:
         out = sys.stdout if reply.get("ok") else sys.stderr
-        print(reply.get("text", ""), file=out)
+        from labcon.progress import visible
+
+        print(visible(str(reply.get("text", ""))), file=out)
     return 0 if reply.get("ok") else 1
 
 

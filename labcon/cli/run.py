@@ -148,7 +148,9 @@ class HeadlessPrinter:
                 self._line(f"paused{': ' + m.reason if m.reason else ''} (send 'resume' to continue)")
 
     def _line(self, text: str) -> None:
-        self.out.write(text + "\n")
+        from labcon.progress import visible
+
+        self.out.write(visible(text) + "\n")
         self.out.flush()
 
     def close(self) -> None:
@@ -290,6 +292,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from labcon.session.session import Session
 
     session = Session.resume(args.name, args.sessions_dir, trust_code=args.trust_code)
+    if session.persist.restored_from is None:
+        session.close()
+        raise LabconError(
+            f"session {args.name} has no checkpoint to resume from: its first fit ended (or its process died) "
+            f"before the first epoch was saved. `labcon run {session.dir / 'session.toml'}` trains it again "
+            "from the start"
+        )
 
     def start() -> None:
         if not session.resume_fit():

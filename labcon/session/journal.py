@@ -14,6 +14,7 @@ from typing import Any
 
 from labcon.errors import LabconError
 from labcon.session import journal_env
+from labcon.session.journal_files import create_private, recovery
 from labcon.session.journal_schema import configure, migrate
 from labcon.session.journal_values import config_params, to_float, to_json
 from labcon.session.paths import JOURNAL_FILE, validate_session_name
@@ -41,7 +42,10 @@ class Journal:
         p = Path(path)
         if p.is_dir():
             p = p / JOURNAL_FILE
-        _create_private(p)
+        try:
+            create_private(p)
+        except LabconError as e:
+            raise JournalError(str(e)) from None
         self.path = p
         self._lock = threading.RLock()
         self._depth = 0
@@ -51,7 +55,7 @@ class Journal:
             configure(self._conn, int(timeout * 1000))
             migrate(self._conn)
         except sqlite3.DatabaseError as e:
-            raise JournalError(f"cannot open the journal {p}: {e}") from e
+            raise JournalError(f"cannot open the journal {p}: {e}. {recovery(p)}") from e
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -378,6 +382,20 @@ class Journal:
             problems.append(f"search index: {e}")
         return problems
 
+    def quick_check(self) -> None:
+        """Raise JournalError (with the ways to recover) when SQLite finds the file damaged."""
+        try:
+            with self._lock:
+                found = self._conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+        except sqlite3.DatabaseError as e:
+            found = str(e)
+        if found != "ok":
+            raise JournalError(f"the journal {self.path} is damaged ({found}). {recovery(self.path)}")
+
+    def has_run(self, run_id: int) -> bool:
+        """Whether run `run_id` is in the journal."""
+        return bool(self._rows("SELECT 1 FROM runs WHERE id = ?", (int(run_id),)))
+
     def close(self) -> None:
         """Close the connection (idempotent)."""
         with self._lock:
@@ -388,18 +406,3 @@ class Journal:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _create_private(p: Path) -> None:
-    """A new journal (and its folder) readable by its owner only: it holds configs, data paths and notes.
-    SQLite gives the -wal/-shm files the database file's mode."""
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not p.exists():
-            os.close(os.open(p, os.O_RDWR | os.O_CREAT, 0o600))
-        elif p.stat().st_uid == os.getuid() and p.stat().st_mode & 0o077:
-            os.chmod(p, 0o600)  # an older labcon created it 0644: tighten our own file
-    except FileExistsError:
-        raise JournalError(f"cannot create the journal in {p.parent}: it is a file, not a folder") from None
-    except OSError as e:
-        raise JournalError(f"cannot create the journal {p}: {e.strerror or e}") from None

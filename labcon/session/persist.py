@@ -48,6 +48,7 @@ class Persistence:
         self._journal: Journal | None = None
         self._batches_logged = 0
         self.ckpt_dir = session.dir / "checkpoints"
+        self.restored_from: Path | None = None  # the checkpoint the session was resumed from
         self.notices: list[str] = []  # what the restore had to say (front ends that attach later print it)
         self._lock: SessionLock | None = None
         if self.enabled:
@@ -62,6 +63,7 @@ class Persistence:
                 with os.fdopen(fd, "w") as f:
                     f.write(portable_config(session.config).replace(name=session.name).to_toml())
                 tmp.replace(cfg)
+            self.journal.quick_check()  # a damaged journal is said now, not as a thread traceback mid-fit
             # Runs whose process died (kill -9, power loss) are marked now, not left 'running' forever.
             for rid in self.journal.recover_stale():
                 self.notices.append(f"run {rid} was left 'running' by a process that died; marked crashed")
@@ -222,6 +224,12 @@ class Persistence:
         self.plan = dict(state["plan"]) or None
         run_id = int(state.get("run_id", -1))
         self.run_id = run_id if run_id >= 0 else None
+        if self.run_id is not None and self.enabled and not self.journal.has_run(self.run_id):
+            self.notices.append(
+                f"the journal has no run {self.run_id} (journal.db was deleted or replaced); training from "
+                f"{path.name} goes on as a new run"
+            )
+            self.run_id = None
         self._batches_logged = len(r.recorder.losses)
 
     def close(self) -> None:

@@ -101,6 +101,7 @@ def restore_latest(persist: Persistence) -> Path | None:
         _report(
             persist, [f"{msg}; resumed from the previous checkpoint {p.name} instead" for msg in problems]
         )
+        persist.restored_from = p
         return p
     raise CheckpointError(
         f"no usable checkpoint in {d}: "
