@@ -5,6 +5,7 @@ Each test is an attack that worked on an earlier labcon; what held then is pinne
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -294,3 +295,105 @@ def test_damaged_journal_is_refused_at_start_with_recovery(data, tmp_path, capsy
     assert main(["--sessions-dir", str(home), "run", str(cfg), "--no-socket", "--every", "0"]) != 0
     err = capsys.readouterr().err
     assert "journal" in err and "mv " in err and "Traceback" not in err
+
+
+# ----- the control socket ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def served(data, tmp_path):
+    """A real session (no journal) served on a short socket path."""
+    import tempfile
+
+    from labcon.remote.server import ControlServer
+
+    s = _session(data, tmp_path / "s", journal=False)
+    sockdir = Path(tempfile.mkdtemp(prefix="lc", dir="/tmp"))
+    server = ControlServer(s, sockdir / "c.sock", idle_timeout=0.5, max_clients=2).start()
+    yield s, server
+    server.close()
+    s.close()
+    for p in sockdir.iterdir():
+        p.unlink()
+    sockdir.rmdir()
+
+
+def _raw(server) -> socket.socket:  # noqa: F821
+    import socket
+
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.connect(str(server.path))
+    c.settimeout(10)
+    return c
+
+
+def _read_reply(c) -> dict:
+    import json
+
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = c.recv(65536)
+        assert chunk, "connection closed without a reply"
+        buf += chunk
+    return json.loads(buf.splitlines()[0])
+
+
+def test_deeply_nested_json_gets_an_error_reply(served):
+    _, server = served
+    c = _raw(server)
+    c.sendall(b"[" * 50_000 + b"\n")
+    reply = _read_reply(c)
+    assert reply["ok"] is False and "nested" in reply["text"]
+    c.sendall(b'{"id": 2, "op": "ping"}\n')
+    assert _read_reply(c)["text"] == "pong"  # the connection (and the server) carry on
+    c.close()
+
+
+def test_over_long_command_gets_a_reply_with_its_id(served):
+    import json
+
+    from labcon.remote.client import ControlClient
+
+    _, server = served
+    c = _raw(server)
+    c.sendall(json.dumps({"id": 7, "op": "submit", "text": "x" * 70_000}).encode() + b"\n")
+    reply = _read_reply(c)
+    assert reply["id"] == 7 and not reply["ok"] and "over" in reply["text"]
+    c.close()
+    with ControlClient(server.path, timeout=5) as client, pytest.raises(LabconError, match="over the"):
+        client.submit("note " + "y" * 70_000)
+
+
+def test_idle_connections_time_out_so_attach_gets_in(served):
+    import time
+
+    from labcon.remote.client import ControlClient
+
+    _, server = served
+    idle = [_raw(server), _raw(server)]  # every slot taken by connections that say nothing
+    time.sleep(1.5)
+    with ControlClient(server.path, timeout=5) as client:
+        assert client.request("ping")["text"] == "pong"
+    for c in idle:
+        c.close()
+
+
+def test_a_client_that_never_reads_is_disconnected(served, monkeypatch):
+    import time
+
+    from labcon.remote import server as server_mod
+
+    monkeypatch.setattr(server_mod, "MAX_QUEUED_BYTES", 256 * 1024)
+    _, server = served
+    c = _raw(server)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        for _ in range(4000):  # status replies pile up: ~1 KB each, never read
+            c.sendall(b'{"id": 1, "op": "status"}\n')
+    except OSError:
+        pass  # closed under us: what we want
+    deadline = time.monotonic() + 10
+    while server.n_clients and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.n_clients == 0
+    c.close()
