@@ -29,6 +29,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="override [train] epochs")
     p.add_argument("--lr", type=float, help="override [train] lr")
     p.add_argument("--nproc", type=int, default=1, help="processes (GPUs) to train on via torch.distributed")
+    p.add_argument(
+        "--nnodes", type=int, default=1, help="machines in a multi-node run (as torchrun's --nnodes)"
+    )
+    p.add_argument(
+        "--node-rank", type=int, default=0, help="this machine's index, 0..nnodes-1 (node 0 journals)"
+    )
+    p.add_argument(
+        "--rdzv",
+        metavar="HOST:PORT",
+        help="rendezvous address: node 0's host and a free port (multi-node runs)",
+    )
+    p.add_argument(
+        "--peer-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="how long a rank waits for the others before it reports a lost peer and stops (default: 2 minutes)",
+    )
     p.add_argument("--no-socket", action="store_true", help="do not serve sessions/<name>/control.sock")
     p.add_argument("--every", type=float, default=10.0, help="seconds between progress lines (default 10)")
     p.add_argument(
@@ -247,10 +264,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     from labcon.core.distributed import dist_env
 
     env = dist_env()
-    if args.nproc > 1 and not env.is_distributed:
+    if (args.nproc > 1 or args.nnodes > 1) and not env.is_distributed:
         from labcon.cli.launch import launch
+        from labcon.core.distributed import PEER_TIMEOUT_ENV
 
-        return launch(sys.argv[1:], args.nproc)
+        extra = {}
+        if args.peer_timeout is not None:
+            if not args.peer_timeout > 0:
+                raise LabconError(f"--peer-timeout must be > 0 seconds, got {args.peer_timeout:g}")
+            extra[PEER_TIMEOUT_ENV] = f"{args.peer_timeout:g}"
+        try:
+            return launch(
+                sys.argv[1:],
+                args.nproc,
+                env=extra,
+                nnodes=args.nnodes,
+                node_rank=args.node_rank,
+                rdzv=args.rdzv,
+            )
+        except ValueError as e:
+            raise LabconError(str(e)) from None
     device = None
     if env.is_distributed:
         from labcon.core.distributed import init_distributed, local_device

@@ -89,8 +89,11 @@ class Persistence:
         return self._journal
 
     def ensure_run(self) -> int | None:
-        """The journal run for this session (started on first need)."""
-        if self.run_id is None and self.writer is not None:
+        """The journal run for this session (started on first need); None where no journal is written (a rank
+        other than 0 knows the run id from the checkpoint, but has no writer)."""
+        if self.writer is None:
+            return None
+        if self.run_id is None:
             self.run_id = self.writer.start_run(
                 self.s.name,
                 self.s.config.replace(name=self.s.name).to_toml(),
