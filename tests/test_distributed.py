@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -367,3 +368,66 @@ def test_lost_peer_is_recognised_through_callback_errors() -> None:
     assert ld.lost_peer(CallbackError("distributed", "before_fit", gloo))
     assert ld.lost_peer(RuntimeError("[gloo] Timed out waiting 5000ms for recv operation to complete"))
     assert not ld.lost_peer(ValueError("bad shape"))
+
+
+def _descendants(pid: int) -> list[int]:
+    """Child processes of `pid`, recursively (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError):
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker process through /proc")
+def test_a_hung_peer_is_reported_and_the_run_stops_with_a_checkpoint(tmp_path: Path) -> None:
+    """SIGSTOP node 1 mid-fit: node 0 reports the lost peer in one line within --peer-timeout and checkpoints."""
+    import signal
+    import time
+
+    from tests.helpers import make_image_folder, tiny_config
+
+    data = make_image_folder(tmp_path / "img", n_train=16, n_valid=4)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(tiny_config(data, "hang", 200, telemetry=False))
+    home = tmp_path / "s"
+    where = ["--nnodes", "2", "--rdzv", f"127.0.0.1:{_free_port()}", "--peer-timeout", "4"]
+    args = ["run", str(cfg), "--no-socket", "--every", "0", *where]
+    node0 = _labcon(home, *args, "--node-rank", "0")
+    repo = Path(__file__).resolve().parents[1]
+    node1 = subprocess.Popen(
+        [sys.executable, "-m", "labcon", "--sessions-dir", str(home), *args, "--node-rank", "1"],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        lines = []
+        for line in node0.stdout:
+            lines.append(line)
+            if line.startswith("epoch 2 "):
+                for pid in [node1.pid, *_descendants(node1.pid)]:  # torchrun's agent and its worker
+                    os.kill(pid, signal.SIGSTOP)
+                break
+        stopped = time.monotonic()
+        rest = node0.communicate(timeout=120)[0]
+        took = time.monotonic() - stopped
+    finally:
+        for pid in [*_descendants(node1.pid), node1.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        node1.wait()
+    assert node0.returncode != 0
+    lost = [x for x in rest.splitlines() if "lost a peer" in x]
+    assert lost and "did not answer within 4 s" in lost[0], "".join(lines) + rest
+    assert took < 60
+    assert (home / "hang" / "checkpoints").is_dir()
