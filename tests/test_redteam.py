@@ -397,3 +397,119 @@ def test_a_client_that_never_reads_is_disconnected(served, monkeypatch):
         time.sleep(0.05)
     assert server.n_clients == 0
     c.close()
+
+
+# ----- bad input refused up front, with the right words --------------------------------------------------
+
+
+def _config_file(tmp_path: Path, data: Path, **replace: str) -> Path:
+    text = tiny_config(data, "bad", 1, telemetry=False)
+    for old, new in replace.items():
+        assert old in text
+        text = text.replace(old, new)
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ("lr = 1e-2\n", 'lr = 1e-2\nmetrics = ["acuracy"]\n', "train.metrics[0]"),
+        ('item_tfms = ["flip"]', 'item_tfms = [{kind = "flip", p = "often"}]', "data.item_tfms[0].p"),
+        (
+            'item_tfms = ["flip"]',
+            'item_tfms = [{kind = "random_resized_crop", ratio = [0, 1]}]',
+            "data.item_tfms[0].ratio",
+        ),
+        (
+            'item_tfms = ["flip"]',
+            'batch_tfms = [{kind = "affine", max_rotate = "ten"}]',
+            "data.batch_tfms[0].max_rotate",
+        ),
+        ("channels = [8, 16]", "channels = [100000, 100000]", "model.channels"),
+        ("size = 16", "size = 200000", "data.size"),
+    ],
+)
+def test_config_values_that_would_fail_later_are_refused_when_read(data, tmp_path, old, new, key):
+    from labcon.errors import ConfigError
+    from labcon.session.config import load_config
+
+    path = _config_file(tmp_path, data, **{old: new})
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    text = str(e.value)
+    assert text.startswith(f"{key} at {path}:"), text
+    if "channels" in key or "size" in key:
+        assert "GiB" in text and "this machine has" in text
+
+
+def test_a_bad_transform_setting_does_not_blame_the_image(data):
+    from labcon.data.transforms import Flip, ItemPipeline, RandomResizedCrop, TransformError
+
+    good = next((data / "train" / "red").iterdir())
+    import random
+
+    for tfms in ([RandomResizedCrop(16, ratio=(0, 1))], [Flip(p="often")]):
+        with pytest.raises(TransformError) as e:
+            ItemPipeline(tfms)(good, random.Random(0), train=True)
+        text = str(e.value)
+        assert "decoded fine" in text and "corrupt" not in text and "delete" not in text
+
+
+def test_bad_images_are_all_listed_before_training_and_skip_bad_skips_them(tmp_path):
+    from labcon.errors import DataError
+
+    img = make_image_folder(tmp_path / "img", n_train=8, n_valid=4)
+    broken = [img / "train" / "red" / "red_001.png", img / "valid" / "blue" / "blue_002.png"]
+    for p in broken:
+        p.write_bytes(p.read_bytes()[:60])
+    cfg = parse_config(tiny_config(img, "bad", 1, telemetry=False))
+    with pytest.raises(DataError) as e:
+        Session(cfg, tmp_path / "s", journal=False)
+    assert all(str(p) in str(e.value) for p in broken) and "skip_bad = true" in str(e.value)
+    cfg = parse_config(
+        tiny_config(img, "bad", 1, telemetry=False).replace("[model]", "skip_bad = true\n[model]")
+    )
+    with pytest.warns(UserWarning, match="leaving out 2 unreadable"):
+        s = Session(cfg, tmp_path / "s", journal=False)
+    s.start_fit()
+    assert s.wait(120) and s.last_error is None
+    s.close()
+
+
+def test_tracebacks_become_messages(data, tmp_path, capsys):
+    from labcon.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(tiny_config(data, "p", 1, telemetry=False))
+    assert main(["data", "preview", str(cfg), "--out", str(tmp_path / "no" / "x.png")]) == 2
+    assert main(["data", "preview", str(cfg), "--out", str(tmp_path / "x.png"), "-n", "-5"]) == 2
+    (tmp_path / "file").write_text("not a folder")
+    assert main(["--sessions-dir", str(tmp_path / "file"), "run", str(cfg), "--no-socket"]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "-n must be" in err and "not a folder" in err
+    assert "Traceback" not in err
+
+
+def test_output_piped_into_head_is_not_a_traceback(data, tmp_path):
+    home = tmp_path / "s"
+    _checkpointed(data, home)
+    with Journal(home / "journal.db") as j:
+        rid = j.resolve_run("t")
+        for i in range(300):
+            j.add_note(rid, f"note {i}")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run(
+        f"{sys.executable} -m labcon --sessions-dir {home} journal show {rid} | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert (
+        out.stdout.startswith(f"run {rid}")
+        and "Traceback" not in out.stderr
+        and "BrokenPipe" not in out.stderr
+    )

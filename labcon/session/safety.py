@@ -41,6 +41,10 @@ def check_private(path: Path, what: str) -> None:
 def check_session_files(home: Path, name: str) -> None:
     """Everything a resume reads before it trusts it: the sessions folder, the session's folder, its config,
     its checkpoints folder and the journal (which holds the hashes of user code)."""
+    if home.exists() and not home.is_dir():
+        raise LabconError(
+            f"the sessions folder {home} is a file, not a folder; move it away or choose another --sessions-dir"
+        )
     d = home / name
     for path, what in (
         (home, "sessions folder"),
