@@ -513,3 +513,42 @@ def test_output_piped_into_head_is_not_a_traceback(data, tmp_path):
         and "Traceback" not in out.stderr
         and "BrokenPipe" not in out.stderr
     )
+
+
+def test_first_progress_lines_never_say_loss_nan(data, tmp_path):
+    import io
+
+    from labcon.cli.run import HeadlessPrinter
+
+    s = _session(data, tmp_path / "s", epochs=2)
+    out = io.StringIO()
+    printer = HeadlessPrinter(s, out=out, every=0)
+    s.start_fit()
+    assert s.wait(120)
+    printer.close()
+    s.close()
+    lines = [x for x in out.getvalue().splitlines() if x.startswith("epoch ") and " batch " in x]
+    assert lines and not any("nan" in x for x in lines)
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pty")
+def test_a_zero_column_terminal_gets_a_message(tmp_path):
+    import fcntl
+    import struct
+    import termios
+
+    leader, follower = os.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+    proc = subprocess.run(
+        [sys.executable, "-m", "labcon", "--sessions-dir", str(tmp_path), "open", "--in-process"],
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+        text=True,
+        timeout=60,
+    )
+    os.close(follower)
+    os.close(leader)
+    assert proc.returncode == 2 and "0 columns" in proc.stderr and "Traceback" not in proc.stderr

@@ -75,9 +75,13 @@ def send_command(args: argparse.Namespace) -> int:
 
 
 def _run_front_end(session: Any, history: Path, want_repl: bool) -> None:
+    from labcon.cli.tui import terminal_problem
     from labcon.repl import run_repl
 
-    if not want_repl:
+    problem = None if want_repl else terminal_problem()
+    if problem:
+        print(f"labcon: {problem}; using the line console", file=sys.stderr)
+    if not want_repl and not problem:
         try:
             app = importlib.import_module("labcon.tui.app")
         except ImportError as e:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import signal
 import sys
 import threading
@@ -136,16 +137,22 @@ class HeadlessPrinter:
         from labcon.progress import format_row
         from labcon.session import messages as M
 
+        losses_seen = False
         while not self._stop.is_set():
             m = self.sub.get(timeout=0.2)
             if m is None:
                 continue
+            if isinstance(m, M.BatchStats) and m.losses:
+                losses_seen = True
             if isinstance(m, M.Progress):
                 now = time.monotonic()
                 if now - self._last >= self.every and m.phase == "train":
                     self._last = now
+                    # The recorder copies losses to the host in batches: until the first copy there is no loss
+                    # to show (a nan there would read as a diverged run).
+                    loss = f"loss {m.smooth_loss:.4f} " if losses_seen or math.isfinite(m.smooth_loss) else ""
                     self._line(
-                        f"epoch {m.epoch} batch {m.iter}/{m.n_iter} loss {m.smooth_loss:.4f} "
+                        f"epoch {m.epoch} batch {m.iter}/{m.n_iter} {loss}"
                         f"lr {m.lrs[-1]:.2e} eta {m.eta_epoch:.0f}s (fit {m.eta_fit:.0f}s)"
                     )
             elif isinstance(m, M.EpochEnded):

@@ -39,8 +39,28 @@ def _say(text: str) -> None:
     print(f"labcon: {text}", file=sys.stderr, flush=True)
 
 
+def terminal_problem() -> str | None:
+    """Why the full-screen console cannot draw on this terminal (a pty reporting 0 columns or rows), or None."""
+    import os
+
+    try:
+        size = os.get_terminal_size(sys.stdout.fileno())
+    except (OSError, ValueError):
+        return None  # not a terminal: the console's own driver decides
+    if size.columns < 1 or size.lines < 1:
+        return (
+            f"this terminal reports {size.columns} columns and {size.lines} rows, so the console cannot draw"
+        )
+    return None
+
+
 def open_console(args: argparse.Namespace) -> int:
     """Start (or find) the session's process and run the console attached to it."""
+    problem = terminal_problem()
+    if problem:
+        raise LabconError(
+            f"{problem}; resize it (e.g. `stty cols 120 rows 40`), or use `labcon repl` or `labcon run`"
+        )
     from labcon.remote.server import control_socket_path, server_is_live
     from labcon.remote.spawn import session_name_for, spawn_session
     from labcon.session.paths import sessions_home
