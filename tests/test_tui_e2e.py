@@ -160,3 +160,50 @@ def test_live_loop_in_tmux(tmp_path: Path):
         subprocess.run(["tmux", "send-keys", "-t", session, "s"], capture_output=True)
         time.sleep(5)
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_no_typed_or_pasted_command_is_lost_while_training(tmp_path: Path):
+    """Bursts of typed commands and a bracketed multi-line paste, sent while a fit trains: every one is applied,
+    in order (a paste used to keep only its first line)."""
+    from tests.helpers import make_image_folder, tiny_config
+
+    work = tmp_path / "fresh"
+    work.mkdir()
+    data = make_image_folder(tmp_path / "img", n_train=160, size=16)
+    extra = 'schedule = "constant"\n'
+    (work / "busy.toml").write_text(tiny_config(data, name="busy", epochs=1000, extra=extra))
+    session = _start(f"cd {work} && PYTHONPATH={ROOT} {sys.executable} -m labcon open busy.toml; sleep 60")
+    try:
+        _wait_for(session, "● idle", timeout=180)
+        _type_line(session, "fit 1000")
+        _wait_for(session, "● running", timeout=60)
+        typed = [f"set wd=0.0{i}" for i in range(1, 10)]
+        for text in typed:  # no pause between commands: as fast as tmux delivers keys
+            _tmux("send-keys", "-t", session, "-l", f":{text}")
+            _tmux("send-keys", "-t", session, "Enter")
+        pasted = [f"set mom=0.9{i}" for i in range(1, 6)]
+        _tmux("set-buffer", "-b", "lc", "\n".join(pasted) + "\n")
+        _tmux("send-keys", "-t", session, "-l", ":")
+        _tmux("paste-buffer", "-p", "-b", "lc", "-t", session)  # -p: bracketed, as a terminal pastes
+        log = work / "sessions" / "busy" / "serve.log"
+        want = [*typed, *pasted]
+        end = time.monotonic() + 120
+        applied: list[str] = []
+        while time.monotonic() < end:
+            text = log.read_text() if log.exists() else ""
+            applied = [ln.split("'")[1] for ln in text.splitlines() if ln.startswith("applied '")]
+            if all(w in applied for w in want):
+                break
+            time.sleep(0.5)
+        assert [a for a in applied if a in want] == want, (
+            applied,
+            _tmux("capture-pane", "-p", "-t", session),
+        )
+    finally:
+        subprocess.run(["tmux", "send-keys", "-t", session, "Escape"], capture_output=True)
+        time.sleep(0.5)
+        subprocess.run(["tmux", "send-keys", "-t", session, "q"], capture_output=True)
+        time.sleep(1)
+        subprocess.run(["tmux", "send-keys", "-t", session, "s"], capture_output=True)
+        time.sleep(5)
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)

@@ -99,6 +99,7 @@ def spawn_session(
     *,
     timeout: float = START_TIMEOUT_S,
     idle_exit: float | None = None,
+    trust_code: bool = False,
     on_line: Callable[[str], None] | None = None,
 ) -> SessionProcess:
     """Start `labcon serve TARGET` in its own process group and wait until its control socket answers.
@@ -118,6 +119,8 @@ def spawn_session(
     cmd += [str(cfg.resolve()) if cfg is not None else name]
     if idle_exit is not None:
         cmd += ["--idle-exit", str(idle_exit)]
+    if trust_code:
+        cmd += ["--trust-code"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with log.open("ab") as out:
         out.write(f"--- labcon serve {name} ({time.strftime('%Y-%m-%d %H:%M:%S')})\n".encode())

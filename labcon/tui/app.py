@@ -84,6 +84,9 @@ class LabconApp(App[None]):
         # Priority: checked when the key arrives, before the keys typed after it are routed, so a fast
         # ":set lr=0.02" (or a paste) lands in the command line instead of firing s/space/2 shortcuts.
         Binding("colon", "focus_command", "Command", priority=True),
+        # Leaving the command line is decided when Esc arrives, like ':' entering it: the keys after it
+        # (a pane key) are routed by the focus at that moment.
+        Binding("escape", "leave_command", "Leave", show=False, priority=True),
         Binding("slash", "slash", "Filter", show=False, priority=True),
         Binding("question_mark", "help", "Help"),
         Binding("q", "request_quit", "Quit"),
@@ -289,7 +292,7 @@ class LabconApp(App[None]):
     def on_input_submitted(self, event: CommandLine.Submitted) -> None:
         """Enter on the command line."""
         if isinstance(event.input, CommandLine):
-            self.submit_line(event.input, event.value)
+            self.submit_line(event.input, event.value, clear=False)  # the line cleared itself on Enter
 
     def on_pasted_lines(self, message: PastedLines) -> None:
         """Each whole pasted line runs as if typed and entered."""
@@ -366,6 +369,12 @@ class LabconApp(App[None]):
             return
         self.console_pane.write(f"screenshot saved: {path}", "dim")
         self.notify(f"saved {path}", title="screenshot", markup=False)
+
+    def action_leave_command(self) -> None:
+        """Esc on the command line: give the focus back to the pane (elsewhere Esc does what it did)."""
+        if self.screen is not self.main or not isinstance(self.focused, CommandLine):
+            raise SkipAction()
+        self.main.set_focus(None)
 
     def action_slash(self) -> None:
         """`/`: filter the runs on the Journal pane; elsewhere focus the command line."""

@@ -62,12 +62,16 @@ class PastedLines(Message):
 class CommandLine(Input):
     """Command input: Enter submits, up/down walk the history, Tab completes, Esc leaves."""
 
+    # Shown in the key line; the keys themselves are handled in _on_key (see there).
     BINDINGS = [
         Binding("up", "history(-1)", "Previous"),
         Binding("down", "history(1)", "Next"),
-        Binding("tab", "complete", "Complete", priority=True),
+        Binding("tab", "complete", "Complete"),
         Binding("escape", "leave", "Leave"),
     ]
+    # Keys acted on in the order they arrive, with the characters around them.
+    # (Escape is the app's priority key: it must move the focus before the keys after it are routed.)
+    _KEY_ACTIONS = {"enter": "submit", "tab": "complete", "up": "up", "down": "down"}
 
     def __init__(self, completer: Callable[[str], list[str]] | None = None, **kwargs: object) -> None:
         self._complete = completer or load_completer()
@@ -89,6 +93,26 @@ class CommandLine(Input):
         """Start from a saved history (oldest first)."""
         self.history = [e for e in entries if e.strip()] + self.history
         self._pos = len(self.history)
+
+    async def _on_key(self, event: events.Key) -> None:
+        # A binding's action runs only once the key has bubbled up to the app, through every parent's queue,
+        # while the characters typed after it go straight to this widget: with a fast typist or tmux under
+        # load, `set a` Enter `:set b` became one line `set a:set b` (two commands lost). Acting here keeps
+        # every key in arrival order.
+        action = self._KEY_ACTIONS.get(event.key)
+        if action is None:
+            await super()._on_key(event)
+            return
+        event.stop()
+        event.prevent_default()
+        if action == "submit":
+            text = self.value
+            self.value = ""  # now, before the next key: the app gets the text in the message
+            self.post_message(self.Submitted(self, text, None))
+        elif action == "complete":
+            self.action_complete()
+        else:
+            self.action_history(-1 if action == "up" else 1)
 
     def insert_text_at_cursor(self, text: str) -> None:
         """Type `text`; a ':' typed at the start is dropped (it is the key that focuses this line)."""
