@@ -145,10 +145,6 @@ def resolve_config(target: str | None, name: str | None) -> Any:
     return config.replace(name=name) if name else config
 
 
-# Batches at the start of an epoch during which a progress line waits for the first loss to reach the host.
-EARLY_BATCHES = 32
-
-
 class HeadlessPrinter:
     """Prints a session's messages as plain lines (a reader of the message stream, like any front end)."""
 
@@ -172,10 +168,7 @@ class HeadlessPrinter:
                 losses_seen = True
             if isinstance(m, M.Progress):
                 now = time.monotonic()
-                # The recorder copies losses to the host every few batches: until the first copy a line would
-                # say `loss nan` (a loss that turns non-finite later is still printed as such).
-                early = not math.isfinite(m.smooth_loss) and m.iter <= EARLY_BATCHES
-                if now - self._last >= self.every and m.phase == "train" and not early:
+                if now - self._last >= self.every and m.phase == "train":
                     self._last = now
                     # The recorder copies losses to the host in batches: until the first copy there is no loss
                     # to show (a nan there would read as a diverged run).
