@@ -260,3 +260,23 @@ async def test_data_pane_labels_samples_as_text_and_fills_its_width(short_dir):
         remote.close()
         server.close()
         s.close()
+
+
+async def test_changes_applied_before_attach_are_marked(tmp_path):
+    """A console opened on a run already changed mid-fit shows those changes as markers too (from the journal)."""
+    s = _session(tmp_path)
+    try:
+        assert s.submit("fit 1000").ok
+        _wait(lambda: s.runner.train_iter >= 3)
+        assert s.submit("set lr=0.004").ok
+        _wait(lambda: s.runner.hyper("lr") == [0.004])
+        assert s.submit("pause").ok
+        _wait(lambda: s.state == "paused")
+        s.persist.writer.flush()
+        app = build_app(s, images="halfcell")
+        async with app.run_test(size=SIZE) as pilot:
+            pane = app.query_one(TrainingPane)
+            await _until(pilot, lambda: len(pane.markers) == 1, 20)
+            assert pane.markers[0].text == "set lr=0.004" and pane.markers[0].x >= 3
+    finally:
+        s.close()

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical
@@ -94,6 +95,8 @@ class TrainingPane(Pane):
         self._fill_table()
         self._show_progress()
         self._show_stats()
+        if st.get("run_id") is not None:
+            self._load_markers(st["run_id"])  # changes applied before this console attached
         self.mark_dirty()
         self._stale = False
         self.set_interval(PLOT_INTERVAL_S / 2, self._redraw_if_stale)
@@ -148,9 +151,30 @@ class TrainingPane(Pane):
         if update.progress is not None:
             self.progress = update.progress
             self._measure_rate(update.progress)
-        if update.progress is not None or update.events:
-            self._show_progress()
+        if (update.progress is not None or update.events) and self.shown:
+            self._show_progress()  # hidden: on_show draws them (five updates a second for nobody to see)
             self._show_stats()
+
+    @work(thread=True, exclusive=True, group="training-markers")
+    def _load_markers(self, run_id: Any) -> None:
+        journal = getattr(self.session, "journal", None)
+        try:
+            events = list(journal.events(run_id, kinds=("command",))) if journal is not None else []
+        except Exception:  # noqa: BLE001 - no markers is better than a console error for a read-only extra
+            events = []
+        applied = [
+            CommandApplied(str(e["text"]), int(e["epoch"] or 0), int(e["iteration"] or 0), "")
+            for e in events
+            if is_change(str(e.get("text", ""))) and e.get("epoch") is not None
+        ]
+        if applied:
+            self.app.call_from_thread(self._add_earlier_markers, applied)
+
+    def _add_earlier_markers(self, applied: list[CommandApplied]) -> None:
+        known = {(m.text, m.x) for m in self.markers}
+        for ev in applied:
+            if (ev.text, float(ev.iter)) not in known:
+                self.add_marker(ev)
 
     def add_marker(self, ev: CommandApplied) -> None:
         """A numbered marker for an applied change, drawn on every plot and listed in the legend."""
@@ -240,7 +264,9 @@ class TrainingPane(Pane):
             table.move_cursor(row=len(self.rows) - 1)
 
     def on_show(self) -> None:
-        """Bring the epoch table up to date, then redraw the plots if they changed."""
+        """Bring the bars and the epoch table up to date, then redraw the plots if they changed."""
+        self._show_progress()
+        self._show_stats()
         self._sync_table()
         super().on_show()
 
