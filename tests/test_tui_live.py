@@ -280,3 +280,37 @@ async def test_changes_applied_before_attach_are_marked(tmp_path):
             assert pane.markers[0].text == "set lr=0.004" and pane.markers[0].x >= 3
     finally:
         s.close()
+
+
+async def test_journal_diff_shows_differences_and_marked_runs_are_charted(tmp_path):
+    """Two real runs (lr 1e-2 vs 3e-2): the diff lists the config line and metrics that differ, not two records."""
+    data = make_image_folder(tmp_path / "img", n_train=24)
+    home = tmp_path / "home"
+    sessions = []
+    try:
+        for name, lr in (("a", "1e-2"), ("b", "3e-2")):
+            cfg = tiny_config(data, name=name, epochs=2).replace("lr = 1e-2", f"lr = {lr}")
+            s = Session(parse_config(cfg), home)
+            sessions.append(s)
+            assert s.submit("fit 2").ok and s.jobs.wait_idle(120)
+            s.persist.writer.flush()
+        app = build_app(sessions[-1], images="halfcell")
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("5")
+            pane = app.query_one(JournalPane)
+            await _until(pilot, lambda: len(pane.results) == 2, 20)
+            pane.query_one("#journal-results").focus()
+            await pilot.press("m", "down", "m")
+            await _until(pilot, lambda: len(pane.chart_runs) == 2, 20)
+            assert all(len(rows) == 2 for rows in pane.chart_runs.values())
+            assert pane.query_one("#journal-chart").display
+            await pilot.press("d")
+            await pilot.pause()
+            detail = str(pane.query_one("#journal-detail").render())
+            assert "- lr = 0.03" in detail or "-lr = 0.03" in detail or "lr = 0.03" in detail, detail
+            assert "final metrics:" in detail and "valid_loss:" in detail and "->" in detail
+            assert "env" not in detail and "seed = 3" not in detail  # not two full records
+            assert len(detail.splitlines()) < 40, detail
+    finally:
+        for s in sessions:
+            s.close()

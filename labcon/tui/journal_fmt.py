@@ -130,7 +130,10 @@ def format_diff(d: dict[str, Any]) -> str:
     out += [_metric_line(m) for m in metrics]
     epochs = []
     for e in d.get("epochs") or []:
-        diffs = [m for m in e.get("metrics") or [] if not _same(m.get("a"), m.get("b"))]
+        # An epoch's wall time always differs: only the metrics say whether the runs did.
+        diffs = [
+            m for m in e.get("metrics") or [] if m.get("name") != "time" and not _same(m.get("a"), m.get("b"))
+        ]
         if diffs:
             epochs.append(
                 f"  epoch {e.get('epoch')}: " + "  ".join(_metric_line(m, "").strip() for m in diffs)
