@@ -105,14 +105,12 @@ async def test_counters_agree_after_attach_mid_fit(tmp_path):
 
 
 async def test_journal_pane_lists_the_first_run_of_a_fresh_directory(short_dir):
-    """Attached before the journal file exists, the pane shows the run as soon as it is journaled."""
+    """Attached to a fresh directory's session, the pane shows the run as soon as it is journaled (no reopening)."""
     s = _session(short_dir, epochs=1)
     home = short_dir / "home"
-    assert not (home / "journal.db").exists()
     server = ControlServer(s, control_socket_path(home, s.name)).start()
     remote = RemoteSession(control_socket_path(home, s.name))
     try:
-        assert remote.journal is None  # nothing to read yet
         app = build_app(remote, images="halfcell")
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("5")
@@ -123,7 +121,7 @@ async def test_journal_pane_lists_the_first_run_of_a_fresh_directory(short_dir):
             await _until(pilot, lambda: len(pane.results) == 1 and s.jobs.wait_idle(0), 120)
             await _until(pilot, lambda: pane.results[0]["status"] != "running", 20)
             text = _screen(app)
-            assert re.search(r"20\d\d-\d\d-\d\d \d\d:\d\d", text) and "e+09" not in text, text
+            assert re.search(r"\d\d-\d\d \d\d:\d\d", text) and "e+09" not in text, text
     finally:
         remote.close()
         server.close()
@@ -314,3 +312,22 @@ async def test_journal_diff_shows_differences_and_marked_runs_are_charted(tmp_pa
     finally:
         for s in sessions:
             s.close()
+
+
+def test_attached_session_opens_the_journal_once_its_file_exists(short_dir):
+    """A console attached before the sessions directory has a journal finds it later (it was None for good)."""
+    from fakes import FakeSession
+
+    from labcon.session.journal import Journal
+
+    home = short_dir / "home"
+    path = control_socket_path(home, "fresh")
+    server = ControlServer(FakeSession(), path, follow=False).start()
+    remote = RemoteSession(path)
+    try:
+        assert not (home / "journal.db").exists() and remote.journal is None
+        Journal(home / "journal.db").close()  # what the session's first run does
+        assert remote.journal is not None and remote.journal.search("") == []
+    finally:
+        remote.close()
+        server.close()

@@ -114,6 +114,8 @@ class JournalPane(Pane):
     def _show_results(
         self, query: str, rows: list[dict[str, Any]], err: str | None, focus_results: bool, quiet: bool
     ) -> None:
+        if query != self.query_text:
+            return  # typed on since: a newer search is on its way
         if err is not None:
             if not quiet:
                 self._detail(f"query error: {err}", style="red")
