@@ -403,6 +403,11 @@ async def test_keys_stop_save_help_and_palette_panes():
         await pilot.press("n")  # no: nothing happens
         await pilot.pause()
         assert "stop" not in fake.received and fake.state == "running"
+        await pilot.press(
+            "s", *"et lr=0.1", "enter"
+        )  # a command typed after a stray `s`: never a yes (nor a pause)
+        await pilot.pause()
+        assert "stop" not in fake.received and fake.state == "running"
         await pilot.press("s", "y")
         await until(pilot, lambda: fake.state == "idle")
         names = [c.title for c in app.get_system_commands(app.screen)]

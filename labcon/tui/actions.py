@@ -56,6 +56,8 @@ class ConsoleActions(App[None]):
 
     def action_toggle_pause(self) -> None:
         """Pause a running fit, resume a paused one."""
+        if self.screen is not self.main:
+            return  # a dialog is open: its keys (a typed command's space, s, q) must not act on the run
         state = self._state()
         if state == "running":
             self.run_command("pause")
@@ -66,6 +68,8 @@ class ConsoleActions(App[None]):
 
     def action_stop(self) -> None:
         """Stop the live fit, once the user confirms."""
+        if self.screen is not self.main:
+            return  # a dialog is open: its keys (a typed command's space, s, q) must not act on the run
         state = self._state()
         if state not in LIVE_STATES:
             self.notify(f"nothing to stop: the session is {state}", markup=False)
@@ -83,6 +87,8 @@ class ConsoleActions(App[None]):
 
     def action_screenshot_to_session(self) -> None:
         """Save the screen as SVG into the session folder (or the current folder when there is none)."""
+        if self.screen is not self.main:
+            return  # a dialog is open: its keys (a typed command's space, s, q) must not act on the run
         folder = session_dir(self.session)
         folder = folder if folder is not None and folder.is_dir() else Path.cwd()
         name = time.strftime("screenshot-%Y%m%d-%H%M%S.svg")
@@ -111,6 +117,8 @@ class ConsoleActions(App[None]):
 
     def action_save(self) -> None:
         """Save a checkpoint."""
+        if self.screen is not self.main:
+            return  # a dialog is open: its keys (a typed command's space, s, q) must not act on the run
         self.run_command("save")
 
     def action_show_pane(self, pid: str) -> None:
@@ -130,6 +138,8 @@ class ConsoleActions(App[None]):
 
     def action_help(self) -> None:
         """Keys and commands."""
+        if self.screen is not self.main:
+            return  # a dialog is open: its keys (a typed command's space, s, q) must not act on the run
         text = ""
         if self._help_text is not None:
             try:
@@ -140,6 +150,8 @@ class ConsoleActions(App[None]):
 
     def action_request_quit(self) -> None:
         """Quit; when a run is live, ask whether to stop it, keep it running headless, or stay."""
+        if self.screen is not self.main:
+            return  # a dialog is open: its keys (a typed command's space, s, q) must not act on the run
         state = self._state()
         if state not in LIVE_STATES:
             self.exit()

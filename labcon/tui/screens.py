@@ -84,10 +84,14 @@ class QuitScreen(ModalScreen[str]):
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    """A yes/no question before a key does something that cannot be undone (y / enter: yes; n / esc: no)."""
+    """A yes/no question before a key does something that cannot be undone (y: yes; n / esc / enter: no).
+
+    Only `y` says yes, and `No` has the focus: a command typed after a stray `s` (its Enter included) must not
+    stop the run.
+    """
 
     BINDINGS = [
-        Binding("y,enter", "answer(True)", "Yes"),
+        Binding("y", "answer(True)", "Yes"),
         Binding("n,escape", "answer(False)", "No"),
     ]
 
@@ -101,6 +105,9 @@ class ConfirmScreen(ModalScreen[bool]):
             with Horizontal(id="confirm-buttons"):
                 yield Button("Yes (y)", id="yes", variant="error")
                 yield Button("No (n / esc)", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         """Answer with the button."""
