@@ -275,11 +275,26 @@ def test_export_csv_and_json(journal, lab):
     a, b, c = lab
     rows = list(csv.DictReader(io.StringIO(journal.export("csv"))))
     assert [int(r["id"]) for r in rows] == [a, b, c]
-    assert rows[1]["accuracy"] == "0.91" and rows[1]["tags"] == "mixup" and rows[1]["param.lr"] == "0.01"
+    assert (
+        rows[1]["accuracy"] == "0.91" and rows[1]["tags"] == "mixup" and rows[1]["param.train.lr"] == "0.01"
+    )
+    assert "param.lr" not in rows[1]  # each config value once, under its full name
     assert rows[2]["accuracy"] == "" and rows[0]["started"].startswith("20")
     data = json.loads(journal.export("json", query="status:done"))
     assert [r["id"] for r in data] == [a, b]
     assert data[0]["epochs"][2]["accuracy"] == 0.82 and data[1]["events"][0]["kind"] == "command"
+    # Real nested JSON: objects and lists, not their Python repr in strings.
+    first = data[0]
+    assert isinstance(first["params"], dict) and isinstance(first["env"], dict)
+    assert isinstance(first["epochs"], list) and isinstance(first["epochs"][0], dict)
+    assert isinstance(first["events"], list) and isinstance(first["final_metrics"], dict)
+    assert first["params"] == {
+        "data.bs": 64.0,
+        "train.epochs": 3.0,
+        "train.lr": 0.003,
+        "train.wd": 0.01,
+        "seed": 1.0,
+    }
     with pytest.raises(JournalError, match="unknown export format"):
         journal.export("xml")
 

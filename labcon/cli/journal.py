@@ -94,8 +94,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**run, "epochs": epochs, "events": events}, indent=2, default=str))
         return 0
-    parent = f"  (branched from run {run['parent_id']})" if run["parent_id"] else ""
-    print(f"run {run['id']}  session {run['session']}  {run['status']}{parent}")
+    links = f"  (branched from run {run['parent_id']})" if run["parent_id"] else ""
+    links += f"  (continues run {run['previous_id']})" if run["previous_id"] else ""
+    print(f"run {run['id']}  session {run['session']}  {run['status']}{links}")
     print(f"started {_when(run['started'])}  took {_duration(run['duration'])}  seed {run['seed']}")
     env = run["env"]
     print(

@@ -38,12 +38,7 @@ def answer(s: Session, cmd: C.Command) -> Reply:
     if isinstance(cmd, C.DataSummary):
         return Reply(True, s.data_summary())
     if isinstance(cmd, C.Note):
-        s.persist.ensure_run()
-        if s.persist.writer is None:
-            return Reply(False, "this session keeps no journal")
-        s.persist.writer.put_note(s.persist.run_id, cmd.message)
-        s.persist.writer.flush()
-        return Reply(True, f"noted on run {s.persist.run_id}")
+        return Reply(True, f"noted on run {s.persist.note(cmd.message)}")
     if isinstance(cmd, C.Journal):
         if s.persist.writer is not None:
             s.persist.writer.flush()

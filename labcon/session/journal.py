@@ -20,8 +20,8 @@ from labcon.session.paths import JOURNAL_FILE, validate_session_name
 from labcon.session.query import DOC_SHIFT, EVENT_KINDS, STATUSES, compile_query
 
 _RUN_COLUMNS = (
-    "id, session, parent_id, config_text, seed, code_version, env_json, host, pid, started, ended, status, "
-    "final_metrics"
+    "id, session, parent_id, previous_id, config_text, seed, code_version, env_json, host, pid, started, ended, "
+    "status, final_metrics, train_time"
 )
 
 
@@ -101,20 +101,27 @@ class Journal:
         *,
         code_version: str | None = None,
         pid: int | None = None,
+        previous_id: int | None = None,
     ) -> int:
-        """Record a new run (status 'running') and return its id."""
+        """Record a new run (status 'running') and return its id.
+
+        `parent_id`: the run this one replays or branches from; `previous_id`: the session's run before this
+        one (a new fit in the same session starts a new run that continues from where that one ended).
+        """
         validate_session_name(session)
         env = dict(journal_env.environment() if env is None else env)
         version = journal_env.code_version() if code_version is None else code_version
         with self.transaction() as conn:
-            if parent_id is not None:
-                self._check_run(conn, parent_id)
+            for linked in (parent_id, previous_id):
+                if linked is not None:
+                    self._check_run(conn, linked)
             cur = conn.execute(
-                "INSERT INTO runs (session, parent_id, config_text, seed, code_version, env_json, host, pid, "
-                "started, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')",
+                "INSERT INTO runs (session, parent_id, previous_id, config_text, seed, code_version, env_json, "
+                "host, pid, started, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')",
                 (
                     session,
                     parent_id,
+                    previous_id,
                     config_text,
                     seed,
                     version,
@@ -185,21 +192,45 @@ class Journal:
             self._check_run(conn, run_id)
             conn.executemany("INSERT OR REPLACE INTO batch_metrics VALUES (?, ?, ?, ?)", flat)
 
-    def end_run(self, run_id: int, status: str, final_metrics: Mapping[str, float] | None = None) -> None:
-        """Close a run with its status (done, stopped, failed, crashed) and final metrics."""
+    def end_run(
+        self,
+        run_id: int,
+        status: str,
+        final_metrics: Mapping[str, float] | None = None,
+        train_seconds: float | None = None,
+    ) -> None:
+        """Close a run with its status (done, stopped, failed, crashed) and final metrics.
+
+        `train_seconds` (the training time of the fit segment that just ended) adds to the run's duration.
+        """
         if status not in STATUSES or status == "running":
             raise JournalError(f"unknown final status {status!r}: use one of done, stopped, failed, crashed")
         metrics = {str(k): to_float(v) for k, v in (final_metrics or {}).items()}
         with self.transaction() as conn:
             rid = self._check_run(conn, run_id)
             conn.execute(
-                "UPDATE runs SET status = ?, ended = ?, final_metrics = ? WHERE id = ?",
-                (status, time.time(), to_json(metrics), rid),
+                "UPDATE runs SET status = ?, ended = ?, final_metrics = ?, "
+                "train_time = CASE WHEN ? IS NULL THEN train_time ELSE ifnull(train_time, 0) + ? END WHERE id = ?",
+                (status, time.time(), to_json(metrics), train_seconds, train_seconds, rid),
             )
             conn.execute("DELETE FROM run_metrics WHERE run_id = ?", (rid,))
             conn.executemany(
                 "INSERT INTO run_metrics VALUES (?, ?, ?)",
                 [(rid, k, v) for k, v in metrics.items() if v is not None],
+            )
+
+    def reopen_run(self, run_id: int) -> None:
+        """A stopped, failed or crashed run trains again (a resumed fit continues its own run): 'running'.
+
+        A finished run ('done') is a record and never reopened: train more in a new run.
+        """
+        with self.transaction() as conn:
+            rid = self._check_run(conn, run_id)
+            status = conn.execute("SELECT status FROM runs WHERE id = ?", (rid,)).fetchone()[0]
+            if status == "done":
+                raise JournalError(f"run {rid} is finished; a new fit starts a new run")
+            conn.execute(
+                "UPDATE runs SET status = 'running', ended = NULL, pid = ? WHERE id = ?", (os.getpid(), rid)
             )
 
     def add_tags(self, run_id: int, tags: Iterable[str]) -> None:
@@ -242,7 +273,12 @@ class Journal:
         d["env"] = json.loads(d.pop("env_json") or "{}")
         d["final_metrics"] = json.loads(d["final_metrics"] or "{}")
         d["tags"] = tags
-        d["duration"] = (d["ended"] - d["started"]) if d["ended"] is not None else None
+        # Training time where it was recorded (runs journaled before train_time existed: wall time).
+        train_time = d.pop("train_time")
+        if d["ended"] is None:
+            d["duration"] = None
+        else:
+            d["duration"] = train_time if train_time is not None else d["ended"] - d["started"]
         return d
 
     def get_run(self, run_id: int) -> dict[str, Any]:
@@ -276,6 +312,19 @@ class Journal:
             f"no run or session named {s!r} in the journal {self.path}: give a run id or a session name "
             "(see `labcon journal search`)"
         )
+
+    def lineage(self, run_id: int) -> list[int]:
+        """The run and the session's runs before it, oldest first (each run continues its previous one)."""
+        chain, seen = [], set()
+        rid: int | None = int(run_id)
+        while rid is not None and rid not in seen:
+            rows = self._rows("SELECT previous_id FROM runs WHERE id = ?", (rid,))
+            if not rows:
+                raise JournalError(f"no run {rid} in the journal {self.path}: see `labcon journal search`")
+            seen.add(rid)
+            chain.append(rid)
+            rid = rows[0][0]
+        return chain[::-1]
 
     def events(self, run_id: int, kinds: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """A run's events in order: id, kind, text, epoch, iteration, time, data."""

@@ -4,30 +4,19 @@ from __future__ import annotations
 
 import math
 import os
-import threading
-from collections import deque
-from collections.abc import Iterable
 from typing import Any
 
 import torch
 
 from labcon.commands import grammar as C
 from labcon.commands.apply import RUNNER_COMMANDS, RunnerContext, apply_runner_command, check_removable
-from labcon.core.events import CancelFitException
 from labcon.errors import CommandError, LabconError
 from labcon.session.build import build
 from labcon.session.bus import Bus, Reply, Subscription
 from labcon.session.config import Config, load_config, parse_config
 from labcon.session.control import SessionBridge, SessionControl
 from labcon.session.fitjobs import FitJobs
-from labcon.session.messages import (
-    CommandApplied,
-    CommandFailed,
-    Log,
-    Message,
-    StateChanged,
-    TelemetryUpdated,
-)
+from labcon.session.messages import CommandApplied, CommandFailed, Log, Message
 from labcon.session.paths import (
     DEFAULT_SESSION,
     config_file,
@@ -36,6 +25,7 @@ from labcon.session.paths import (
     validate_session_name,
 )
 from labcon.session.persist import Persistence, portable_config
+from labcon.session.runstate import RunState
 
 
 class Session:
@@ -62,26 +52,18 @@ class Session:
         guard = self.runner.cb("nan_guard")
         if guard is not None:
             guard.on_nan = self._on_nan
-        self.runner.add_cbs([SessionControl(self), SessionBridge(self)])
+        self.bus = Bus()
+        self.last_error: str | None = None
+        # One owner of the run state (state, queues, pause/stop); the callbacks and fit jobs are handed it.
+        self.run = RunState(self.bus.publish, world_size=world_size, is_main=self.is_main)
+        self.persist = Persistence(self, journal=journal and self.is_main)
+        self.jobs = FitJobs(self, self.run, self._apply_safely)
+        control = SessionControl(self.run, self._apply_safely, self.persist)
+        self.runner.add_cbs([control, SessionBridge(self.bus.publish, self.persist, control)])
         if world_size > 1:
             from labcon.core.distributed import DistributedCallback
 
             self.runner.add_cbs([DistributedCallback()])
-        self.bus = Bus()
-        self.state = "idle"
-        self.last_error: str | None = None
-        self._lock = threading.RLock()
-        self._wake = threading.Condition(self._lock)
-        self._batch_q: deque[C.Command] = deque()
-        self._epoch_q: deque[C.Command] = deque()
-        self._stop_requested = False
-        self._tel_seen = -1
-        self.replay_batch: dict[int, list[C.Command]] = {}
-        self.replay_epoch: dict[int, list[C.Command]] = {}
-        self.until_epoch: int | None = None
-        self.until_reached = False
-        self.persist = Persistence(self, journal=journal and self.is_main)
-        self.jobs = FitJobs(self)
 
     # ----- construction -----------------------------------------------------------------------------
     @classmethod
@@ -136,6 +118,11 @@ class Session:
         session.persist.restore()
         return session
 
+    @property
+    def state(self) -> str:
+        """idle | running | paused | stopping (owned by the RunState)."""
+        return self.run.state
+
     # ----- the front-end protocol -------------------------------------------------------------------
     def subscribe(self) -> Subscription:
         """A queue of messages from now on (several subscribers at once)."""
@@ -167,23 +154,12 @@ class Session:
             return self._answer(cmd)
         if cmd.when == "idle" or isinstance(cmd, C.Replay):
             return self.jobs.submit(cmd)
-        with self._lock:
-            if self.state == "idle":
+        with self.run.lock:
+            if self.run.state == "idle":
                 if isinstance(cmd, (C.Pause, C.Resume, C.Stop)):
                     return Reply(False, f"'{cmd.text}': nothing is running")
                 return Reply(True, self.apply(cmd, point="idle"))
-            if isinstance(cmd, C.Resume) and self.state == "running":
-                pending = [c for c in self._batch_q if isinstance(c, C.Pause)]
-                if not pending:
-                    return Reply(False, "nothing to resume: the session is running")
-                self._batch_q = deque(c for c in self._batch_q if not isinstance(c, C.Pause))
-                return Reply(True, "pause cancelled before it took effect")
-            if cmd.when == "epoch" and self.state != "paused":
-                self._epoch_q.append(cmd)
-                return Reply(True, f"queued: '{cmd.text}' applies at the end of this epoch")
-            self._batch_q.append(cmd)
-            self._wake.notify_all()
-        return Reply(True, f"queued: '{cmd.text}' applies at the next batch")
+            return Reply(*self.run.queue(cmd))
 
     def _answer(self, cmd: C.Command) -> Reply:
         from labcon.session.answers import answer
@@ -199,16 +175,14 @@ class Session:
             if cmd.when == "epoch":
                 self.persist.structural.append(cmd.text)
         elif isinstance(cmd, C.Pause):
-            self._set_state("paused", "paused by command")
+            self.run.set_state("paused", "paused by command")
             self.persist.save(mid_epoch=True)
             reply = f"paused at epoch {r.epoch}, batch {r.iter}"
         elif isinstance(cmd, C.Resume):
-            self._set_state("running")
+            self.run.set_state("running")
             reply = "resumed"
         elif isinstance(cmd, C.Stop):
-            with self._lock:  # Condition.notify needs its lock (applied on the training thread, unlocked)
-                self._stop_requested = True
-                self._wake.notify_all()
+            self.run.request_stop()
             reply = "stopping at the next batch"
         elif isinstance(cmd, C.Save):
             path = self.persist.save(mid_epoch=self.state != "idle", label=cmd.label)
@@ -219,12 +193,6 @@ class Session:
         self.publish(CommandApplied(text=cmd.text, epoch=r.epoch, iter=r.train_iter, reply=reply))
         return reply
 
-    def _set_state(self, state: str, reason: str = "") -> None:
-        with self._lock:
-            self.state = state
-            self._wake.notify_all()
-        self.publish(StateChanged(state=state, reason=reason))
-
     def _apply_safely(self, cmd: C.Command, point: str) -> None:
         try:
             self.apply(cmd, point)
@@ -232,62 +200,12 @@ class Session:
             self.publish(CommandFailed(text=cmd.text, error=str(e)))
             self.persist.log("error", f"{cmd.text}: {e}")
 
-    def _apply_all(self, cmds: Iterable[C.Command], point: str) -> None:
-        for cmd in cmds:
-            self._apply_safely(cmd, point)
-
-    def _take(self, q: deque[C.Command]) -> list[C.Command]:
-        """The queued commands to apply now. Distributed, only what rank 0 broadcast counts (on every rank),
-        so a command that lands between the broadcast and the apply waits for the next one on all ranks."""
-        if self.world_size > 1:
-            return self.jobs.sync_ranks(q)
-        if not q:
-            return []  # the common case, every batch: no lock, no copy
-        with self._lock:
-            cmds = list(q)
-            q.clear()
-        return cmds
-
-    def _batch_point(self) -> None:
-        """Called before every training batch: replayed and queued commands, pause, stop."""
-        r = self.runner
-        self._apply_all(self.replay_batch.pop(r.train_iter, ()), "batch")
-        self._apply_all(self._take(self._batch_q), "batch")
-        while True:
-            with self._lock:
-                if self.state != "paused" or self._stop_requested:
-                    break
-                self._wake.wait(0.2)
-            # Paused ranks all loop here, so rank 0's `resume` / `stop` reaches the others the same way.
-            self._apply_all(self._take(self._batch_q), "batch")
-        if self._stop_requested:
-            self._stop_requested = False
-            self.persist.save(mid_epoch=True)
-            raise CancelFitException("stopped by user")
-
-    def _epoch_point(self) -> None:
-        """Called after every epoch (row journaled): epoch-level swaps, then the checkpoint."""
-        r = self.runner
-        self._apply_all(self.replay_epoch.pop(r.epoch, ()), "epoch")
-        self._apply_all(self._take(self._epoch_q), "epoch")
-        self.persist.save(mid_epoch=False)
-        if self.until_epoch is not None and r.epoch + 1 >= self.until_epoch:
-            self.until_reached = True
-            raise CancelFitException(f"replay reached epoch {self.until_epoch}")
-
     def _on_nan(self, message: str) -> None:
         """NaN guard hook: pause (a person can lower the lr and resume) instead of stopping."""
         self.last_error = message
         self.publish(Log(level="error", text=message))
         self.persist.log("error", message)
-        self._set_state("paused", message)
-
-    def _check_telemetry(self) -> None:
-        tel = self.runner.cb("telemetry")  # looked up each time: the `telemetry` command adds and removes it
-        it = getattr(tel, "_last_iter", None) if tel is not None else None
-        if it is not None and it != self._tel_seen:
-            self._tel_seen = it
-            self.publish(TelemetryUpdated(train_iter=int(it)))
+        self.run.set_state("paused", message)
 
     # ----- read-only snapshots ----------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -358,17 +276,23 @@ class Session:
         """Start the fit the config describes (schedule, epochs, lr), optionally overridden."""
         t = self.config.train
         n, lr = epochs or t.epochs, lr or t.lr
-        text = f"fit_one_cycle {n} lr={lr!r}" if t.schedule == "one_cycle" else f"fit {n}"
-        if t.schedule != "one_cycle" and lr != t.lr:
-            self.submit(f"set lr={lr!r}")
-        return self.submit(text)
+        # Typed commands, never text to parse back; they go through the same checks as typed ones.
+        fit: C.Command = C.FitOneCycle(n, lr) if t.schedule == "one_cycle" else C.Fit(n)
+        try:
+            if t.schedule != "one_cycle" and lr != t.lr:
+                self.dispatch(C.validate(C.Set((("lr", lr),)), self.context()))
+            return self.dispatch(C.validate(fit, self.context()))
+        except (CommandError, LabconError, ValueError) as e:
+            self.publish(CommandFailed(text=fit.text, error=str(e)))
+            return Reply(False, str(e))
 
     def resume_fit(self) -> bool:
-        """Continue an interrupted fit from its checkpoint; False when the last fit had finished."""
+        """Continue an interrupted fit from its checkpoint (in its own run); False when it had finished."""
         plan = self.persist.plan
-        if not plan or plan["start_epoch"] + plan["n"] <= self.runner.epoch:
+        if plan is None or plan.remaining(self.runner.epoch) < 1:
             return False
-        self.jobs.put(dict(plan))
+        self.run.begin(f"resuming '{plan.text}'")  # running at once, as a typed fit is
+        self.jobs.put(plan)
         return True
 
     def wait(self, timeout: float | None = None) -> bool:
