@@ -83,6 +83,27 @@ def test_migrations_apply_once_and_in_order(tmp_path):
     conn.close()
 
 
+def test_v1_journal_upgrades_in_place(tmp_path):
+    path = tmp_path / "journal.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    journal_schema.migrate(conn, journal_schema.MIGRATIONS[:1])
+    conn.execute(
+        "INSERT INTO runs (session, config_text, started, ended, status) VALUES ('old', '', 100.0, 160.0, 'done')"
+    )
+    conn.close()
+    with Journal(path) as j:
+        old = j.get_run(1)
+        assert old["duration"] == 60.0 and old["previous_id"] is None  # wall time: no training time recorded
+        new = j.start_run("old", "", 1, previous_id=1, env={}, code_version="t")
+        j.end_run(new, "stopped", train_seconds=2.5)
+        j.reopen_run(new)
+        assert j.get_run(new)["status"] == "running" and j.get_run(new)["duration"] is None
+        j.end_run(new, "done", train_seconds=1.5)
+        assert j.get_run(new)["duration"] == 4.0 and j.lineage(new) == [1, new]
+        with pytest.raises(JournalError, match="finished"):
+            j.reopen_run(new)
+
+
 def test_failed_migration_rolls_back(tmp_path):
     conn = sqlite3.connect(tmp_path / "j.db", isolation_level=None)
     with pytest.raises(sqlite3.OperationalError):

@@ -312,4 +312,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
             f"branch after epoch {branch['after_epoch']} with '{branch['then']}', "
             f"{branch['epochs_trained']} epoch(s) trained; branch minus parent: {describe(branch['deltas'])}"
         )
+        values = [v for d in branch["deltas"] for k, v in d.items() if k != "epoch"]
+        if values and all(abs(v) < 1e-9 for v in values):
+            print(
+                f"note: the branch ended with the parent's metrics: '{branch['then']}' changed nothing that "
+                "lasted (a schedule may set that value again at every batch)"
+            )
     return code

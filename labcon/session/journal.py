@@ -15,7 +15,7 @@ from typing import Any
 from labcon.errors import LabconError
 from labcon.session import journal_env
 from labcon.session.journal_schema import configure, migrate
-from labcon.session.journal_values import config_params, to_float, to_json
+from labcon.session.journal_values import config_params, run_record, to_float, to_json
 from labcon.session.paths import JOURNAL_FILE, validate_session_name
 from labcon.session.query import DOC_SHIFT, EVENT_KINDS, STATUSES, compile_query
 
@@ -267,20 +267,6 @@ class Journal:
 
     # -- reading ----------------------------------------------------------------------------------
 
-    def _run_dict(self, row: sqlite3.Row, tags: list[str]) -> dict[str, Any]:
-        d = dict(row)
-        d["config"] = d.pop("config_text")
-        d["env"] = json.loads(d.pop("env_json") or "{}")
-        d["final_metrics"] = json.loads(d["final_metrics"] or "{}")
-        d["tags"] = tags
-        # Training time where it was recorded (runs journaled before train_time existed: wall time).
-        train_time = d.pop("train_time")
-        if d["ended"] is None:
-            d["duration"] = None
-        else:
-            d["duration"] = train_time if train_time is not None else d["ended"] - d["started"]
-        return d
-
     def get_run(self, run_id: int) -> dict[str, Any]:
         """One run: ids, session, config, seed, code version, env, times, status, final metrics, tags, params."""
         rows = self._rows(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (int(run_id),))
@@ -291,7 +277,7 @@ class Journal:
         tags = [
             r[0] for r in self._rows("SELECT tag FROM tags WHERE run_id = ? ORDER BY tag", (int(run_id),))
         ]
-        d = self._run_dict(rows[0], tags)
+        d = run_record(rows[0], tags)
         d["params"] = {
             r[0]: r[1] for r in self._rows("SELECT name, value FROM params WHERE run_id = ?", (d["id"],))
         }
@@ -384,7 +370,7 @@ class Journal:
             f"SELECT run_id, tag FROM tags WHERE run_id IN ({marks}) ORDER BY tag", ids
         ):
             tags[rid].append(tag)
-        return [self._run_dict(r, tags[r["id"]]) for r in rows]
+        return [run_record(r, tags[r["id"]]) for r in rows]
 
     def count(self, query: str = "") -> int:
         """How many runs match a query."""

@@ -63,3 +63,22 @@ def config_params(config_text: str, seed: int | None = None, aliases: bool = Tru
     if seed is not None:
         out["seed"] = float(seed)  # the seed actually used wins over the file's
     return out
+
+
+def run_record(row: Mapping[str, Any], tags: list[str]) -> dict[str, Any]:
+    """A runs-table row as the dict every reader gets (CLI, Journal pane, export): parsed JSON, tags, duration.
+
+    `duration` is the run's training time (paused and idle time left out); for runs journaled before training
+    time was recorded, the wall time from start to end; None while the run is open.
+    """
+    d = dict(row)
+    d["config"] = d.pop("config_text")
+    d["env"] = json.loads(d.pop("env_json") or "{}")
+    d["final_metrics"] = json.loads(d["final_metrics"] or "{}")
+    d["tags"] = tags
+    train_time = d.pop("train_time")
+    if d["ended"] is None:
+        d["duration"] = None
+    else:
+        d["duration"] = train_time if train_time is not None else d["ended"] - d["started"]
+    return d
