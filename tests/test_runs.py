@@ -233,6 +233,30 @@ def test_branch_trains_to_the_original_length_and_differs_after_the_branch(paren
         info = [e for e in j.events(branch_run, kinds=["info"]) if (e["data"] or {}).get("parent") == rid]
         assert len(info) == 1 and [d["epoch"] for d in info[0]["data"]["deltas"]] == [1, 2]
         assert "minus parent" in info[0]["text"]
+    # The branch is a record like any other: replaying it gives the branch again.
+    again, _ = start_replay(branch_run, home, name="b-sgd-again")
+    assert again.wait(120)
+    rep = report(again, branch_run)
+    again.close()
+    assert rep["epochs_compared"] == 3 and max(rep["max_abs_deviation"].values()) < 1e-6
+
+
+def test_replaying_a_later_run_replays_the_runs_before_it(data, tmp_path):
+    s = _session(data, tmp_path, name="two", epochs=2)
+    assert s.start_fit().ok and s.wait(120)
+    assert s.submit("set wd=0.05").ok and s.submit("fit 1").ok and s.wait(120)
+    second = s.persist.run_id
+    s.close()
+    rep_s, plan = start_replay(second, tmp_path)
+    assert len(plan.lineage) == 2 and [c.text for c in plan.idle] == [
+        "fit_one_cycle 2 lr=0.01",
+        "set wd=0.05",
+        "fit 1",
+    ]
+    assert rep_s.wait(120)
+    rep = report(rep_s, second)
+    rep_s.close()
+    assert rep["epochs_compared"] == 3 and max(rep["max_abs_deviation"].values()) < 1e-6
 
 
 def test_branch_with_epochs_trains_that_long(parent):
