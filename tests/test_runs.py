@@ -194,7 +194,7 @@ def test_start_fit_builds_typed_commands(data, tmp_path, monkeypatch):
 def test_callbacks_and_jobs_share_one_run_state(data, tmp_path):
     s = _session(data, tmp_path, epochs=1)
     control = s.runner.cb("session_control")
-    assert control.run is s.run and s.jobs.run is s.run
+    assert control.run_state is s.run_state and s.jobs.run_state is s.run_state
     assert not hasattr(control, "session")  # handed the run state, not the whole session
     s.close()
 

@@ -24,8 +24,8 @@ class SessionControl(Callback):
     order = -30  # before anything touches the batch
     run_in_probe = False
 
-    def __init__(self, run: RunState, apply: Apply, persist: Persistence):
-        self.run, self.apply, self.persist = run, apply, persist
+    def __init__(self, run_state: RunState, apply: Apply, persist: Persistence):
+        self.run_state, self.apply, self.persist = run_state, apply, persist
 
     def _apply_all(self, cmds: Iterable[C.Command], point: str) -> None:
         for cmd in cmds:
@@ -37,7 +37,7 @@ class SessionControl(Callback):
 
     def batch_point(self) -> None:
         """Before every training batch: replayed and queued commands, pause, stop."""
-        run = self.run
+        run = self.run_state
         self._apply_all(run.replay.batch.pop(self.runner.train_iter, ()), "batch")
         self._apply_all(run.take_batch(), "batch")
         while run.wait_paused():
@@ -49,9 +49,9 @@ class SessionControl(Callback):
 
     def epoch_point(self) -> None:
         """After every epoch (row journaled): epoch-level commands, then the checkpoint, then a replay's end."""
-        r, replay = self.runner, self.run.replay
+        r, replay = self.runner, self.run_state.replay
         self._apply_all(replay.epoch.pop(r.epoch, ()), "epoch")
-        self._apply_all(self.run.take_epoch(), "epoch")
+        self._apply_all(self.run_state.take_epoch(), "epoch")
         self.persist.save(mid_epoch=False)
         if replay.until is not None and r.epoch + 1 >= replay.until:
             replay.until_reached = True

@@ -42,9 +42,9 @@ class FitJobs:
     command at a safe point; it reads the session's runner and journal (persist) and publishes on its bus.
     """
 
-    def __init__(self, session: Session, run: RunState, apply: Callable[[C.Command, str], None]):
+    def __init__(self, session: Session, run_state: RunState, apply: Callable[[C.Command, str], None]):
         self.s = session
-        self.run = run
+        self.run_state = run_state
         self._apply = apply
         self._q: queue.Queue[Any] = queue.Queue()
         self._idle = threading.Event()
@@ -62,7 +62,7 @@ class FitJobs:
         busy = not self._idle.is_set()
         if not busy:
             # Running from now on (not from when the worker picks it up), so `pause` right after `fit` works.
-            self.run.set_state("running", f"starting '{cmd.text}'")
+            self.run_state.set_state("running", f"starting '{cmd.text}'")
         self.put(cmd)
         return Reply(
             True, f"queued after the current fit: '{cmd.text}'" if busy else f"started: '{cmd.text}'"
@@ -89,7 +89,7 @@ class FitJobs:
         """Stop the current fit and the thread."""
         self._closing = True
         if not self._idle.is_set():
-            self.run.request_stop()
+            self.run_state.request_stop()
         self._q.put(None)
         if self._thread is not None:
             self._thread.join(timeout=60)
@@ -110,15 +110,15 @@ class FitJobs:
     def _run(self, job: Any) -> None:
         s, r = self.s, self.s.runner
         if isinstance(job, ReplayJob):
-            if self.run.replay.until_reached:
+            if self.run_state.replay.until_reached:
                 return
             if job.cmd.when != "idle":
                 self._apply(job.cmd, "idle")
                 return
             job = job.cmd
         if isinstance(job, BranchJob):
-            self.run.replay.until = None
-            self.run.set_state(
+            self.run_state.replay.until = None
+            self.run_state.set_state(
                 "idle"
             )  # the replayed part is over: the branch command starts like a typed one
             reply = s.dispatch(job.cmd)
@@ -134,11 +134,11 @@ class FitJobs:
             self._fit(plan_for(job, r.epoch, r.train_iter, n_train), new_run=True)
         else:
             s.publish(Log(level="error", text=f"'{getattr(job, 'text', job)}' cannot run as a fit job"))
-            self.run.set_state("idle")
+            self.run_state.set_state("idle")
 
     def _fit(self, plan: FitPlan, new_run: bool) -> None:
         """Train a plan: a new fit is a new run; a continued (resumed) plan continues its own run."""
-        s, r, run = self.s, self.s.runner, self.run
+        s, r, run = self.s, self.s.runner, self.run_state
         remaining = plan.remaining(r.epoch)
         if remaining < 1:
             run.set_state("idle")
@@ -181,7 +181,7 @@ class FitJobs:
 
     def _lr_find(self, cmd: C.LrFind) -> None:
         s = self.s
-        self.run.set_state("running", "lr_find")
+        self.run_state.set_state("running", "lr_find")
         try:
             res = s.runner.lr_find(**cmd.kwargs)
             text = f"lr_find: suggested lr {res.suggestion:.2e} (valley {res.valley:.2e}, steepest {res.steepest:.2e})"
@@ -191,4 +191,4 @@ class FitJobs:
         except Exception as e:  # noqa: BLE001 - the worker's boundary, as in _fit
             s.publish(Log(level="error", text=f"lr_find failed: {type(e).__name__}: {e}"))
         finally:
-            self.run.set_state("idle")
+            self.run_state.set_state("idle")

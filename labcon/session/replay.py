@@ -200,7 +200,7 @@ def _schedule(
 ) -> None:
     """Hand the replay's commands to the session: idle ones as jobs, the others at their safe points."""
     session.persist.parent_id = plan.run_id
-    replay = session.run.replay
+    replay = session.run_state.replay
     if then is not None and then.when != "idle":
         assert until is not None
         plan = plan.before(until)

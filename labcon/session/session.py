@@ -55,10 +55,10 @@ class Session:
         self.bus = Bus()
         self.last_error: str | None = None
         # One owner of the run state (state, queues, pause/stop); the callbacks and fit jobs are handed it.
-        self.run = RunState(self.bus.publish, world_size=world_size, is_main=self.is_main)
+        self.run_state = RunState(self.bus.publish, world_size=world_size, is_main=self.is_main)
         self.persist = Persistence(self, journal=journal and self.is_main)
-        self.jobs = FitJobs(self, self.run, self._apply_safely)
-        control = SessionControl(self.run, self._apply_safely, self.persist)
+        self.jobs = FitJobs(self, self.run_state, self._apply_safely)
+        control = SessionControl(self.run_state, self._apply_safely, self.persist)
         self.runner.add_cbs([control, SessionBridge(self.bus.publish, self.persist, control)])
         if world_size > 1:
             from labcon.core.distributed import DistributedCallback
@@ -121,7 +121,7 @@ class Session:
     @property
     def state(self) -> str:
         """idle | running | paused | stopping (owned by the RunState)."""
-        return self.run.state
+        return self.run_state.state
 
     # ----- the front-end protocol -------------------------------------------------------------------
     def subscribe(self) -> Subscription:
@@ -154,12 +154,12 @@ class Session:
             return self._answer(cmd)
         if cmd.when == "idle" or isinstance(cmd, C.Replay):
             return self.jobs.submit(cmd)
-        with self.run.lock:
-            if self.run.state == "idle":
+        with self.run_state.lock:
+            if self.run_state.state == "idle":
                 if isinstance(cmd, (C.Pause, C.Resume, C.Stop)):
                     return Reply(False, f"'{cmd.text}': nothing is running")
                 return Reply(True, self.apply(cmd, point="idle"))
-            return Reply(*self.run.queue(cmd))
+            return Reply(*self.run_state.queue(cmd))
 
     def _answer(self, cmd: C.Command) -> Reply:
         from labcon.session.answers import answer
@@ -175,14 +175,14 @@ class Session:
             if cmd.when == "epoch":
                 self.persist.structural.append(cmd.text)
         elif isinstance(cmd, C.Pause):
-            self.run.set_state("paused", "paused by command")
+            self.run_state.set_state("paused", "paused by command")
             self.persist.save(mid_epoch=True)
             reply = f"paused at epoch {r.epoch}, batch {r.iter}"
         elif isinstance(cmd, C.Resume):
-            self.run.set_state("running")
+            self.run_state.set_state("running")
             reply = "resumed"
         elif isinstance(cmd, C.Stop):
-            self.run.request_stop()
+            self.run_state.request_stop()
             reply = "stopping at the next batch"
         elif isinstance(cmd, C.Save):
             path = self.persist.save(mid_epoch=self.state != "idle", label=cmd.label)
@@ -205,7 +205,7 @@ class Session:
         self.last_error = message
         self.publish(Log(level="error", text=message))
         self.persist.log("error", message)
-        self.run.set_state("paused", message)
+        self.run_state.set_state("paused", message)
 
     # ----- read-only snapshots ----------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -291,7 +291,7 @@ class Session:
         plan = self.persist.plan
         if plan is None or plan.remaining(self.runner.epoch) < 1:
             return False
-        self.run.begin(f"resuming '{plan.text}'")  # running at once, as a typed fit is
+        self.run_state.begin(f"resuming '{plan.text}'")  # running at once, as a typed fit is
         self.jobs.put(plan)
         return True
 
