@@ -118,12 +118,11 @@ class FitJobs:
             job = job.cmd
         if isinstance(job, BranchJob):
             self.run_state.replay.until = None
-            self.run_state.set_state(
-                "idle"
-            )  # the replayed part is over: the branch command starts like a typed one
+            # The replayed part is over: the branch command starts like a typed one.
+            self.run_state.set_state("idle")
             reply = s.dispatch(job.cmd)
-            if not reply.ok:
-                s.publish(Log(level="error", text=f"{job.cmd.text}: {reply.text}"))
+            # The reply says what will happen (e.g. a schedule rescaled): --then users see it like typed ones.
+            s.publish(Log(level="info" if reply.ok else "error", text=f"{job.cmd.text}: {reply.text}"))
             return
         if isinstance(job, C.LrFind):
             self._lr_find(job)
@@ -131,7 +130,7 @@ class FitJobs:
             self._fit(job, new_run=False)
         elif isinstance(job, (C.Fit, C.FitOneCycle)):
             n_train = len(r.dls.train) if hasattr(r.dls.train, "__len__") else 0
-            self._fit(plan_for(job, r.epoch, r.train_iter, n_train), new_run=True)
+            self._fit(plan_for(job, r.epoch, r.train_iter, n_train, len(r.hyper("lr"))), new_run=True)
         else:
             s.publish(Log(level="error", text=f"'{getattr(job, 'text', job)}' cannot run as a fit job"))
             self.run_state.set_state("idle")
@@ -159,10 +158,12 @@ class FitJobs:
         try:
             if plan.kind == "fit_one_cycle":
                 kw = {"pct_start": plan.pct_start} if plan.pct_start is not None else {}
-                lr = list(plan.lr) if isinstance(plan.lr, tuple) else plan.lr
-                r.fit_one_cycle(remaining, lr_max=lr, span=span, **kw)
+                r.fit_one_cycle(remaining, lr_max=plan.lr_list(), span=span, **kw)
             else:
-                r.fit(remaining, span=span)
+                # A new `fit` starts from the configured lr (or its lr=), not what a schedule left behind;
+                # a continued plan keeps the optimizer's restored values.
+                lr = (plan.lr_list() if plan.lr is not None else r.lr) if new_run else None
+                r.fit(remaining, span=span, lr=lr)
             if r.stop_reason is not None:
                 status, reason = "stopped", r.stop_reason
         except Exception as e:  # noqa: BLE001 - the worker's boundary: any failure ends this fit, not the session

@@ -36,6 +36,10 @@ class FitPlan:
         """The epoch index this fit ends before (start_epoch + n)."""
         return self.start_epoch + self.n
 
+    def lr_list(self) -> float | list[float] | None:
+        """The plan's lr as the runner takes it (a list for one value per param group)."""
+        return list(self.lr) if isinstance(self.lr, tuple) else self.lr
+
     def remaining(self, epoch: int) -> int:
         """Epochs still to train when the runner is at `epoch`."""
         return self.end_epoch - epoch
@@ -65,9 +69,10 @@ class FitPlan:
         return plan
 
 
-def plan_for(cmd: C.Fit | C.FitOneCycle, epoch: int, train_iter: int, n_train: int) -> FitPlan:
+def plan_for(cmd: C.Fit | C.FitOneCycle, epoch: int, train_iter: int, n_train: int, n_groups: int) -> FitPlan:
     """The plan of a fit command started at (epoch, train_iter) with n_train batches per epoch."""
     one_cycle = isinstance(cmd, C.FitOneCycle)
+    lr = cmd.lr_plan(n_groups)
     return FitPlan(
         kind="fit_one_cycle" if one_cycle else "fit",
         n=int(cmd.n),
@@ -76,6 +81,6 @@ def plan_for(cmd: C.Fit | C.FitOneCycle, epoch: int, train_iter: int, n_train: i
         total=max(1, int(cmd.n) * n_train),
         n_train=n_train,
         text=cmd.text,
-        lr=cmd.lr if one_cycle else None,
+        lr=tuple(lr) if isinstance(lr, list) else lr,
         pct_start=cmd.pct_start if one_cycle else None,
     )

@@ -22,20 +22,6 @@ from labcon.session.journal import Journal
 from labcon.session.paths import sessions_home
 from labcon.session.session import Session
 
-# Commands that change nothing numerical are not replayed (they were a person's doing, not the experiment's).
-_SKIP = (
-    C.Pause,
-    C.Resume,
-    C.Save,
-    C.Note,
-    C.Journal,
-    C.Help,
-    C.Status,
-    C.CbList,
-    C.Hooks,
-    C.ShowLoop,
-    C.DataSummary,
-)
 # What a branch's --then may not be: it must change training, and replay itself starts a new session.
 _NOT_A_BRANCH = (C.Pause, C.Resume, C.Stop, C.Save, C.Note, C.Replay)
 _FITS = (C.Fit, C.FitOneCycle)
@@ -107,7 +93,7 @@ def plan_replay(journal: Journal, run_id: int) -> ReplayPlan:
                 raise LabconError(
                     f"run {rid}: journaled command {ev['text']!r} no longer parses: {e}"
                 ) from None
-            if isinstance(cmd, _SKIP):
+            if not cmd.replay:  # each command declares it (a person looking or saving is not the experiment)
                 continue
             point = (ev.get("data") or {}).get("point", "idle")
             plan.steps.append(Step(point, int(ev["epoch"] or 0), int(ev["iteration"] or 0), cmd))
@@ -132,9 +118,9 @@ def _check_args(until: int | None, then: str | None, epochs: int | None) -> C.Co
             '--then needs --until N: the branch starts after epoch N, e.g. --until 1 --then "set lr=1e-3"'
         )
     try:
-        cmd = C.parse(then)
+        cmd = C.check(then)  # parsed with no live session: a bad --then fails before anything is built
     except CommandError as e:
-        raise LabconError(f"--then {then!r}: {e}") from None
+        raise CommandError(f"--then {then!r}: {e}") from None
     if isinstance(cmd, _NOT_A_BRANCH) or cmd.when == "now":
         raise LabconError(
             f'--then {then!r} does not change training: give a command such as "set lr=1e-3", "opt sgd", '

@@ -96,8 +96,8 @@ class RunState:
         return True
 
     # ----- queued commands ---------------------------------------------------------------------------
-    def queue(self, cmd: C.Command) -> tuple[bool, str]:
-        """Queue a command for the next safe point of a live fit; (accepted, reply text)."""
+    def queue(self, cmd: C.Command, note: str = "") -> tuple[bool, str]:
+        """Queue a command for the next safe point of a live fit; (accepted, reply text ending with `note`)."""
         with self.lock:
             if isinstance(cmd, C.Resume) and self._state == "running":
                 if not any(isinstance(c, C.Pause) for c in self._batch_q):
@@ -106,10 +106,10 @@ class RunState:
                 return True, "pause cancelled before it took effect"
             if cmd.when == "epoch" and self._state != "paused":
                 self._epoch_q.append(cmd)
-                return True, f"queued: '{cmd.text}' applies at the end of this epoch"
+                return True, f"queued: '{cmd.text}' applies at the end of this epoch{note}"
             self._batch_q.append(cmd)
             self._wake.notify_all()
-        return True, f"queued: '{cmd.text}' applies at the next batch"
+        return True, f"queued: '{cmd.text}' applies at the next batch{note}"
 
     def take_batch(self) -> list[C.Command]:
         """The commands queued for this batch boundary (taken off the queue)."""

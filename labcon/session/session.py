@@ -9,7 +9,8 @@ from typing import Any
 import torch
 
 from labcon.commands import grammar as C
-from labcon.commands.apply import RUNNER_COMMANDS, RunnerContext, apply_runner_command, check_removable
+from labcon.commands.apply import RunnerContext, apply_command
+from labcon.core.hypers import check_hyper
 from labcon.errors import CommandError, LabconError
 from labcon.session.build import build
 from labcon.session.bus import Bus, Reply, Subscription
@@ -140,26 +141,26 @@ class Session:
         """Parse, validate and apply (or queue) one command; never raises for bad input."""
         try:
             cmd = C.validate(C.parse(text), self.context())
-            if isinstance(cmd, C.CbRm) and self.runner.cb(cmd.cb) is not None:
-                check_removable(self.runner.cb(cmd.cb), self.runner)  # refuse now, not at the epoch's end
             return self.dispatch(cmd)
         except (CommandError, LabconError, ValueError, KeyError, TypeError, IndexError) as e:
-            msg = str(e).strip("'\"") or type(e).__name__
+            # str(KeyError) adds quotes of its own; other messages keep theirs (got 'abc').
+            msg = (e.args[0] if isinstance(e, KeyError) and e.args else str(e)) or type(e).__name__
             self.publish(CommandFailed(text=text, error=msg))
             return Reply(False, msg)
 
     def dispatch(self, cmd: C.Command) -> Reply:
         """Route a validated command: answer now, queue for a safe point, or start work."""
-        if cmd.when == "now" and not isinstance(cmd, C.Save):
+        if cmd.when == "now":
             return self._answer(cmd)
-        if cmd.when == "idle" or isinstance(cmd, C.Replay):
+        if cmd.when == "idle":
             return self.jobs.submit(cmd)
+        note = cmd.queued_note(self.context())  # what will happen, said at queue time to every client
         with self.run_state.lock:
             if self.run_state.state == "idle":
                 if isinstance(cmd, (C.Pause, C.Resume, C.Stop)):
                     return Reply(False, f"'{cmd.text}': nothing is running")
                 return Reply(True, self.apply(cmd, point="idle"))
-            return Reply(*self.run_state.queue(cmd))
+            return Reply(*self.run_state.queue(cmd, note))
 
     def _answer(self, cmd: C.Command) -> Reply:
         from labcon.session.answers import answer
@@ -169,26 +170,12 @@ class Session:
     # ----- applying commands (training thread at safe points, or any thread when idle) -----------------
     def apply(self, cmd: C.Command, point: str) -> str:
         """Apply a command now and journal it at (epoch, train_iter)."""
+        from labcon.session.answers import SessionHost
+
         r = self.runner
-        if isinstance(cmd, RUNNER_COMMANDS):
-            reply = apply_runner_command(cmd, r)
-            if cmd.when == "epoch":
-                self.persist.structural.append(cmd.text)
-        elif isinstance(cmd, C.Pause):
-            self.run_state.set_state("paused", "paused by command")
-            self.persist.save(mid_epoch=True)
-            reply = f"paused at epoch {r.epoch}, batch {r.iter}"
-        elif isinstance(cmd, C.Resume):
-            self.run_state.set_state("running")
-            reply = "resumed"
-        elif isinstance(cmd, C.Stop):
-            self.run_state.request_stop()
-            reply = "stopping at the next batch"
-        elif isinstance(cmd, C.Save):
-            path = self.persist.save(mid_epoch=self.state != "idle", label=cmd.label)
-            reply = f"saved {path}"
-        else:
-            raise CommandError(f"'{cmd.text}' cannot be applied here")
+        reply = apply_command(cmd, SessionHost(self)).text
+        if cmd.when == "epoch":
+            self.persist.structural.append(cmd.text)
         self.persist.log_command(cmd.text, point)
         self.publish(CommandApplied(text=cmd.text, epoch=r.epoch, iter=r.train_iter, reply=reply))
         return reply
@@ -275,12 +262,15 @@ class Session:
     def start_fit(self, epochs: int | None = None, lr: float | None = None) -> Reply:
         """Start the fit the config describes (schedule, epochs, lr), optionally overridden."""
         t = self.config.train
-        n, lr = epochs or t.epochs, lr or t.lr
-        # Typed commands, never text to parse back; they go through the same checks as typed ones.
-        fit: C.Command = C.FitOneCycle(n, lr) if t.schedule == "one_cycle" else C.Fit(n)
+        # `is None`, not `or`: an explicit 0 must reach validation and be refused, never replaced.
+        n = t.epochs if epochs is None else epochs
+        lr = t.lr if lr is None else lr
+        policy = dict(t.schedule).get("policy", "constant") if isinstance(t.schedule, tuple) else t.schedule
+        # A typed command, never text formatted only to be parsed back; checked as a typed one would be.
+        fit: C.Command = C.FitOneCycle(n, lr) if policy == "one_cycle" else C.Fit(n, lr)
         try:
-            if t.schedule != "one_cycle" and lr != t.lr:
-                self.dispatch(C.validate(C.Set((("lr", lr),)), self.context()))
+            check_hyper("epochs", n)
+            check_hyper("lr", lr)
             return self.dispatch(C.validate(fit, self.context()))
         except (CommandError, LabconError, ValueError) as e:
             self.publish(CommandFailed(text=fit.text, error=str(e)))
