@@ -95,6 +95,23 @@ def test_a_new_fit_is_a_new_run_and_the_finished_one_stays_as_it_was(data, tmp_p
         assert j.lineage(second) == [first, second]
 
 
+def test_commands_between_runs_travel_with_their_checkpoint(data, tmp_path):
+    s = _session(data, tmp_path, epochs=1)
+    assert s.start_fit().ok and s.wait(120)
+    first = s.persist.run_id
+    assert s.submit("set wd=0.05").ok and s.submit("save").ok  # the checkpoint holds the changed wd
+    s.close()
+    again = Session.resume("t", tmp_path)
+    assert again.runner.hyper("wd") == [0.05]
+    assert again.submit("fit 1").ok and again.wait(120)
+    second = again.persist.run_id
+    again.close()
+    with _journal(tmp_path) as j:
+        assert [e["text"] for e in j.events(first, kinds=["command"])] == ["fit_one_cycle 1 lr=0.01"]
+        assert [e["text"] for e in j.events(second, kinds=["command"])] == ["set wd=0.05", "fit 1"]
+        assert j.get_run(second)["previous_id"] == first
+
+
 def test_duration_is_training_time_not_paused_time(data, tmp_path):
     s = _session(data, tmp_path, epochs=3)
     assert s.start_fit().ok

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import time
@@ -224,6 +225,8 @@ class Persistence:
             "plan": self.plan.to_state() if self.plan is not None else {},
             "structural": list(self.structural),
             "run_id": -1 if self.run_id is None else self.run_id,
+            # Commands applied since the last run ended travel with the state they changed, into the next run.
+            "pending": [dataclasses.asdict(p) for p in self._pending],
         }
 
     def save(self, mid_epoch: bool, label: str | None = None) -> Path | None:
@@ -287,6 +290,7 @@ class Persistence:
         self.plan = FitPlan.from_state(state.get("plan"))
         run_id = int(state.get("run_id", -1))
         self.run_id = run_id if run_id >= 0 else None
+        self._pending = [_Pending(**p) for p in state.get("pending", [])]
         self._batches_logged = len(r.recorder.losses)
 
     def close(self) -> None:
