@@ -12,15 +12,33 @@ from typing import Any
 from labcon.errors import LabconError
 from labcon.session.journal import Journal
 from labcon.session.paths import journal_path
+from labcon.session.query import EVENT_KINDS, STATUSES
 
 
 def register(subparsers: Any) -> None:
     """Add the `journal` command and its subcommands."""
-    p = subparsers.add_parser("journal", help="search, show, compare and annotate past runs")
+    p = subparsers.add_parser(
+        "journal",
+        help="search, show, compare and annotate past runs",
+        description="The experiment journal: every fit is a run (linked to its session's previous run); "
+        "without a subcommand, the latest runs. Durations ('took') are training time.",
+    )
     p.set_defaults(func=cmd_search, query=[], json=False, limit=20)
     sub = p.add_subparsers(dest="journal_command", metavar="SUBCOMMAND")
 
-    s = sub.add_parser("search", help='runs matching a query, e.g. "mixup status:done lr>1e-3"')
+    s = sub.add_parser(
+        "search",
+        help='runs matching a query, e.g. "mixup status:done lr>1e-3"',
+        description='Runs matching a query, newest first. Free words and "quoted phrases" match a run\'s notes, '
+        "commands, config and tags (word* for a prefix). Fields: status:"
+        + "|".join(STATUSES)
+        + ", tag:NAME, session:NAME (* allowed), run:ID, parent:ID (the run a replay branched from), "
+        "previous:ID (the session's run before), since:DATE, until:DATE (YYYY-MM-DD), has:"
+        + "|".join(EVENT_KINDS)
+        + ". Comparisons NAME OP NUMBER (OP one of > >= < <= = !=) test final metrics "
+        "and numeric config values (lr>1e-3, data.bs=64, accuracy>=0.9). Terms side by side must all match; "
+        "AND, OR, NOT and parentheses combine them.",
+    )
     s.add_argument("query", nargs="*", help="query words (quote comparisons for the shell: 'lr>1e-3')")
     s.add_argument("--json", action="store_true", help="print the runs as JSON")
     s.add_argument("--limit", type=int, default=50, help="at most this many runs (default 50)")
@@ -32,8 +50,8 @@ def register(subparsers: Any) -> None:
     sh.set_defaults(func=cmd_show)
 
     d = sub.add_parser("diff", help="two runs side by side: config, commands, metrics")
-    d.add_argument("run_a")
-    d.add_argument("run_b")
+    d.add_argument("run_a", help="a run id, or a session name for its latest run")
+    d.add_argument("run_b", help="the run to compare with it")
     d.add_argument("--json", action="store_true", help="print the comparison as JSON")
     d.set_defaults(func=cmd_diff)
 
@@ -43,7 +61,12 @@ def register(subparsers: Any) -> None:
     n.set_defaults(func=cmd_note)
 
     e = sub.add_parser("export", help="runs as CSV or JSON")
-    e.add_argument("--format", choices=("csv", "json"), default="csv")
+    e.add_argument(
+        "--format",
+        choices=("csv", "json"),
+        default="csv",
+        help="csv: one row per run; json: runs with params, epochs and events as nested objects (default csv)",
+    )
     e.add_argument("--query", default=None, help="only runs matching this query")
     e.add_argument("-o", "--output", default=None, help="write to this file instead of stdout")
     e.set_defaults(func=cmd_export)
