@@ -132,7 +132,7 @@ class FitJobs:
             n_train = len(r.dls.train) if hasattr(r.dls.train, "__len__") else 0
             self._fit(plan_for(job, r.epoch, r.train_iter, n_train, len(r.hyper("lr"))), new_run=True)
         else:
-            s.publish(Log(level="error", text=f"'{getattr(job, 'text', job)}' cannot run as a fit job"))
+            s.publish(Log(level="error", text=f"{job!r} cannot run as a fit job"))
             self.run_state.set_state("idle")
 
     def _fit(self, plan: FitPlan, new_run: bool) -> None:
