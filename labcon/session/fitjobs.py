@@ -56,9 +56,8 @@ class FitJobs:
     def submit(self, cmd: C.Command) -> Reply:
         """Queue a fit-like command; the reply says whether it starts now or after the current work."""
         if isinstance(cmd, C.Replay):
-            return Reply(
-                False, "replay starts a new session: run `labcon replay RUN` (or the Journal pane's replay)"
-            )
+            # A replay is a new session (its own process); this session cannot become another one.
+            return Reply(False, f"replay starts a new session: run `labcon replay {cmd.run}` in a shell")
         busy = not self._idle.is_set()
         if not busy:
             # Running from now on (not from when the worker picks it up), so `pause` right after `fit` works.
