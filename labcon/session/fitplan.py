@@ -30,6 +30,8 @@ class FitPlan:
     text: str
     lr: float | tuple[float, ...] | None = None
     pct_start: float | None = None
+    # Live schedule changes (set, sched) made during the fit, as plain data: a continued fit re-applies them.
+    sched_edits: tuple[dict[str, Any], ...] = ()
 
     @property
     def end_epoch(self) -> int:
@@ -49,6 +51,7 @@ class FitPlan:
         d = dataclasses.asdict(self)
         if isinstance(self.lr, tuple):
             d["lr"] = list(self.lr)
+        d["sched_edits"] = [dict(e) for e in self.sched_edits]
         return d
 
     @classmethod
@@ -61,6 +64,7 @@ class FitPlan:
             kw = {k: v for k, v in state.items() if k in fields}
             if isinstance(kw.get("lr"), list):
                 kw["lr"] = tuple(float(x) for x in kw["lr"])
+            kw["sched_edits"] = tuple(dict(e) for e in kw.get("sched_edits") or ())
             plan = cls(**kw)
         except TypeError as e:
             raise CheckpointError(f"the checkpoint's fit plan is incomplete ({e}); start a new fit") from None

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labcon.commands import grammar as C
 from labcon.commands.apply import apply_runner_command
 from labcon.core.distributed import unwrap_model
 from labcon.errors import CheckpointError, LabconError
-from labcon.session.checkpoint import load_latest, rng_state, save_checkpoint, set_rng_state
+from labcon.session.checkpoint import rng_state, save_checkpoint, set_rng_state
 from labcon.session.config import Config, DataConfig
 from labcon.session.deviation import Branch, describe, epoch_deltas
 from labcon.session.fitplan import FitPlan
-from labcon.session.messages import Log
+from labcon.session.safety import SessionLock, check_private, private_dir
 
 if TYPE_CHECKING:
     from labcon.session.journal import Journal
@@ -67,19 +67,32 @@ class Persistence:
         self.parent_id: int | None = None  # the run a replay session replays
         self.branch: Branch | None = None  # set when a replay branches: its deviation is journaled
         self.plan: FitPlan | None = None
+        self.sched_edits: list[dict[str, Any]] = []  # the live fit's schedule changes (its scheduler appends)
         self._pending: list[_Pending] = []
         self.structural: list[str] = []  # epoch-level commands applied so far (re-applied on resume)
         self._writer: JournalWriter | None = None
         self._journal: Journal | None = None
         self._batches_logged = 0
         self.ckpt_dir = session.dir / "checkpoints"
+        self.restored_from: Path | None = None  # the checkpoint the session was resumed from
+        self.notices: list[str] = []  # what the restore had to say (front ends that attach later print it)
+        self._lock: SessionLock | None = None
         if self.enabled:
-            session.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_dir(session.home, "sessions folder")
+            private_dir(session.dir, "session folder")
+            self._lock = SessionLock(session.dir, session.name)
             cfg = session.dir / "session.toml"
+            check_private(cfg, "session config")
             if not cfg.exists():
                 tmp = cfg.with_suffix(".toml.tmp")
-                tmp.write_text(portable_config(session.config).replace(name=session.name).to_toml())
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(portable_config(session.config).replace(name=session.name).to_toml())
                 tmp.replace(cfg)
+            self.journal.quick_check()  # a damaged journal is said now, not as a thread traceback mid-fit
+            # Runs whose process died (kill -9, power loss) are marked now, not left 'running' forever.
+            for rid in self.journal.recover_stale():
+                self.notices.append(f"run {rid} was left 'running' by a process that died; marked crashed")
 
     # ----- journal ------------------------------------------------------------------------------------
     @property
@@ -113,11 +126,7 @@ class Persistence:
             self.parent_id,
             previous_id=self.run_id,
         )
-        self.run_open = True
-        pending, self._pending = self._pending, []
-        for p in pending:
-            self.writer.put_event(self.run_id, p.kind, p.text, p.epoch, p.iteration, p.data, when=p.when)
-        return self.run_id
+        return self._open()
 
     def continue_run(self) -> int | None:
         """The interrupted fit's own run trains again (status back to running); a new run if it has none."""
@@ -126,7 +135,14 @@ class Persistence:
         if self.run_id is None:
             return self.begin_run()
         self.writer.put_reopen(self.run_id)
+        return self._open()
+
+    def _open(self) -> int | None:
+        """The run takes the events that happened since the last one ended (they set this fit up)."""
         self.run_open = True
+        pending, self._pending = self._pending, []
+        for p in pending:
+            self.writer.put_event(self.run_id, p.kind, p.text, p.epoch, p.iteration, p.data, when=p.when)
         return self.run_id
 
     def _event(self, kind: str, text: str, data: dict[str, Any] | None = None) -> None:
@@ -138,9 +154,13 @@ class Persistence:
         else:
             self._pending.append(_Pending(kind, text, r.epoch, r.train_iter, data, time.time()))
 
-    def log_command(self, text: str, point: str, reply: str | None = None) -> None:
+    def log_command(
+        self, text: str, point: str, reply: str | None = None, extra: dict[str, Any] | None = None
+    ) -> None:
         """Journal an applied command at (epoch, train_iter) with where it was applied (for replay)."""
-        self._event("command", text, {"point": point, "reply": reply} if reply else {"point": point})
+        data: dict[str, Any] = {"point": point, "reply": reply} if reply else {"point": point}
+        data.update(extra or {})
+        self._event("command", text, data)
 
     def log(self, kind: str, text: str) -> None:
         """Journal an error, info or cancel event."""
@@ -170,6 +190,12 @@ class Persistence:
         ]
         self.writer.put_batches(self.run_id, rows)
         self._batches_logged = len(rec.losses)
+
+    def live_plan(self) -> FitPlan | None:
+        """The current fit's plan with the schedule changes made so far (what a checkpoint stores)."""
+        if self.plan is None:
+            return None
+        return dataclasses.replace(self.plan, sched_edits=tuple(dict(e) for e in self.sched_edits))
 
     def run_rows(self) -> list[dict[str, Any]]:
         """The epoch rows of the current fit's run (from where its plan started)."""
@@ -222,7 +248,7 @@ class Persistence:
             "rng": rng_state(),
             "recorder": r.recorder.state_dict(),
             "callbacks": {k: v for k, v in cbs.items() if v},
-            "plan": self.plan.to_state() if self.plan is not None else {},
+            "plan": self.live_plan().to_state() if self.plan is not None else {},
             "structural": list(self.structural),
             "run_id": -1 if self.run_id is None else self.run_id,
             # Commands applied since the last run ended travel with the state they changed, into the next run.
@@ -247,14 +273,10 @@ class Persistence:
         return path
 
     def restore(self) -> Path | None:
-        """Load the newest complete checkpoint into the freshly built session (None if there is none)."""
-        if not self.ckpt_dir.is_dir() or not any(self.ckpt_dir.glob("ckpt-*.pt")):
-            return None
-        state, path, warnings = load_latest(self.ckpt_dir)
-        for w in warnings:
-            self.s.publish(Log(level="warning", text=w))
-        self.load_state(state, path)
-        return path
+        """Load the newest checkpoint that loads and fits into the freshly built session (None if there is none)."""
+        from labcon.session.restore import restore_latest
+
+        return restore_latest(self)
 
     def load_state(self, state: dict[str, Any], path: Path) -> None:
         """Apply a checkpoint's state to the runner (structural commands first, then the tensors)."""
@@ -262,9 +284,12 @@ class Persistence:
             raise CheckpointError(
                 f"{path} has checkpoint format {state.get('format')!r}; this labcon reads {FORMAT}"
             )
+        from labcon.session.restore import structural_commands
+
         r = self.s.runner
-        for text in state.get("structural", []):
-            apply_runner_command(C.parse(text), r)
+        # Vetted first (all of them), so a refused command leaves the model untouched.
+        for cmd in structural_commands(self, list(state.get("structural", [])), path.name):
+            apply_runner_command(cmd, r)
         self.structural = list(state.get("structural", []))
         if r.opt is None:
             r.create_opt()
@@ -288,8 +313,15 @@ class Persistence:
         )
         set_rng_state(state["rng"])
         self.plan = FitPlan.from_state(state.get("plan"))
+        self.sched_edits = list(self.plan.sched_edits) if self.plan is not None else []
         run_id = int(state.get("run_id", -1))
         self.run_id = run_id if run_id >= 0 else None
+        if self.run_id is not None and self.enabled and not self.journal.has_run(self.run_id):
+            self.notices.append(
+                f"the journal has no run {self.run_id} (journal.db was deleted or replaced); training from "
+                f"{path.name} goes on as a new run"
+            )
+            self.run_id = None
         self._pending = [_Pending(**p) for p in state.get("pending", [])]
         self._batches_logged = len(r.recorder.losses)
 
@@ -301,3 +333,6 @@ class Persistence:
         if self._journal is not None:
             self._journal.close()
             self._journal = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from labcon.commands import grammar as C
@@ -81,8 +81,11 @@ class ReplayPlan:
         return ReplayPlan(self.run_id, self.lineage, kept, self.epochs)
 
 
-def plan_replay(journal: Journal, run_id: int) -> ReplayPlan:
-    """Read the command events of a run's lineage into a ReplayPlan (commands that no longer parse: an error)."""
+def plan_replay(journal: Journal, run_id: int, trust_code: bool = False) -> ReplayPlan:
+    """Read the command events of a run's lineage into a ReplayPlan (commands that no longer parse: an error).
+
+    A `cb add file.py:Class` is replayed only with `trust_code` and when the file still has the SHA-256
+    journaled when it was added (reading a journal never runs code on its own)."""
     plan = ReplayPlan(run_id, journal.lineage(run_id))
     for rid in plan.lineage:
         plan.epochs += journal.epochs(rid)
@@ -95,9 +98,34 @@ def plan_replay(journal: Journal, run_id: int) -> ReplayPlan:
                 ) from None
             if not cmd.replay:  # each command declares it (a person looking or saving is not the experiment)
                 continue
+            if isinstance(cmd, C.CbAdd) and cmd.is_path:
+                cmd = _vet_replayed_code(cmd, rid, (ev.get("data") or {}).get("sha256"), trust_code)
             point = (ev.get("data") or {}).get("point", "idle")
             plan.steps.append(Step(point, int(ev["epoch"] or 0), int(ev["iteration"] or 0), cmd))
     return plan
+
+
+def _vet_replayed_code(cmd: C.CbAdd, run_id: int, journaled: Any, trust_code: bool) -> C.CbAdd:
+    from labcon.commands.usercode import code_sha256
+
+    path = cmd.cb.rpartition(":")[0]
+    if not trust_code:
+        raise LabconError(
+            f"run {run_id} added the callback `{cmd.text}`, which runs the code in {path}; replay runs it only "
+            "with your consent: pass --trust-code if you wrote that file and trust it"
+        )
+    if not isinstance(journaled, str):
+        raise LabconError(
+            f"run {run_id}: `{cmd.text}` has no code hash in the journal (journaled by an older labcon), so "
+            f"labcon cannot tell whether {path} is the code that ran; refusing to replay it"
+        )
+    actual = code_sha256(cmd.cb)
+    if actual != journaled:
+        raise LabconError(
+            f"{path} changed since run {run_id} added it (sha256 now {actual[:12]}..., journaled "
+            f"{journaled[:12]}...); refusing to replay it even with --trust-code. Restore the file"
+        )
+    return replace(cmd, sha256=journaled)
 
 
 def deviation(original: list[dict[str, Any]], replayed: list[dict[str, Any]]) -> dict[str, float]:
@@ -141,6 +169,7 @@ def start_replay(
     then: str | None = None,
     name: str | None = None,
     epochs: int | None = None,
+    trust_code: bool = False,
 ) -> tuple[Session, ReplayPlan]:
     """A new session (linked to the original run) that re-runs it; call session.wait() then report()."""
     then_cmd = _check_args(until, then, epochs)
@@ -149,7 +178,7 @@ def start_replay(
     try:
         run_id = journal.resolve_run(str(run))
         info = journal.get_run(run_id)
-        plan = plan_replay(journal, run_id)
+        plan = plan_replay(journal, run_id, trust_code)
     finally:
         journal.close()
     if until is not None and until > plan.length:
@@ -169,7 +198,7 @@ def start_replay(
     new_name = name or f"{info['session']}-replay{run_id}"
     if (home / new_name).exists():
         raise LabconError(f"session '{new_name}' already exists; pass --session NAME for the replay")
-    session = Session(config, home, name=new_name)
+    session = Session(config, home, name=new_name, trust_code=trust_code)
     try:
         if then_cmd is not None:
             then_cmd = C.validate(then_cmd, session.context())
