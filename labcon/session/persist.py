@@ -146,10 +146,12 @@ class Persistence:
         return self.run_id
 
     def _event(self, kind: str, text: str, data: dict[str, Any] | None = None) -> None:
+        """Into the open run; between runs a command waits for the next run (it sets that fit up), while a
+        report (error, info) annotates the last run, as a note would (its metrics and status stay)."""
         if self.writer is None:
             return
         r = self.s.runner
-        if self.run_open:
+        if self.run_open or (kind != "command" and self.run_id is not None):
             self.writer.put_event(self.run_id, kind, text, r.epoch, r.train_iter, data)
         else:
             self._pending.append(_Pending(kind, text, r.epoch, r.train_iter, data, time.time()))
