@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -50,6 +50,9 @@ class CbAdd(Command):
     replay: ClassVar[bool] = True
     cb: str
     opts: Opts = ()
+    # For a user file: the SHA-256 its bytes must have (set when first applied, and from the journal on
+    # resume/replay); not part of the command's text.
+    sha256: str | None = field(default=None, compare=False)
 
     @property
     def is_path(self) -> bool:
@@ -90,7 +93,7 @@ class CbAdd(Command):
         from labcon.commands.apply import build_callback
 
         runner = host.runner
-        cb = build_callback(self.cb, self.kwargs)
+        cb = build_callback(self.cb, self.kwargs, self.sha256)
         if runner.cb(cb.name) is not None:
             raise CommandError(f"callback '{cb.name}' is already installed; cb rm {cb.name} first")
         runner.add_cbs([cb])
