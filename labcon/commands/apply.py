@@ -30,8 +30,6 @@ __all__ = [
     "swap_optimizer",
 ]
 
-USER_HOOK_OWNER = "console"
-
 
 class RunnerHost:
     """A CommandHost with only a Runner (tests, checkpoint restore): session-level commands are refused."""

@@ -135,16 +135,18 @@ class FitJobs:
         s._set_state("running")
         status, reason = "done", ""
         span = (plan["start_iter"], plan["total"])
+        # Live schedule changes (set, sched) are recorded in the plan, so a continued fit keeps them.
+        edits = plan.setdefault("sched_edits", [])
         try:
             if plan["kind"] == "fit_one_cycle":
                 kw = {"pct_start": plan["pct_start"]} if plan.get("pct_start") is not None else {}
-                r.fit_one_cycle(remaining, lr_max=plan.get("lr"), span=span, **kw)
+                r.fit_one_cycle(remaining, lr_max=plan.get("lr"), span=span, sched_edits=edits, **kw)
             else:
                 # A new `fit` starts from the configured lr (or its lr=), not what a schedule left behind;
                 # a continued plan keeps the optimizer's restored values.
                 fresh = not isinstance(job, dict)
                 lr = (plan.get("lr") if plan.get("lr") is not None else r.lr) if fresh else None
-                r.fit(remaining, span=span, lr=lr)
+                r.fit(remaining, span=span, lr=lr, sched_edits=edits)
             if r.stop_reason is not None:
                 status, reason = "stopped", r.stop_reason
         except Exception as e:  # noqa: BLE001 - the worker's boundary: any failure ends this fit, not the session
