@@ -57,7 +57,10 @@ def open_journal(args: argparse.Namespace) -> Journal:
         raise LabconError(
             f"no journal at {path}: run a session first, or point --sessions-dir (or LABCON_HOME) at your sessions"
         )
-    return Journal(path)
+    journal = Journal(path)
+    # Runs whose process died (kill -9) show as crashed here too, not as 'running' forever.
+    journal.recover_stale()
+    return journal
 
 
 def cmd_search(args: argparse.Namespace) -> int:
