@@ -15,7 +15,7 @@ from labcon.core.events import CallbackError
 from labcon.errors import LabconError
 from labcon.session.bus import Reply
 from labcon.session.fitplan import FitPlan, plan_for
-from labcon.session.messages import CommandApplied, FitEnded, FitStarted, Log
+from labcon.session.messages import CommandApplied, FitEnded, FitStarted, Log, LrFound
 from labcon.session.runstate import RunState
 
 if TYPE_CHECKING:
@@ -212,6 +212,7 @@ class FitJobs:
             res = s.runner.lr_find(**cmd.kwargs)
             text = f"lr_find: suggested lr {res.suggestion:.2e} (valley {res.valley:.2e}, steepest {res.steepest:.2e})"
             s.last_lr_find = res
+            s.publish(LrFound(res.lrs, res.losses, res.suggestion, res.valley, res.steepest))
             s.publish(Log(level="info", text=text))
             s.persist.log_command(cmd.text, "idle", reply=text)
         except Exception as e:  # noqa: BLE001 - the worker's boundary, as in _fit
