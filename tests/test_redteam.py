@@ -374,6 +374,8 @@ def test_idle_connections_time_out_so_attach_gets_in(served):
     time.sleep(1.5)
     with ControlClient(server.path, timeout=5) as client:
         assert client.request("ping")["text"] == "pong"
+        time.sleep(1.5)  # a client that made a request may then wait for its user as long as it likes
+        assert client.request("ping")["text"] == "pong"
     for c in idle:
         c.close()
 
@@ -552,3 +554,45 @@ def test_a_zero_column_terminal_gets_a_message(tmp_path):
     os.close(follower)
     os.close(leader)
     assert proc.returncode == 2 and "0 columns" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_journal_cli_marks_runs_whose_process_died(data, tmp_path, capsys):
+    from labcon.cli import main
+
+    home = tmp_path / "s"
+    _checkpointed(data, home)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with Journal(home / "journal.db") as j:
+        rid = j.start_run("t", "", 0, pid=dead.pid)
+    assert main(["--sessions-dir", str(home), "journal", "show", str(rid)]) == 0
+    assert f"run {rid}  session t  crashed" in capsys.readouterr().out
+
+
+def test_warnings_are_one_line_messages(tmp_path):
+    img = make_image_folder(tmp_path / "img", n_train=8, n_valid=4)
+    bad = img / "train" / "red" / "red_001.png"
+    bad.write_bytes(bad.read_bytes()[:60])
+    cfg = tmp_path / "w.toml"
+    cfg.write_text(tiny_config(img, "w", 1, telemetry=False).replace("[model]", "skip_bad = true\n[model]"))
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "labcon",
+            "--sessions-dir",
+            str(tmp_path / "s"),
+            "run",
+            str(cfg),
+            "--no-socket",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    warned = [x for x in out.stderr.splitlines() if "leaving out 1 unreadable" in x]
+    assert warned and warned[0].startswith("labcon: warning: ")
+    assert "warnings.warn" not in out.stderr and ".py:" not in out.stderr

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from labcon.core.events import Callback
-from labcon.core.hypers import check_hyper
+from labcon.core.hypers import SCHEDULABLE, HyperParamError, check_hyper
 from labcon.core.optim import set_hyper
 from labcon.core.schedules import (
     Remainder,
@@ -32,7 +32,20 @@ def check_schedule(name: str, sched: Schedule) -> None:
     for p in _CHECK_POINTS:
         v = sched(p)
         if not (name == "lr" and v == 0):  # annealing down to 0 is a schedule, not a mistake
-            check_hyper(name, v)
+            try:
+                check_hyper(name, v)
+            except HyperParamError as e:
+                raise HyperParamError(f"{e} (where the schedule is at {p:.0%} of the fit)") from None
+
+
+def check_schedule_text(name: str, text: Any) -> str:
+    """The text of a valid schedule for `name` (a [train.schedule] value); ValueError names the problem."""
+    if name not in SCHEDULABLE:
+        raise ValueError(f"'{name}' cannot be scheduled; schedulable: {', '.join(SCHEDULABLE)}")
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise ValueError(f'expected a schedule such as "cos:1e-3:1e-5" or a number, got {text!r}')
+    check_schedule(name, parse_sched(text if isinstance(text, str) else float(text)))
+    return str(text)
 
 
 class ParamScheduler(Callback):
@@ -108,6 +121,8 @@ class ParamScheduler(Callback):
         """Scale the schedule of `name` so its value at `pos` becomes values[i] in each group (or only in
         `group`); the shape is kept. Returns, per group, whether it could be rescaled (a schedule at 0
         there cannot: that group's schedule is replaced by the constant instead)."""
+        if name not in self.scheds:  # a change recorded for a fit that turned out not to schedule it
+            return []
         n = len(values)
         per = self.per_group(name, n)
         done = []
@@ -136,6 +151,8 @@ class ParamScheduler(Callback):
 
     def fix(self, name: str, value: float, group: int, n: int) -> None:
         """Hold `name` at `value` in one param group (of n); the others keep their schedule."""
+        if name not in self.scheds:
+            return
         per = self.per_group(name, n)
         per[group] = sched_no(value)
         self.scheds[name] = per
