@@ -15,4 +15,9 @@ def error_rate(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1 - accuracy(pred, target)
 
 
-METRICS = {"accuracy": accuracy, "error_rate": error_rate}
+def accuracy_multi(pred: torch.Tensor, target: torch.Tensor, thresh: float = 0.5) -> torch.Tensor:
+    """Multi-label accuracy: fraction of (row, label) pairs where sigmoid(pred) > thresh matches the 0/1 target."""
+    return ((pred.float().sigmoid() > thresh) == target.bool()).float().mean()
+
+
+METRICS = {"accuracy": accuracy, "error_rate": error_rate, "accuracy_multi": accuracy_multi}

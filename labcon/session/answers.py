@@ -21,6 +21,8 @@ def format_status(st: dict) -> str:
         f"device {st['device']}  model {st['model']}  opt {st['opt']}  {hy}",
         f"callbacks: {', '.join(st['cbs'])}",
     ]
+    for note in st.get("built", []):
+        lines.append(f"built: {note}")
     if st.get("last_error"):
         lines.append(f"last error: {st['last_error']}")
     return "\n".join(lines)
