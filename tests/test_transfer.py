@@ -85,3 +85,102 @@ def test_lr_range_is_geometric_from_max_over_mult() -> None:
     lrs = lr_range(1e-2, 3)
     assert lrs == pytest.approx([1e-4, 1e-3, 1e-2])
     assert lr_range(1e-2, 1) == [1e-2]
+
+
+# ----- through a real Session: commands, fine_tune, body from another session ---------------------
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from tests.helpers import make_image_folder
+
+    return make_image_folder(tmp_path_factory.mktemp("img"))
+
+
+def _cfg(data, name: str, model: str = "") -> str:
+    return (
+        f'name = "{name}"\nseed = 3\n'
+        f'[data]\npath = "{data}"\nsize = 16\nbs = 8\nnum_workers = 0\nsplitter = "grandparent"\n'
+        f'labeller = "parent"\n[model]\nchannels = [8, 16]\n{model}\n[train]\nepochs = 1\nlr = 1e-2\n'
+        "[telemetry]\nenabled = false\n"
+    )
+
+
+def test_freeze_commands_on_a_session(data, tmp_path) -> None:
+    from labcon.session.config import parse_config
+    from labcon.session.session import Session
+
+    s = Session(parse_config(_cfg(data, "fz")), tmp_path)
+    try:
+        m = s.runner.model
+        reply = s.submit("freeze")
+        assert reply.ok and "groups 0..0 of 2 frozen" in reply.text, reply.text
+        assert not m[0][0].weight.requires_grad and m[0][1].weight.requires_grad  # conv frozen, BN trains
+        assert m[-1].weight.requires_grad
+        assert len(s.runner.opt.param_groups) == 2 and len(s.status()["hypers"]["lr"]) == 2
+        assert not s.submit("unfreeze_to 2").ok  # only groups 0 and 1
+        assert s.submit("unfreeze").ok and all(p.requires_grad for p in m.parameters())
+        summary = s.submit("summary")
+        assert summary.ok and "(frozen)" not in summary.text
+        assert (
+            "0.0" in summary.text and "8x8x8" in summary.text
+        )  # first conv: 8 channels at 8x8 (16 px, stride 2)
+        # conv 3->8, 3x3, 8x8 output: 8*8*8 outputs x 27 multiply-adds each.
+        assert f"{8 * 8 * 8 * 27 / 1000:.2f}k" in summary.text
+    finally:
+        s.close()
+
+
+def test_fine_tune_runs_frozen_then_unfrozen_with_discriminative_lrs(data, tmp_path) -> None:
+    from labcon.session.config import parse_config
+    from labcon.session.journal import Journal
+    from labcon.session.session import Session
+
+    s = Session(parse_config(_cfg(data, "ft")), tmp_path)
+    seen: list[tuple[bool, list[float]]] = []
+    try:
+        frozen_conv = s.runner.model[0][0].weight
+        before = frozen_conv.detach().clone()
+        assert s.submit("fine_tune 1 lr=1e-2").ok
+        assert s.wait(180)
+        assert len(s.history()) == 2  # one frozen epoch, one unfrozen
+        lrs = s.runner.hyper("lr")
+        # The unfrozen one-cycle peaks at lr/2 for the head and lr/200 for the body.
+        assert s.runner.opt.param_groups[0]["lr"] < lrs[-1]
+        assert all(p.requires_grad for p in s.runner.model.parameters())
+        assert not torch.equal(before, frozen_conv)  # trained in the second phase
+        run = s.persist.run_id
+        seen = [e["text"] for e in Journal(tmp_path / "journal.db").events(run, kinds=["command"])]
+    finally:
+        s.close()
+    assert seen == ["freeze", "fit_one_cycle 1 lr=0.01 pct_start=0.99", "unfreeze", seen[3]]
+    assert seen[3].startswith("fit_one_cycle 1 lr=5e-05,0.005")
+
+
+def test_body_from_another_sessions_weights_round_trip(data, tmp_path) -> None:
+    from labcon.session.config import parse_config
+    from labcon.session.session import Session
+
+    src = Session(parse_config(_cfg(data, "src")), tmp_path)
+    try:
+        assert src.start_fit(epochs=1).ok and src.wait(120)
+        assert src.submit("save").ok
+        body = {k: v.detach().clone() for k, v in src.runner.model.state_dict().items() if int(k[0]) < 2}
+    finally:
+        src.close()
+    dst = Session(parse_config(_cfg(data, "dst", 'body = "src"\nhead_dropout = 0.1')), tmp_path)
+    try:
+        sd = dst.runner.model.state_dict()
+        assert body and all(torch.equal(sd[k].cpu(), v.cpu()) for k, v in body.items())
+        assert isinstance(dst.runner.model[2], AdaptiveConcatPool2d)
+        assert dst.runner.model[-1].in_features == 2 * 16
+        assert (
+            len(dst.runner.opt.param_groups if dst.runner.opt else dst.runner.splitter(dst.runner.model)) == 2
+        )
+        assert any("body:" in n and "session 'src'" in n for n in dst.status()["built"])
+    finally:
+        dst.close()
+    from labcon.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no session 'nope'"):
+        Session(parse_config(_cfg(data, "dst2", 'body = "nope"')), tmp_path)

@@ -18,11 +18,13 @@ import torch
 
 from labcon.commands.apply_context import RunnerContext
 from labcon.commands.apply_opt import swap_optimizer
+from labcon.commands.apply_transfer import apply_freeze, apply_summary
 from labcon.commands.defs import (
     CbAdd,
     CbList,
     CbRm,
     Command,
+    Freeze,
     HookAdd,
     HookRm,
     Hooks,
@@ -30,7 +32,10 @@ from labcon.commands.defs import (
     Opt,
     Set,
     ShowLoop,
+    Summary,
     Telemetry,
+    Unfreeze,
+    UnfreezeTo,
 )
 from labcon.core.events import Callback
 from labcon.errors import CommandError, LabconError
@@ -56,6 +61,10 @@ RUNNER_COMMANDS: tuple[type[Command], ...] = (
     HookRm,
     Telemetry,
     ShowLoop,
+    Freeze,
+    Unfreeze,
+    UnfreezeTo,
+    Summary,
 )
 USER_HOOK_OWNER = "console"
 
@@ -366,4 +375,8 @@ _HANDLERS: dict[type[Command], Callable[[Any, Any], str]] = {
     HookRm: _hook_rm,
     Telemetry: _telemetry,
     ShowLoop: _show_loop,
+    Freeze: apply_freeze,
+    Unfreeze: apply_freeze,
+    UnfreezeTo: apply_freeze,
+    Summary: apply_summary,
 }

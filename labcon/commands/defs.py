@@ -344,6 +344,61 @@ class Help(Command):
         return "help" if self.topic is None else f"help {self.topic}"
 
 
+@dataclass(frozen=True)
+class Freeze(Command):
+    """Train only the head (last param group) and the normalisation layers."""
+
+    name: ClassVar[str] = "freeze"
+    when: ClassVar[str] = "epoch"
+
+
+@dataclass(frozen=True)
+class Unfreeze(Command):
+    """Train every param group."""
+
+    name: ClassVar[str] = "unfreeze"
+    when: ClassVar[str] = "epoch"
+
+
+@dataclass(frozen=True)
+class UnfreezeTo(Command):
+    """Freeze param groups before n (normalisation layers stay trainable), train groups n and after."""
+
+    name: ClassVar[str] = "unfreeze_to"
+    when: ClassVar[str] = "epoch"
+    n: int
+
+    @property
+    def text(self) -> str:
+        return f"unfreeze_to {self.n}"
+
+
+@dataclass(frozen=True)
+class FineTune(Command):
+    """Frozen one-cycle epoch(s) at lr, then n unfrozen epochs with lrs from lr/200 to lr/2 across groups."""
+
+    name: ClassVar[str] = "fine_tune"
+    when: ClassVar[str] = "idle"
+    n: int
+    lr: float | None = None
+    freeze_epochs: int = 1
+
+    @property
+    def text(self) -> str:
+        s = f"fine_tune {self.n}"
+        if self.lr is not None:
+            s += f" lr={fmt_value(self.lr)}"
+        return s if self.freeze_epochs == 1 else f"{s} freeze_epochs={self.freeze_epochs}"
+
+
+@dataclass(frozen=True)
+class Summary(Command):
+    """Per-layer output shape, parameters and multiply-adds of the model on one batch."""
+
+    name: ClassVar[str] = "summary"
+    when: ClassVar[str] = "batch"  # runs a forward pass: on the training thread, between batches
+
+
 COMMAND_CLASSES: tuple[type[Command], ...] = (
     Fit,
     FitOneCycle,
@@ -369,4 +424,9 @@ COMMAND_CLASSES: tuple[type[Command], ...] = (
     ShowLoop,
     Status,
     Help,
+    Freeze,
+    Unfreeze,
+    UnfreezeTo,
+    FineTune,
+    Summary,
 )

@@ -20,8 +20,10 @@ from labcon.commands.defs import (
     CbRm,
     Command,
     DataSummary,
+    FineTune,
     Fit,
     FitOneCycle,
+    Freeze,
     Help,
     HookAdd,
     HookRm,
@@ -40,7 +42,10 @@ from labcon.commands.defs import (
     ShowLoop,
     Status,
     Stop,
+    Summary,
     Telemetry,
+    Unfreeze,
+    UnfreezeTo,
 )
 from labcon.commands.lex import Value, is_key, split_unquoted, tokenize, unquote, value
 from labcon.commands.spec import COMMAND_NAMES, SPECS, SUBCOMMANDS, help_text, suggest
@@ -60,7 +65,9 @@ __all__ = [
     "CommandContext",
     "DataSummary",
     "Fit",
+    "FineTune",
     "FitOneCycle",
+    "Freeze",
     "Help",
     "HookAdd",
     "HookRm",
@@ -79,7 +86,10 @@ __all__ = [
     "StaticContext",
     "Status",
     "Stop",
+    "Summary",
     "Telemetry",
+    "Unfreeze",
+    "UnfreezeTo",
     "complete",
     "help_text",
     "parse",
@@ -171,6 +181,24 @@ def _p_fit_one_cycle(a: _Args) -> Command:
     if isinstance(pct, tuple) or (pct is not None and not 0.0 < pct < 1.0):
         raise CommandError(f"pct_start must be one number between 0 and 1, got {pct}")
     return FitOneCycle(_int(n, "number of epochs", a.key, lo=1), lr, pct)
+
+
+def _p_unfreeze_to(a: _Args) -> Command:
+    (n,) = a.positional(1, 1) if a.pos else _missing(a.key, "a param group index")
+    a.allow(())
+    return UnfreezeTo(_int(n, "param group index", a.key, lo=0))
+
+
+def _p_fine_tune(a: _Args) -> Command:
+    (n,) = a.positional(1, 1) if a.pos else _missing(a.key, "a number of epochs")
+    opts = dict(a.allow(("lr", "freeze_epochs")))
+    lr = _number(opts["lr"], "lr") if "lr" in opts else None
+    if isinstance(lr, tuple) or (lr is not None and lr <= 0):
+        raise CommandError(f"fine_tune's lr must be one positive number (the head's), got {opts['lr']}")
+    k = opts.get("freeze_epochs", 1)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise CommandError(f"freeze_epochs must be a whole number >= 1, got {k}")
+    return FineTune(_int(n, "number of epochs", a.key, lo=1), lr, k)
 
 
 def _p_lr_find(a: _Args) -> Command:
@@ -334,6 +362,11 @@ _PARSERS: dict[str, Callable[[_Args], Command]] = {
     "show loop": _no_args(ShowLoop),
     "status": _no_args(Status),
     "help": _p_help,
+    "freeze": _no_args(Freeze),
+    "unfreeze": _no_args(Unfreeze),
+    "unfreeze_to": _p_unfreeze_to,
+    "fine_tune": _p_fine_tune,
+    "summary": _no_args(Summary),
 }
 
 

@@ -87,6 +87,21 @@ SPECS: dict[str, Spec] = {
     "show loop": Spec("show loop", "which callbacks run at each training event, in order"),
     "status": Spec("status", "state, position, optimizer, hyper-parameters and callbacks"),
     "help": Spec("help [COMMAND]", "this list, or help on one command", (), "help cb add"),
+    "freeze": Spec("freeze", "train only the head and the normalisation layers (from the next epoch)"),
+    "unfreeze": Spec("unfreeze", "train every param group (from the next epoch)"),
+    "unfreeze_to": Spec(
+        "unfreeze_to N",
+        "freeze param groups before N (normalisation layers stay trainable), train N and after",
+        (),
+        "unfreeze_to 1",
+    ),
+    "fine_tune": Spec(
+        "fine_tune N [lr=F] [freeze_epochs=K]",
+        "K frozen one-cycle epochs at lr, then N unfrozen ones with lrs lr/200..lr/2 across param groups",
+        ("lr", "freeze_epochs"),
+        "fine_tune 3 lr=1e-2",
+    ),
+    "summary": Spec("summary", "per-layer output shape, parameters and multiply-adds on one batch"),
 }
 
 # Top-level words, and the words that take a sub-command.

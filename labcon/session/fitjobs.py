@@ -101,7 +101,7 @@ class FitJobs:
                     self._idle.set()
 
     def _run(self, job: Any) -> None:
-        s, r = self.s, self.s.runner
+        s = self.s
         if isinstance(job, ReplayJob):
             if s.until_reached:
                 return
@@ -119,6 +119,38 @@ class FitJobs:
         if isinstance(job, C.LrFind):
             self._lr_find(job)
             return
+        if isinstance(job, C.FineTune):
+            self._fine_tune(job)
+            return
+        self._fit(job)
+
+    def _fine_tune(self, cmd: Any) -> None:
+        """fastai's fine_tune: freeze, one-cycle at lr (long warm-up), unfreeze, one-cycle at lr/2 spread
+        geometrically over the param groups (lr/200 for the first, lr/2 for the head).
+
+        Runs as the commands it stands for, each journaled, so a replay repeats exactly these steps.
+        """
+        from labcon.commands.apply_transfer import param_groups
+        from labcon.nn.transfer import lr_range
+
+        s = self.s
+        lr = cmd.lr if cmd.lr is not None else s.config.train.lr
+        s.persist.log(
+            "info", f"{cmd.text}: freeze, fit_one_cycle {cmd.freeze_epochs}, unfreeze, fit_one_cycle {cmd.n}"
+        )
+        steps: list[Any] = [C.Freeze(), C.FitOneCycle(cmd.freeze_epochs, lr, 0.99), C.Unfreeze()]
+        for step in steps:
+            if step.when == "idle":
+                if self._fit(step) != "done":
+                    return
+            else:
+                s._apply_safely(step, "idle")
+        n_groups = len(param_groups(s.runner))
+        self._fit(C.FitOneCycle(cmd.n, tuple(lr_range(lr / 2, n_groups)), 0.3))
+
+    def _fit(self, job: Any) -> str:
+        """Run (or continue) one fit; returns 'done', 'stopped' or 'failed'."""
+        s, r = self.s, self.s.runner
         plan = job if isinstance(job, dict) else self._plan_for(job)
         if not isinstance(job, dict):
             s.persist.log_command(job.text, "idle")
@@ -126,7 +158,7 @@ class FitJobs:
         remaining = plan["start_epoch"] + plan["n"] - r.epoch
         if remaining < 1:
             s._set_state("idle")
-            return
+            return "done"
         s.persist.plan = plan
         s.persist.ensure_run()
         n_valid = len(r.dls.valid) if hasattr(r.dls.valid, "__len__") else 0
@@ -155,6 +187,7 @@ class FitJobs:
         s.persist.fit_ended(status, reason)
         s._set_state("idle", reason)
         s.publish(FitEnded(status=status, reason=reason))
+        return status
 
     def _plan_for(self, cmd: Any) -> dict[str, Any]:
         r = self.s.runner
