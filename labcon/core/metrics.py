@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+from labcon.core.losses import cross_entropy
 
 
 def accuracy(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -15,9 +19,23 @@ def error_rate(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1 - accuracy(pred, target)
 
 
+def perplexity(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Language-model perplexity: the batch cross-entropy here; the Recorder exponentiates the epoch mean."""
+    return cross_entropy(pred, target)
+
+
+# exp(mean loss), not the mean of per-batch exps: the Recorder applies `finalize` after averaging.
+perplexity.finalize = math.exp  # type: ignore[attr-defined]
+
+
 def accuracy_multi(pred: torch.Tensor, target: torch.Tensor, thresh: float = 0.5) -> torch.Tensor:
     """Multi-label accuracy: fraction of (row, label) pairs where sigmoid(pred) > thresh matches the 0/1 target."""
     return ((pred.float().sigmoid() > thresh) == target.bool()).float().mean()
 
 
-METRICS = {"accuracy": accuracy, "error_rate": error_rate, "accuracy_multi": accuracy_multi}
+METRICS = {
+    "accuracy": accuracy,
+    "error_rate": error_rate,
+    "perplexity": perplexity,
+    "accuracy_multi": accuracy_multi,
+}

@@ -113,8 +113,8 @@ class FitJobs:
             s.until_epoch = None
             s._set_state("idle")  # the replayed part is over: the branch command starts like a typed one
             reply = s.submit(job.text)
-            if not reply.ok:
-                s.publish(Log(level="error", text=f"{job.text}: {reply.text}"))
+            # The reply says what will happen (e.g. a schedule rescaled): --then users see it like typed ones.
+            s.publish(Log(level="info" if reply.ok else "error", text=f"{job.text}: {reply.text}"))
             return
         if isinstance(job, C.LrFind):
             self._lr_find(job)
@@ -130,23 +130,15 @@ class FitJobs:
 
         Runs as the commands it stands for, each journaled, so a replay repeats exactly these steps.
         """
-        from labcon.commands.apply_transfer import param_groups
-        from labcon.nn.transfer import lr_range
-
         s = self.s
         lr = cmd.lr if cmd.lr is not None else s.config.train.lr
-        s.persist.log(
-            "info", f"{cmd.text}: freeze, fit_one_cycle {cmd.freeze_epochs}, unfreeze, fit_one_cycle {cmd.n}"
-        )
-        steps: list[Any] = [C.Freeze(), C.FitOneCycle(cmd.freeze_epochs, lr, 0.99), C.Unfreeze()]
-        for step in steps:
+        for step in cmd.steps(lr):
             if step.when == "idle":
                 if self._fit(step) != "done":
                     return
             else:
                 s._apply_safely(step, "idle")
-        n_groups = len(param_groups(s.runner))
-        self._fit(C.FitOneCycle(cmd.n, tuple(lr_range(lr / 2, n_groups)), 0.3))
+        self._fit(cmd.last_fit(lr))
 
     def _fit(self, job: Any) -> str:
         """Run (or continue) one fit; returns 'done', 'stopped' or 'failed'."""
@@ -171,7 +163,11 @@ class FitJobs:
                 kw = {"pct_start": plan["pct_start"]} if plan.get("pct_start") is not None else {}
                 r.fit_one_cycle(remaining, lr_max=plan.get("lr"), span=span, **kw)
             else:
-                r.fit(remaining, span=span)
+                # A new `fit` starts from the configured lr (or its lr=), not what a schedule left behind;
+                # a continued plan keeps the optimizer's restored values.
+                fresh = not isinstance(job, dict)
+                lr = (plan.get("lr") if plan.get("lr") is not None else r.lr) if fresh else None
+                r.fit(remaining, span=span, lr=lr)
             if r.stop_reason is not None:
                 status, reason = "stopped", r.stop_reason
         except Exception as e:  # noqa: BLE001 - the worker's boundary: any failure ends this fit, not the session
@@ -201,8 +197,8 @@ class FitJobs:
             "n_train": n_train,
             "text": cmd.text,
         }
+        plan["lr"] = cmd.lr_plan(len(r.hyper("lr")))
         if isinstance(cmd, C.FitOneCycle):
-            plan["lr"] = list(cmd.lr) if isinstance(cmd.lr, tuple) else cmd.lr
             plan["pct_start"] = cmd.pct_start
         return plan
 
