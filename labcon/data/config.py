@@ -13,9 +13,10 @@ Schema (every key optional except `path` when there is no `preset`):
     size = 64                    # output size of the resize/crop item transform
     item_tfms = ["flip", {kind = "random_resized_crop", scale = [0.35, 1.0]}]
              # kinds: resize (method = "crop"|"squish"), random_resized_crop (scale, ratio), flip (p),
-             #        perspective (magnitude, p), make_rgb
+             #        perspective (magnitude, p), make_rgb, dihedral (p: the 8 symmetries on uint8)
     batch_tfms = [{kind = "affine", max_rotate = 10.0}, {kind = "normalize", stats = "imagenet"}]
-             # kinds: affine (flip, max_rotate, max_zoom, max_warp, p_affine), normalize (stats | mean, std)
+             # kinds: affine (flip, max_rotate, max_zoom, max_warp, p_affine), normalize (stats | mean, std),
+             #        dihedral (p: the 8 symmetries on the device)
     bs = 64
     num_workers = 2
     skip_bad = false
@@ -31,6 +32,7 @@ from typing import Any
 
 from labcon.data.augment import IMAGENET_STATS, Affine, BatchTransform, Normalize
 from labcon.data.block import DataBlock
+from labcon.data.dihedral import BatchDihedral, Dihedral
 from labcon.data.items import (
     ColLabeller,
     ColSplitter,
@@ -81,10 +83,12 @@ _ITEM: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
     "flip": (Flip, ("p",)),
     "perspective": (Perspective, ("magnitude", "p")),
     "make_rgb": (MakeRGB, ()),
+    "dihedral": (Dihedral, ("p",)),
 }
 _BATCH: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
     "affine": (Affine, ("flip", "max_rotate", "max_zoom", "max_warp", "p_affine")),
     "normalize": (Normalize, ("mean", "std", "stats")),
+    "dihedral": (BatchDihedral, ("p",)),
 }
 
 
