@@ -120,7 +120,8 @@ def test_loss_choice_from_config(data) -> None:
     ref = F.cross_entropy(pred, y, label_smoothing=0.2 * 5 / 5)
     # PyTorch spreads eps over all classes including the target: the same formula as the course's.
     assert b.runner.loss_func(pred, y).item() == pytest.approx(ref.item(), rel=1e-5)
-    assert build(parse_config(_cfg(data, train='loss = "bce"'))).runner.loss_func is bce_with_logits
+    with pytest.raises(ConfigError, match="need multi-label data"):
+        build(parse_config(_cfg(data, train='loss = "bce"')))
     with pytest.raises(ConfigError, match="train.smoothing.*label_smoothing"):
         parse_config(_cfg(data, train="smoothing = 0.1"))
 

@@ -9,7 +9,8 @@ Schema (every key optional except `path` when there is no `preset`):
     splitter = {kind = "grandparent", train = "train", valid = "valid"}
              # or {kind = "random", valid_pct = 0.2, seed = 0}
              # or {kind = "csv", file = "labels.csv", col = "is_valid", name_col = "name"}
-    labeller = {kind = "parent"}  # or {kind = "regex", pattern = "^(.+)_\\d+"}, {kind = "csv", file, col, name_col}
+    labeller = {kind = "parent"}  # or {kind = "regex", pattern = "^(.+)_\\d+"}, {kind = "csv", file, col, name_col, delim}
+             # delim = " ": several labels per row -> multi-label (multi-hot targets; use loss = "bce")
     size = 64                    # output size of the resize/crop item transform
     item_tfms = ["flip", {kind = "random_resized_crop", scale = [0.35, 1.0]}]
              # kinds: resize (method = "crop"|"squish"), random_resized_crop (scale, ratio), flip (p),
@@ -75,7 +76,7 @@ _SPLITTERS: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
 _LABELLERS: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
     "parent": (ParentLabeller, ()),
     "regex": (RegexLabeller, ("pattern", "match_path")),
-    "csv": (ColLabeller, ("file", "col", "name_col")),
+    "csv": (ColLabeller, ("file", "col", "name_col", "delim")),
 }
 _ITEM: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
     "resize": (Resize, ("size", "method")),

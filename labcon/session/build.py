@@ -151,6 +151,22 @@ def splitter_for(config: Config) -> Any:
     return (name, SPLITTERS[name]) if name else (None, None)
 
 
+def _check_targets(config: Config, dls: Any) -> None:
+    """Multi-label data needs the sigmoid/BCE loss and a thresholded metric; single-label data the others."""
+    t = config.train
+    multi = bool(getattr(dls, "multi_label", False))
+    if multi and (t.loss != "bce" or any(m in ("accuracy", "error_rate") for m in t.metrics)):
+        raise ConfigError(
+            f"{config.source}: the data is multi-label (labeller with delim), so set [train] loss = 'bce' and "
+            "metrics = ['accuracy_multi'] (softmax losses and argmax accuracy assume one label per item)"
+        )
+    if not multi and (t.loss == "bce" or "accuracy_multi" in t.metrics):
+        raise ConfigError(
+            f"{config.source}: loss = 'bce' and accuracy_multi need multi-label data: a csv labeller with "
+            "delim = ' ' (several labels per row); for one label per item use cross_entropy and accuracy"
+        )
+
+
 def build_loss(config: Config) -> Any:
     """The loss [train] names (label smoothing takes its eps from `smoothing`)."""
     t = config.train
@@ -219,6 +235,7 @@ def build(
     n_out = getattr(dls, "c", None)
     if not n_out:
         raise LabconError("the data has no classes; check the labeller in [data]")
+    _check_targets(config, dls)
     model, notes = build_model(config, 3, n_out, dls=dls, home=home)
     t = config.train
     opt_kw: dict[str, Any] = {"wd": t.wd}
