@@ -135,3 +135,22 @@ def test_bce_and_thresholded_accuracy_match_references() -> None:
     assert accuracy_multi(pred, torch.tensor([[1.0, 0.0], [1.0, 1.0]])).item() == pytest.approx(0.75)
     with pytest.raises(ValueError, match="one target per output"):
         bce_with_logits(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]))
+
+
+def test_lsuv_session_resumes_with_the_same_activation_shifts(data, tmp_path) -> None:
+    cfg = parse_config(_cfg(data, 'init = "lsuv"\nchannels = [8, 16]', name="lr"))
+    s = Session(cfg, tmp_path)
+    try:
+        subs = [m.sub for m in s.runner.model.modules() if isinstance(m, GeneralRelu)]
+        assert all(v is not None for v in subs)
+        assert s.start_fit(epochs=1).ok and s.wait(120) and s.last_error is None
+        weights = {k: v.clone() for k, v in s.runner.model.state_dict().items()}
+    finally:
+        s.close()
+    r = Session.resume("lr", tmp_path)
+    try:
+        # `sub` is not a tensor: the rebuilt model reruns LSUV on the same seeded batch and gets it back.
+        assert [m.sub for m in r.runner.model.modules() if isinstance(m, GeneralRelu)] == subs
+        assert all(torch.equal(v, weights[k]) for k, v in r.runner.model.state_dict().items())
+    finally:
+        r.close()

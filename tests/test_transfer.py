@@ -188,3 +188,23 @@ def test_body_from_another_sessions_weights_round_trip(data, tmp_path) -> None:
 
     with pytest.raises(ConfigError, match="no session 'nope'"):
         Session(parse_config(_cfg(data, "dst2", 'body = "nope"')), tmp_path)
+
+
+def test_freeze_survives_checkpoint_and_resume(data, tmp_path) -> None:
+    from labcon.session.config import parse_config
+    from labcon.session.session import Session
+
+    s = Session(parse_config(_cfg(data, "fr")), tmp_path)
+    try:
+        assert s.submit("freeze").ok
+        assert s.start_fit(epochs=1).ok and s.wait(120) and s.last_error is None
+        frozen = {n for n, p in s.runner.model.named_parameters() if not p.requires_grad}
+        assert frozen
+    finally:
+        s.close()
+    r = Session.resume("fr", tmp_path)
+    try:
+        assert {n for n, p in r.runner.model.named_parameters() if not p.requires_grad} == frozen
+        assert len(r.runner.opt.param_groups) == 2
+    finally:
+        r.close()
