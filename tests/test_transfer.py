@@ -208,3 +208,18 @@ def test_freeze_survives_checkpoint_and_resume(data, tmp_path) -> None:
         assert len(r.runner.opt.param_groups) == 2
     finally:
         r.close()
+
+
+def test_config_splitter_accepts_registered_splitters(data) -> None:
+    from labcon.errors import ConfigError
+    from labcon.session.build import build
+    from labcon.session.config import parse_config
+
+    SPLITTERS["two_halves_test"] = SPLITTERS["body_head"]
+    try:
+        b = build(parse_config(_cfg(data, "sp", 'splitter = "two_halves_test"')))
+        assert len(b.runner.create_opt().param_groups) == 2
+    finally:
+        del SPLITTERS["two_halves_test"]
+    with pytest.raises(ConfigError, match="model.splitter"):
+        parse_config(_cfg(data, "sp", 'splitter = "nope"'))

@@ -33,7 +33,15 @@ INITS = ("kaiming", "lsuv", "default")
 OPTS = ("adam", "sgd", "lamb")
 SCHEDULES = ("one_cycle", "constant")
 LOSSES = ("cross_entropy", "label_smoothing", "bce")
-SPLITTER_NAMES = ("body_head", "simple_cnn", "xresnet")
+
+
+def _splitter_names() -> tuple[str, ...]:
+    """Every registered splitter (models outside labcon.nn register theirs in SPLITTERS)."""
+    from labcon.nn.transfer import SPLITTERS
+
+    return tuple(SPLITTERS)
+
+
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEFAULT_CHANNELS = (16, 32, 64, 64)
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
@@ -415,7 +423,7 @@ _FIELDS: dict[str, dict[str, _Check]] = {
         "leak": lambda v, x, p: v.num(x, p, ge=0, le=1),
         "sub": lambda v, x, p: v.num(x, p),
         "maxv": lambda v, x, p: v.num(x, p, gt=0),
-        "splitter": lambda v, x, p: v.choice(x, p, SPLITTER_NAMES),
+        "splitter": lambda v, x, p: v.choice(x, p, _splitter_names()),
         "body": lambda v, x, p: v.str_(x, p),
         "head_dropout": lambda v, x, p: v.num(x, p, ge=0, le=0.99),
     },
