@@ -154,3 +154,12 @@ def test_lsuv_session_resumes_with_the_same_activation_shifts(data, tmp_path) ->
         assert all(torch.equal(v, weights[k]) for k, v in r.runner.model.state_dict().items())
     finally:
         r.close()
+
+
+def test_lsuv_gives_every_rank_the_same_shifts(data) -> None:
+    cfg = parse_config(_cfg(data, 'init = "lsuv"\nchannels = [8, 16]'))
+    subs = [
+        [m.sub for m in build(cfg, rank=r, world_size=2).model.modules() if isinstance(m, GeneralRelu)]
+        for r in (0, 1)
+    ]
+    assert subs[0] == subs[1] and all(v is not None for v in subs[0])

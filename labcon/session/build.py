@@ -242,7 +242,12 @@ def build(
     if not n_out:
         raise LabconError("the data has no classes; check the labeller in [data]")
     _check_targets(config, dls)
-    model, notes = build_model(config, 3, n_out, dls=dls, home=home)
+    # LSUV's shifts live in GeneralRelu attributes that DDP does not broadcast: every rank must measure
+    # the same batch, so with several ranks it comes from the unsharded loader.
+    lsuv_dls = dls
+    if world_size > 1 and config.model.init == "lsuv":
+        lsuv_dls = block.dataloaders(seed=config.seed, num_workers=0)
+    model, notes = build_model(config, 3, n_out, dls=lsuv_dls, home=home)
     t = config.train
     opt_kw: dict[str, Any] = {"wd": t.wd}
     if t.mom is not None:
