@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "target",
         nargs="?",
-        help="CONFIG.toml or a dataset preset (shapes, mnist_tiny, imagenette); default: built-in shapes",
+        help="CONFIG.toml or a preset (shapes, mnist_tiny, imagenette; text: pydoc, pydoc_cls); default: shapes",
     )
     p.add_argument("--session", help="session name (default: the config's name, or 'default')")
     p.add_argument("--epochs", type=int, help="override [train] epochs")
@@ -64,10 +64,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def resolve_config(target: str | None, name: str | None) -> Any:
     """A Config from a TOML path, a preset name, or nothing (the built-in dataset)."""
     from labcon.data.datasets import PRESETS
+    from labcon.session.build_text import TEXT_RUN_PRESETS
     from labcon.session.config import load_config, parse_config
 
     if target is None:
         config = parse_config("", source="<built-in defaults>").replace(name="default")
+    elif target in TEXT_RUN_PRESETS:
+        config = parse_config(TEXT_RUN_PRESETS[target], source=f"<preset {target}>")
     elif target in PRESETS:
         config = parse_config(
             f'name = "{target}"\n[data]\npreset = "{target}"\n', source=f"<preset {target}>"
@@ -75,7 +78,9 @@ def resolve_config(target: str | None, name: str | None) -> Any:
     else:
         path = Path(target)
         if not path.is_file():
-            raise LabconError(f"{target!r} is neither a config file nor a preset ({', '.join(PRESETS)})")
+            raise LabconError(
+                f"{target!r} is neither a config file nor a preset ({', '.join([*PRESETS, *TEXT_RUN_PRESETS])})"
+            )
         config = load_config(path)
     return config.replace(name=name) if name else config
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from labcon.core.optim import OPTIMIZERS
 from labcon.core.runner import Runner, default_device
 from labcon.data.block import DataBlock
 from labcon.errors import ConfigError, LabconError
+from labcon.session.build_text import build_text, is_text
 from labcon.session.config import Config, add_location
 
 
@@ -113,16 +115,30 @@ class Built:
     runner: Runner
 
 
-def build(config: Config, rank: int = 0, world_size: int = 1, device: torch.device | None = None) -> Built:
-    """Seed, then build data, model, optimizer settings and the Runner described by config."""
+def build(
+    config: Config,
+    rank: int = 0,
+    world_size: int = 1,
+    device: torch.device | None = None,
+    session_dir: Path | None = None,
+) -> Built:
+    """Seed, then build data, model, optimizer settings and the Runner described by config.
+
+    `session_dir` is where text sessions cache tokens, keep their vocab and write their LM encoder."""
     seed_everything(config.seed)
     device = device or resolve_device(config.train.device)
-    block = build_block(config)
-    dls = block.dataloaders(seed=config.seed, rank=rank, world_size=world_size)
-    n_out = getattr(dls, "c", None)
-    if not n_out:
-        raise LabconError("the data has no classes; check the labeller in [data]")
-    model = build_model(config, 3, n_out)
+    text_kw: dict[str, Any] = {"metrics": None, "splitter": None, "cbs": []}
+    if is_text(config):
+        if world_size > 1:
+            raise ConfigError("text sessions run on one process; drop the distributed launch")
+        block, dls, model, text_kw = build_text(config, device, session_dir, rank)
+    else:
+        block = build_block(config)
+        dls = block.dataloaders(seed=config.seed, rank=rank, world_size=world_size)
+        n_out = getattr(dls, "c", None)
+        if not n_out:
+            raise LabconError("the data has no classes; check the labeller in [data]")
+        model = build_model(config, 3, n_out)
     t = config.train
     opt_kw: dict[str, Any] = {"wd": t.wd}
     if t.mom is not None:
@@ -135,9 +151,16 @@ def build(config: Config, rank: int = 0, world_size: int = 1, device: torch.devi
     opt_func.__name__ = t.opt  # shown by `status`
     loss = LOSSES[t.loss]
     loss_func = loss() if isinstance(loss, type) else loss
-    metrics = [METRICS[m] for m in t.metrics]
+    metrics = text_kw["metrics"] or [METRICS[m] for m in t.metrics]
     runner = Runner(
-        model, dls, loss_func=loss_func, opt_func=opt_func, lr=t.lr, metrics=metrics, device=device
+        model,
+        dls,
+        loss_func=loss_func,
+        opt_func=opt_func,
+        lr=t.lr,
+        metrics=metrics,
+        device=device,
+        splitter=text_kw["splitter"],
     )
-    runner.add_cbs(build_callbacks(config, device))
+    runner.add_cbs([*build_callbacks(config, device), *text_kw["cbs"]])
     return Built(block, dls, model, runner)

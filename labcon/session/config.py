@@ -24,7 +24,7 @@ from labcon.session.toml_io import (  # dump_toml and dump_value are re-exported
     dump_value,
 )
 
-ARCHS = ("simple_cnn", "xresnet18", "xresnet34", "xresnet50")
+ARCHS = ("simple_cnn", "xresnet18", "xresnet34", "xresnet50", "awd_lstm")
 NORMS = ("batch", "running", "layer", "group", "instance")
 INITS = ("kaiming", "lsuv", "default")
 OPTS = ("adam", "sgd", "lamb")
@@ -58,6 +58,12 @@ class ModelConfig:
     norm: str = "batch"
     init: str = "kaiming"
     channels: tuple[int, ...] = DEFAULT_CHANNELS
+    # AWD-LSTM (text data): sizes, dropout scale, and a language model's saved encoder (ULMFiT).
+    emb_sz: int | None = None
+    n_hid: int | None = None
+    n_layers: int | None = None
+    drop_mult: float | None = None
+    encoder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -358,6 +364,11 @@ _FIELDS: dict[str, dict[str, _Check]] = {
         "norm": lambda v, x, p: v.choice(x, p, NORMS),
         "init": lambda v, x, p: v.choice(x, p, INITS),
         "channels": lambda v, x, p: v.int_list(x, p),
+        "emb_sz": lambda v, x, p: v.int_(x, p, lo=1),
+        "n_hid": lambda v, x, p: v.int_(x, p, lo=1),
+        "n_layers": lambda v, x, p: v.int_(x, p, lo=1),
+        "drop_mult": lambda v, x, p: v.num(x, p, ge=0, le=2),
+        "encoder": lambda v, x, p: v.str_(x, p),
     },
     "train": {
         "epochs": lambda v, x, p: v.int_(x, p, lo=1),

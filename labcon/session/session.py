@@ -57,7 +57,7 @@ class Session:
         self.config = config
         self.rank, self.world_size = rank, world_size
         self.is_main = rank == 0
-        built = build(config, rank=rank, world_size=world_size, device=device)
+        built = build(config, rank=rank, world_size=world_size, device=device, session_dir=self.dir)
         self.block, self.dls, self.runner = built.block, built.dls, built.runner
         guard = self.runner.cb("nan_guard")
         if guard is not None:
