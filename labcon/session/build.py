@@ -19,6 +19,7 @@ from labcon.core.losses import LOSSES
 from labcon.core.metrics import METRICS
 from labcon.core.optim import OPTIMIZERS
 from labcon.core.runner import Runner, default_device
+from labcon.core.schedules import parse_sched
 from labcon.data.block import DataBlock
 from labcon.errors import ConfigError, LabconError
 from labcon.session.build_text import build_text, is_text
@@ -162,5 +163,7 @@ def build(
         device=device,
         splitter=text_kw["splitter"],
     )
+    if isinstance(t.schedule, tuple):  # [train.schedule]: run in every fit (fit_one_cycle keeps its lr, mom)
+        runner.schedules = {k: parse_sched(v) for k, v in t.schedule if k != "policy"}
     runner.add_cbs([*build_callbacks(config, device), *text_kw["cbs"]])
     return Built(block, dls, model, runner)
