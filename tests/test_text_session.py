@@ -80,6 +80,11 @@ def test_lm_session_perplexity_cache_vocab_and_encoder(corpus: Path, tmp_path: P
     snap = s.telemetry_snapshot()
     assert snap is not None and any("rnns" in layer for layer in snap.layers)  # LSTM layers are watched
     vocab = s.dls.vocab
+    reply = s.submit('predict "The film was" n=6 temperature=0.8 seed=0')
+    assert reply.ok, reply.text
+    assert reply.text.startswith("The film was") and len(reply.text.split()) > 3
+    assert s.submit('predict "The film was" n=6 seed=0').text == reply.text  # seeded: repeatable
+    assert not s.submit('predict "x" temperature=0').ok
     s.close()
     enc_file = tmp_path / "lm" / "encoder.pt"
     assert enc_file.is_file() and (tmp_path / "lm" / "text" / "vocab.json").is_file()
