@@ -100,13 +100,14 @@ def test_lm_session_perplexity_cache_vocab_and_encoder(corpus: Path, tmp_path: P
 def test_classifier_from_lm_encoder_with_gradual_unfreezing_groups(corpus: Path, tmp_path: Path) -> None:
     lm = Session(parse_config(_config(corpus, "text_lm", "lm2")), tmp_path)
     assert lm.submit("fit 1").ok and lm.wait(300)
-    lm_vocab = lm.dls.vocab
+    lm_vocab, lm_run = lm.dls.vocab, lm.persist.run_id
     enc_state = {k: v.clone() for k, v in lm.runner.model.encoder.state_dict().items()}
     lm.close()
     enc = tmp_path / "lm2" / "encoder.pt"
     cfg = _config(corpus, "text_cls", "cls", extra=f'encoder = "{enc}"')
     s = Session(parse_config(cfg), tmp_path)
     assert s.dls.vocab == lm_vocab  # the classifier reads ids the way its LM did
+    assert lm_run and s.persist.parent_id == lm_run  # the journal links the classifier's run to the LM's
     for k, v in s.runner.model.encoder.state_dict().items():
         assert (v == enc_state[k]).all(), k
     assert len(s.runner.hyper("lr")) == 4  # embedding, 2 LSTM layers, head: discriminative lrs

@@ -7,6 +7,7 @@ classifier's vocab to the LM's and loads the encoder weights.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +50,12 @@ def text_block(config: Config, session_dir: Path | None = None) -> TextBlock:
         raise add_location(e, config) from None
 
 
-def save_encoder(model: nn.Module, vocab: Vocab, path: Path, sizes: dict[str, int]) -> None:
-    """Write a language model's encoder weights, its vocab and sizes (weights-only loadable)."""
+def save_encoder(model: nn.Module, vocab: Vocab, path: Path, meta: dict[str, Any]) -> None:
+    """Write a language model's encoder weights, its vocab, sizes and origin (weights-only loadable)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.encoder.state_dict().items()}
     tmp = path.with_suffix(".pt.tmp")
-    torch.save({"format": ENCODER_FORMAT, "vocab": list(vocab.itos), "encoder": state, **sizes}, tmp)
+    torch.save({"format": ENCODER_FORMAT, "vocab": list(vocab.itos), "encoder": state, **meta}, tmp)
     tmp.replace(path)
 
 
@@ -81,11 +82,24 @@ class EncoderSaver(Callback):
 
     def __init__(self, path: Path, vocab: Vocab, sizes: dict[str, int]):
         self.path, self.vocab, self.sizes = path, vocab, sizes
+        # The journal run that trained it (set by the session), so a classifier's run can link to it.
+        self.origin: Callable[[], dict[str, Any]] = dict
 
     def after_fit(self) -> None:
-        save_encoder(
-            getattr(self.runner.model, "module", self.runner.model), self.vocab, self.path, self.sizes
-        )
+        model = getattr(self.runner.model, "module", self.runner.model)
+        save_encoder(model, self.vocab, self.path, {**self.sizes, **self.origin()})
+
+
+def link_text_runs(session: Any) -> None:
+    """Journal links: an LM session's encoder file names its run; a classifier built on it records that run
+    as its parent (when both sessions share a journal)."""
+    journal = str((session.home / "journal.db").resolve())
+    saver = session.runner.cb("encoder_saver")
+    if saver is not None:
+        saver.origin = lambda: {"run_id": session.persist.run_id or 0, "journal": journal}
+    origin = getattr(session.dls, "lm_origin", None) or {}
+    if origin.get("run_id") and origin.get("journal") == journal:
+        session.persist.parent_id = int(origin["run_id"])
 
 
 def build_text(
@@ -102,9 +116,11 @@ def build_text(
         p = Path(m.encoder)
         enc = load_encoder(p if p.is_absolute() else Path(config.base_dir) / p)
         block.vocab = Vocab(enc["vocab"])
-        sizes = {k: int(enc.get(k, v)) for k, v in sizes.items()}
+        sizes = {k: int(enc.get(k, v)) for k, v in sizes.items()}  # the LM's shape wins
         enc_state = enc["encoder"]
     dls = block.dataloaders(seed=config.seed)
+    if enc_state is not None:
+        dls.lm_origin = {"run_id": int(enc.get("run_id", 0)), "journal": str(enc.get("journal", ""))}
     vocab, drop = dls.vocab, m.drop_mult if m.drop_mult is not None else 1.0
     if block.kind == "text_lm":
         model: nn.Module = awd_lstm_lm(len(vocab), pad_idx=vocab.pad, drop_mult=drop, **sizes)

@@ -16,6 +16,7 @@ from labcon.commands.apply import RunnerContext, apply_command
 from labcon.core.events import CancelFitException
 from labcon.errors import CommandError, LabconError
 from labcon.session.build import build
+from labcon.session.build_text import is_text, link_text_runs
 from labcon.session.bus import Bus, Reply, Subscription
 from labcon.session.config import Config, load_config, parse_config
 from labcon.session.control import SessionBridge, SessionControl
@@ -81,6 +82,8 @@ class Session:
         self.until_epoch: int | None = None
         self.until_reached = False
         self.persist = Persistence(self, journal=journal and self.is_main)
+        if is_text(config):
+            link_text_runs(self)
         self.jobs = FitJobs(self)
 
     # ----- construction -----------------------------------------------------------------------------
