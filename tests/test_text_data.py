@@ -211,3 +211,18 @@ def test_folder_and_file_sources(tmp_path: Path) -> None:
     docs = FileSource(big)()
     assert [d.text for d in docs] == ["First para\nstill first.", "Second para.", "Third.\n"]
     assert docs[1].where == "corpus.txt line 4"
+
+
+def test_builtin_pydoc_corpus_and_run_presets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from labcon.cli.run import resolve_config
+    from labcon.data.text_datasets import ensure_pydoc
+
+    monkeypatch.setenv("LABCON_DATA", str(tmp_path))
+    folder = ensure_pydoc()
+    assert folder == tmp_path / "pydoc" and ensure_pydoc() == folder  # written once
+    items = CsvSource(folder / "texts.csv", "text", "label", "is_valid")()
+    assert len(items) > 500 and {it.label for it in items} == {"module", "class", "function"}
+    assert 0.15 < sum(bool(it.is_valid) for it in items) / len(items) < 0.25
+    for preset, kind in (("pydoc", "text_lm"), ("pydoc_cls", "text_cls")):
+        cfg = resolve_config(preset, None)
+        assert cfg.data.raw["kind"] == kind and cfg.model.arch == "awd_lstm"
