@@ -170,3 +170,21 @@ def test_ar_tar_added_to_backward_loss_and_state_reset() -> None:
     r.fit(1)
     assert abs(seen["extra"] - seen["want"]) < 1e-5 and seen["want"] > 0
     assert seen["hidden_at_valid"]  # reset before the validation pass
+
+
+def test_generate_restores_state_and_detokenize_recases() -> None:
+    from labcon.data.text_vocab import Vocab
+    from labcon.nn.generate import detokenize, generate
+
+    vocab = Vocab(["xxunk", "xxpad", "xxbos", "xxeos", "xxmaj", "xxup", "the", "film", "was", "good", "."])
+    lm = awd_lstm_lm(len(vocab), 8, 12, 2, pad_idx=1).train()
+    lm(torch.randint(0, len(vocab), (1, 4)))
+    carried = lm.encoder.hidden
+    out = generate(lm, vocab, ["xxbos", "the", "film", "xxeos"], n=7, temperature=0.5, seed=3)
+    assert len(out) == 7 and not {"xxunk", "xxpad"} & set(out)
+    assert generate(lm, vocab, ["xxbos", "the", "film"], n=7, temperature=0.5, seed=3) == out
+    assert lm.training and lm.encoder.hidden is carried  # training's state untouched
+    assert (
+        detokenize(["xxbos", "xxmaj", "the", "film", "xxup", "was", "good", ".", "xxeos"])
+        == "The film WAS good."
+    )
