@@ -53,6 +53,7 @@ def test_ulmfit_from_scratch_on_imdb_sample(imdb_sample: Path, tmp_path: Path) -
     ppl = [row["perplexity"] for row in lm.history()]
     assert len(ppl) == 2 and ppl[1] < ppl[0], ppl
     assert all(math.isfinite(p) for p in ppl)
+    lm_run = lm.persist.run_id
     lm.close()
     enc = tmp_path / "imdb_lm" / "encoder.pt"
     cls_cfg = 'name = "imdb_cls"\n' + _COMMON.format(
@@ -61,6 +62,11 @@ def test_ulmfit_from_scratch_on_imdb_sample(imdb_sample: Path, tmp_path: Path) -
     clf = Session(parse_config(cls_cfg), tmp_path)
     assert clf.start_fit(epochs=4).ok
     assert clf.wait(900)
-    acc = 100 * clf.history()[-1]["accuracy"]
+    accs = [round(100 * row["accuracy"], 1) for row in clf.history()]
+    acc = accs[-1]
+    assert clf.persist.parent_id == lm_run  # the classifier's journal run is linked to the LM's
     clf.close()
+    print(
+        f"LM valid perplexity by epoch {ppl}; classifier valid accuracy by epoch {accs}; majority {_majority_pct(data):.1f}"
+    )
     assert acc >= _majority_pct(data) + 10, (acc, _majority_pct(data))
