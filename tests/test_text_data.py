@@ -35,6 +35,8 @@ def test_rules_follow_the_course() -> None:
     assert [tt.TK_WREP, "4", "good"] == toks[toks.index(tt.TK_WREP) : toks.index(tt.TK_WREP) + 3]
     assert "\n" in toks and "<" not in toks and "br" not in toks  # <br /> became a newline
     assert "&" in toks and "amp" not in toks and ";" not in toks  # HTML entity fixed
+    mixed = tt.Tokenizer().tokenize_one("Awful awful AWFUL awful.")
+    assert mixed[1:5] == [tt.TK_WREP, "4", tt.TK_MAJ, "awful"]  # repetition whatever the case
 
 
 def test_special_tokens_kept_whole_and_slash_hash_split() -> None:
