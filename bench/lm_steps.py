@@ -1,6 +1,6 @@
 """LM training steps/s: AWD-LSTM with every dropout on vs a plain nn.LSTM model of the same size.
 
-    python bench/lm_steps.py [--emb 200] [--hid 400] [--layers 2] [--vocab 4000] [--bs 32] [--bptt 70] [--steps 10]
+    python bench/lm_steps.py [--emb 100] [--hid 200] [--layers 2] [--vocab 2000] [--bs 32] [--bptt 50] [--steps 8]
 
 Both run the same plain loop (forward, cross-entropy, backward, Adam step) on the same random batches,
 in alternating rounds (A B B A), timed by wall clock and by this process's CPU time (the CPU time is the
@@ -37,13 +37,13 @@ def _round(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for k, v in (
-        ("emb", 200),
-        ("hid", 400),
+        ("emb", 100),
+        ("hid", 200),
         ("layers", 2),
-        ("vocab", 4000),
+        ("vocab", 2000),
         ("bs", 32),
-        ("bptt", 70),
-        ("steps", 10),
+        ("bptt", 50),
+        ("steps", 8),
     ):
         ap.add_argument(f"--{k}", type=int, default=v)
     a = ap.parse_args()
