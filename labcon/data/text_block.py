@@ -204,6 +204,10 @@ class TextBlock:
             out.append(f"   tokens   {_clip(' '.join(repr(t) if t.isspace() else t for t in toks), width)}")
             out.append(f"   ids      {_clip(' '.join(map(str, ids[:40].tolist())), width)}")
             out.append(f"   decoded  {_clip(prep.vocab.textify(ids[:60]), width)}")
+        out.append(
+            f"-- a training batch (first rows; pad = xxpad count, {'pad-first' if self.kind == 'text_cls' else 'no padding'}):"
+        )
+        out += [f"   {row}" for row in self.batch_rows(6, width=width)]
         return "\n".join(out)
 
     def batch_rows(self, n: int = 8, valid: bool = False, width: int = 120) -> list[str]:
