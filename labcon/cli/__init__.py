@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import re
 import sys
+import textwrap
+import warnings
 from collections.abc import Sequence
 
 from labcon.errors import LabconError
@@ -31,7 +35,51 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         mod.register(sub)
+    for p in _all_parsers(parser):
+        p.formatter_class = WrapFormatter
     return parser
+
+
+class WrapFormatter(argparse.HelpFormatter):
+    """Help that wraps on word boundaries only (argparse splits at hyphens: `--sessions-` / `dir`), and keeps
+    a description's own line breaks and indented tables, wrapping each line to the terminal's width."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(
+            " ".join(text.split()), max(width, 10), break_long_words=False, break_on_hyphens=False
+        )
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        out = []
+        for line in text.splitlines():
+            body = line.lstrip(" ")
+            if not body:
+                out.append("")
+                continue
+            lead = indent + line[: len(line) - len(body)]
+            # A table row ("  term    text") continues under its text when there is room, else 4 further in.
+            gap = re.search(r"\S {2,}(?=\S)", body)
+            col = len(lead) + gap.end() if gap else len(lead)
+            more = " " * col if col <= width // 2 else lead + "    "
+            out += textwrap.wrap(
+                body,
+                max(width, 10 + len(lead)),
+                initial_indent=lead,
+                subsequent_indent=more,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+        return "\n".join(out)
+
+
+def _all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """`parser` and every subcommand's parser below it."""
+    out = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for p in action.choices.values():
+                out += _all_parsers(p)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,14 +95,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         if func is None:
             parser.print_help()
             return 0
+    warnings.formatwarning = _one_line_warning  # the documented hook: no source line under each warning
     try:
         return int(func(args) or 0)
     except LabconError as e:
         print(f"labcon: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`labcon journal search | head`): not an error worth a traceback. Point stdout
+        # at /dev/null so the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # as a process killed by SIGPIPE
     except KeyboardInterrupt:
         print("labcon: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
+    """A warning as one line (`labcon: warning: ...`), without the file, line number and source line."""
+    text = " ".join(str(message).split())
+    return f"labcon: warning: {text}\n"
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> set[str]:

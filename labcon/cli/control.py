@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from labcon.errors import LabconError
-
-HISTORY_FILE = "repl_history"
+from labcon.session.paths import HISTORY_FILE
 
 
 def register(subparsers: Any) -> None:
@@ -30,6 +29,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "attach",
         help="open the console (or --repl) on a live headless session; detaching leaves it training",
+        description="Attach the console (or the line console with --repl) to a session already training "
+        "headless (`labcon run`, or a console left with 'keep running'). Quitting with 'keep running' "
+        "detaches again and the run continues.",
     )
     p.add_argument("name", metavar="NAME", help="session name")
     p.add_argument("--repl", action="store_true", help="the line console instead of the full-screen one")
@@ -68,14 +70,20 @@ def send_command(args: argparse.Namespace) -> int:
         print(json.dumps({k: reply.get(k) for k in ("ok", "text", "data")}))
     else:
         out = sys.stdout if reply.get("ok") else sys.stderr
-        print(reply.get("text", ""), file=out)
+        from labcon.progress import visible
+
+        print(visible(str(reply.get("text", ""))), file=out)
     return 0 if reply.get("ok") else 1
 
 
 def _run_front_end(session: Any, history: Path, want_repl: bool) -> None:
+    from labcon.cli.tui import terminal_problem
     from labcon.repl import run_repl
 
-    if not want_repl:
+    problem = None if want_repl else terminal_problem()
+    if problem:
+        print(f"labcon: {problem}; using the line console", file=sys.stderr)
+    if not want_repl and not problem:
         try:
             app = importlib.import_module("labcon.tui.app")
         except ImportError as e:

@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,37 +14,84 @@ from labcon.errors import LabconError
 from labcon.session.journal import Journal
 from labcon.session.paths import journal_path
 
+QUERY_HELP = """\
+Runs matching a query, newest first. Terms are ANDed; use OR, NOT and (...) to combine them.
+
+  WORD, WORD*, "a phrase"   free text in a run's notes, commands, config and tags
+  NAME>NUMBER               a final metric or numeric config value: lr>1e-3, valid_loss<0.4, accuracy>=0.9 (operators > >= < <= = !=; quote them for the shell)
+  status:S                  running, done, stopped, failed or crashed
+  tag:T                     runs tagged T
+  session:NAME              runs of a session (NAME may use * as a wildcard)
+  run:ID, parent:ID         one run; the runs branched (replayed) from run ID
+  previous:ID               the run its session trained next, after run ID (every fit is a run)
+  since:DATE, until:DATE    started on/after or before a date (YYYY-MM-DD)
+  has:KIND                  runs with an event of a kind: command, note, error, cancel or info
+
+examples:
+  labcon journal search mixup status:done 'lr>1e-3'
+  labcon journal search 'NOT tag:baseline' since:2026-11-01
+"""
+
 
 def register(subparsers: Any) -> None:
     """Add the `journal` command and its subcommands."""
-    p = subparsers.add_parser("journal", help="search, show, compare and annotate past runs")
+    p = subparsers.add_parser(
+        "journal",
+        help="search, show, compare and annotate past runs",
+        description="The journal (journal.db in the sessions directory) records every run: config, seed, "
+        "commands with the batch they took effect at, epoch metrics, notes. Every fit is a run, linked to its "
+        "session's previous run; 'took' is training time. Without a subcommand: the latest runs.",
+    )
     p.set_defaults(func=cmd_search, query=[], json=False, limit=20)
     sub = p.add_subparsers(dest="journal_command", metavar="SUBCOMMAND")
 
-    s = sub.add_parser("search", help='runs matching a query, e.g. "mixup status:done lr>1e-3"')
+    s = sub.add_parser(
+        "search",
+        help='runs matching a query, e.g. "mixup status:done lr>1e-3"',
+        description=QUERY_HELP,
+    )
     s.add_argument("query", nargs="*", help="query words (quote comparisons for the shell: 'lr>1e-3')")
     s.add_argument("--json", action="store_true", help="print the runs as JSON")
     s.add_argument("--limit", type=int, default=50, help="at most this many runs (default 50)")
     s.set_defaults(func=cmd_search)
 
-    sh = sub.add_parser("show", help="one run: config, metrics, epochs and its event timeline")
+    sh = sub.add_parser(
+        "show",
+        help="one run: config, metrics, epochs and its event timeline",
+        description="Print one run: ids, status, times, config, final metrics, the metrics of every epoch "
+        "and every command, note and error in the order they happened.",
+    )
     sh.add_argument("run", help="a run id, or a session name for its latest run")
     sh.add_argument("--json", action="store_true", help="print the run as JSON")
     sh.set_defaults(func=cmd_show)
 
-    d = sub.add_parser("diff", help="two runs side by side: config, commands, metrics")
-    d.add_argument("run_a")
-    d.add_argument("run_b")
+    d = sub.add_parser(
+        "diff",
+        help="two runs side by side: config, commands, metrics",
+        description="Compare two runs: their configs line by line, their commands by the batch they were "
+        "applied at, and final and per-epoch metrics with their differences.",
+    )
+    d.add_argument("run_a", help="the first run: a run id, or a session name for its latest run")
+    d.add_argument("run_b", help="the second run, compared with the first")
     d.add_argument("--json", action="store_true", help="print the comparison as JSON")
     d.set_defaults(func=cmd_diff)
 
-    n = sub.add_parser("note", help="attach a note to a run (searchable)")
+    n = sub.add_parser(
+        "note",
+        help="attach a note to a run (searchable)",
+        description="Add a note to a run; its words become searchable (`labcon journal search WORD`).",
+    )
     n.add_argument("run", help="a run id, or a session name for its latest run")
     n.add_argument("text", nargs="+", help="the note")
     n.set_defaults(func=cmd_note)
 
-    e = sub.add_parser("export", help="runs as CSV or JSON")
-    e.add_argument("--format", choices=("csv", "json"), default="csv")
+    e = sub.add_parser(
+        "export",
+        help="runs as CSV or JSON",
+        description="Export runs: CSV has one row per run (tags, parameters, final metrics as columns); JSON "
+        "has each run in full with its epochs and events.",
+    )
+    e.add_argument("--format", choices=("csv", "json"), default="csv", help="csv (default) or json")
     e.add_argument("--query", default=None, help="only runs matching this query")
     e.add_argument("-o", "--output", default=None, help="write to this file instead of stdout")
     e.set_defaults(func=cmd_export)
@@ -56,7 +104,10 @@ def open_journal(args: argparse.Namespace) -> Journal:
         raise LabconError(
             f"no journal at {path}: run a session first, or point --sessions-dir (or LABCON_HOME) at your sessions"
         )
-    return Journal(path)
+    journal = Journal(path)
+    # Runs whose process died (kill -9) show as crashed here too, not as 'running' forever.
+    journal.recover_stale()
+    return journal
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -67,7 +118,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(json.dumps(runs, indent=2, default=str))
         return 0
     if not runs:
-        print("no runs match")
+        _emit("no runs match")
         return 0
     rows = [
         [
@@ -81,7 +132,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         ]
         for r in runs
     ]
-    print(_table(["run", "session", "status", "started", "took", "tags", "final metrics"], rows))
+    _emit(_table(["run", "session", "status", "started", "took", "tags", "final metrics"], rows))
     return 0
 
 
@@ -94,30 +145,31 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**run, "epochs": epochs, "events": events}, indent=2, default=str))
         return 0
-    parent = f"  (branched from run {run['parent_id']})" if run["parent_id"] else ""
-    print(f"run {run['id']}  session {run['session']}  {run['status']}{parent}")
-    print(f"started {_when(run['started'])}  took {_duration(run['duration'])}  seed {run['seed']}")
+    links = f"  (branched from run {run['parent_id']})" if run["parent_id"] else ""
+    links += f"  (continues run {run['previous_id']})" if run["previous_id"] else ""
+    _emit(f"run {run['id']}  session {run['session']}  {run['status']}{links}")
+    _emit(f"started {_when(run['started'])}  took {_duration(run['duration'])}  seed {run['seed']}")
     env = run["env"]
-    print(
+    _emit(
         f"code {run['code_version']}  python {env.get('python')}  torch {env.get('torch')}  host {run['host']}"
     )
     if run["tags"]:
-        print("tags: " + ", ".join(run["tags"]))
+        _emit("tags: " + ", ".join(run["tags"]))
     if run["final_metrics"]:
-        print("final: " + _metrics(run["final_metrics"]))
-    print("\nconfig:")
-    print("\n".join("  " + line for line in run["config"].splitlines()) or "  (empty)")
+        _emit("final: " + _metrics(run["final_metrics"]))
+    _emit("\nconfig:")
+    _emit("\n".join("  " + line for line in run["config"].splitlines()) or "  (empty)")
     if epochs:
         names = [k for k in epochs[0] if k != "epoch"]
         names += sorted({k for e in epochs for k in e} - set(names) - {"epoch"})
-        print("\nepochs:")
-        print(
+        _emit("\nepochs:")
+        _emit(
             _table(["epoch", *names], [[str(e["epoch"]), *(_num(e.get(k)) for k in names)] for e in epochs])
         )
     if events:
-        print("\nevents:")
+        _emit("\nevents:")
         for e in events:
-            print(f"  {_time(e['time'])}  {_pos(e)}  {e['kind']:<7}  {e['text']}")
+            _emit(f"  {_time(e['time'])}  {_pos(e)}  {e['kind']:<7}  {e['text']}")
     return 0
 
 
@@ -134,29 +186,29 @@ def cmd_diff(args: argparse.Namespace) -> int:
         f"run {a['id']} ({a['session']}, {a['status']})",
         f"run {b['id']} ({b['session']}, {b['status']})",
     )
-    print(f"{_fit(head_a, width)}  |  {head_b}")
-    print("\nconfig:")
+    _emit(f"{_fit(head_a, width)}  |  {head_b}")
+    _emit("\nconfig:")
     marks = {"equal": " ", "replace": "|", "delete": "<", "insert": ">"}
     for row in d["config"]["side_by_side"]:
-        print(f"{_fit(row['a'] or '', width)} {marks[row['op']]}  {row['b'] or ''}".rstrip())
-    print("\ncommands (epoch:iteration):")
+        _emit(f"{_fit(row['a'] or '', width)} {marks[row['op']]}  {row['b'] or ''}".rstrip())
+    _emit("\ncommands (epoch:iteration):")
     if not d["commands"]:
-        print("  (none)")
+        _emit("  (none)")
     for row in d["commands"]:
         where = _pos(row)
         for k in range(max(len(row["a"]), len(row["b"]))):
             left = row["a"][k] if k < len(row["a"]) else ""
             right = row["b"][k] if k < len(row["b"]) else ""
-            print(
+            _emit(
                 f"{_fit(where + '  ' + left, width)} {'=' if left == right else '|'}  {where}  {right}".rstrip()
             )
-    print("\nfinal metrics:")
+    _emit("\nfinal metrics:")
     rows = [[m["name"], _num(m["a"]), _num(m["b"]), _num(m["delta"], sign=True)] for m in d["metrics"]]
-    print(_table(["metric", f"run {a['id']}", f"run {b['id']}", "b - a"], rows) if rows else "  (none)")
+    _emit(_table(["metric", f"run {a['id']}", f"run {b['id']}", "b - a"], rows) if rows else "  (none)")
     if d["params"]:
-        print("\nchanged config values:")
+        _emit("\nchanged config values:")
         rows = [[p["name"], _num(p["a"]), _num(p["b"])] for p in d["params"]]
-        print(_table(["name", f"run {a['id']}", f"run {b['id']}"], rows))
+        _emit(_table(["name", f"run {a['id']}", f"run {b['id']}"], rows))
     return 0
 
 
@@ -165,7 +217,7 @@ def cmd_note(args: argparse.Namespace) -> int:
     with open_journal(args) as j:
         rid = j.resolve_run(args.run)
         j.add_note(rid, " ".join(args.text))
-    print(f"note added to run {rid}")
+    _emit(f"note added to run {rid}")
     return 0
 
 
@@ -175,9 +227,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         text = j.export(args.format, args.query)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
-        print(f"wrote {args.output}")
+        _emit(f"wrote {args.output}")
     else:
-        print(text, end="" if text.endswith("\n") else "\n")
+        # Data for a file or a pipe stays exact; only a terminal gets control characters shown as escapes.
+        shown = text if not sys.stdout.isatty() else None
+        if shown is None:
+            _emit(text, end="" if text.endswith("\n") else "\n")
+        else:
+            print(shown, end="" if shown.endswith("\n") else "\n")
     return 0
 
 
@@ -228,3 +285,11 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)
+
+
+def _emit(text: str = "", end: str = "\n") -> None:
+    """Print journal text (commands, notes, config values any client could have written) with control
+    characters shown as escapes: no escape sequence from the journal reaches the terminal."""
+    from labcon.progress import visible
+
+    print(visible(text), end=end)

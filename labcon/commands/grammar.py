@@ -19,21 +19,10 @@ from labcon.commands.base import (
     suggest,
 )
 from labcon.commands.cmd_hyper import Opt, Sched, Set, ShowSched
-from labcon.commands.cmd_model import (
-    HOOK_KINDS,
-    NORM_KINDS,
-    CbAdd,
-    CbList,
-    CbRm,
-    HookAdd,
-    HookRm,
-    ListHooks,
-    Norm,
-    SetTelemetry,
-    ShowLoop,
-)
+from labcon.commands.cmd_model import NORM_KINDS, CbAdd, CbList, CbRm, Norm, ShowLoop
 from labcon.commands.cmd_session import DataSummary, Help, Note, Replay, Save, SearchJournal, Status
 from labcon.commands.cmd_train import Fit, FitOneCycle, LrFind, Pause, Resume, Stop
+from labcon.commands.cmd_watch import HOOK_KINDS, HookAdd, HookRm, ListHooks, SetTelemetry
 from labcon.commands.completion import apply_completion, complete
 from labcon.commands.lex import tokenize, unquote
 from labcon.commands.registry import COMMAND_CLASSES, COMMAND_NAMES, REPLAYED, SUBCOMMANDS, help_text, lookup
@@ -91,6 +80,20 @@ __all__ = [
 
 def parse(text: str) -> Command:
     """Parse one command line into a typed Command; raises CommandError (one line) when it is invalid."""
+    try:
+        return _parse(text)
+    except CommandError as e:
+        raise CommandError(one_line(str(e))) from None
+
+
+def one_line(msg: str) -> str:
+    """A message with control characters (a quoted newline the user typed) shown visibly: one line, always."""
+    if msg.isprintable():
+        return msg
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in msg)
+
+
+def _parse(text: str) -> Command:
     if not isinstance(text, str):
         raise CommandError(f"a command must be text, got {type(text).__name__}")
     stripped = text.strip()
@@ -138,7 +141,10 @@ def validate(cmd: Command, ctx: CommandContext) -> Command:
             ctx.state == "idle",
             f"cannot start '{cmd.name}' while the session is {ctx.state}; stop it first or wait",
         )
-    cmd.check(ctx)
+    try:
+        cmd.check(ctx)
+    except CommandError as e:
+        raise CommandError(one_line(str(e))) from None
     return cmd
 
 

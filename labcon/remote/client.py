@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from labcon.errors import LabconError
-from labcon.remote.server import check_socket_path
+from labcon.remote.server import MAX_LINE, check_socket_path
 from labcon.remote.wire import RemoteReply, RemoteTelemetrySnapshot, image_from_b64
 from labcon.session.messages import Message, message_from_dict
 
@@ -91,6 +91,10 @@ class ControlClient:
         with self._lock:
             self._pending[rid] = waiter
         line = json.dumps({"id": rid, "op": op, **kw}).encode() + b"\n"
+        if len(line) > MAX_LINE:
+            with self._lock:
+                self._pending.pop(rid, None)
+            raise LabconError(f"'{op}' request is {len(line)} bytes, over the {MAX_LINE} a session accepts")
         try:
             with self._send_lock:
                 self._sock.sendall(line)
@@ -210,8 +214,15 @@ class RemoteSession:
         self.path = Path(path)
         self._client = ControlClient(self.path, timeout=timeout)
         self._subs: list[RemoteSubscription] = []
-        self.journal = _local_journal(self.path.parent.parent)
+        self._journal = _local_journal(self.path.parent.parent)
         self.remote = True
+
+    @property
+    def journal(self) -> Any:
+        """The sessions directory's journal, opened once it exists (a fresh directory has none until a run)."""
+        if self._journal is None and not self._client.closed:
+            self._journal = _local_journal(self.path.parent.parent)
+        return self._journal
 
     @property
     def name(self) -> str:
@@ -284,6 +295,6 @@ class RemoteSession:
             s.close()
         self._subs.clear()
         self._client.close()
-        if self.journal is not None:
-            self.journal.close()
-            self.journal = None
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None

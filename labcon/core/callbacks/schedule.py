@@ -8,9 +8,17 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from labcon.core.events import Callback
-from labcon.core.hypers import check_hyper
+from labcon.core.hypers import SCHEDULABLE, HyperParamError, check_hyper
 from labcon.core.optim import set_hyper
-from labcon.core.schedules import Remainder, Schedule, describe, one_cycle_scheds, scaled
+from labcon.core.schedules import (
+    Remainder,
+    Schedule,
+    describe,
+    one_cycle_scheds,
+    parse_sched,
+    scaled,
+    sched_no,
+)
 
 if TYPE_CHECKING:
     from labcon.core.runner import Runner
@@ -24,7 +32,20 @@ def check_schedule(name: str, sched: Schedule) -> None:
     for p in _CHECK_POINTS:
         v = sched(p)
         if not (name == "lr" and v == 0):  # annealing down to 0 is a schedule, not a mistake
-            check_hyper(name, v)
+            try:
+                check_hyper(name, v)
+            except HyperParamError as e:
+                raise HyperParamError(f"{e} (where the schedule is at {p:.0%} of the fit)") from None
+
+
+def check_schedule_text(name: str, text: Any) -> str:
+    """The text of a valid schedule for `name` (a [train.schedule] value); ValueError names the problem."""
+    if name not in SCHEDULABLE:
+        raise ValueError(f"'{name}' cannot be scheduled; schedulable: {', '.join(SCHEDULABLE)}")
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise ValueError(f'expected a schedule such as "cos:1e-3:1e-5" or a number, got {text!r}')
+    check_schedule(name, parse_sched(text if isinstance(text, str) else float(text)))
+    return str(text)
 
 
 class ParamScheduler(Callback):
@@ -33,20 +54,45 @@ class ParamScheduler(Callback):
     `scheds` maps a hyper-parameter name (lr, mom, sqr_mom, wd, eps, ... or `dropout`, which sets
     every nn.Dropout's p) to one schedule, or a list with one schedule per param group.
     A live `set` rescales the rest of a schedule (`rescale`), `sched` replaces it (`replace`) and
-    `set ... fixed` drops it (`drop`): the scheduler never silently overwrites a change.
+    `set ... fixed` drops it (`drop`, `fix`): the scheduler never silently overwrites a change.
+
+    Each change is recorded as plain data in `edits` (a list the caller may own, e.g. a fit plan that is
+    checkpointed); a scheduler given earlier edits re-applies them when the fit starts, so a resumed fit
+    keeps the changes made before it was interrupted.
     """
 
     order = 1
 
-    def __init__(self, scheds: dict[str, Schedule | Sequence[Schedule]]):
+    def __init__(
+        self, scheds: dict[str, Schedule | Sequence[Schedule]], edits: list[dict[str, Any]] | None = None
+    ):
         self.scheds = dict(scheds)
+        self.edits: list[dict[str, Any]] = edits if edits is not None else []
 
     def before_fit(self) -> None:
         n_groups = len(self.runner.opt.param_groups)
         for name, s in self.scheds.items():
             if isinstance(s, (list, tuple)) and len(s) != n_groups:
                 raise ValueError(f"schedule for '{name}' has {len(s)} entries for {n_groups} param groups")
+        earlier = list(self.edits)
+        self.edits.clear()
+        for e in earlier:  # each re-applied change records itself again
+            self.apply_edit(e)
         self._set(self.runner.pct_train)
+
+    def apply_edit(self, e: dict[str, Any]) -> None:
+        """Re-apply one recorded change."""
+        op = e["op"]
+        if op == "rescale":
+            self.rescale(e["name"], e["values"], e["pos"], e.get("group"))
+        elif op == "replace":
+            self.replace(e["name"], e["text"], e["pos"])
+        elif op == "fix":
+            self.fix(e["name"], e["value"], e["group"], e["n"])
+        elif op == "drop":
+            self.drop(e["name"])
+        else:
+            raise ValueError(f"unknown schedule change {op!r}")
 
     def before_batch(self) -> None:
         if self.runner.training:
@@ -66,7 +112,8 @@ class ParamScheduler(Callback):
                 set_hyper(g, name, f(pos))
 
     # ----- live changes --------------------------------------------------------------------------------
-    def _per_group(self, name: str, n: int) -> list[Schedule]:
+    def per_group(self, name: str, n: int) -> list[Schedule]:
+        """The schedule of `name` as one entry per param group."""
         s = self.scheds[name]
         return list(s) if isinstance(s, (list, tuple)) else [s] * n
 
@@ -74,8 +121,10 @@ class ParamScheduler(Callback):
         """Scale the schedule of `name` so its value at `pos` becomes values[i] in each group (or only in
         `group`); the shape is kept. Returns, per group, whether it could be rescaled (a schedule at 0
         there cannot: that group's schedule is replaced by the constant instead)."""
+        if name not in self.scheds:  # a change recorded for a fit that turned out not to schedule it
+            return []
         n = len(values)
-        per = self._per_group(name, n)
+        per = self.per_group(name, n)
         done = []
         for i, (s, v) in enumerate(zip(per, values, strict=True)):
             if group is not None and i != group % n:
@@ -88,18 +137,30 @@ class ParamScheduler(Callback):
             else:
                 per[i] = Remainder(lambda p, v=v: v, pos)
                 done.append(False)
-        self.scheds[name] = per if len(set(map(id, per))) > 1 else per[0]
+        self.scheds[name] = per if any(x != per[0] for x in per) else per[0]
+        self.edits.append(
+            {"op": "rescale", "name": name, "values": [float(v) for v in values], "pos": pos, "group": group}
+        )
         return done
 
-    def replace(self, name: str, sched: Schedule | Sequence[Schedule], pos: float) -> None:
-        """Run `sched` (one, or one per group) over the rest of the fit from `pos`."""
-        if isinstance(sched, (list, tuple)):
-            self.scheds[name] = [Remainder(s, pos) if pos > 0 else s for s in sched]
-        else:
-            self.scheds[name] = Remainder(sched, pos) if pos > 0 else sched
+    def replace(self, name: str, sched: str, pos: float) -> None:
+        """Run the schedule written `sched` (parse_sched's text) over the rest of the fit from `pos`."""
+        s = parse_sched(sched)
+        self.scheds[name] = Remainder(s, pos) if pos > 0 else s
+        self.edits.append({"op": "replace", "name": name, "text": sched, "pos": pos})
+
+    def fix(self, name: str, value: float, group: int, n: int) -> None:
+        """Hold `name` at `value` in one param group (of n); the others keep their schedule."""
+        if name not in self.scheds:
+            return
+        per = self.per_group(name, n)
+        per[group] = sched_no(value)
+        self.scheds[name] = per
+        self.edits.append({"op": "fix", "name": name, "value": float(value), "group": group, "n": n})
 
     def drop(self, name: str) -> bool:
         """Stop scheduling `name` (its value stays where it is); False if it was not scheduled."""
+        self.edits.append({"op": "drop", "name": name})
         return self.scheds.pop(name, None) is not None
 
     def describe(self) -> list[str]:
@@ -124,6 +185,7 @@ def one_cycle(
     div: float = 25.0,
     div_final: float = 1e5,
     moms: tuple[float, float, float] = (0.95, 0.85, 0.95),
+    edits: list[dict[str, Any]] | None = None,
 ) -> ParamScheduler:
     """A ParamScheduler for the one-cycle policy (lr_max per param group allowed; default runner.lr).
 
@@ -147,7 +209,7 @@ def one_cycle(
     has_mom = all(any(k in g for k in ("mom", "momentum", "betas")) for g in runner.opt.param_groups)
     if has_mom:
         scheds["mom"] = [p["mom"] for p in per_group]
-    return ParamScheduler(scheds)
+    return ParamScheduler(scheds, edits)
 
 
 def active_scheduler(runner: Any) -> ParamScheduler | None:
