@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from labcon.data.text_tokenize import BOS, EOS, PAD, TK_MAJ, TK_UP, UNK
+from labcon.data.text_tokenize import BOS, EOS, PAD, TK_MAJ, TK_UP
 from labcon.data.text_vocab import Vocab
 
 
@@ -69,6 +69,3 @@ def generate(
         enc.hidden = saved
         model.train(was_training)
     return out
-
-
-__all__ = ["BOS", "UNK", "detokenize", "generate"]
