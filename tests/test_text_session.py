@@ -111,6 +111,16 @@ def test_classifier_from_lm_encoder_with_gradual_unfreezing_groups(corpus: Path,
     for k, v in s.runner.model.encoder.state_dict().items():
         assert (v == enc_state[k]).all(), k
     assert len(s.runner.hyper("lr")) == 4  # embedding, 2 LSTM layers, head: discriminative lrs
+    assert s.submit("freeze").ok  # gradual unfreezing: the head alone first
+    model = s.runner.model
+    assert not any(p.requires_grad for p in model.encoder.parameters())
+    assert all(p.requires_grad for n, p in model.head.named_parameters())
+    assert s.submit("unfreeze_to 2").ok  # then the last LSTM layer too
+    assert all(p.requires_grad for p in model.encoder.rnns[1].parameters())
+    assert not any(p.requires_grad for p in model.encoder.rnns[0].parameters())
+    assert s.submit("set lr=1e-4,1e-4,1e-3,1e-2").ok
+    assert s.runner.hyper("lr") == [1e-4, 1e-4, 1e-3, 1e-2]
+    assert s.submit("unfreeze").ok
     x, y = s.dls.one_batch()
     assert x.dtype.is_floating_point is False and y.max() <= 1
     assert s.submit("fit 1").ok and s.wait(300)

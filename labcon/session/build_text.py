@@ -124,10 +124,10 @@ def build_text(
     vocab, drop = dls.vocab, m.drop_mult if m.drop_mult is not None else 1.0
     if block.kind == "text_lm":
         model: nn.Module = awd_lstm_lm(len(vocab), pad_idx=vocab.pad, drop_mult=drop, **sizes)
-        splitter = lm_splitter
+        splitter = ("awd_lstm_lm", lm_splitter)
     else:
         model = awd_lstm_classifier(len(vocab), dls.c, pad_idx=vocab.pad, drop_mult=drop, **sizes)
-        splitter = classifier_splitter
+        splitter = ("awd_lstm_classifier", classifier_splitter)
     if enc_state is not None:
         try:
             model.encoder.load_state_dict(enc_state)
