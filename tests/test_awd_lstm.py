@@ -20,6 +20,7 @@ from labcon.nn.awd_lstm import (
     lm_splitter,
     masked_concat_pool,
 )
+from labcon.nn.transfer import SPLITTERS, check_groups
 
 
 def _cell_loop(lstm: nn.LSTM, x: torch.Tensor, w_hh: torch.Tensor | None = None, state=None) -> tuple:
@@ -118,6 +119,9 @@ def test_tied_weights_and_splitters() -> None:
     clf = awd_lstm_classifier(30, 2, 8, 12, 2, pad_idx=1)
     cg = classifier_splitter(clf)
     assert len(cg) == 4 and sum(len(g) for g in cg) == len(list(clf.parameters()))
+    check_groups(lm, groups)  # every parameter in exactly one group (the tied weight once)
+    check_groups(clf, cg)
+    assert SPLITTERS["awd_lstm_lm"] is lm_splitter and SPLITTERS["awd_lstm_classifier"] is classifier_splitter
 
 
 def test_masked_concat_pool_ignores_padding() -> None:
