@@ -7,7 +7,6 @@ patch_stdout) and the bottom toolbar shows the live position, so the prompt stay
 from __future__ import annotations
 
 import math
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -22,6 +21,7 @@ from prompt_toolkit.patch_stdout import patch_stdout
 
 from labcon.commands.grammar import Help, complete, help_text, parse
 from labcon.errors import CommandError
+from labcon.session.api import POLL_S, SessionAPI, Subscription
 from labcon.session.messages import (
     LIVE_STATES,
     BatchStats,
@@ -89,80 +89,6 @@ def format_message(msg: Message) -> str | None:
     return str(msg)
 
 
-class SessionContext:
-    """A CommandContext built from a session's status and hooks table (for completion)."""
-
-    def __init__(self, session: Any):
-        self.session = session
-        self._status: dict[str, Any] = {}
-        self._at = -1.0
-
-    def _st(self) -> dict[str, Any]:
-        # One status() per keystroke burst: completion may ask several properties in a row.
-        if time.monotonic() - self._at > 1.0:
-            try:
-                self._status = dict(self.session.status() or {})
-            except Exception:  # noqa: BLE001 - completion must never break the prompt
-                self._status = {}
-            self._at = time.monotonic()
-        return self._status
-
-    @property
-    def callbacks_available(self) -> list[str]:
-        """Registry names."""
-        try:
-            from labcon.core.callbacks.registry import CALLBACKS
-        except ImportError:
-            return []
-        return sorted(CALLBACKS)
-
-    @property
-    def callbacks_installed(self) -> list[str]:
-        """Installed callback names."""
-        return list(self._st().get("cbs", []))
-
-    @property
-    def optimizer_names(self) -> list[str]:
-        """Optimizer names."""
-        from labcon.core.optim import OPTIMIZERS
-
-        return sorted(OPTIMIZERS)
-
-    @property
-    def hyper_names(self) -> list[str]:
-        """Hyper-parameter names from status()['hypers']."""
-        return sorted(self._st().get("hypers", {})) or ["eps", "lr", "mom", "sqr_mom", "wd"]
-
-    @property
-    def n_groups(self) -> int:
-        """Param groups, from the length of the lr list."""
-        return len(self._st().get("hypers", {}).get("lr", [0])) or 1
-
-    @property
-    def module_paths(self) -> list[str]:
-        """Module paths (when the session reports them)."""
-        return list(self._st().get("module_paths", []))
-
-    @property
-    def hook_ids(self) -> list[int]:
-        """Installed hook ids."""
-        try:
-            return [int(r["id"]) for r in self.session.hooks_table()]
-        except Exception:  # noqa: BLE001 - completion must never break the prompt
-            return []
-
-    @property
-    def state(self) -> str:
-        """Session state."""
-        return str(self._st().get("state", "idle"))
-
-
-def _context(session: Any) -> Any:
-    """The session's own CommandContext when it has one (local), else one built from status()."""
-    ctx = getattr(session, "context", None)
-    return ctx() if callable(ctx) else SessionContext(session)
-
-
 class CommandCompleter(Completer):
     """Tab completion from labcon.commands.grammar.complete."""
 
@@ -182,7 +108,7 @@ class Repl:
 
     def __init__(
         self,
-        session: Any,
+        session: SessionAPI,
         history: History,
         *,
         printer: Callable[[str], None] = print,
@@ -195,7 +121,7 @@ class Repl:
         self._last_progress_print = 0.0
         self.prompt = PromptSession(
             history=history,
-            completer=CommandCompleter(_context(session)),
+            completer=CommandCompleter(session.context()),
             bottom_toolbar=self.toolbar,
             refresh_interval=0.5,
             **prompt_kwargs,
@@ -205,13 +131,10 @@ class Repl:
         """Live position for the bottom toolbar."""
         return format_progress(self.latest) if self.latest is not None else "idle - type help, Tab completes"
 
-    def _follow(self, sub: Any) -> None:
+    def _follow(self, sub: Subscription) -> None:
         try:
             while not self._stop.is_set():
-                try:
-                    msg = sub.get(timeout=0.2)
-                except queue.Empty:
-                    continue
+                msg = sub.get(timeout=POLL_S)
                 if msg is not None:
                     self.show(msg)
         finally:
@@ -250,8 +173,7 @@ class Repl:
         except Exception as e:  # noqa: BLE001 - a failed submit is reported, the prompt stays
             self.printer(f"error: {type(e).__name__}: {e}")
             return
-        ok, rtext = bool(getattr(reply, "ok", False)), str(getattr(reply, "text", ""))
-        self.printer(rtext if ok else f"error: {rtext}")
+        self.printer(reply.text if reply.ok else f"error: {reply.text}")
 
     def _live(self) -> bool:
         try:
@@ -261,7 +183,7 @@ class Repl:
 
     def confirm_quit(self) -> bool:
         """Whether to leave; asks first when a local run is live (a remote one keeps running)."""
-        if getattr(self.session, "remote", False) or not self._live():
+        if self.session.remote or not self._live():
             return True
         try:
             answer = self.prompt.prompt("training is running; stop it and quit? [y/N] ", bottom_toolbar=None)
@@ -269,8 +191,7 @@ class Repl:
             return False
         if answer.strip().lower() not in ("y", "yes"):
             return False
-        reply = self.session.submit("stop")
-        self.printer(str(getattr(reply, "text", "")))
+        self.printer(self.session.submit("stop").text)
         return True
 
     def run(self) -> None:
@@ -301,7 +222,7 @@ class Repl:
             reader.join(timeout=2.0)
 
 
-def run_repl(session: Any, history_path: str | Path | None, **kwargs: Any) -> None:
+def run_repl(session: SessionAPI, history_path: str | Path | None, **kwargs: Any) -> None:
     """Run the REPL on `session` (local or RemoteSession) with history kept in `history_path`."""
     if history_path is not None:
         Path(history_path).parent.mkdir(parents=True, exist_ok=True)
@@ -316,5 +237,5 @@ def run_repl(session: Any, history_path: str | Path | None, **kwargs: Any) -> No
         else:  # a given output (e.g. DummyOutput in tests) is not a terminal to patch
             repl.run()
     finally:
-        if getattr(session, "remote", False):
+        if session.remote:
             session.detach()

@@ -65,11 +65,10 @@ def send_command(args: argparse.Namespace) -> int:
     ) as c:
         reply = c.submit(text)
     if args.json:
-        print(json.dumps({k: reply.get(k) for k in ("ok", "text", "data")}))
+        print(json.dumps(reply.to_dict()))
     else:
-        out = sys.stdout if reply.get("ok") else sys.stderr
-        print(reply.get("text", ""), file=out)
-    return 0 if reply.get("ok") else 1
+        print(reply.text, file=sys.stdout if reply.ok else sys.stderr)
+    return 0 if reply.ok else 1
 
 
 def _run_front_end(session: Any, history: Path, want_repl: bool) -> None:

@@ -56,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--until", type=int, help="stop after this many epochs")
     p.add_argument("--then", dest="then_cmd", help='command to branch with after --until, e.g. "set lr=1e-3"')
     p.add_argument("--session", help="name of the new session (default: <session>-replay<RUN>)")
+    p.add_argument("--no-socket", action="store_true", help="do not serve sessions/<name>/control.sock")
     p.add_argument("--every", type=float, default=10.0)
     p.add_argument("--json", action="store_true", help="print the deviation report as JSON")
     p.set_defaults(func=cmd_replay)
@@ -275,7 +276,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     session, plan = start_replay(args.run, args.sessions_dir, args.until, args.then_cmd, args.session)
     code = serve_headless(
-        session, False, args.every, lambda: print(f"replaying run {plan.run_id} as session {session.name}")
+        session,
+        not args.no_socket,
+        args.every,
+        lambda: print(f"replaying run {plan.run_id} as session {session.name}"),
     )
     rep = report(session, plan.run_id, args.until)  # the session is closed; its history is still in memory
     if args.json:

@@ -310,7 +310,7 @@ class Replay(Command):
     """Re-run a past run from the journal with its commands at the same (epoch, iteration)."""
 
     name: ClassVar[str] = "replay"
-    when: ClassVar[str] = "idle"
+    when: ClassVar[str] = "now"  # starts its own session process: this session's state does not matter
     run: str
 
     @property

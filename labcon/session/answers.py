@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from labcon.commands import grammar as C
 from labcon.commands.apply import RUNNER_COMMANDS, apply_runner_command
-from labcon.session.bus import Reply
+from labcon.session.api import Reply
 
 if TYPE_CHECKING:
     from labcon.session.session import Session
@@ -35,6 +35,10 @@ def answer(s: Session, cmd: C.Command) -> Reply:
         return Reply(True, format_status(st), data=st)
     if isinstance(cmd, RUNNER_COMMANDS):
         return Reply(True, apply_runner_command(cmd, s.runner))
+    if isinstance(cmd, C.Replay):
+        from labcon.session.replay_process import launch_replay
+
+        return launch_replay(s, cmd)
     if isinstance(cmd, C.DataSummary):
         return Reply(True, s.data_summary())
     if isinstance(cmd, C.Note):

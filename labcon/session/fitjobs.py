@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from labcon.commands import grammar as C
 from labcon.core.events import CallbackError
 from labcon.errors import LabconError
-from labcon.session.bus import Reply
+from labcon.session.api import Reply
 from labcon.session.messages import CommandApplied, FitEnded, FitStarted, Log
 
 if TYPE_CHECKING:

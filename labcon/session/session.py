@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
 import threading
 from collections import deque
 from collections.abc import Iterable
@@ -15,8 +16,9 @@ from labcon.commands import grammar as C
 from labcon.commands.apply import RUNNER_COMMANDS, RunnerContext, apply_runner_command, check_removable
 from labcon.core.events import CancelFitException
 from labcon.errors import CommandError, LabconError
+from labcon.session.api import JournalView, Reply, Subscription, TelemetryView
 from labcon.session.build import build
-from labcon.session.bus import Bus, Reply, Subscription
+from labcon.session.bus import Bus
 from labcon.session.config import Config, load_config, parse_config
 from labcon.session.control import SessionBridge, SessionControl
 from labcon.session.fitjobs import FitJobs
@@ -39,7 +41,12 @@ from labcon.session.persist import Persistence, portable_config
 
 
 class Session:
-    """A named experiment: build it from a Config, drive it with submit(text), watch it with subscribe()."""
+    """A named experiment: build it from a Config, drive it with submit(text), watch it with subscribe().
+
+    Implements labcon.session.api.SessionAPI in this process.
+    """
+
+    remote = False  # the run lives in this process
 
     def __init__(
         self,
@@ -82,6 +89,7 @@ class Session:
         self.until_reached = False
         self.persist = Persistence(self, journal=journal and self.is_main)
         self.jobs = FitJobs(self)
+        self.children: list[subprocess.Popen[bytes]] = []  # replay processes this session started
 
     # ----- construction -----------------------------------------------------------------------------
     @classmethod
@@ -165,7 +173,7 @@ class Session:
         """Route a validated command: answer now, queue for a safe point, or start work."""
         if cmd.when == "now" and not isinstance(cmd, C.Save):
             return self._answer(cmd)
-        if cmd.when == "idle" or isinstance(cmd, C.Replay):
+        if cmd.when == "idle":
             return self.jobs.submit(cmd)
         with self._lock:
             if self.state == "idle":
@@ -331,7 +339,7 @@ class Session:
             "moms": [x[-1] if x and not math.isnan(x[-1]) else math.nan for x in rec.moms[-limit:]],
         }
 
-    def telemetry_snapshot(self) -> Any:
+    def telemetry_snapshot(self) -> TelemetryView | None:
         """Host-side telemetry, or None when telemetry is off."""
         tel = self.runner.cb("telemetry")
         return tel.snapshot() if tel is not None else None
@@ -339,6 +347,10 @@ class Session:
     def hooks_table(self) -> list[dict[str, Any]]:
         """Every installed hook: id, module, kind, owner, scope."""
         return self.runner.hooks.table()
+
+    def module_paths(self) -> list[str]:
+        """Every module path of the model ('' is the model itself)."""
+        return [n for n, _ in self.runner.model.named_modules()]
 
     def data_summary(self) -> str:
         """The DataBlock's stage-by-stage report."""
@@ -349,8 +361,11 @@ class Session:
         return self.block.show_batch(augment=augment)
 
     @property
-    def journal(self) -> Any:
-        """The journal (reader side)."""
+    def journal(self) -> JournalView | None:
+        """The journal (reader side), with every row written so far; None when this session keeps none."""
+        if self.persist.writer is None:
+            return None
+        self.persist.writer.flush()
         return self.persist.journal
 
     # ----- lifecycle --------------------------------------------------------------------------------
@@ -379,7 +394,9 @@ class Session:
         """Front end leaves; training continues (headless sessions keep serving their socket)."""
 
     def close(self) -> None:
-        """Stop work, flush the journal, end the run."""
+        """Stop work, flush the journal, end the run (replays this session started run on by themselves)."""
+        for proc in self.children:
+            proc.poll()  # reap the ones that have ended
         self.jobs.shutdown()
         self.persist.close()
         closer = getattr(self.dls, "close", None)

@@ -17,6 +17,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Input, Label, TabbedContent, TabPane
 
+from labcon.session.api import Reply, SessionAPI
 from labcon.session.messages import (
     LIVE_STATES,
     CommandApplied,
@@ -26,7 +27,7 @@ from labcon.session.messages import (
     Log,
     StateChanged,
 )
-from labcon.tui.bridge import CommandResult, CommandSender, ConnectionLost, UpdateBatch, pump, submit_safely
+from labcon.tui.bridge import CommandSender, ConnectionLost, UpdateBatch, pump, submit_safely
 from labcon.tui.budget import MAX_UPDATES_PER_S, Throttle, UiBudget
 from labcon.tui.commandline import CommandLine, Completions, load_help
 from labcon.tui.hooks import HooksPane
@@ -54,9 +55,9 @@ class SessionUpdate(Message):
 class CommandDone(Message):
     """The session answered a command (posted from the sender thread)."""
 
-    def __init__(self, result: CommandResult) -> None:
+    def __init__(self, text: str, reply: Reply) -> None:
         super().__init__()
-        self.result = result
+        self.text, self.reply = text, reply
 
 
 class LabconApp(App[None]):
@@ -80,7 +81,11 @@ class LabconApp(App[None]):
     ]
 
     def __init__(
-        self, session: Any, journal: Any = None, images: str = "auto", max_rate: float = MAX_UPDATES_PER_S
+        self,
+        session: SessionAPI,
+        journal: Any = None,
+        images: str = "auto",
+        max_rate: float = MAX_UPDATES_PER_S,
     ):
         super().__init__()
         if "TEXTUAL_ANIMATIONS" not in os.environ:
@@ -98,7 +103,7 @@ class LabconApp(App[None]):
         self._stop = threading.Event()
         self._sub: Any = None
         self._pump: threading.Thread | None = None
-        self.sender = CommandSender(session, lambda r: self.post_message(CommandDone(r)))
+        self.sender = CommandSender(session, lambda t, r: self.post_message(CommandDone(t, r)))
         self._help_text = load_help()
         self._main: Screen | None = None
         self._panes: list[Pane] = []
@@ -234,12 +239,12 @@ class LabconApp(App[None]):
 
     def on_command_done(self, message: CommandDone) -> None:
         """Show the session's reply; a refusal is an error in the console and a notification."""
-        r = message.result
+        r = message.reply
         if r.ok:
-            self.console_pane.write(r.reply_text or "ok", "green" if r.reply_text == "queued" else "")
+            self.console_pane.write(r.text or "ok")
         else:
-            self._error(r.text, r.reply_text)
-        if r.text.startswith("hook"):
+            self._error(message.text, r.text)
+        if message.text.startswith("hook"):
             self.main.query_one(HooksPane).mark_dirty()
         self.refresh_status()
 
@@ -323,15 +328,13 @@ class LabconApp(App[None]):
         if state not in LIVE_STATES:
             self.exit()
             return
-        self.push_screen(
-            QuitScreen(state, callable(getattr(self.session, "detach", None))), self._quit_answer
-        )
+        self.push_screen(QuitScreen(state), self._quit_answer)
 
     def _quit_answer(self, choice: str | None) -> None:
         if choice == "stop":
             r = submit_safely(self.session, "stop")
             if not r.ok:
-                self._error("stop", r.reply_text)
+                self._error("stop", r.text)
                 return
             self.exit()
         elif choice == "detach":
@@ -357,12 +360,12 @@ class LabconApp(App[None]):
         yield SystemCommand("Save checkpoint", "save a checkpoint (ctrl+s)", self.action_save)
 
 
-def build_app(session: Any, journal: Any = None, *, images: str = "auto") -> LabconApp:
+def build_app(session: SessionAPI, journal: Any = None, *, images: str = "auto") -> LabconApp:
     """The console for `session` (tests inject a fake session and a temp journal; images='halfcell' is deterministic)."""
     return LabconApp(session, journal=journal, images=images)
 
 
-def run_console(session: Any) -> bool:
+def run_console(session: SessionAPI) -> bool:
     """Run the console in this terminal until the user quits; True when they chose to keep the run going.
 
     An in-process session kept running is waited for here (the terminal stays with it); a remote one is not.
@@ -371,10 +374,9 @@ def run_console(session: Any) -> bool:
     # Python's default GIL switch interval (5 ms) is kept: 1 ms cost the trainer ~5 % of its steps in
     # bench/console_overhead.py --session and did not shorten key-to-screen latency once rendering got cheap.
     app.run()
-    waiter = getattr(session, "wait", None)
-    if app.detached and callable(waiter):
+    if app.detached and not session.remote:
         print("labcon: the run continues headless; Ctrl-C stops it", file=sys.stderr)
-        waiter()
+        session.wait()
     return app.detached
 
 

@@ -12,37 +12,35 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, DataTable, Input, Static
 
+from labcon.session.api import JournalView, SessionAPI
 from labcon.tui.fmt import fmt_num
 from labcon.tui.pane import Pane
 
-_PREFERRED = (
-    "id",
-    "run_id",
-    "name",
-    "session",
-    "status",
-    "started",
-    "epochs",
-    "lr",
-    "valid_loss",
-    "accuracy",
-)
+# A run's own columns first; the rest of the table is its final metrics (journal rows keep them in final_metrics).
+_RUN_COLS = ("id", "session", "status", "started")
 _MAX_COLS = 8
 _TIME_KEYS = ("started", "ended", "created", "finished", "time")
 
 
+def _flat(row: dict[str, Any]) -> dict[str, Any]:
+    """A journal row with its final metrics as top-level fields (what the table shows)."""
+    metrics = row.get("final_metrics") or {}
+    return {**{k: v for k, v in row.items() if k != "final_metrics"}, **metrics}
+
+
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
-    keys: list[str] = []
+    metrics: list[str] = []
     for r in rows:
-        keys += [k for k, v in r.items() if k not in keys and not isinstance(v, dict | list)]
-    ordered = [k for k in _PREFERRED if k in keys] + [k for k in keys if k not in _PREFERRED]
-    return ordered[:_MAX_COLS]
+        metrics += [k for k in (r.get("final_metrics") or {}) if k not in metrics]
+    # The validation loss and the metrics matter most (the table may be cut at the right); the train loss last.
+    metrics.sort(key=lambda k: (k != "valid_loss", k == "train_loss"))
+    return [*_RUN_COLS, *metrics][:_MAX_COLS]
 
 
 def _cell(key: str, v: Any) -> str:
     # Journal times are epoch seconds; show them as dates.
     if isinstance(v, int | float) and not isinstance(v, bool) and v > 1e8 and key in _TIME_KEYS:
-        return time.strftime("%Y-%m-%d %H:%M", time.localtime(v))
+        return time.strftime("%m-%d %H:%M", time.localtime(v))
     return fmt_num(v)
 
 
@@ -74,9 +72,9 @@ class JournalPane(Pane):
         Binding("R", "replay", "Replay"),
     ]
 
-    def __init__(self, session: Any, journal: Any = None, **kwargs: Any) -> None:
+    def __init__(self, session: SessionAPI, journal: JournalView | None = None, **kwargs: Any) -> None:
         super().__init__(session, **kwargs)
-        self.journal = journal if journal is not None else getattr(session, "journal", None)
+        self._journal = journal
         self.results: list[dict[str, Any]] = []
         self.marked: list[Any] = []
         self.current: Any = None
@@ -95,6 +93,12 @@ class JournalPane(Pane):
                     yield Button("Mark m", id="journal-mark", compact=True)
                     yield Button("Diff d", id="journal-diff", compact=True)
                     yield Button("Replay R", id="journal-replay", compact=True, variant="warning")
+
+    @property
+    def journal(self) -> JournalView | None:
+        """The journal given, else the session's (read each time: an attached console's appears with the first
+        run)."""
+        return self._journal if self._journal is not None else self.session.journal
 
     def redraw(self) -> None:
         if not self.results and self.journal is not None:
@@ -115,8 +119,10 @@ class JournalPane(Pane):
 
     @work(thread=True, exclusive=True, group="journal-search")
     def _search(self, query: str) -> None:
+        journal = self.journal
+        assert journal is not None  # search() checked
         try:
-            rows, err = list(self.journal.search(query)), None
+            rows, err = list(journal.search(query)), None
         except Exception as e:  # noqa: BLE001 - a bad query must show its message, not crash
             rows, err = [], str(e)
         self.app.call_from_thread(self._show_results, query, rows, err)
@@ -141,11 +147,12 @@ class JournalPane(Pane):
 
     def _cells(self, r: dict[str, Any]) -> list[str]:
         mark = "*" if self._run_id(r) in self.marked else ""
-        return [mark] + [_cell(c, r.get(c)) for c in self._cols]
+        flat = _flat(r)
+        return [mark] + [_cell(c, flat.get(c)) for c in self._cols]
 
     @staticmethod
     def _run_id(r: dict[str, Any]) -> Any:
-        return r.get("id", r.get("run_id"))
+        return r["id"]
 
     def _highlighted(self) -> dict[str, Any] | None:
         table = self.query_one("#journal-results", DataTable)
@@ -164,7 +171,7 @@ class JournalPane(Pane):
             return
         self.current = self._run_id(row)
         try:
-            rec = self.journal.get_run(self.current)
+            rec = self.journal.get_run(self.current)  # type: ignore[union-attr]
         except Exception as e:  # noqa: BLE001 - a journal error must show, not crash
             self._detail(str(e), style="red")
             return
@@ -192,7 +199,7 @@ class JournalPane(Pane):
             return
         a, b = self.marked
         try:
-            d = self.journal.diff(a, b)
+            d = self.journal.diff(a, b)  # type: ignore[union-attr]
         except Exception as e:  # noqa: BLE001 - a journal error must show, not crash
             self._detail(str(e), style="red")
             return

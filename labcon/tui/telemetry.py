@@ -45,7 +45,7 @@ class TelemetryPane(Pane):
             self.mark_dirty()
 
     def redraw(self) -> None:
-        snap = self.safe(getattr(self.session, "telemetry_snapshot", lambda: None))
+        snap = self.safe(self.session.telemetry_snapshot)
         self.snapshot = snap
         info = self.query_one("#telemetry-info", Label)
         if snap is None:

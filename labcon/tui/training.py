@@ -53,7 +53,7 @@ class TrainingPane(Pane):
 
     def on_mount(self) -> None:
         self.rows = list(self.safe(self.session.history, default=[]) or [])
-        bh = self.safe(getattr(self.session, "batch_history", dict), default={}) or {}
+        bh = self.safe(self.session.batch_history, default={}) or {}
         self.batches = {k: list(bh.get(k, []))[-BATCH_HISTORY_CAP:] for k in _SERIES}
         st = self.safe(self.session.status, default={}) or {}
         self.start_iter = max(0, int(st.get("train_iter", 0) or 0) - len(self.batches["losses"]))
