@@ -7,19 +7,9 @@ import time
 from typing import TextIO
 
 from labcon.core.events import Callback
+from labcon.fmt import format_row
 
-
-def format_row(row: dict[str, float]) -> str:
-    """One epoch row as `epoch 3  train_loss 0.4123  valid_loss 0.3920  accuracy 0.8812  time 12.3s`."""
-    parts = []
-    for k, v in row.items():
-        if k == "epoch":
-            parts.append(f"epoch {int(v)}")
-        elif k == "time":
-            parts.append(f"time {v:.1f}s")
-        else:
-            parts.append(f"{k} {v:.4f}")
-    return "  ".join(parts)
+__all__ = ["ProgressReporter", "format_row"]
 
 
 class ProgressReporter(Callback):

@@ -6,7 +6,6 @@ patch_stdout) and the bottom toolbar shows the live position, so the prompt stay
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -22,71 +21,26 @@ from prompt_toolkit.patch_stdout import patch_stdout
 from labcon.commands.grammar import Help, complete, help_text, parse
 from labcon.errors import CommandError
 from labcon.session.api import POLL_S, SessionAPI, Subscription
+from labcon.session.describe import describe, describe_progress
 from labcon.session.messages import (
     LIVE_STATES,
-    BatchStats,
-    CommandApplied,
-    CommandFailed,
-    EpochEnded,
     FitEnded,
-    FitStarted,
-    Log,
     Message,
     Progress,
-    StateChanged,
-    TelemetryUpdated,
 )
 
 QUIT_WORDS = ("quit", "exit")
 PROMPT = "labcon> "
 
 
-def _num(v: Any) -> str:
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else f"{v:.4g}"
-    return str(v)
-
-
-def _dur(seconds: float) -> str:
-    if not math.isfinite(seconds) or seconds < 0:
-        return "?"
-    s = int(seconds)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-
-
 def format_progress(p: Progress) -> str:
-    """One line: epoch, phase position, losses, lr, elapsed and eta."""
-    lr = _num(p.lrs[-1]) if p.lrs else "?"
-    return (
-        f"epoch {p.epoch} {p.phase} {p.iter}/{p.n_iter}  loss {_num(p.loss)} (smooth {_num(p.smooth_loss)})"
-        f"  lr {lr}  {_dur(p.elapsed)} elapsed, eta {_dur(p.eta_fit)}"
-    )
+    """The toolbar's and the periodic progress line."""
+    return describe_progress(p)
 
 
 def format_message(msg: Message) -> str | None:
-    """The line printed above the prompt for a session message (None: not printed)."""
-    if isinstance(msg, EpochEnded):
-        cols = "  ".join(
-            f"{k} {_dur(v) if k == 'time' and isinstance(v, (int, float)) else _num(v)}"
-            for k, v in msg.row.items()
-            if k != "epoch"
-        )
-        return f"epoch {msg.epoch}  {cols}"
-    if isinstance(msg, FitStarted):
-        return f"fit started: run {msg.run_id}, {msg.n_epochs} epoch(s) from epoch {msg.epoch_start} ({msg.n_train} train / {msg.n_valid} valid batches)"
-    if isinstance(msg, FitEnded):
-        return f"fit {msg.status}" + (f": {msg.reason}" if msg.reason else "")
-    if isinstance(msg, StateChanged):
-        return f"[{msg.state}]" + (f" {msg.reason}" if msg.reason else "")
-    if isinstance(msg, CommandApplied):
-        return f"applied at epoch {msg.epoch} iter {msg.iter}: {msg.text} -> {msg.reply}"
-    if isinstance(msg, CommandFailed):
-        return f"failed: {msg.text}: {msg.error}"
-    if isinstance(msg, Log):
-        return msg.text if msg.level == "info" else f"{msg.level}: {msg.text}"
-    if isinstance(msg, (Progress, BatchStats, TelemetryUpdated)):
-        return None
-    return str(msg)
+    """The line printed above the prompt for a session message (None: not printed; progress is throttled)."""
+    return None if isinstance(msg, Progress) else describe(msg)
 
 
 class CommandCompleter(Completer):

@@ -44,7 +44,7 @@ def test_kill_9_mid_epoch_then_resume(tmp_path):
     lines = []
     for line in proc.stdout:
         lines.append(line)
-        if line.startswith("epoch 1 batch"):
+        if line.startswith("epoch 1 train "):
             break
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)

@@ -20,7 +20,7 @@ FLOORS: list[set[str]] = [
     {"core"},
     {"nn"},
     {"data"},
-    {"errors"},
+    {"errors", "fmt"},
 ]
 
 

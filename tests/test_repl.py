@@ -13,6 +13,7 @@ from prompt_toolkit.output import DummyOutput
 
 from labcon.commands.grammar import StaticContext
 from labcon.repl import CommandCompleter, format_message, format_progress, run_repl
+from labcon.session.describe import describe
 from labcon.session.messages import (
     BatchStats,
     CommandApplied,
@@ -29,27 +30,51 @@ from labcon.session.messages import (
 PROG = Progress(1, "train", 10, 100, 109, 0.51234, 0.6, (1e-3, 3e-3), (0.9,), 75.0, 30.0, 3725.0)
 
 
-def test_format_messages() -> None:
+def test_messages_have_one_wording_for_every_front_end() -> None:
+    """The REPL, the console pane and the headless printer all word a message with describe()."""
     assert format_progress(PROG) == (
-        "epoch 1 train 10/100  loss 0.5123 (smooth 0.6)  lr 0.003  1:15 elapsed, eta 1:02:05"
+        "epoch 1 train 10/100  loss 0.5123 (smooth 0.6000)  lr 0.003  1:15 elapsed, eta 1:02:05"
     )
     row = {"epoch": 0, "train_loss": 1.23456, "valid_loss": 0.9, "accuracy": 0.75, "time": 12.0}
     assert (
         format_message(EpochEnded(0, row))
-        == "epoch 0  train_loss 1.235  valid_loss 0.9  accuracy 0.75  time 0:12"
+        == "epoch 0  train_loss 1.2346  valid_loss 0.9000  accuracy 0.7500  time 0:12"
     )
-    assert format_message(FitStarted(3, 2, 5, 100, 20)).startswith(
-        "fit started: run 3, 5 epoch(s) from epoch 2"
+    assert format_message(FitStarted(3, 2, 5, 100, 20)) == (
+        "fit started: run 3, 5 epoch(s) from epoch 2 (100 train / 20 valid batches)"
     )
     assert format_message(FitEnded("stopped", "user")) == "fit stopped: user"
-    assert format_message(StateChanged("paused")) == "[paused]"
+    assert format_message(StateChanged("paused")) == "session is paused"
     assert format_message(CommandApplied("set lr=0.01", 2, 17, "set lr=0.01")) == (
-        "applied at epoch 2 iter 17: set lr=0.01 -> set lr=0.01"
+        "applied 'set lr=0.01' at epoch 2, iteration 17: set lr=0.01"
     )
-    assert format_message(CommandFailed("norm x", "bad")) == "failed: norm x: bad"
+    assert format_message(CommandFailed("norm x", "bad")) == "failed 'norm x': bad"
     assert format_message(Log("warning", "slow")) == "warning: slow"
     assert format_message(Log("info", "hello")) == "hello"
     assert format_message(PROG) is None and format_message(BatchStats(0, (), (), (), ())) is None
+    assert describe(PROG) == format_progress(PROG)
+
+
+def test_headless_printer_and_console_pane_use_the_same_words() -> None:
+    import io
+
+    from fakes import FakeSession
+
+    from labcon.cli.run import HeadlessPrinter
+
+    fake = FakeSession(state="idle")
+    out = io.StringIO()
+    printer = HeadlessPrinter(fake, out=out, every=0.0)
+    msgs = [
+        CommandApplied("set lr=0.01", 2, 17, "set lr=0.01"),
+        CommandFailed("norm x", "bad"),
+        FitEnded("done"),
+    ]
+    for m in msgs:
+        fake.emit(m)
+    printer.close()
+    fake.close()
+    assert out.getvalue().splitlines() == [describe(m) for m in msgs]
 
 
 def test_completer_yields_replacements_for_the_current_word() -> None:
@@ -107,7 +132,7 @@ def test_repl_submits_helps_reports_errors_and_quits(tmp_path) -> None:
     assert any(p.startswith("usage: set NAME=VALUE") for p in printed)
     assert any(p.startswith("error: unknown command 'fti'; did you mean 'fit'?") for p in printed)
     assert any(p.startswith("error: ") and "'nope'" in p for p in printed)
-    assert "epoch 0  train_loss 1  valid_loss 0.5" in printed
+    assert "epoch 0  train_loss 1.0000  valid_loss 0.5000" in printed
     assert not s.bus._subs  # the REPL closed its subscription
     history = (tmp_path / "hist").read_text()
     assert "set lr=1e-2" in history and "help set" in history

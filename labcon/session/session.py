@@ -19,7 +19,7 @@ from labcon.errors import CommandError, LabconError
 from labcon.session.api import JournalView, Reply, Subscription, TelemetryView
 from labcon.session.build import build
 from labcon.session.bus import Bus
-from labcon.session.config import Config, load_config, parse_config
+from labcon.session.config import Config, load_config
 from labcon.session.control import SessionBridge, SessionControl
 from labcon.session.fitjobs import FitJobs
 from labcon.session.messages import (
@@ -30,13 +30,7 @@ from labcon.session.messages import (
     StateChanged,
     TelemetryUpdated,
 )
-from labcon.session.paths import (
-    DEFAULT_SESSION,
-    config_file,
-    no_such_session,
-    sessions_home,
-    validate_session_name,
-)
+from labcon.session.paths import sessions_home, validate_session_name
 from labcon.session.persist import Persistence, portable_config
 
 
@@ -99,21 +93,14 @@ class Session:
         sessions_dir: str | os.PathLike[str] | None = None,
         **kw: Any,
     ) -> Session:
-        """A session from a config file, an existing session's name (resumed), or the built-in default."""
-        home = sessions_home(sessions_dir)
-        if target is None:
-            target = DEFAULT_SESSION
-        path = config_file(target)
-        if path is not None:
-            return cls.from_config(load_config(path), home, **kw)
-        name = validate_session_name(str(target))
-        if (home / name / "session.toml").is_file():
-            return cls.resume(name, home, **kw)
-        if name == DEFAULT_SESSION:
-            return cls(
-                parse_config("", source="<built-in defaults>").replace(name=DEFAULT_SESSION), home, **kw
-            )
-        raise no_such_session(name, str(target), home)
+        """The session TARGET names (labcon/session/target.py): a config file, a preset or a data folder (new, or
+        the saved one of the same name and config), a saved session (resumed), or the built-in default."""
+        from labcon.session.target import resolve_target
+
+        t = resolve_target(target, sessions_dir)
+        if t.config is None:
+            return cls.resume(t.name, sessions_dir, **kw)
+        return cls.from_config(t.config, sessions_dir, **kw)
 
     @classmethod
     def from_config(
