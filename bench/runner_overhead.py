@@ -1,115 +1,115 @@
-"""Runner (default callbacks) vs a hand-written PyTorch loop: same model, data and optimizer, alternating.
+"""Framework cost in lockstep: a raw PyTorch step after each framework step, same model, data and optimizer.
 
-Prints JSON with the per-epoch times and the ratio runner/hand (target: <= 1.03 on CPU for a small CNN,
-<= 1.01 on a GPU for a ResNet-18-size model in bf16).
-Usage: python bench/runner_overhead.py [--rounds 7] [--device cpu|cuda]
+Side by side in one run: labcon's Runner (default callbacks) and the Runner with Telemetry on, each as a
+ratio of the raw loop's step time (1.0: no cost). Targets: Runner >= 0.99, Telemetry on >= 0.97.
+CPU: simple_cnn on 28 px, bs 64. CUDA: xresnet18, bf16 autocast, 128 px, bs 128.
+Usage: python bench/runner_overhead.py [--rounds 5] [--batches 40] [--device cpu|cuda] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import make_batches  # noqa: E402
-from torch import nn
+from lockstep import Lockstep, raw_step_fn, twin  # noqa: E402
 
-from labcon import Adam, DataLoaders, MixedPrecision, Runner, cross_entropy
-from labcon.core.metrics import accuracy
+from labcon import DataLoaders, MixedPrecision, Runner, Telemetry, cross_entropy
 from labcon.nn.models import simple_cnn
 
-
-def hand_loop(
-    model: nn.Module, opt: torch.optim.Optimizer, train: list, valid: list, amp: torch.dtype | None
-) -> float:
-    dev = next(model.parameters()).device
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    sync()
-    t0 = time.perf_counter()
-    model.train()
-    losses = []
-    for xb, yb in train:
-        with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
-            loss = cross_entropy(model(xb), yb)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(loss.detach())
-    model.eval()
-    tot = torch.zeros(2, device=dev)
-    with torch.no_grad():
-        for xb, yb in valid:
-            with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
-                pred = model(xb)
-            tot += torch.stack([cross_entropy(pred, yb), accuracy(pred, yb)]) * len(yb)
-    torch.stack(losses).cpu()
-    tot.cpu()
-    sync()
-    return time.perf_counter() - t0
+TARGETS = {"runner": 0.99, "telemetry": 0.97}
 
 
-def runner_epoch(runner: Runner) -> float:
-    sync = torch.cuda.synchronize if runner.device.type == "cuda" else (lambda: None)
-    sync()
-    t0 = time.perf_counter()
-    runner.fit(1)
-    sync()
-    return time.perf_counter() - t0
+def make_case(
+    name: str, base: torch.nn.Module, train: list, dev: torch.device, amp: torch.dtype | None, clock: str
+) -> tuple[Runner, Lockstep]:
+    """A Runner reading from a Lockstep that drives a raw twin of the same model."""
+    m_fw, m_raw = twin(base, dev)
+    opt_raw = torch.optim.Adam(m_raw.parameters(), lr=1e-3)
+    lock = Lockstep(train, raw_step_fn(m_raw, opt_raw, cross_entropy, amp), clock)
+    cbs: list[Any] = [MixedPrecision("bf16")] if amp is not None else []
+    if name == "telemetry":
+        cbs.append(Telemetry())
+    runner = Runner(
+        m_fw, DataLoaders(lock, train[:1]), opt_func=torch.optim.Adam, lr=1e-3, cbs=cbs, device=dev
+    )
+    return runner, lock
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    dev = torch.device(args.device)
+def measure(rounds: int, batches: int, dev: torch.device, clock: str = "wall") -> dict[str, Any]:
+    """Ratios raw/framework for the Runner and for the Runner with Telemetry, interleaved round by round."""
     if dev.type == "cuda":
         from labcon.nn.xresnet import xresnet18
 
         torch.backends.cudnn.benchmark = True
-        base, shape, bs, n_train, amp = xresnet18(c_in=3, n_out=10), (3, 128, 128), 128, 60, torch.bfloat16
+        base, shape, bs, amp, model = (
+            xresnet18(c_in=3, n_out=10),
+            (3, 128, 128),
+            128,
+            torch.bfloat16,
+            "xresnet18",
+        )
     else:
-        base, shape, bs, n_train, amp = simple_cnn(1, 10), (1, 28, 28), 64, 60, None
-    train, valid = make_batches(n_train, bs, shape, dev), make_batches(n_train // 6, bs, shape, dev)
-    m_hand, m_run = copy.deepcopy(base).to(dev), copy.deepcopy(base).to(dev)
-    opt_hand = Adam(m_hand.parameters(), lr=1e-3)
-    cbs = [MixedPrecision("bf16")] if amp is not None else []
-    runner = Runner(
-        m_run, DataLoaders(train, valid), opt_func=Adam, lr=1e-3, metrics=[accuracy], cbs=cbs, device=dev
-    )
-    # Warm up both (allocator, cudnn autotune, lazy inits).
-    hand_loop(m_hand, opt_hand, train, valid, amp)
-    runner_epoch(runner)
-    hand_t, run_t = [], []
-    for i in range(args.rounds):
-        # Alternate which goes first so drift (thermal, other load) hits both equally.
-        if i % 2:
-            hand_t.append(hand_loop(m_hand, opt_hand, train, valid, amp))
-            run_t.append(runner_epoch(runner))
-        else:
-            run_t.append(runner_epoch(runner))
-            hand_t.append(hand_loop(m_hand, opt_hand, train, valid, amp))
-    res = {
-        "bench": "runner_overhead",
+        base, shape, bs, amp, model = simple_cnn(1, 10), (1, 28, 28), 64, None, "simple_cnn"
+    train = make_batches(batches, bs, shape, dev)
+    cases = {k: make_case(k, base, train, dev, amp, clock) for k in TARGETS}
+    for runner, lock in cases.values():  # warm-up: allocator, kernels, telemetry buffers
+        runner.fit(1)
+        lock.reset()
+    per_round: dict[str, list[float]] = {k: [] for k in cases}
+    for i in range(rounds):
+        order = list(cases) if i % 2 == 0 else list(reversed(cases))
+        for k in order:
+            runner, lock = cases[k]
+            n0 = len(lock.raw)
+            runner.fit(1)
+            per_round[k].append(sum(lock.raw[n0:]) / sum(lock.framework[n0:]))
+    out: dict[str, Any] = {
+        "bench": "runner_overhead (lockstep)",
         "device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
-        "model": type(base).__name__ if dev.type == "cuda" else "small_cnn",
-        "batches_per_epoch": n_train,
-        "hand_median_s": statistics.median(hand_t),
-        "runner_median_s": statistics.median(run_t),
-        "ratio_runner_over_hand": statistics.median(run_t) / statistics.median(hand_t),
-        "target": 1.01 if dev.type == "cuda" else 1.03,
+        "model": model,
+        "batch_size": bs,
+        "batches_per_round": batches,
+        "rounds": rounds,
+        "threads": torch.get_num_threads(),
+        "clock": clock,
     }
+    for k, (_, lock) in cases.items():
+        out[k] = {
+            **lock.summary(),
+            "ratio_median_of_rounds": round(statistics.median(per_round[k]), 4),
+            "target": TARGETS[k],
+        }
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--batches", type=int, default=40)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    ap.add_argument(
+        "--clock", choices=["wall", "cpu"], default="wall", help="cpu: process CPU time (CPU only)"
+    )
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    res = measure(args.rounds, args.batches, torch.device(args.device), args.clock)
     print(json.dumps(res, indent=2))
+    print(
+        "ratio of the raw loop:  "
+        + "   ".join(f"{k} {res[k]['ratio_raw_over_framework']:.3f} (>= {TARGETS[k]})" for k in TARGETS),
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Telemetry overhead: training steps/s with the default Telemetry callback on vs off, alternating in one process.
 
 CPU: labcon's simple_cnn on 28 px (bs 64). CUDA (when available): xresnet18, bf16 autocast, 128 px (bs 128).
-Prints one JSON object per case with steps/s and the ratio on/off (target >= 0.95).
+Prints one JSON object per case with steps/s and the ratio on/off (target >= 0.95). For the ratios of the
+raw loop in lockstep (Runner and Telemetry side by side) see bench/runner_overhead.py.
 Usage: python bench/telemetry_overhead.py [--rounds 7] [--batches 40] [--device cpu|cuda] [--threads N]
 """
 

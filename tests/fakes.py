@@ -227,8 +227,13 @@ class FakeSession:
             return Reply(True, self._apply(cmd))
         if cmd.when == "epoch" and self.state != "paused":
             self._epoch_q.append(cmd)
-            return Reply(True, f"queued: '{cmd.text}' applies at the end of this epoch")
-        reply = Reply(True, f"queued: '{cmd.text}' applies at the next batch")
+            return Reply(
+                True,
+                f"queued: '{cmd.text}' applies at the end of this epoch{cmd.queued_note(self.context())}",
+            )
+        reply = Reply(
+            True, f"queued: '{cmd.text}' applies at the next batch{cmd.queued_note(self.context())}"
+        )
         self._apply(cmd)  # the next batch comes at once here
         return reply
 

@@ -18,6 +18,7 @@ FLOORS: list[set[str]] = [
     {"commands"},
     {"progress"},
     {"core"},
+    {"foundations"},
     {"nn"},
     {"data"},
     {"errors", "fmt"},

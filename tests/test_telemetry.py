@@ -251,6 +251,34 @@ def test_hooks_go_through_registry_and_leave_with_the_fit() -> None:
     assert sum(len(m._forward_hooks) for m in runner.model.modules()) == 0
 
 
+def test_hooks_are_on_the_modules_only_for_sampled_batches() -> None:
+    """Unsampled batches run with no hook on any module (torch's fast call path), sampled ones with all."""
+    on_modules: list[tuple[int, int]] = []
+
+    class Count(Callback):
+        order = 65  # after Telemetry's before_batch
+
+        def before_batch(self) -> None:
+            if self.runner.training:
+                n = sum(len(m._forward_hooks) for m in self.runner.model.modules())
+                on_modules.append((self.runner.train_iter, n))
+
+        def after_batch(self) -> None:
+            assert sum(len(m._forward_hooks) for m in self.runner.model.modules()) == 0
+
+    tel = Telemetry(layers=["0.0", "1.0"], every=6, sample_every=4)
+    runner = make_runner(tel)
+    runner.add_cbs([Count()])
+    runner.fit(2)
+    assert len(on_modules) == 16
+    for it, n in on_modules:
+        sampled = it % 4 == 0 or (it + 1) % 6 == 0
+        assert n == (2 if sampled else 0), (it, n)
+    # Still registered (listed) throughout, and the statistics still arrive.
+    assert tel.snapshot().n_reports == 3  # iterations 5 and 11, and the end of the fit
+    assert not np.isnan(tel.snapshot().latest["0.0"].mean)
+
+
 def test_layer_selection() -> None:
     model = simple_cnn(1, 2)
     assert Telemetry().select_layers(model)[:3] == ["0.0", "0.1", "0.2"]

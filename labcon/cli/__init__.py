@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from labcon.errors import LabconError
 
 # Each module has register(subparsers); imported lazily so `labcon --help` stays fast.
-_AREAS: tuple[str, ...] = ("run", "data", "journal", "control", "tui")
+_AREAS: tuple[str, ...] = ("run", "data", "journal", "control", "tui", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

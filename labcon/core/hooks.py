@@ -19,7 +19,11 @@ HookFn = Callable[[nn.Module, Any, Any], Any]
 
 
 class Hook:
-    """One forward or backward hook on a module; a context manager that removes it on exit."""
+    """One forward or backward hook on a module; a context manager that removes it on exit.
+
+    `attached=False` keeps the hook registered but off the module until `attach()`: a module with no hooks
+    takes torch's fast call path, so a hook needed only on some batches costs nothing on the others.
+    """
 
     def __init__(
         self,
@@ -31,6 +35,7 @@ class Hook:
         owner: str = "user",
         scope: str = "fit",
         id: int = 0,
+        attached: bool = True,
     ):
         if kind not in HOOK_KINDS:
             raise LabconError(f"hook kind {kind!r} is not one of {', '.join(HOOK_KINDS)}")
@@ -38,17 +43,34 @@ class Hook:
             raise LabconError(f"hook scope {scope!r} is not one of {', '.join(HOOK_SCOPES)}")
         self.module, self.fn, self.kind = module, fn, kind
         self.path, self.owner, self.scope, self.id = path, owner, scope, id
-        if kind == "forward":
-            self._handle = module.register_forward_hook(fn)
-        else:
-            self._handle = module.register_full_backward_hook(fn)
+        self._handle: Any = None
         self.removed = False
+        if attached:
+            self.attach()
+
+    @property
+    def attached(self) -> bool:
+        """Whether the hook is on its module now (it then runs on every call)."""
+        return self._handle is not None
+
+    def attach(self) -> None:
+        """Put the hook on its module (no-op when attached or removed)."""
+        if self._handle is None and not self.removed:
+            if self.kind == "forward":
+                self._handle = self.module.register_forward_hook(self.fn)
+            else:
+                self._handle = self.module.register_full_backward_hook(self.fn)
+
+    def detach(self) -> None:
+        """Take the hook off its module until the next `attach()` (it stays registered)."""
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
 
     def remove(self) -> None:
-        """Detach the hook from its module (idempotent)."""
-        if not self.removed:
-            self._handle.remove()
-            self.removed = True
+        """Take the hook off its module for good (idempotent)."""
+        self.detach()
+        self.removed = True
 
     def __enter__(self) -> Hook:
         return self
@@ -139,15 +161,26 @@ class HookRegistry:
         )
 
     def add(
-        self, module_path: str | nn.Module, kind: str, fn: HookFn, owner: str, scope: str = "fit"
+        self,
+        module_path: str | nn.Module,
+        kind: str,
+        fn: HookFn,
+        owner: str,
+        scope: str = "fit",
+        attached: bool = True,
     ) -> Hook:
-        """Install fn as a `kind` hook on the module at `module_path`; returns the Hook (with its id)."""
+        """Install fn as a `kind` hook on the module at `module_path`; returns the Hook (with its id).
+
+        attached=False: registered (listed, removed with its scope) but off the module until `Hook.attach()`.
+        """
         if isinstance(module_path, nn.Module):
             module, path = module_path, self._path_of(module_path)
         else:
             module, path = self.resolve(module_path), module_path
         with self._lock:
-            hook = Hook(module, fn, kind, path=path, owner=owner, scope=scope, id=self._next_id)
+            hook = Hook(
+                module, fn, kind, path=path, owner=owner, scope=scope, id=self._next_id, attached=attached
+            )
             self._hooks[hook.id] = hook
             self._next_id += 1
         return hook
@@ -194,9 +227,10 @@ class HookRegistry:
                     h.remove()
                     del self._hooks[hid]
                 elif new is not h.module:
+                    was = h.attached
                     h.remove()
                     self._hooks[hid] = Hook(
-                        new, h.fn, h.kind, path=h.path, owner=h.owner, scope=h.scope, id=hid
+                        new, h.fn, h.kind, path=h.path, owner=h.owner, scope=h.scope, id=hid, attached=was
                     )
                     moved += 1
         return moved

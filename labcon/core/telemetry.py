@@ -162,8 +162,9 @@ class Telemetry(Callback):
         self._remove_hooks()
         modules = dict(model.named_modules())
         self._modules = [modules.get(p) for p in self.layers]
+        # Registered but detached: attached for sampled batches only, so the others run torch's fast call path.
         self._hooks = [
-            reg.add(p, "forward", self._make_hook(i), owner=OWNER, scope="fit")
+            reg.add(p, "forward", self._make_hook(i), owner=OWNER, scope="fit", attached=False)
             for i, p in enumerate(self.layers)
             if p in modules
         ]
@@ -232,6 +233,18 @@ class Telemetry(Callback):
         it = r.train_iter
         self._reporting = (it + 1) % self.every == 0
         self._active = self._reporting or it % self.sample_every == 0
+        if self._active:
+            for h in self._hooks:
+                h.attach()
+
+    def after_pred(self) -> None:
+        # The forward pass is over: off the modules again until the next sampled batch.
+        if self._active:
+            self._detach_hooks()
+
+    def _detach_hooks(self) -> None:
+        for h in self._hooks:
+            h.detach()
 
     def before_step(self) -> None:
         # Parameter-side measures on report batches only (a norm per parameter tensor is not free on a
@@ -297,6 +310,7 @@ class Telemetry(Callback):
     def after_batch(self) -> None:
         if not self._active:
             return
+        self._detach_hooks()  # a batch cancelled before after_pred
         if self._reporting:
             self._flush_pending()
             self._report(self.runner.train_iter)

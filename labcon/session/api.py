@@ -18,7 +18,7 @@ from labcon.session.messages import Message
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-    from labcon.commands.check import CommandContext
+    from labcon.commands.base import CommandContext
 
 # How long one `Subscription.get(timeout)` waits at most when a front end polls (stop flags are checked between).
 POLL_S = 0.2
@@ -211,6 +211,16 @@ class SnapshotContext:
     def callbacks_installed(self) -> list[str]:
         """Installed callback names."""
         return list(self._st().get("cbs", []))
+
+    @property
+    def callbacks_fixed(self) -> list[str]:
+        """Not in the snapshots: the session itself refuses removing its loop's callbacks."""
+        return []
+
+    @property
+    def scheduled(self) -> list[str]:
+        """Not in the snapshots: the session's own reply says when a schedule overrides a change."""
+        return []
 
     @property
     def optimizer_names(self) -> list[str]:

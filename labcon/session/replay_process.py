@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from labcon.commands import grammar as C
-from labcon.session.api import Reply
+from labcon.commands.base import Answer
+from labcon.errors import CommandError
 
 if TYPE_CHECKING:
     from labcon.session.session import Session
@@ -33,14 +33,14 @@ def replay_name(home: Path, session_name: str, run_id: int) -> str:
     return name
 
 
-def launch_replay(session: Session, cmd: C.Replay) -> Reply:
+def launch_replay(session: Session, run: str) -> Answer:
     """Start `labcon replay RUN --session NAME` in its own process group; the reply says where to find it."""
     writer = session.persist.writer
     if writer is None:
-        return Reply(False, "this session keeps no journal, so it has no runs to replay")
+        raise CommandError("this session keeps no journal, so it has no runs to replay")
     writer.flush()  # the run to replay may be this session's own, still being written
     journal = session.journal
-    run_id = journal.resolve_run(cmd.run)
+    run_id = journal.resolve_run(run)
     info = journal.get_run(run_id)
     home = session.home
     name = replay_name(home, str(info["session"]), run_id)
@@ -70,9 +70,8 @@ def launch_replay(session: Session, cmd: C.Replay) -> Reply:
             start_new_session=True,
         )
     session.children.append(proc)
-    return Reply(
-        True,
+    return Answer(
         f"replaying run {run_id} as session '{name}' in process {proc.pid}: `labcon attach {name}` to watch it, "
         f"`labcon journal show {name}` for its run; log {log}",
-        data={"run": run_id, "session": name, "pid": proc.pid, "log": str(log)},
+        {"run": run_id, "session": name, "pid": proc.pid, "log": str(log)},
     )

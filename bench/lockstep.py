@@ -1,0 +1,104 @@
+"""Lockstep timing: a raw PyTorch step runs right after each framework step, on its own copy of the model.
+
+The framework reads its batches from a `Lockstep` iterable. Each time the framework asks for the next batch,
+its previous step has finished (every callback event included): the iterable records that step's time, then
+runs and times one hand-written step on the same batch, then hands the batch over. Both sides see the same
+machine state batch by batch, so drift from other processes on a shared machine hits them equally.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def raw_step_fn(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    loss_func: Callable[..., torch.Tensor],
+    amp: torch.dtype | None = None,
+    prep: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> Callable[[Batch], None]:
+    """One hand-written training step (forward, loss, backward, step, zero_grad) as a function of a batch."""
+    dev = next(model.parameters()).device
+    model.train()
+    kept: list[torch.Tensor] = []
+
+    def step(batch: Batch) -> None:
+        xb, yb = batch
+        if prep is not None:
+            xb = prep(xb)
+        with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
+            loss = loss_func(model(xb), yb)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        kept.append(loss.detach())  # what a real loop keeps for its log (no host sync)
+        if len(kept) > 64:
+            torch.stack(kept).cpu()
+            kept.clear()
+
+    return step
+
+
+class Lockstep:
+    """An iterable of batches that runs (and times) `raw_step` on each batch before yielding it."""
+
+    def __init__(self, batches: list[Batch], raw_step: Callable[[Batch], None], clock: str = "wall"):
+        self.batches, self.raw_step = batches, raw_step
+        # "cpu": this process's CPU time, far less disturbed by other processes on a shared machine (CPU only).
+        self._now = time.process_time if clock == "cpu" else time.perf_counter
+        self.raw: list[float] = []
+        self.framework: list[float] = []
+        cuda = batches and batches[0][0].is_cuda
+        self._sync = torch.cuda.synchronize if cuda else (lambda: None)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[Batch]:
+        last: float | None = None
+        for b in self.batches:
+            self._sync()
+            t = self._now()
+            if last is not None:
+                self.framework.append(t - last)
+            self.raw_step(b)
+            self._sync()
+            t1 = self._now()
+            self.raw.append(t1 - t)
+            last = self._now()
+            yield b
+        self._sync()  # the framework asked for one more batch: its last step has ended
+        if last is not None:
+            self.framework.append(self._now() - last)
+
+    def reset(self) -> None:
+        """Forget the timings (after a warm-up round)."""
+        self.raw, self.framework = [], []
+
+    def ratio(self) -> float:
+        """Raw time over framework time, summed over every step (1.0: no framework cost)."""
+        return sum(self.raw) / sum(self.framework)
+
+    def summary(self) -> dict[str, Any]:
+        """Plain figures: steps, medians per step (ms) and the ratio of totals."""
+        return {
+            "steps": len(self.framework),
+            "raw_ms_median": round(1e3 * statistics.median(self.raw), 3),
+            "framework_ms_median": round(1e3 * statistics.median(self.framework), 3),
+            "ratio_raw_over_framework": round(self.ratio(), 4),
+        }
+
+
+def twin(model: nn.Module, device: torch.device) -> tuple[nn.Module, nn.Module]:
+    """Two identical copies of model on device: one for the framework, one for the raw loop."""
+    return copy.deepcopy(model).to(device), copy.deepcopy(model).to(device)

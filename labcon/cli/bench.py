@@ -1,0 +1,119 @@
+"""`labcon bench matmul | backprop`: the course's foundations, timed in the terminal (table and bar chart)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Any
+
+from labcon.errors import LabconError
+
+
+def register(subparsers: Any) -> None:
+    """Add the `bench` command and its subcommands."""
+    p = subparsers.add_parser("bench", help="time the foundations: matmul ladder, hand-written backprop")
+    sub = p.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
+    q = sub.add_parser("matmul", help="matrix product by Python loops, broadcasting, einsum, torch (and GPU)")
+    q.add_argument(
+        "--size",
+        type=int,
+        nargs="+",
+        default=[64],
+        metavar="N",
+        help="N (N x N by N x N) or M K N (M x K by K x N); default 64",
+    )
+    q.add_argument(
+        "--max-seconds",
+        type=float,
+        default=5.0,
+        help="skip a variant whose estimated time is above this (default 5)",
+    )
+    q.add_argument("--no-gpu", action="store_true", help="leave the GPU out even when there is one")
+    q.add_argument("--no-chart", action="store_true", help="the table only")
+    q.set_defaults(func=cmd_matmul)
+    q = sub.add_parser("backprop", help="a from-scratch MLP's gradients vs autograd's, and their times")
+    q.add_argument("--n", type=int, default=256, help="batch size (default 256)")
+    q.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[64, 50, 10],
+        help="layer sizes, input first (default 64 50 10)",
+    )
+    q.add_argument("--no-chart", action="store_true", help="the table only")
+    q.set_defaults(func=cmd_backprop)
+
+
+def _fmt_s(s: float | None) -> str:
+    if s is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if s >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s / 1e-9:.3g} ns"
+
+
+def bar_chart(labels: list[str], values: list[float], title: str, width: int = 70) -> str:
+    """A horizontal bar chart as text (colourless when stdout is not a terminal)."""
+    import plotext as plt
+
+    plt.clear_figure()
+    plt.bar(labels, values, orientation="h", width=0.5)
+    plt.plotsize(width, 2 * len(labels) + 4)
+    plt.theme("clear")
+    plt.title(title)
+    text = plt.build()
+    plt.clear_figure()
+    return text if sys.stdout.isatty() else plt.uncolorize(text)
+
+
+def cmd_matmul(args: argparse.Namespace) -> int:
+    """Print the matmul ladder: time per product, speed-up, error vs a float64 reference."""
+    from labcon.foundations.matmul import bench_matmul
+
+    if len(args.size) not in (1, 3):
+        raise LabconError(f"--size takes N or M K N, got {len(args.size)} numbers")
+    m, k, n = args.size * 3 if len(args.size) == 1 else args.size
+    if min(m, k, n) < 1 or args.max_seconds <= 0:
+        raise LabconError("--size values and --max-seconds must be positive")
+    rows = bench_matmul(m, k, n, max_seconds=args.max_seconds, gpu=False if args.no_gpu else None)
+    print(f"matmul {m}x{k} @ {k}x{n}  (every result checked against a float64 product)")
+    print(f"{'variant':<10} {'time':>10} {'speed-up':>10} {'max error':>10}  note")
+    for r in rows:
+        sp = f"{r.speedup:,.0f}x" if r.speedup is not None else "-"
+        err = f"{r.max_abs_err:.1e}" if r.max_abs_err is not None else "-"
+        print(f"{r.name:<10} {_fmt_s(r.seconds):>10} {sp:>10} {err:>10}  {r.note}")
+    ran = [r for r in rows if r.speedup is not None]
+    print("speed-up is relative to the slowest variant that ran")
+    if not args.no_chart and len(ran) > 1:
+        print(bar_chart([r.name for r in ran], [math.log10(r.speedup) for r in ran], "log10 speed-up"))
+    return 0
+
+
+def cmd_backprop(args: argparse.Namespace) -> int:
+    """Print hand-written vs autograd gradients (largest difference) and times, for MSE and cross-entropy."""
+    from labcon.foundations.backprop import bench_backprop
+
+    if args.n < 1 or len(args.sizes) < 2 or min(args.sizes) < 1:
+        raise LabconError(
+            "--n must be positive and --sizes needs at least two positive sizes (input ... output)"
+        )
+    rows = bench_backprop(n=args.n, sizes=tuple(args.sizes))
+    print(
+        f"MLP {' -> '.join(map(str, args.sizes))}, batch {args.n}, float64: hand-written backward vs autograd"
+    )
+    print(f"{'loss':<14} {'by hand':>10} {'autograd':>10} {'max |grad diff|':>16}")
+    for r in rows:
+        print(f"{r.loss:<14} {_fmt_s(r.manual_s):>10} {_fmt_s(r.autograd_s):>10} {r.max_grad_diff:>16.1e}")
+    worst = max(r.max_grad_diff for r in rows)
+    print(
+        "gradients equal autograd's"
+        if worst < 1e-9
+        else f"gradients DIFFER from autograd's (max {worst:.1e})"
+    )
+    if not args.no_chart:
+        labels = [f"{r.loss} {kind}" for r in rows for kind in ("hand", "auto")]
+        values = [1e3 * v for r in rows for v in (r.manual_s, r.autograd_s)]
+        print(bar_chart(labels, values, "ms per forward+backward"))
+    return 0 if worst < 1e-9 else 1
