@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -77,17 +76,14 @@ def send_command(args: argparse.Namespace) -> int:
 
 
 def _run_front_end(session: Any, history: Path, want_repl: bool) -> None:
-    from labcon.repl import run_repl
+    if want_repl:
+        from labcon.repl import run_repl
 
-    if not want_repl:
-        try:
-            app = importlib.import_module("labcon.tui.app")
-        except ImportError as e:
-            print(f"labcon: the console is not available ({e}); using the line console", file=sys.stderr)
-        else:
-            app.run_console(session)
-            return
-    run_repl(session, history)
+        run_repl(session, history)
+    else:
+        from labcon.tui.app import run_console
+
+        run_console(session)
 
 
 def attach(args: argparse.Namespace) -> int:

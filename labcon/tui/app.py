@@ -223,13 +223,13 @@ class LabconApp(App[None]):
         self.status_bar.set_status(st)
 
     def run_command(self, text: str) -> None:
-        """Echo `text` in the console and submit it (help is answered locally when the grammar is present)."""
+        """Echo `text` in the console and submit it (help is answered locally from the grammar)."""
         text = text.strip()
         if not text:
             return
         self.console_pane.write(f"› {text}", "bold")
         words = text.split()
-        if words[0] == "help" and self._help_text is not None:
+        if words[0] == "help":
             try:
                 self.console_pane.write(self._help_text(" ".join(words[1:]) or None))
             except Exception as e:  # noqa: BLE001 - unknown topic etc.: show the message
@@ -314,12 +314,7 @@ class LabconApp(App[None]):
 
     def action_help(self) -> None:
         """Keys and commands."""
-        text = ""
-        if self._help_text is not None:
-            try:
-                text = self._help_text(None)
-            except Exception:  # noqa: BLE001 - keys help is still worth showing
-                text = ""
+        text = self._help_text(None)
         self.push_screen(HelpScreen(text))
 
     def action_request_quit(self) -> None:

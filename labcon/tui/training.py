@@ -67,8 +67,7 @@ class TrainingPane(Pane):
 
     def _redraw_if_stale(self) -> None:
         # The console's throttle stretches the plot interval too when rendering is expensive on this machine.
-        throttle = getattr(self.app, "throttle", None)
-        every = PLOT_INTERVAL_S * (throttle.slowdown if throttle is not None else 1.0)
+        every = PLOT_INTERVAL_S * self.app.throttle.slowdown  # type: ignore[attr-defined]
         now = time.monotonic()
         if self._stale and now - self._last_plot >= every - 1e-3:
             self._stale = False
