@@ -9,13 +9,14 @@ from typing import Any, ClassVar
 from labcon.commands.base import Answer, Args, Command, CommandHost, command, suggest
 from labcon.commands.lex import fmt_path, unquote
 from labcon.errors import CommandError
+from labcon.fmt import fmt_value
 
 _LABEL_OK = frozenset("-_.")
 
 
 def format_status(st: dict[str, Any]) -> str:
     """A session status as a few readable lines."""
-    hy = "  ".join(f"{k}={','.join(f'{v:.3g}' for v in vals)}" for k, vals in st["hypers"].items())
+    hy = "  ".join(f"{k}={','.join(fmt_value(v) for v in vals)}" for k, vals in st["hypers"].items())
     lines = [
         f"session {st['name']}: {st['state']}  epoch {st['epoch']}  batch {st['iter']}/{st['n_iter']}  "
         f"iteration {st['train_iter']}  run {st['run_id']}",

@@ -9,6 +9,7 @@ from labcon.commands.apply import apply_command
 from labcon.commands.base import Answer
 from labcon.commands.cmd_session import format_status
 from labcon.errors import CommandError
+from labcon.fmt import fmt_num
 from labcon.session.api import Reply
 
 if TYPE_CHECKING:
@@ -90,5 +91,7 @@ def answer(s: Session, cmd: C.Command) -> Reply:
 
 def _run_line(r: dict) -> str:
     metrics = r.get("final_metrics") or {}
-    shown = "  ".join(f"{k} {v:.4f}" for k, v in list(metrics.items())[:3] if isinstance(v, (int, float)))
+    shown = "  ".join(
+        f"{k} {fmt_num(v)}" for k, v in list(metrics.items())[:3] if isinstance(v, (int, float))
+    )
     return f"run {r.get('id')}  {r.get('session')}  {r.get('status')}  {shown}"
