@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from labcon.commands import grammar as C
-from labcon.commands.apply import USER_HOOK_OWNER
+from labcon.commands.cmd_watch import USER_HOOK_OWNER
 from labcon.core.telemetry_history import FIELDS, History, TelemetrySnapshot, make_snapshot
 from labcon.errors import CommandError, LabconError
 from labcon.session.answers import format_status
@@ -255,6 +255,8 @@ class FakeSession:
             for name, v in cmd.values:
                 self.hypers[name] = [float(x) for x in v] if isinstance(v, tuple) else [float(v)]
             reply = "set " + " ".join(f"{n}={self.hypers[n][0]:g}" for n, _ in cmd.values)
+            if self.state == "idle" and any(n == "lr" for n, _ in cmd.values):
+                reply += "; later fits start from this lr"  # as the real `set` says between fits
         elif isinstance(cmd, C.CbAdd):
             self.cbs.append(cmd.cb)
             reply = f"added callback {cmd.cb}"

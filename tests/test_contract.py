@@ -20,7 +20,7 @@ from fakes import N_TRAIN, FakeSession
 from PIL import Image
 
 from labcon.commands import grammar as C
-from labcon.commands.apply import USER_HOOK_OWNER
+from labcon.commands.cmd_watch import USER_HOOK_OWNER
 from labcon.remote.client import RemoteSession
 from labcon.remote.server import ControlServer, control_socket_path
 from labcon.session.api import Reply, SessionAPI, Subscription
@@ -178,7 +178,9 @@ def test_bad_commands_are_refused_with_one_message(impl: Impl) -> None:
     assert not r.ok and r.text.startswith("unknown command 'frobnicate'")
     assert _take(sub, lambda m: isinstance(m, CommandFailed))[-1] == CommandFailed("frobnicate 3", r.text)
     assert s.submit("pause") == Reply(False, "nothing to pause: the session is idle")
-    assert s.submit("set lr=0.01") == Reply(True, "set lr=0.01")  # idle: applied at once
+    assert s.submit("set lr=0.01") == Reply(
+        True, "set lr=0.01; later fits start from this lr"
+    )  # idle: at once
 
 
 def test_fit_pause_set_resume_stop_replies_and_messages_in_order(impl: Impl) -> None:

@@ -128,7 +128,7 @@ def test_repl_submits_helps_reports_errors_and_quits(tmp_path) -> None:
         publish=(EpochEnded(0, {"train_loss": 1.0, "valid_loss": 0.5}),),
     )
     assert s.received == ["set lr=1e-2", "cb add nope"]  # help and typos never reach the session
-    assert "set lr=0.01" in printed  # idle: applied at once
+    assert "set lr=0.01; later fits start from this lr" in printed  # idle: applied at once
     assert any(p.startswith("usage: set NAME=VALUE") for p in printed)
     assert any(p.startswith("error: unknown command 'fti'; did you mean 'fit'?") for p in printed)
     assert any(p.startswith("error: ") and "'nope'" in p for p in printed)

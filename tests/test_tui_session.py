@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from labcon.commands.apply import USER_HOOK_OWNER
+from labcon.commands.cmd_watch import USER_HOOK_OWNER
 from labcon.fmt import fmt_num
 from labcon.session.config import parse_config
 from labcon.session.session import Session

@@ -71,19 +71,25 @@ def send_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(reply.to_dict()))
     else:
-        print(reply.text, file=sys.stdout if reply.ok else sys.stderr)
+        from labcon.progress import visible
+
+        print(visible(reply.text), file=sys.stdout if reply.ok else sys.stderr)
     return 0 if reply.ok else 1
 
 
 def _run_front_end(session: Any, history: Path, want_repl: bool) -> None:
-    if want_repl:
-        from labcon.repl import run_repl
+    from labcon.cli.tui import terminal_problem
+    from labcon.repl import run_repl
 
+    problem = None if want_repl else terminal_problem()
+    if problem:
+        print(f"labcon: {problem}; using the line console", file=sys.stderr)
+    if want_repl or problem:
         run_repl(session, history)
-    else:
-        from labcon.tui.app import run_console
+        return
+    from labcon.tui.app import run_console
 
-        run_console(session)
+    run_console(session)
 
 
 def attach(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import signal
 import sys
 import threading
@@ -12,6 +13,7 @@ import time
 from typing import Any, TextIO
 
 from labcon.core.hypers import parse_cli_hyper
+from labcon.errors import LabconError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,8 +31,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=parse_cli_hyper("epochs"), help="override [train] epochs (>= 1)")
     p.add_argument("--lr", type=parse_cli_hyper("lr"), help="override [train] lr (> 0)")
     p.add_argument("--nproc", type=int, default=1, help="processes (GPUs) to train on via torch.distributed")
+    p.add_argument(
+        "--nnodes", type=int, default=1, help="machines in a multi-node run (as torchrun's --nnodes)"
+    )
+    p.add_argument(
+        "--node-rank", type=int, default=0, help="this machine's index, 0..nnodes-1 (node 0 journals)"
+    )
+    p.add_argument(
+        "--rdzv",
+        metavar="HOST:PORT",
+        help="rendezvous address: node 0's host and a free port (multi-node runs)",
+    )
+    p.add_argument(
+        "--peer-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="how long a rank waits for the others before it reports a lost peer and stops (default: 2 minutes)",
+    )
     p.add_argument("--no-socket", action="store_true", help="do not serve sessions/<name>/control.sock")
     p.add_argument("--every", type=float, default=10.0, help="seconds between progress lines (default 10)")
+    p.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="re-run user callback files (cb add file.py:Class) the session's checkpoints/journal name, "
+        "if they still have the journaled hash",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -45,12 +70,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--idle-exit", type=float, default=IDLE_EXIT_S, metavar="SECONDS")
     p.add_argument("--every", type=float, default=60.0, help="seconds between progress lines (default 60)")
+    p.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="re-run user callback files (cb add file.py:Class) the session's checkpoints/journal name, "
+        "if they still have the journaled hash",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("resume", help="continue a saved session's interrupted fit from its last checkpoint")
     p.add_argument("name")
     p.add_argument("--no-socket", action="store_true")
     p.add_argument("--every", type=float, default=10.0)
+    p.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="re-run user callback files (cb add file.py:Class) the session's checkpoints/journal name, "
+        "if they still have the journaled hash",
+    )
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("replay", help="re-run a journaled run from its config, seed and commands")
@@ -61,6 +98,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-socket", action="store_true", help="do not serve sessions/<name>/control.sock")
     p.add_argument("--every", type=float, default=10.0)
     p.add_argument("--json", action="store_true", help="print the deviation report as JSON")
+    p.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="re-run user callback files (cb add file.py:Class) the session's checkpoints/journal name, "
+        "if they still have the journaled hash",
+    )
     p.set_defaults(func=cmd_replay)
 
 
@@ -76,25 +119,34 @@ class HeadlessPrinter:
 
     def _loop(self) -> None:
         from labcon.session import messages as M
-        from labcon.session.describe import describe
+        from labcon.session.describe import describe, describe_progress
 
+        losses_seen = False
         while not self._stop.is_set():
             m = self.sub.get(timeout=0.2)
             if m is None:
                 continue
+            if isinstance(m, M.BatchStats) and m.losses:
+                losses_seen = True
             if isinstance(m, M.Progress):  # one line every `every` seconds
                 now = time.monotonic()
                 if now - self._last < self.every or m.phase != "train":
                     continue
                 self._last = now
-            elif isinstance(m, M.StateChanged) and m.state != "paused":
+                # The recorder copies losses to the host in batches: until the first copy there is no loss to
+                # show (a nan there would read as a diverged run).
+                self._line(describe_progress(m, show_loss=losses_seen or math.isfinite(m.smooth_loss)))
+                continue
+            if isinstance(m, M.StateChanged) and m.state != "paused":
                 continue  # the rest follow from the fit's own lines
             text = describe(m)
             if text is not None:
                 self._line(text + (" (send 'resume' to continue)" if isinstance(m, M.StateChanged) else ""))
 
     def _line(self, text: str) -> None:
-        self.out.write(text + "\n")
+        from labcon.progress import visible
+
+        self.out.write(visible(text) + "\n")
         self.out.flush()
 
     def close(self) -> None:
@@ -125,6 +177,8 @@ def serve_headless(
     # Under torch.distributed only rank 0 talks: one set of progress lines, one socket.
     printer = HeadlessPrinter(session, out=sys.stdout if session.is_main else io.StringIO(), every=every)
     shutdown = threading.Event()
+    for notice in session.persist.notices:  # said while the session opened, before anyone listened
+        printer._line(f"warning: {notice}")
 
     def on_shutdown() -> str:
         shutdown.set()
@@ -189,10 +243,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     from labcon.core.distributed import dist_env
 
     env = dist_env()
-    if args.nproc > 1 and not env.is_distributed:
+    if (args.nproc > 1 or args.nnodes > 1) and not env.is_distributed:
         from labcon.cli.launch import launch
+        from labcon.core.distributed import PEER_TIMEOUT_ENV
 
-        return launch(sys.argv[1:], args.nproc)
+        extra = {}
+        if args.peer_timeout is not None:
+            if not args.peer_timeout > 0:
+                raise LabconError(f"--peer-timeout must be > 0 seconds, got {args.peer_timeout:g}")
+            extra[PEER_TIMEOUT_ENV] = f"{args.peer_timeout:g}"
+        try:
+            return launch(
+                sys.argv[1:],
+                args.nproc,
+                env=extra,
+                nnodes=args.nnodes,
+                node_rank=args.node_rank,
+                rdzv=args.rdzv,
+            )
+        except ValueError as e:
+            raise LabconError(str(e)) from None
     device = None
     if env.is_distributed:
         from labcon.core.distributed import init_distributed, local_device
@@ -203,7 +273,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from labcon.session.target import resolve_target
 
     t = resolve_target(args.target, args.sessions_dir)
-    kw: dict[str, Any] = {"rank": env.rank, "world_size": env.world_size, "device": device}
+    kw: dict[str, Any] = {
+        "rank": env.rank,
+        "world_size": env.world_size,
+        "device": device,
+        "trust_code": args.trust_code,
+    }
     if t.config is None:  # a saved session: train it more
         session = Session.resume(args.session or t.name, args.sessions_dir, **kw)
     else:
@@ -224,7 +299,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """labcon serve."""
     from labcon.session.session import Session
 
-    session = Session.open_or_create(args.target, sessions_dir=args.sessions_dir)
+    session = Session.open_or_create(args.target, sessions_dir=args.sessions_dir, trust_code=args.trust_code)
     return serve_headless(session, True, args.every, lambda: None, idle_exit=max(0.0, args.idle_exit))
 
 
@@ -232,7 +307,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
     """labcon resume NAME."""
     from labcon.session.session import Session
 
-    session = Session.resume(args.name, args.sessions_dir)
+    session = Session.resume(args.name, args.sessions_dir, trust_code=args.trust_code)
+    if session.persist.restored_from is None:
+        session.close()
+        raise LabconError(
+            f"session {args.name} has no checkpoint to resume from: its first fit ended (or its process died) "
+            f"before the first epoch was saved. `labcon run {session.dir / 'session.toml'}` trains it again "
+            "from the start"
+        )
 
     def start() -> None:
         if not session.resume_fit():
@@ -247,7 +329,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     """labcon replay RUN."""
     from labcon.session.replay import report, start_replay
 
-    session, plan = start_replay(args.run, args.sessions_dir, args.until, args.then_cmd, args.session)
+    session, plan = start_replay(
+        args.run, args.sessions_dir, args.until, args.then_cmd, args.session, trust_code=args.trust_code
+    )
     code = serve_headless(
         session,
         not args.no_socket,

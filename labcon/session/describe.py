@@ -19,11 +19,13 @@ from labcon.session.messages import (
 )
 
 
-def describe_progress(p: Progress) -> str:
-    """One line: epoch, phase position, losses, lr, elapsed and eta."""
+def describe_progress(p: Progress, show_loss: bool = True) -> str:
+    """One line: epoch, phase position, losses, lr, elapsed and eta (no loss before the first one reached the
+    host: `show_loss=False`)."""
     lr = fmt_value(p.lrs[-1]) if p.lrs else "?"
+    loss = f"  loss {fmt_num(p.loss)} (smooth {fmt_num(p.smooth_loss)})" if show_loss else ""
     return (
-        f"epoch {p.epoch} {p.phase} {p.iter}/{p.n_iter}  loss {fmt_num(p.loss)} (smooth {fmt_num(p.smooth_loss)})"
+        f"epoch {p.epoch} {p.phase} {p.iter}/{p.n_iter}{loss}"
         f"  lr {lr}  {fmt_duration(p.elapsed)} elapsed, eta {fmt_duration(p.eta_fit)}"
     )
 
