@@ -95,10 +95,19 @@ class FakeSession:
         )
         self._next_hook = 9
         self._epoch_q: list[C.Command] = []
+        live = state in ("running", "paused")
+        self._plan = (
+            {"start_epoch": 0, "n": n_epochs, "start_iter": 0, "total": n_epochs * N_TRAIN} if live else None
+        )
         self._live: threading.Thread | None = None
         self._stop_live = threading.Event()
 
     # -- the protocol ------------------------------------------------------------------------------
+    @property
+    def folder(self) -> Path:
+        """The fake's session folder (in its temporary directory)."""
+        return self._dir / self.name
+
     @property
     def journal(self) -> Journal | None:
         """A real Journal with five finished runs (and the ones this fake's fits add)."""
@@ -125,6 +134,7 @@ class FakeSession:
             "hypers": {k: list(v) for k, v in self.hypers.items()},
             "cbs": list(self.cbs),
             "last_error": None,
+            "fit": dict(self._plan) if self._plan else None,
         }
 
     def history(self) -> list[dict[str, float]]:
@@ -285,6 +295,7 @@ class FakeSession:
             self.name, "[train]\nepochs = 5\n", 0, env={}, code_version="test"
         )
         self.n_epochs = n
+        self._plan = {"start_epoch": self.epoch, "n": n, "start_iter": self.train_iter, "total": n * N_TRAIN}
         self.emit(FitStarted(self.run_id, self.epoch, n, N_TRAIN, N_VALID))
         self._set_state("running")
         self._fit_end = self.epoch + n
@@ -295,6 +306,8 @@ class FakeSession:
         last = self._history[-1] if self._history else {}
         final = {k: v for k, v in last.items() if k not in ("epoch", "time")}
         self._journal.end_run(self.run_id, status, final)
+        if status == "done":
+            self._plan = None  # a stopped fit keeps its plan, to be continued
         self._set_state("idle", reason)
         self.emit(FitEnded(status=status, reason=reason))
 

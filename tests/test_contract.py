@@ -25,7 +25,7 @@ from labcon.remote.client import RemoteSession
 from labcon.remote.server import ControlServer, control_socket_path
 from labcon.session.api import Reply, SessionAPI, Subscription
 from labcon.session.config import parse_config
-from labcon.session.messages import CommandApplied, CommandFailed, FitEnded, Message, StateChanged
+from labcon.session.messages import CommandApplied, CommandFailed, FitEnded, FitStarted, Message, StateChanged
 from labcon.session.session import Session
 from tests.helpers import make_image_folder, tiny_config
 
@@ -147,7 +147,7 @@ def test_snapshots_have_the_contract_shapes(impl: Impl) -> None:
     st = s.status()
     assert set(st) == {
         "name", "state", "epoch", "n_epochs", "iter", "n_iter", "train_iter", "run_id", "device", "model", "opt",
-        "hypers", "cbs", "last_error",
+        "hypers", "cbs", "last_error", "fit",
     }  # fmt: skip
     assert st["state"] == "idle" and st["name"] == s.name
     assert all(isinstance(v, list) for v in st["hypers"].values())  # empty until the optimizer exists
@@ -186,12 +186,17 @@ def test_bad_commands_are_refused_with_one_message(impl: Impl) -> None:
 def test_fit_pause_set_resume_stop_replies_and_messages_in_order(impl: Impl) -> None:
     s = impl.s
     sub = s.subscribe()
+    st0 = s.status()
     assert s.submit("fit 1000") == Reply(True, "started: 'fit 1000'")
+    msgs = _take(sub, lambda m: isinstance(m, FitStarted))
+    n_train = msgs[-1].n_train  # type: ignore[attr-defined]
     impl.batches(2)
+    want = {"start_epoch": st0["epoch"], "n": 1000, "start_iter": st0["train_iter"], "total": 1000 * n_train}
+    assert s.status()["fit"] == want  # the fit's position, one source for status bar and bars
     refused = "cannot start 'fit' while the session is running; stop it first or wait"
     assert s.submit("fit 2") == Reply(False, refused)
     assert s.submit("pause") == queued("pause")
-    msgs = _take(sub, _applied("pause"))
+    msgs += _take(sub, _applied("pause"))
     st = s.status()
     assert st["state"] == "paused"
     assert s.submit("set lr=0.01") == queued("set lr=0.01")
@@ -251,6 +256,7 @@ def test_journal_rows_carry_final_metrics(impl: Impl) -> None:
         newest
     )
     assert newest["session"] == s.name and newest["status"] == "done" and newest["id"] == s.status()["run_id"]
+    assert s.status()["fit"] is None  # a finished fit leaves nothing to continue
     assert set(newest["final_metrics"]) == {"train_loss", "valid_loss", "accuracy"}
     last = s.history()[-1]
     assert newest["final_metrics"]["valid_loss"] == pytest.approx(last["valid_loss"])

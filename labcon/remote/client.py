@@ -231,6 +231,11 @@ class RemoteSession:
         return self._journal
 
     @property
+    def folder(self) -> Path:
+        """The session's folder: the one its socket lives in."""
+        return self.path.parent
+
+    @property
     def name(self) -> str:
         """The session name (its folder)."""
         return self.path.parent.name

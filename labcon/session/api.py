@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from labcon.core.telemetry_history import LayerStats
@@ -112,6 +113,11 @@ class SessionAPI(Protocol):
     @property
     def name(self) -> str:
         """The session's name (its folder under the sessions directory)."""
+        ...
+
+    @property
+    def folder(self) -> Path:
+        """The session's folder under the sessions directory (checkpoints, logs, command history)."""
         ...
 
     @property

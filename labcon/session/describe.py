@@ -12,6 +12,7 @@ from labcon.session.messages import (
     FitEnded,
     FitStarted,
     Log,
+    LrFound,
     Message,
     Progress,
     StateChanged,
@@ -51,6 +52,6 @@ def describe(msg: Message) -> str | None:
         return f"failed '{msg.text}': {msg.error}"
     if isinstance(msg, Log):
         return msg.text if msg.level == "info" else f"{msg.level}: {msg.text}"
-    if isinstance(msg, (BatchStats, TelemetryUpdated)):
-        return None
+    if isinstance(msg, (BatchStats, TelemetryUpdated, LrFound)):
+        return None  # plots show these; an lr_find's words come as a Log line
     return str(msg)

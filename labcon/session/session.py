@@ -9,6 +9,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -311,6 +312,8 @@ class Session:
             "hypers": hypers,
             "cbs": [c.name for c in r.cbs],
             "last_error": self.last_error,
+            # The fit under way (or stopped, to be resumed): front ends count its epochs and batches from it.
+            "fit": _fit_span(self.persist.plan),
         }
 
     def history(self) -> list[dict[str, float]]:
@@ -335,6 +338,11 @@ class Session:
     def hooks_table(self) -> list[dict[str, Any]]:
         """Every installed hook: id, module, kind, owner, scope."""
         return self.runner.hooks.table()
+
+    @property
+    def folder(self) -> Path:
+        """The session's folder (checkpoints, logs, command history)."""
+        return self.dir
 
     def module_paths(self) -> list[str]:
         """Every module path of the model ('' is the model itself)."""
@@ -393,3 +401,10 @@ class Session:
             closer()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def _fit_span(plan: dict[str, Any] | None) -> dict[str, int] | None:
+    """The plan's epochs and training batches as plain ints (None when no fit is planned)."""
+    if not plan:
+        return None
+    return {k: int(plan[k]) for k in ("start_epoch", "n", "start_iter", "total") if k in plan}

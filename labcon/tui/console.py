@@ -17,7 +17,10 @@ _LEVEL_STYLE = {"info": "", "warning": "yellow", "error": "bold red"}
 
 
 class ConsolePane(Pane):
-    """Everything said on the command line and by the session, newest at the bottom."""
+    """Everything said on the command line and by the session, newest at the bottom.
+
+    Refused commands are written by the app (once, whether the reply or the CommandFailed message comes first).
+    """
 
     def __init__(self, session: Any, **kwargs: Any) -> None:
         super().__init__(session, **kwargs)
@@ -34,6 +37,8 @@ class ConsolePane(Pane):
 
     def apply(self, update: UpdateBatch) -> None:
         for ev in update.events:
+            if isinstance(ev, CommandFailed):
+                continue  # the app writes refusals, once
             text = describe(ev)
             if text is not None:
                 self.write(text, _style(ev))
@@ -43,8 +48,6 @@ def _style(ev: Message) -> str:
     """Colour by kind; the words are describe()'s, the same as the REPL's and the headless printer's."""
     if isinstance(ev, CommandApplied):
         return "green"
-    if isinstance(ev, CommandFailed):
-        return "bold red"
     if isinstance(ev, Log):
         return _LEVEL_STYLE.get(ev.level, "")
     if isinstance(ev, StateChanged):
