@@ -133,6 +133,7 @@ class FakeSession:
             "opt": "Adam",
             "hypers": {k: list(v) for k, v in self.hypers.items()},
             "cbs": list(self.cbs),
+            "built": [],  # what the build chose or changed (notes); nothing here
             "last_error": None,
             "fit": dict(self._plan) if self._plan else None,
         }

@@ -147,10 +147,12 @@ def test_snapshots_have_the_contract_shapes(impl: Impl) -> None:
     st = s.status()
     assert set(st) == {
         "name", "state", "epoch", "n_epochs", "iter", "n_iter", "train_iter", "run_id", "device", "model", "opt",
-        "hypers", "cbs", "last_error", "fit",
+        "hypers", "cbs", "built", "last_error", "fit",
     }  # fmt: skip
     assert st["state"] == "idle" and st["name"] == s.name
-    assert all(isinstance(v, list) for v in st["hypers"].values())  # empty until the optimizer exists
+    assert all(isinstance(v, list) for v in st["hypers"].values()) and isinstance(
+        st["built"], list
+    )  # empty until the optimizer exists
     paths = s.module_paths()
     assert paths[0] == "" and all(isinstance(p, str) for p in paths) and len(paths) > 3
     assert s.context().state == "idle" and list(s.context().module_paths) == paths
