@@ -19,6 +19,7 @@ from labcon.session.bus import Bus, Reply, Subscription
 from labcon.session.config import Config, load_config, parse_config
 from labcon.session.control import SessionBridge, SessionControl
 from labcon.session.fitjobs import FitJobs
+from labcon.session.fitplan import FitPlan
 from labcon.session.messages import CommandApplied, CommandFailed, Log, Message
 from labcon.session.paths import (
     DEFAULT_SESSION,
@@ -301,7 +302,7 @@ class Session:
         if plan is None or plan.remaining(self.runner.epoch) < 1:
             return False
         self.run_state.begin(f"resuming '{plan.text}'")  # running at once, as a typed fit is
-        self.jobs.put(plan)
+        self.jobs.put(self.persist.live_plan())  # with the schedule changes made while it was stopped
         return True
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -322,8 +323,8 @@ class Session:
             torch.cuda.empty_cache()
 
 
-def _fit_span(plan: dict[str, Any] | None) -> dict[str, int] | None:
+def _fit_span(plan: FitPlan | None) -> dict[str, int] | None:
     """The plan's epochs and training batches as plain ints (None when no fit is planned)."""
-    if not plan:
+    if plan is None:
         return None
-    return {k: int(plan[k]) for k in ("start_epoch", "n", "start_iter", "total") if k in plan}
+    return {"start_epoch": plan.start_epoch, "n": plan.n, "start_iter": plan.start_iter, "total": plan.total}
