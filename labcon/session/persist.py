@@ -78,21 +78,28 @@ class Persistence:
         self.notices: list[str] = []  # what the restore had to say (front ends that attach later print it)
         self._lock: SessionLock | None = None
         if self.enabled:
-            private_dir(session.home, "sessions folder")
-            private_dir(session.dir, "session folder")
-            self._lock = SessionLock(session.dir, session.name)
-            cfg = session.dir / "session.toml"
-            check_private(cfg, "session config")
-            if not cfg.exists():
-                tmp = cfg.with_suffix(".toml.tmp")
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "w") as f:
-                    f.write(portable_config(session.config).replace(name=session.name).to_toml())
-                tmp.replace(cfg)
-            self.journal.quick_check()  # a damaged journal is said now, not as a thread traceback mid-fit
-            # Runs whose process died (kill -9, power loss) are marked now, not left 'running' forever.
-            for rid in self.journal.recover_stale():
-                self.notices.append(f"run {rid} was left 'running' by a process that died; marked crashed")
+            private_dir(session.home, "sessions folder")  # first: mkdir gives parents default modes
+            self._lock = SessionLock(private_dir(session.dir, "session folder"), session.name)
+            try:
+                self._open(session)
+            except BaseException:
+                self.close()  # lets go of the lock and the journal
+                raise
+
+    def _open(self, session: Session) -> None:
+        """Check the journal, then write session.toml (private) and mark runs whose process died."""
+        self.journal.quick_check()  # a damaged journal is said now, not as a thread traceback mid-fit
+        cfg = session.dir / "session.toml"
+        check_private(cfg, "session config")
+        if not cfg.exists():
+            tmp = cfg.with_suffix(".toml.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(portable_config(session.config).replace(name=session.name).to_toml())
+            tmp.replace(cfg)
+        # Runs whose process died (kill -9, power loss) are marked now, not left 'running' forever.
+        for rid in self.journal.recover_stale():
+            self.notices.append(f"run {rid} was left 'running' by a process that died; marked crashed")
 
     # ----- journal ------------------------------------------------------------------------------------
     @property
