@@ -6,7 +6,7 @@ import queue
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from labcon.commands import grammar as C
@@ -197,8 +197,9 @@ class FitJobs:
             s.publish(Log(level="error", text=f"training failed: {reason}"))
             s.persist.log("error", f"{reason}\n{traceback.format_exc(limit=8)}")
         s.persist.fit_ended(status, reason, run.clock.seconds())
-        # A stopped or failed fit keeps its plan (with its schedule changes) so `resume` can finish it.
-        s.persist.plan = None if status == "done" else replace(plan, sched_edits=tuple(edits))
+        # A stopped or failed fit keeps its plan so `resume` can finish it; its schedule changes stay live in
+        # persist.sched_edits (a `set` while stopped adds to them) until it continues.
+        s.persist.plan = None if status == "done" else plan
         run.set_state("idle", reason)
         s.publish(FitEnded(status=status, reason=reason))
         return status

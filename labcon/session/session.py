@@ -312,7 +312,7 @@ class Session:
         if plan is None or plan.remaining(self.runner.epoch) < 1:
             return False
         self.run_state.begin(f"resuming '{plan.text}'")  # running at once, as a typed fit is
-        self.jobs.put(plan)
+        self.jobs.put(self.persist.live_plan())  # with the schedule changes made while it was stopped
         return True
 
     def wait(self, timeout: float | None = None) -> bool:
