@@ -216,8 +216,8 @@ def test_folder_and_file_sources(tmp_path: Path) -> None:
 
 
 def test_builtin_pydoc_corpus_and_run_presets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from labcon.cli.run import resolve_config
     from labcon.data.text_datasets import ensure_pydoc
+    from labcon.session.target import resolve_target
 
     monkeypatch.setenv("LABCON_DATA", str(tmp_path))
     folder = ensure_pydoc()
@@ -226,5 +226,6 @@ def test_builtin_pydoc_corpus_and_run_presets(tmp_path: Path, monkeypatch: pytes
     assert len(items) > 500 and {it.label for it in items} == {"module", "class", "function"}
     assert 0.15 < sum(bool(it.is_valid) for it in items) / len(items) < 0.25
     for preset, kind in (("pydoc", "text_lm"), ("pydoc_cls", "text_cls")):
-        cfg = resolve_config(preset, None)
+        cfg = resolve_target(preset, tmp_path / "sessions").config
+        assert cfg is not None
         assert cfg.data.raw["kind"] == kind and cfg.model.arch == "awd_lstm"
