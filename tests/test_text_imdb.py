@@ -11,7 +11,9 @@ from pathlib import Path
 from labcon.session.config import parse_config
 from labcon.session.session import Session
 
-# Small enough for ~35 s of one CPU core in all; seeds fixed, so the figures are the same every run.
+# A small model: 2 LM + 6 classifier epochs, about 140 CPU-seconds in all (two tokenisations, one per session
+# folder, included). Seeds fixed, so the figures repeat on the same torch build: LM perplexity 160.5 -> 152.8,
+# classifier 77.0 % vs 53.5 % for the majority class.
 _COMMON = """
 seed = 0
 [data]
@@ -57,10 +59,10 @@ def test_ulmfit_from_scratch_on_imdb_sample(imdb_sample: Path, tmp_path: Path) -
     lm.close()
     enc = tmp_path / "imdb_lm" / "encoder.pt"
     cls_cfg = 'name = "imdb_cls"\n' + _COMMON.format(
-        kind="text_cls", path=data, bs=32, encoder=f'encoder = "{enc}"', epochs=4
+        kind="text_cls", path=data, bs=32, encoder=f'encoder = "{enc}"', epochs=6
     )
     clf = Session(parse_config(cls_cfg), tmp_path)
-    assert clf.start_fit(epochs=4).ok
+    assert clf.start_fit(epochs=6).ok
     assert clf.wait(900)
     accs = [round(100 * row["accuracy"], 1) for row in clf.history()]
     acc = accs[-1]
