@@ -78,10 +78,12 @@ class SessionHost:
 
     def interrupted_fit(self) -> tuple[list[dict[str, Any]], float] | None:
         """The stopped fit's schedule changes (kept in its plan) and where it stopped, if it can continue."""
-        plan, r = self.s.persist.plan, self.runner
-        if not plan or plan["start_epoch"] + plan["n"] <= r.epoch:
+        persist, r = self.s.persist, self.runner
+        plan = persist.plan
+        if plan is None or plan.remaining(r.epoch) < 1:
             return None
-        return plan.setdefault("sched_edits", []), (r.train_iter - plan["start_iter"]) / max(1, plan["total"])
+        # The live list: a `set` appends to it, and the continued fit starts from it (Persistence.live_plan).
+        return persist.sched_edits, (r.train_iter - plan.start_iter) / max(1, plan.total)
 
 
 def answer(s: Session, cmd: C.Command) -> Reply:
