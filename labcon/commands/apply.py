@@ -72,9 +72,9 @@ class RunnerHost:
         """Refused."""
         return self._refuse("data summary")
 
-    def interrupted_fit(self) -> None:
+    def edit_stopped_fit(self, edit: dict[str, Any]) -> bool:
         """A bare runner keeps no fit plan."""
-        return None
+        return False
 
 
 def apply_command(cmd: Command, host: Any) -> Answer:

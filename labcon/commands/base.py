@@ -138,8 +138,9 @@ class CommandHost(Protocol):
         """The data's stage-by-stage report."""
         ...
 
-    def interrupted_fit(self) -> tuple[list[dict[str, Any]], float] | None:
-        """The schedule changes list and position of a stopped fit that can continue, or None."""
+    def edit_stopped_fit(self, edit: dict[str, Any]) -> bool:
+        """Record a schedule change for a stopped fit that can continue (the host fills in its position as
+        `pos`); False when there is none."""
         ...
 
 

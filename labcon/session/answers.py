@@ -68,12 +68,19 @@ class SessionHost:
         """The data report."""
         return self.s.data_summary()
 
-    def interrupted_fit(self) -> tuple[list[dict[str, Any]], float] | None:
-        """The stopped fit's schedule changes (kept in its plan) and where it stopped, if it can continue."""
-        plan, r = self.s.persist.plan, self.runner
-        if not plan or plan["start_epoch"] + plan["n"] <= r.epoch:
-            return None
-        return plan.setdefault("sched_edits", []), (r.train_iter - plan["start_iter"]) / max(1, plan["total"])
+    def edit_stopped_fit(self, edit: dict[str, Any]) -> bool:
+        """Add a schedule change to the stopped fit's plan (where it stopped), so its continuation keeps it."""
+        import dataclasses
+
+        p, r = self.s.persist, self.runner
+        plan = p.plan
+        if plan is None or plan.remaining(r.epoch) < 1:
+            return False
+        edit = (
+            {**edit, "pos": (r.train_iter - plan.start_iter) / max(1, plan.total)} if "pos" in edit else edit
+        )
+        p.plan = dataclasses.replace(plan, sched_edits=(*plan.sched_edits, edit))
+        return True
 
 
 def answer(s: Session, cmd: C.Command) -> Reply:
