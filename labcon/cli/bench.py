@@ -1,4 +1,5 @@
-"""`labcon bench matmul | backprop`: the course's foundations, timed in the terminal (table and bar chart)."""
+"""`labcon bench matmul | backprop`: the course's foundations, timed in the terminal (table and bar chart);
+`labcon profile CONFIG`: where a training step's time goes."""
 
 from __future__ import annotations
 
@@ -43,6 +44,15 @@ def register(subparsers: Any) -> None:
     )
     q.add_argument("--no-chart", action="store_true", help="the table only")
     q.set_defaults(func=cmd_backprop)
+
+    p = subparsers.add_parser(
+        "profile", help="time N training steps part by part: data, forward, loss, backward, step, callbacks"
+    )
+    p.add_argument("target", nargs="?", help="CONFIG.toml or a dataset preset; default: built-in shapes")
+    p.add_argument("--steps", type=int, default=20, help="steps to time, after one warm-up step (default 20)")
+    p.add_argument("--session", help="session name (default: the config's name)")
+    p.add_argument("--no-chart", action="store_true", help="the table only")
+    p.set_defaults(func=cmd_profile)
 
 
 def _fmt_s(s: float | None) -> str:
@@ -117,3 +127,37 @@ def cmd_backprop(args: argparse.Namespace) -> int:
         values = [1e3 * v for r in rows for v in (r.manual_s, r.autograd_s)]
         print(bar_chart(labels, values, "ms per forward+backward"))
     return 0 if worst < 1e-9 else 1
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """Profile a config's training step in a session (journaled as an event), print the table and a chart."""
+    from labcon.cli.run import resolve_config
+    from labcon.session.messages import Log
+    from labcon.session.session import Session
+
+    if args.steps < 1:
+        raise LabconError(f"--steps must be at least 1, got {args.steps}")
+    session = Session.from_config(resolve_config(args.target, args.session), args.sessions_dir)
+    sub = session.subscribe()
+    try:
+        reply = session.submit(f"profile {args.steps}")
+        if not reply.ok:
+            raise LabconError(reply.text)
+        session.wait()
+        errors = []
+        while (msg := sub.get(timeout=0)) is not None:
+            if isinstance(msg, Log) and msg.level == "error":
+                errors.append(msg.text)
+        rep = session.last_profile
+        if rep is None:
+            raise LabconError(errors[-1] if errors else "the profile produced no result")
+    finally:
+        sub.close()
+        session.close()
+    print(rep.table())
+    if not args.no_chart:
+        # One bar for all callbacks together: the table has them one by one.
+        cbs = sum(sec for name, sec in rep.rows if name.startswith("cb "))
+        rows = [(name, sec) for name, sec in rep.rows if not name.startswith("cb ")] + [("callbacks", cbs)]
+        print(bar_chart([n for n, _ in rows], [1e3 * sec for _, sec in rows], "ms per step"))
+    return 0

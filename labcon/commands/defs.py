@@ -344,10 +344,24 @@ class Help(Command):
         return "help" if self.topic is None else f"help {self.topic}"
 
 
+@dataclass(frozen=True)
+class Profile(Command):
+    """Time n training steps part by part (model, optimizer and counters restored afterwards)."""
+
+    name: ClassVar[str] = "profile"
+    when: ClassVar[str] = "idle"
+    n: int = 20
+
+    @property
+    def text(self) -> str:
+        return f"profile {self.n}"
+
+
 COMMAND_CLASSES: tuple[type[Command], ...] = (
     Fit,
     FitOneCycle,
     LrFind,
+    Profile,
     Pause,
     Resume,
     Stop,

@@ -33,6 +33,7 @@ from labcon.commands.defs import (
     Opt,
     Opts,
     Pause,
+    Profile,
     Replay,
     Resume,
     Save,
@@ -68,6 +69,7 @@ __all__ = [
     "Journal",
     "LrFind",
     "Norm",
+    "Profile",
     "Note",
     "Opt",
     "Pause",
@@ -184,6 +186,12 @@ def _p_lr_find(a: _Args) -> Command:
             if isinstance(f, tuple) or f <= 0:
                 raise CommandError(f"{k} must be one positive number, got {v}")
     return LrFind(tuple((k, v if k == "num_it" else float(v)) for k, v in opts))  # type: ignore[arg-type]
+
+
+def _p_profile(a: _Args) -> Command:
+    pos = a.positional(0, 1)
+    a.allow(())
+    return Profile(_int(pos[0], "number of steps", a.key, lo=1)) if pos else Profile()
 
 
 def _missing(key: str, what: str) -> list[str]:
@@ -315,6 +323,7 @@ _PARSERS: dict[str, Callable[[_Args], Command]] = {
     "fit": _p_fit,
     "fit_one_cycle": _p_fit_one_cycle,
     "lr_find": _p_lr_find,
+    "profile": _p_profile,
     "pause": _no_args(Pause),
     "resume": _no_args(Resume),
     "stop": _no_args(Stop),

@@ -34,6 +34,13 @@ SPECS: dict[str, Spec] = {
         ("start_lr", "end_lr", "num_it"),
         "lr_find",
     ),
+    "profile": Spec(
+        "profile [N]",
+        "time N training steps (default 20): data, forward, loss, backward, optimizer step and each callback, "
+        "with shares; model and optimizer are restored afterwards",
+        (),
+        "profile 20",
+    ),
     "pause": Spec("pause", "pause training at the next batch boundary"),
     "resume": Spec("resume", "resume paused training"),
     "stop": Spec("stop", "stop the running fit at the next batch boundary"),

@@ -124,12 +124,23 @@ class Telemetry(Callback):
             step = -(-flat.numel() // self.max_samples) if self.max_samples else 1
             # An odd step, so the subset does not keep hitting the same position of each feature map.
             sub = flat[:: step | 1]
-            self._subs.append(sub.float() if sub.dtype != torch.float32 else sub.contiguous())
-            self._pending_idx.append(i)
-            self._n_act[i] += 1
-            self._n_sub[i] += sub.numel()
+            # Only a per-layer list, emptied after each forward, is touched here: under torch.compile the hook
+            # then traces into the graph with stable guards (no counters or growing lists to recompile on).
+            slot.append(sub.float() if sub.dtype != torch.float32 else sub.contiguous())
 
+        slot = self._slots[i]
         return record
+
+    def _collect(self) -> None:
+        """Move the subsets the hooks took in this forward pass to the pending lists (host-side bookkeeping)."""
+        for i, got in enumerate(self._slots):
+            if got:
+                for sub in got:
+                    self._subs.append(sub)
+                    self._pending_idx.append(i)
+                    self._n_act[i] += 1
+                    self._n_sub[i] += sub.numel()
+                got.clear()
 
     def _cached(self, key: tuple[Any, ...], dtype: torch.dtype) -> Tensor:
         # Cached so that the steady state makes no host->device copies.
@@ -162,6 +173,7 @@ class Telemetry(Callback):
         self._remove_hooks()
         modules = dict(model.named_modules())
         self._modules = [modules.get(p) for p in self.layers]
+        self._slots: list[list[Tensor]] = [[] for _ in self.layers]
         # Registered but detached: attached for sampled batches only, so the others run torch's fast call path.
         self._hooks = [
             reg.add(p, "forward", self._make_hook(i), owner=OWNER, scope="fit", attached=False)
@@ -241,6 +253,7 @@ class Telemetry(Callback):
         # The forward pass is over: off the modules again until the next sampled batch.
         if self._active:
             self._detach_hooks()
+            self._collect()
 
     def _detach_hooks(self) -> None:
         for h in self._hooks:
@@ -311,6 +324,7 @@ class Telemetry(Callback):
         if not self._active:
             return
         self._detach_hooks()  # a batch cancelled before after_pred
+        self._collect()
         if self._reporting:
             self._flush_pending()
             self._report(self.runner.train_iter)

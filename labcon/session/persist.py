@@ -95,11 +95,11 @@ class Persistence:
         data = {"point": point, "reply": reply} if reply else {"point": point}
         self.writer.put_event(self.run_id, "command", text, r.epoch, r.train_iter, data)
 
-    def log(self, kind: str, text: str) -> None:
-        """Journal an error, info or cancel event."""
+    def log(self, kind: str, text: str, data: dict[str, Any] | None = None) -> None:
+        """Journal an error, info or cancel event (with plain-valued `data`, e.g. a profile's figures)."""
         if self.ensure_run() is not None:
             r = self.s.runner
-            self.writer.put_event(self.run_id, kind, text, r.epoch, r.train_iter)
+            self.writer.put_event(self.run_id, kind, text, r.epoch, r.train_iter, data)
 
     def log_epoch(self, row: dict[str, float]) -> None:
         """Journal one epoch row and a sample of the batch losses since the last one."""

@@ -17,6 +17,7 @@ from labcon.session.session import Session
 
 # Commands that change nothing numerical are not replayed (they were a person's doing, not the experiment's).
 _SKIP = (
+    C.Profile,  # it puts the model and optimizer back: nothing numerical to repeat
     C.Pause,
     C.Resume,
     C.Save,

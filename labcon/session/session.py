@@ -70,6 +70,7 @@ class Session:
         self.bus = Bus()
         self.state = "idle"
         self.last_error: str | None = None
+        self.last_profile: Any = None  # the latest `profile` result (labcon.core.profiler.ProfileReport)
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
         self._batch_q: deque[C.Command] = deque()
@@ -315,6 +316,9 @@ class Session:
             "hypers": hypers,
             "cbs": [c.name for c in r.cbs],
             "last_error": self.last_error,
+            # From two clock readings the Runner takes per training batch: None until 20 batches have run.
+            "bound": r.input_meter.bound,
+            "input_share": r.input_meter.share,
         }
 
     def history(self) -> list[dict[str, float]]:
