@@ -6,6 +6,7 @@ from labcon.core.callbacks.guards import GradientAccumulation, GradientClip, NaN
 from labcon.core.callbacks.mixup import Mixup
 from labcon.core.callbacks.monitor import EarlyStopping, ReduceLROnPlateau, SaveBest
 from labcon.core.callbacks.precision import MixedPrecision
+from labcon.core.callbacks.speed import ChannelsLast, Compile
 from labcon.core.events import Callback
 from labcon.core.telemetry import Telemetry
 
@@ -19,4 +20,6 @@ CALLBACKS: dict[str, type[Callback]] = {
     "mixed_precision": MixedPrecision,
     "nan_guard": NaNGuard,
     "telemetry": Telemetry,
+    "channels_last": ChannelsLast,
+    "compile": Compile,
 }
