@@ -8,6 +8,7 @@ import pytest
 
 from labcon.commands import grammar as C
 from labcon.commands.grammar import StaticContext, complete, help_text, parse, validate
+from labcon.commands.spread import Spread
 from labcon.errors import CommandError, LabconError
 
 ROUND_TRIP = [
@@ -27,17 +28,25 @@ ROUND_TRIP = [
     ("cb rm mixup", C.CbRm("mixup")),
     ("cb list", C.CbList()),
     ("norm group groups=8", C.Norm("group", (("groups", 8),))),
-    ("hooks", C.Hooks()),
+    ("hooks", C.ListHooks()),
     ("hook add layers.0", C.HookAdd("layers.0", "forward")),
     ("hook add 0 kind=backward", C.HookAdd("0", "backward")),
     ("hook rm 3", C.HookRm(3)),
-    ("telemetry every=5 layers=0,1.conv,1.10 off", C.Telemetry(5, ("0", "1.conv", "1.10"), False)),
-    ("telemetry", C.Telemetry()),
+    ("telemetry every=5 layers=0,1.conv,1.10 off", C.SetTelemetry(5, ("0", "1.conv", "1.10"), False)),
+    ("telemetry", C.SetTelemetry()),
     ("data summary", C.DataSummary()),
     ("save", C.Save()),
-    ('save "before swap"', C.Save("before swap")),
+    ("save before-swap", C.Save("before-swap")),
+    ("set lr=1e-3 fixed", C.Set((("lr", 1e-3),), fixed=True)),
+    ("set lr=1e-5..1e-3", C.Set((("lr", Spread(1e-5, 1e-3)),))),
+    ("fit 2 lr=1e-3", C.Fit(2, 1e-3)),
+    ("fit_one_cycle 1 lr=1e-4..1e-2", C.FitOneCycle(1, Spread(1e-4, 1e-2))),
+    ("sched lr=cos:1e-3:1e-6 wd=0.01", C.Sched((("lr", "cos:1e-3:1e-6"), ("wd", "0.01")))),
+    ("sched lr=lin:1e-5:1e-3@0.3,cos:1e-3:0", C.Sched((("lr", "lin:1e-5:1e-3@0.3,cos:1e-3:0"),))),
+    ("sched mom=off", C.Sched((("mom", "off"),))),
+    ("show sched", C.ShowSched()),
     ("note don't   forget: lr=3", C.Note("don't   forget: lr=3")),
-    ("journal mixup AND lr", C.Journal("mixup AND lr")),
+    ("journal mixup AND lr", C.SearchJournal("mixup AND lr")),
     ("replay 12", C.Replay("12")),
     ("show loop", C.ShowLoop()),
     ("status", C.Status()),
@@ -62,8 +71,11 @@ def test_when_classes() -> None:
     assert parse("opt sgd").when == "epoch"
     assert parse("norm batch").when == "epoch"
     assert parse("fit 1").when == "idle"
-    # Every command class is reachable from help and from the parser table.
-    assert {c.name for c in C.COMMAND_CLASSES} == set(C.SPECS)
+    # Every registered class is reachable from the parser, and its name is a word the parser knows.
+    for cls in C.COMMAND_CLASSES:
+        assert C.lookup(cls.name) is cls
+        assert cls.name.split()[0] in C.COMMAND_NAMES
+        assert cls.usage.startswith(cls.name) and cls.summary
 
 
 def test_commands_are_frozen_and_hashable() -> None:
@@ -84,7 +96,7 @@ def test_commands_are_frozen_and_hashable() -> None:
         ("fit x", "must be a whole number"),
         ("fit 0", "at least 1"),
         ("fit 2 3", "takes 1 word(s), got 2"),
-        ("fit 2 lr=3", "unknown option 'lr' for fit"),
+        ("fit 2 pct_start=3", "unknown option 'pct_start' for fit"),
         ("set", "at least one name=value"),
         ("set lr=abc", "lr must be a number"),
         ("set lr=1,2 group=0", "not both"),
@@ -121,8 +133,8 @@ def test_errors_are_one_clear_line(text: str, fragment: str | None) -> None:
 
 def test_help_text() -> None:
     full = help_text()
-    for key in C.SPECS:
-        assert C.SPECS[key].usage in full
+    for cls in C.COMMAND_CLASSES:
+        assert cls.usage in full
     one = help_text("set")
     assert one.startswith("usage: set NAME=VALUE") and "batch boundary" in one
     assert "cb rm NAME" in help_text("cb") and "cb list" in help_text("cb")
@@ -154,7 +166,7 @@ CTX = StaticContext(
         ("set lrr=1", "did you mean 'lr'?"),
         ("set lr=1,2,3", "3 values for 2 param group(s)"),
         ("set lr=1 group=2", "param group 2 does not exist"),
-        ("set lr=-1", ">= 0"),
+        ("set lr=1e-4,1e-3,1e-2", "3 values for 2 param group(s)"),
         ("opt adamw", "unknown optimizer 'adamw'; did you mean 'adam'?"),
         ("hook add 1.cnv", "did you mean '1.conv'?"),
         ("hook rm 7", "no hook with id 7; hooks: 1, 4"),
@@ -256,3 +268,47 @@ def test_complete_without_context_uses_registries() -> None:
     assert complete("opt ") == ["adam", "lamb", "sgd"]
     assert "lr=" in complete("set ")
     assert complete("norm ") == list(C.NORM_KINDS)
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["run", "--lr", "-1"], "lr must be a number > 0"),
+        (["run", "--lr", "nan"], "got nan"),
+        (["run", "--lr", "0"], "got 0"),
+        (["run", "--epochs", "0"], "epochs must be a whole number >= 1"),
+        (["run", "--lr", "abc"], "got 'abc'"),
+    ],
+)
+def test_cli_hyper_flags_refused_with_non_zero_exit(argv, fragment, capsys, tmp_path) -> None:
+    from labcon.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--sessions-dir", str(tmp_path), *argv, "--no-socket"])
+    assert e.value.code != 0
+    assert fragment in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before anything was created
+
+
+def test_replay_then_is_checked_before_anything_runs(tmp_path) -> None:
+    from labcon.session.replay import start_replay
+
+    with pytest.raises(CommandError, match="unknown command 'garbage'"):
+        start_replay(1, tmp_path, until=1, then="garbage here")
+    with pytest.raises(CommandError, match="lr must be a number > 0"):
+        start_replay(1, tmp_path, until=1, then="set lr=-1")
+    assert not any(tmp_path.iterdir())  # the journal was not even opened
+    assert C.check("set lr=1e-3 fixed") == C.Set((("lr", 1e-3),), fixed=True)
+
+
+def test_complete_after_a_space_keeps_the_line_and_offers_each_option_once() -> None:
+    for ctx in (None, CTX):
+        cands = complete("set ", ctx)
+        assert cands.count("group=") == 1 and "lr=" in cands
+        assert C.apply_completion("set ", cands) == "set "  # Tab after `set ` used to empty the line
+    assert C.apply_completion("set l", complete("set l")) == "set lr="
+    assert C.apply_completion("set lr=1 ", ["group="]) == "set lr=1 group="
+    assert complete("sched ") == ["lr=", "mom=", "sqr_mom=", "wd=", "eps=", "dropout="]
+    assert complete("sched lr=c") == ["lr=cos:"]
+    assert complete("show ") == ["sched", "loop"]
+    assert complete("fit 3 ") == ["lr="]

@@ -5,13 +5,17 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from labcon.commands.grammar import COMMAND_NAMES, SPECS, StaticContext, complete, parse, validate
+from labcon.commands.grammar import COMMAND_CLASSES, COMMAND_NAMES, StaticContext, complete, parse, validate
 from labcon.errors import CommandError
 
 # Words that make random text look like real commands, so the fuzzer gets past the first word.
 _WORDS = [
     *COMMAND_NAMES,
-    *(k.split()[-1] for k in SPECS),
+    *(c.name.split()[-1] for c in COMMAND_CLASSES),
+    "fixed",
+    "cos:1e-3:1e-5",
+    "1e-4..1e-3",
+    "@0.3",
     "lr=",
     "wd=",
     "group=",

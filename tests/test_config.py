@@ -159,12 +159,17 @@ def test_choices_and_ranges() -> None:
     assert _err('[train]\nopt = "adamw"') == (
         "train.opt at session.toml:2: 'adamw' is not valid; did you mean 'adam'? expected one of: adam, sgd, lamb"
     )
-    assert _err("[train]\nlr = 0") == "train.lr at session.toml:2: must be > 0, got 0"
-    assert "must be > 0" in _err("[train]\nlr = -1e-3")
+    assert _err("[train]\nlr = 0") == (
+        "train.lr at session.toml:2: must be a number > 0 and <= 100 (e.g. lr=1e-3), got 0"
+    )
+    assert "must be a number > 0" in _err("[train]\nlr = -1e-3")
+    assert "<= 100" in _err("[train]\nlr = 1e300")
     assert "got inf" in _err("[train]\nlr = inf")
-    assert _err("[train]\nepochs = 0") == "train.epochs at session.toml:2: must be >= 1, got 0"
-    assert "must be >= 0 and <= 1" in _err("[train]\nmom = 1.5")
-    assert "must be >= 0" in _err("[train]\nwd = -1")
+    assert _err("[train]\nepochs = 0").startswith(
+        "train.epochs at session.toml:2: must be a whole number >= 1"
+    )
+    assert "must be a number >= 0 and < 1" in _err("[train]\nmom = 1.5")
+    assert "must be a number >= 0" in _err("[train]\nwd = -1")
     assert "must be >= 1" in _err("[train]\ngrad_accum = 0")
     assert "must be >= 1" in _err("[telemetry]\nevery = 0")
     assert "not a device" in _err('[train]\ndevice = "gpu"')
@@ -251,7 +256,7 @@ def test_replace_validates_and_merges_sections() -> None:
     assert c.replace(callbacks=[CallbackConfig("mixup", {"alpha": 1.0})]).callbacks[0].params == {
         "alpha": 1.0
     }
-    with pytest.raises(ConfigError, match="must be > 0"):
+    with pytest.raises(ConfigError, match="must be a number > 0"):
         c.replace(train={"lr": -1.0})
     with pytest.raises(ConfigError, match="did you mean 'train'"):
         c.replace(trian={})
@@ -277,3 +282,16 @@ def test_toml_writer_round_trips_any_data_table(raw: dict) -> None:
     assert tomllib.loads(dump_toml(raw)) == raw
     c = Config().replace(data=raw) if raw else Config()
     assert parse_config(c.to_toml()) == c
+
+
+def test_train_schedule_table_round_trips_and_is_checked():
+    text = '[train]\nlr = 1e-2\n[train.schedule]\nlr = "lin:1e-4:1e-2@0.3,cos:1e-2:0"\nwd = "lin:0:0.1"\n'
+    c = parse_config(text)
+    assert c.train.schedule == (("lr", "lin:1e-4:1e-2@0.3,cos:1e-2:0"), ("wd", "lin:0:0.1"))
+    assert parse_config(c.to_toml()) == c  # session.toml keeps it as a table
+    assert "cannot be scheduled" in _err('[train.schedule]\nlrr = "cos:1:2"')
+    assert "unknown annealer 'sin'" in _err('[train.schedule]\nlr = "sin:1e-3:1e-5"')
+    msg = _err('[train.schedule]\nmom = "lin:0.9:1.5"')
+    assert (
+        msg.startswith("train.schedule.mom at session.toml:2:") and "mom must be a number >= 0 and < 1" in msg
+    )

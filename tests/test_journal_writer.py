@@ -44,15 +44,23 @@ def test_put_never_waits_for_the_database(tmp_path):
     rid = w.start_run("w", "", 1, env={}, code_version="t")
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-    t0 = time.perf_counter()
-    for i in range(2000):
-        w.put_batches(rid, [(i, {"loss": 1.0})])
-        w.put_event(rid, "info", f"step {i}")
-    elapsed = time.perf_counter() - t0
+
+    # The write lock stays held until every put has returned: a put that waited for the database would never
+    # return, so the thread would still be alive at the (generous, load-independent) deadline.
+    def puts() -> None:
+        for i in range(2000):
+            w.put_batches(rid, [(i, {"loss": 1.0})])
+            w.put_event(rid, "info", f"step {i}")
+
+    t = threading.Thread(target=puts, daemon=True)
+    t.start()
+    t.join(timeout=60)
+    stuck = t.is_alive()
     blocker.execute("ROLLBACK")
     blocker.close()
+    t.join()
     w.close()
-    assert elapsed < 0.5, elapsed  # 4000 puts while the writer is stuck behind the lock
+    assert not stuck, "put waited for the database's write lock"
     with Journal(path) as j:
         assert len(j.events(rid)) == 2000
         assert len(j.batches(rid)["loss"]) == 2000

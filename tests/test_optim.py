@@ -143,3 +143,88 @@ def test_schedules():
     with pytest.raises(ValueError, match="sum to 1"):
         combine_scheds([0.3, 0.3], [sched_no(1), sched_no(2)])
     assert math.isclose(combine_scheds([1.0], [sched_lin(2, 4)])(1.0), 4)
+
+
+def _lamb_by_hand(p0: torch.Tensor, grad: torch.Tensor, lr: float, wd: float) -> torch.Tensor:
+    """One LAMB step from the course's formula: r = min(||p|| / ||step||, 10), 1 when either norm is 0."""
+    mom, sqr_mom, eps = 0.9, 0.99, 1e-6
+    m = (1 - mom) * grad / (1 - mom)  # debiased first moment after one step = grad
+    v = (1 - sqr_mom) * grad * grad / (1 - sqr_mom)
+    step = m / (v.sqrt() + eps) + wd * p0
+    pn, sn = p0.norm().item(), step.norm().item()
+    ratio = 1.0 if pn == 0 or sn == 0 else min(pn / sn, 10.0)
+    return p0 - lr * ratio * step
+
+
+@pytest.mark.parametrize(
+    ("p0", "grad"),
+    [
+        (
+            torch.full((4,), 20.0),
+            torch.tensor([1.0, -2.0, 0.5, 3.0]),
+        ),  # ||p|| = 40 > 10: ratio ~20 clamps to 10
+        (torch.tensor([3.0, 4.0, 0.0, 0.0]), torch.tensor([1.0, -2.0, 0.5, 3.0])),  # ||p|| = 5 < 10
+        (torch.full((4,), 7.0), torch.full((4,), 1e-3)),  # ||p|| = 14 > 10 but the ratio 7 < 10 is kept
+        (torch.zeros(4), torch.tensor([1.0, -2.0, 0.5, 3.0])),  # ||p|| = 0: ratio 1
+        (torch.full((4,), 20.0), torch.zeros(4)),  # zero step (no wd): ratio 1, nothing moves
+    ],
+)
+def test_lamb_clamps_the_trust_ratio_not_the_weight_norm(p0, grad):
+    p = torch.nn.Parameter(p0.clone())
+    p.grad = grad.clone()
+    LAMB([p], lr=0.1, mom=0.9, sqr_mom=0.99, eps=1e-6, wd=0.0).step()
+    torch.testing.assert_close(p.detach(), _lamb_by_hand(p0, grad, 0.1, 0.0))
+    q = torch.nn.Parameter(p0.clone())
+    q.grad = grad.clone()
+    LAMB([q], lr=0.05, wd=1e-2).step()
+    torch.testing.assert_close(q.detach(), _lamb_by_hand(p0, grad, 0.05, 1e-2))
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (lambda ps: SGD(ps, lr=-1), "lr must be a number >= 0"),
+        (lambda ps: Adam(ps, lr=float("nan")), "lr must be"),
+        (lambda ps: Adam(ps, lr=1e-3, mom=1.0), "mom must be a number >= 0 and < 1"),
+        (lambda ps: Adam(ps, lr=1e-3, sqr_mom=-0.1), "sqr_mom must be"),
+        (lambda ps: LAMB(ps, lr=1e-3, eps=-1e-8), "eps must be"),
+        (lambda ps: SGD(ps, lr=0.1, wd=-1), "wd must be"),
+        (lambda ps: Adam([{"params": ps, "lr": -1e-3}], lr=1e-3), "lr must be"),
+    ],
+)
+def test_optimizers_validate_hyper_parameters_like_torch(make, fragment):
+    ps = list(_cnn().parameters())
+    with pytest.raises(ValueError, match=fragment):
+        make(ps)
+    # The torch.optim reference refuses the same kind of value.
+    with pytest.raises(ValueError):
+        torch.optim.Adam(ps, lr=-1)
+    with pytest.raises(ValueError):
+        torch.optim.Adam(ps, lr=1e-3, betas=(1.0, 0.99))
+
+
+def test_optimizer_accepts_lr_zero_as_torch_does():
+    ps = list(_cnn().parameters())
+    SGD(ps, lr=0.0)
+    torch.optim.SGD(ps, lr=0.0)
+
+
+def test_schedules_rescale_keep_shape_describe_and_parse():
+    from labcon.core.schedules import describe, one_cycle_scheds, parse_sched, scaled
+
+    f = one_cycle_scheds(1e-2)["lr"]
+    g = scaled(f, 0.5)
+    for p in (0.0, 0.1, 0.25, 0.6, 1.0):
+        assert g(p) == pytest.approx(0.5 * f(p))
+    assert describe(f) == "cos 0.0004 -> 0.01 (0-25%), cos 0.01 -> 1e-07 (25-100%)"
+    s = parse_sched("lin:1e-5:1e-3@0.3,cos:1e-3:0")
+    assert s(0) == pytest.approx(1e-5) and s(0.3) == pytest.approx(1e-3) and s(1.0) == pytest.approx(0)
+    assert parse_sched("0.9")(0.5) == 0.9 and parse_sched("exp:1e-4:1e-2")(0.5) == pytest.approx(1e-3)
+    assert parse_sched(s.text)(0.65) == pytest.approx(s(0.65))
+    for bad, msg in [
+        ("sin:1:2", "unknown annealer"),
+        ("cos:1", "cos:START:END"),
+        ("a@0.5,b", "not a number"),
+    ]:
+        with pytest.raises(ValueError, match=msg):
+            parse_sched(bad)

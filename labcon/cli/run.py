@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from labcon.core.hypers import parse_cli_hyper
 from labcon.errors import LabconError
 
 
@@ -26,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="CONFIG.toml or a dataset preset (shapes, mnist_tiny, imagenette); default: built-in shapes",
     )
     p.add_argument("--session", help="session name (default: the config's name, or 'default')")
-    p.add_argument("--epochs", type=int, help="override [train] epochs")
-    p.add_argument("--lr", type=float, help="override [train] lr")
+    p.add_argument("--epochs", type=parse_cli_hyper("epochs"), help="override [train] epochs (>= 1)")
+    p.add_argument("--lr", type=parse_cli_hyper("lr"), help="override [train] lr (> 0)")
     p.add_argument("--nproc", type=int, default=1, help="processes (GPUs) to train on via torch.distributed")
     p.add_argument("--no-socket", action="store_true", help="do not serve sessions/<name>/control.sock")
     p.add_argument("--every", type=float, default=10.0, help="seconds between progress lines (default 10)")

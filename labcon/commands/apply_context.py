@@ -31,6 +31,19 @@ class RunnerContext:
         return [c.name for c in self.runner.cbs]
 
     @property
+    def callbacks_fixed(self) -> list[str]:
+        """Installed callbacks that cannot be removed (the loop's own machinery)."""
+        return [c.name for c in self.runner.cbs if not getattr(c, "removable", True)]
+
+    @property
+    def scheduled(self) -> list[str]:
+        """Hyper-parameters a schedule sets (the running fit's scheduler, else the runner's schedules)."""
+        from labcon.core.callbacks.schedule import active_scheduler
+
+        sched = active_scheduler(self.runner) if self.runner.in_fit else None
+        return list(sched.scheds if sched is not None else self.runner.schedules)
+
+    @property
     def optimizer_names(self) -> list[str]:
         """Names in labcon.core.optim.OPTIMIZERS."""
         from labcon.core.optim import OPTIMIZERS

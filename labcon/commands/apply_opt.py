@@ -52,7 +52,7 @@ def swap_optimizer(runner: Any, name: str, **kwargs: Any) -> str:
     keep mom, SGD -> Adam does not turn momentum off). Per-parameter state is carried where the new
     optimizer uses the same key (grad_avg, sqr_avg, step).
     """
-    from labcon.commands.spec import suggest
+    from labcon.commands.base import suggest
     from labcon.core.optim import OPTIMIZERS, get_hyper
 
     if name not in OPTIMIZERS:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+from labcon.core.losses import cross_entropy
 
 
 def accuracy(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -15,4 +19,12 @@ def error_rate(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1 - accuracy(pred, target)
 
 
-METRICS = {"accuracy": accuracy, "error_rate": error_rate}
+def perplexity(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Language-model perplexity: the batch cross-entropy here; the Recorder exponentiates the epoch mean."""
+    return cross_entropy(pred, target)
+
+
+# exp(mean loss), not the mean of per-batch exps: the Recorder applies `finalize` after averaging.
+perplexity.finalize = math.exp  # type: ignore[attr-defined]
+
+METRICS = {"accuracy": accuracy, "error_rate": error_rate, "perplexity": perplexity}

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from labcon.core.hypers import OPT_HYPERS, check_hypers
+
 # A stepper gets (params, grads, states, group) and may return replacement grads for later steppers.
 Stepper = Callable[[list[Tensor], list[Tensor], list[dict[str, Any]], dict[str, Any]], "list[Tensor] | None"]
 
@@ -88,7 +90,10 @@ def adam_step(ps: list[Tensor], grads: list[Tensor], states: list[dict], group: 
 
 
 def lamb_step(ps: list[Tensor], grads: list[Tensor], states: list[dict], group: dict) -> None:
-    """Adam direction + wd * p, scaled per tensor by the trust ratio ||p|| / ||step|| (1 if either is 0)."""
+    """Adam direction + wd * p, scaled per tensor by the trust ratio min(||p|| / ||step||, 10).
+
+    The course clamps the ratio, not the weight norm; a zero norm on either side gives a ratio of 1.
+    """
     direction, scale = _adam_direction(grads, states, group)
     torch._foreach_mul_(direction, scale)
     if group.get("wd", 0.0):
@@ -96,10 +101,14 @@ def lamb_step(ps: list[Tensor], grads: list[Tensor], states: list[dict], group: 
     r1 = torch._foreach_norm(ps)
     r2 = torch._foreach_norm(direction)
     for p, d, n1, n2 in zip(ps, direction, r1, r2, strict=True):
-        # torch.where keeps it on the device: no host sync per parameter.
-        n1 = n1.clamp(max=10.0)
-        ratio = torch.where((n1 > 0) & (n2 > 0), n1 / n2, torch.ones_like(n1))
+        # torch.where keeps it on the device: no host sync per parameter. The division is guarded so
+        # a zero step norm never makes an inf that where() would still evaluate.
+        ratio = (n1 / torch.where(n2 > 0, n2, torch.ones_like(n2))).clamp(max=LAMB_MAX_TRUST)
+        ratio = torch.where((n1 > 0) & (n2 > 0), ratio, torch.ones_like(n1))
         p.add_(d * ratio, alpha=-group["lr"])
+
+
+LAMB_MAX_TRUST = 10.0
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -108,7 +117,12 @@ class Optimizer(torch.optim.Optimizer):
     def __init__(self, params: Any, steppers: Sequence[Stepper], **defaults: Any):
         if "lr" not in defaults or defaults["lr"] is None:
             raise ValueError("Optimizer needs an lr")
-        super().__init__(_as_groups(params), defaults)
+        # As torch.optim does: a bad value fails when the optimizer is built, not at the first step.
+        check_hypers({k: v for k, v in defaults.items() if k in OPT_HYPERS}, allow_zero=True)
+        groups = _as_groups(params)
+        for g in groups:
+            check_hypers({k: v for k, v in g.items() if k in OPT_HYPERS}, allow_zero=True)
+        super().__init__(groups, defaults)
         self.steppers = list(steppers)
         # Params that stay trainable when the model is frozen (normalisation layers).
         self.keep_trainable: set[int] = set()
@@ -229,7 +243,11 @@ def get_hyper(group: dict[str, Any], name: str) -> Any:
 
 
 def set_hyper(group: dict[str, Any], name: str, value: Any) -> None:
-    """Write a hyper-parameter into a param group (see get_hyper for the names understood)."""
+    """Write a hyper-parameter into a param group (see get_hyper for the names understood).
+
+    Not checked here: schedules write every batch and may legitimately reach 0; values are checked where
+    they come in (check_hyper in the optimizer, config, CLI and commands).
+    """
     for key in HYPER_ALIASES.get(name, (name,)):
         if key in group:
             group[key] = value

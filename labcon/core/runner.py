@@ -54,6 +54,8 @@ class Runner:
         self.model, self.dls, self.loss_func, self.opt_func = model.to(self.device), dls, loss_func, opt_func
         self.lr, self.splitter, self.metrics = lr, splitter, list(metrics)
         self.opt: torch.optim.Optimizer | None = None
+        # Schedules every fit runs (config [train.schedule], `sched` while idle); fit_one_cycle keeps lr/mom.
+        self.schedules: dict[str, Any] = {}
         self.hooks = HookRegistry(model)
         self.cbs: list[Callback] = []
         self._table: dict[str, list[Callable[[], Any]]] = {}
@@ -269,17 +271,33 @@ class Runner:
         cbs: Iterable[Callback] = (),
         reset_opt: bool = False,
         span: tuple[int, int] | None = None,
+        lr: float | Sequence[float] | None = None,
     ) -> None:
         """Train for n_epochs more epochs (cbs are installed for this fit only).
 
         `span` = (start_iter, total_iters) continues the schedule of an interrupted fit (resume).
+        `lr` (one, or one per param group) is set before the fit starts; `runner.schedules` run unless a
+        scheduler comes in `cbs`.
         """
-        if n_epochs < 1:
-            raise ValueError(f"fit needs at least 1 epoch, got {n_epochs}")
+        from labcon.core.callbacks.schedule import ParamScheduler
+        from labcon.core.hypers import check_hyper
+
+        check_hyper("epochs", n_epochs)
         if self.in_fit:
             raise RuntimeError("fit called while a fit is running")
         if self.opt is None or reset_opt:
             self.create_opt()
+        if lr is not None:
+            lrs = list(lr) if isinstance(lr, (list, tuple)) else [lr] * len(self.opt.param_groups)
+            if len(lrs) != len(self.opt.param_groups):
+                raise ValueError(
+                    f"got {len(lrs)} learning rates for {len(self.opt.param_groups)} param groups"
+                )
+            for i, x in enumerate(lrs):
+                self.set_hyper("lr", check_hyper("lr", x), i)
+        cbs = list(cbs)
+        if self.schedules and not any(isinstance(c, ParamScheduler) for c in cbs):
+            cbs.append(ParamScheduler(dict(self.schedules)))
         self.n_epochs = n_epochs
         n_train = len(self.dls.train) if hasattr(self.dls.train, "__len__") else 0
         self._fit_start_iter, self._fit_total_iters = span or (self.train_iter, max(1, n_epochs * n_train))

@@ -1,58 +1,84 @@
-"""Commands answered at once without touching training: help, status, listings, notes, journal queries."""
+"""How commands reach a Session: the CommandHost it offers them, and the replies to immediate commands."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from labcon.commands import grammar as C
-from labcon.commands.apply import RUNNER_COMMANDS, apply_runner_command
+from labcon.commands.apply import apply_command
+from labcon.commands.cmd_session import format_status
+from labcon.errors import CommandError
 from labcon.session.bus import Reply
 
 if TYPE_CHECKING:
     from labcon.session.session import Session
 
+__all__ = ["SessionHost", "answer", "format_status"]
 
-def format_status(st: dict) -> str:
-    """A session status as a few readable lines."""
-    hy = "  ".join(f"{k}={','.join(f'{v:.3g}' for v in vals)}" for k, vals in st["hypers"].items())
-    lines = [
-        f"session {st['name']}: {st['state']}  epoch {st['epoch']}  batch {st['iter']}/{st['n_iter']}  "
-        f"iteration {st['train_iter']}  run {st['run_id']}",
-        f"device {st['device']}  model {st['model']}  opt {st['opt']}  {hy}",
-        f"callbacks: {', '.join(st['cbs'])}",
-    ]
-    if st.get("last_error"):
-        lines.append(f"last error: {st['last_error']}")
-    return "\n".join(lines)
+
+class SessionHost:
+    """The CommandHost a Session gives commands: its Runner and the session-level operations."""
+
+    def __init__(self, session: Session):
+        self.s = session
+        self.runner = session.runner
+
+    def pause(self) -> str:
+        """Pause at this batch boundary, with a checkpoint."""
+        s = self.s
+        s._set_state("paused", "paused by command")
+        s.persist.save(mid_epoch=True)
+        return f"paused at epoch {s.runner.epoch}, batch {s.runner.iter}"
+
+    def resume(self) -> str:
+        """Back to running."""
+        self.s._set_state("running")
+        return "resumed"
+
+    def stop(self) -> str:
+        """Ask the fit to stop at the next batch boundary."""
+        s = self.s
+        with s._lock:  # Condition.notify needs its lock (applied on the training thread, unlocked)
+            s._stop_requested = True
+            s._wake.notify_all()
+        return "stopping at the next batch"
+
+    def save(self, label: str | None) -> str:
+        """A checkpoint now (mid-epoch while a fit runs)."""
+        return f"saved {self.s.persist.save(mid_epoch=self.s.state != 'idle', label=label)}"
+
+    def note(self, text: str) -> str:
+        """A note on the current run."""
+        p = self.s.persist
+        p.ensure_run()
+        if p.writer is None:
+            raise CommandError("this session keeps no journal")
+        p.writer.put_note(p.run_id, text)
+        p.writer.flush()
+        return f"noted on run {p.run_id}"
+
+    def search_journal(self, query: str) -> C.Answer:
+        """Runs matching a journal query."""
+        if self.s.persist.writer is not None:
+            self.s.persist.writer.flush()
+        rows = self.s.journal.search(query, limit=20)
+        if not rows:
+            return C.Answer(f"no runs match {query!r}", {"runs": []})
+        return C.Answer("\n".join(_run_line(r) for r in rows), {"runs": rows})
+
+    def status(self) -> dict[str, Any]:
+        """The session's status snapshot."""
+        return self.s.status()
+
+    def data_summary(self) -> str:
+        """The data report."""
+        return self.s.data_summary()
 
 
 def answer(s: Session, cmd: C.Command) -> Reply:
     """The reply to a read-only or immediate command."""
-    if isinstance(cmd, C.Help):
-        return Reply(True, C.help_text(cmd.topic))
-    if isinstance(cmd, C.Status):
-        st = s.status()
-        return Reply(True, format_status(st), data=st)
-    if isinstance(cmd, RUNNER_COMMANDS):
-        return Reply(True, apply_runner_command(cmd, s.runner))
-    if isinstance(cmd, C.DataSummary):
-        return Reply(True, s.data_summary())
-    if isinstance(cmd, C.Note):
-        s.persist.ensure_run()
-        if s.persist.writer is None:
-            return Reply(False, "this session keeps no journal")
-        s.persist.writer.put_note(s.persist.run_id, cmd.message)
-        s.persist.writer.flush()
-        return Reply(True, f"noted on run {s.persist.run_id}")
-    if isinstance(cmd, C.Journal):
-        if s.persist.writer is not None:
-            s.persist.writer.flush()
-        rows = s.journal.search(cmd.query, limit=20)
-        if not rows:
-            return Reply(True, f"no runs match {cmd.query!r}", data={"runs": []})
-        lines = [_run_line(r) for r in rows]
-        return Reply(True, "\n".join(lines), data={"runs": rows})
-    return Reply(False, f"'{cmd.text}' is not answered here")
+    out = apply_command(cmd, SessionHost(s))
+    return Reply(True, out.text, data=out.data)
 
 
 def _run_line(r: dict) -> str:

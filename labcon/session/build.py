@@ -19,6 +19,7 @@ from labcon.core.losses import LOSSES
 from labcon.core.metrics import METRICS
 from labcon.core.optim import OPTIMIZERS
 from labcon.core.runner import Runner, default_device
+from labcon.core.schedules import parse_sched
 from labcon.data.block import DataBlock
 from labcon.errors import ConfigError, LabconError
 from labcon.session.config import Config, add_location
@@ -144,5 +145,7 @@ def build(config: Config, rank: int = 0, world_size: int = 1, device: torch.devi
     runner = Runner(
         model, dls, loss_func=loss_func, opt_func=opt_func, lr=t.lr, metrics=metrics, device=device
     )
+    if isinstance(t.schedule, tuple):  # [train.schedule]: run in every fit (fit_one_cycle keeps its lr, mom)
+        runner.schedules = {k: parse_sched(v) for k, v in t.schedule if k != "policy"}
     runner.add_cbs(build_callbacks(config, device))
     return Built(block, dls, model, runner)

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labcon.core.callbacks.schedule import check_schedule
+from labcon.core.hypers import RULES, SCHEDULABLE, HyperParamError, check_hyper
+from labcon.core.schedules import parse_sched
 from labcon.errors import ConfigError, LabconError
 from labcon.session.paths import validate_session_name
 from labcon.session.toml_io import (  # dump_toml and dump_value are re-exported from here
@@ -69,7 +72,8 @@ class TrainConfig:
     opt: str = "adam"
     wd: float = 0.0
     mom: float | None = None
-    schedule: str = "one_cycle"
+    # "one_cycle" | "constant", or a [train.schedule] table as (name, schedule text) pairs.
+    schedule: str | tuple[tuple[str, str], ...] = "one_cycle"
     loss: str = "cross_entropy"
     metrics: tuple[str, ...] = ("accuracy",)
     precision: str = "fp32"
@@ -125,6 +129,8 @@ class Config:
                 k: list(v) if isinstance(v, tuple) else v
                 for k, v in dataclasses.asdict(getattr(self, sec)).items()
             }
+            if sec == "train" and isinstance(getattr(self, sec).schedule, tuple):
+                d["schedule"] = dict(self.train.schedule)
             out[sec] = {k: v for k, v in d.items() if v is not None}
         if self.model.arch != "simple_cnn":
             del out["model"]["channels"]
@@ -311,6 +317,34 @@ class _Validator:
             self.fail(path, f"must be {rng}, got {v!r}")
         return float(v)
 
+    def hyper(self, v: Any, path: KeyPath) -> Any:
+        """A hyper-parameter, checked by the one rule set every entry point uses (labcon/core/hypers.py)."""
+        name = str(path[-1])
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            self.fail(path, f"expected a number, got {_show(v)}")
+        try:
+            return check_hyper(name, v if RULES[name].whole else float(v))
+        except HyperParamError as e:
+            self.fail(path, str(e).removeprefix(f"{name} "))
+
+    def schedule(self, v: Any, path: KeyPath) -> str | tuple[tuple[str, str], ...]:
+        """`schedule = "one_cycle"`, or a [train.schedule] table of NAME = "SCHEDULE" (policy = ... optional)."""
+        if not isinstance(v, dict):
+            return self.choice(v, path, SCHEDULES)
+        out = []
+        for name, text in v.items():
+            if name == "policy":
+                out.append((name, self.choice(text, (*path, name), SCHEDULES)))
+                continue
+            if name not in SCHEDULABLE:
+                self.fail((*path, name), f"cannot be scheduled{_suggest(name, SCHEDULABLE, 'schedulable:')}")
+            try:
+                check_schedule(name, parse_sched(text if isinstance(text, str) else float(text)))
+            except (ValueError, TypeError) as e:
+                self.fail((*path, name), f'{e}; write e.g. {name} = "cos:1e-3:1e-5"')
+            out.append((name, str(text)))
+        return tuple(out)
+
     def int_(self, v: Any, path: KeyPath, lo: int | None = None, hi: int | None = None) -> int:
         if isinstance(v, bool) or not isinstance(v, int):
             self.fail(path, f"expected a whole number, got {_show(v)}")
@@ -362,12 +396,12 @@ _FIELDS: dict[str, dict[str, _Check]] = {
         "channels": lambda v, x, p: v.int_list(x, p),
     },
     "train": {
-        "epochs": lambda v, x, p: v.int_(x, p, lo=1),
-        "lr": lambda v, x, p: v.num(x, p, gt=0),
+        "epochs": lambda v, x, p: v.hyper(v.int_(x, p), p),
+        "lr": lambda v, x, p: v.hyper(x, p),
         "opt": lambda v, x, p: v.choice(x, p, OPTS),
-        "wd": lambda v, x, p: v.num(x, p, ge=0),
-        "mom": lambda v, x, p: v.num(x, p, ge=0, le=1),
-        "schedule": lambda v, x, p: v.choice(x, p, SCHEDULES),
+        "wd": lambda v, x, p: v.hyper(x, p),
+        "mom": lambda v, x, p: v.hyper(x, p),
+        "schedule": lambda v, x, p: v.schedule(x, p),
         "loss": lambda v, x, p: v.choice(x, p, LOSSES),
         "metrics": lambda v, x, p: v.str_list(x, p),
         "precision": lambda v, x, p: v.choice(x, p, PRECISIONS),

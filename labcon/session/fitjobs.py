@@ -113,8 +113,8 @@ class FitJobs:
             s.until_epoch = None
             s._set_state("idle")  # the replayed part is over: the branch command starts like a typed one
             reply = s.submit(job.text)
-            if not reply.ok:
-                s.publish(Log(level="error", text=f"{job.text}: {reply.text}"))
+            # The reply says what will happen (e.g. a schedule rescaled): --then users see it like typed ones.
+            s.publish(Log(level="info" if reply.ok else "error", text=f"{job.text}: {reply.text}"))
             return
         if isinstance(job, C.LrFind):
             self._lr_find(job)
@@ -142,7 +142,11 @@ class FitJobs:
                 kw = {"pct_start": plan["pct_start"]} if plan.get("pct_start") is not None else {}
                 r.fit_one_cycle(remaining, lr_max=plan.get("lr"), span=span, **kw)
             else:
-                r.fit(remaining, span=span)
+                # A new `fit` starts from the configured lr (or its lr=), not what a schedule left behind;
+                # a continued plan keeps the optimizer's restored values.
+                fresh = not isinstance(job, dict)
+                lr = (plan.get("lr") if plan.get("lr") is not None else r.lr) if fresh else None
+                r.fit(remaining, span=span, lr=lr)
             if r.stop_reason is not None:
                 status, reason = "stopped", r.stop_reason
         except Exception as e:  # noqa: BLE001 - the worker's boundary: any failure ends this fit, not the session
@@ -171,8 +175,8 @@ class FitJobs:
             "n_train": n_train,
             "text": cmd.text,
         }
+        plan["lr"] = cmd.lr_plan(len(r.hyper("lr")))
         if isinstance(cmd, C.FitOneCycle):
-            plan["lr"] = list(cmd.lr) if isinstance(cmd.lr, tuple) else cmd.lr
             plan["pct_start"] = cmd.pct_start
         return plan
 

@@ -15,22 +15,6 @@ from labcon.session.journal import Journal
 from labcon.session.paths import sessions_home
 from labcon.session.session import Session
 
-# Commands that change nothing numerical are not replayed (they were a person's doing, not the experiment's).
-_SKIP = (
-    C.Profile,  # it puts the model and optimizer back: nothing numerical to repeat
-    C.Pause,
-    C.Resume,
-    C.Save,
-    C.Note,
-    C.Journal,
-    C.Help,
-    C.Status,
-    C.CbList,
-    C.Hooks,
-    C.ShowLoop,
-    C.DataSummary,
-)
-
 
 @dataclass
 class ReplayPlan:
@@ -52,7 +36,7 @@ def plan_replay(journal: Journal, run_id: int) -> ReplayPlan:
             raise LabconError(
                 f"run {run_id}: journaled command {ev['text']!r} no longer parses: {e}"
             ) from None
-        if isinstance(cmd, _SKIP):
+        if not cmd.replay:  # each command declares it (a person looking or saving is not the experiment)
             continue
         point = (ev.get("data") or {}).get("point", "idle")
         if point == "batch":
@@ -95,6 +79,8 @@ def start_replay(
 ) -> tuple[Session, ReplayPlan]:
     """A new session (linked to the original run) that re-runs it; call session.wait() then report()."""
     home = sessions_home(sessions_dir)
+    if then:
+        C.check(then)  # a --then that does not parse fails here, before any training
     journal = Journal(home / "journal.db")
     try:
         run_id = journal.resolve_run(str(run))

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from labcon.commands import grammar as C
-from labcon.commands.apply import RUNNER_COMMANDS, RunnerContext, apply_runner_command, check_removable
+from labcon.commands.apply import RunnerContext, apply_command
 from labcon.core.events import CancelFitException
 from labcon.errors import CommandError, LabconError
 from labcon.session.build import build
@@ -154,20 +154,20 @@ class Session:
         """Parse, validate and apply (or queue) one command; never raises for bad input."""
         try:
             cmd = C.validate(C.parse(text), self.context())
-            if isinstance(cmd, C.CbRm) and self.runner.cb(cmd.cb) is not None:
-                check_removable(self.runner.cb(cmd.cb), self.runner)  # refuse now, not at the epoch's end
             return self.dispatch(cmd)
         except (CommandError, LabconError, ValueError, KeyError, TypeError, IndexError) as e:
-            msg = str(e).strip("'\"") or type(e).__name__
+            # str(KeyError) adds quotes of its own; other messages keep theirs (got 'abc').
+            msg = (e.args[0] if isinstance(e, KeyError) and e.args else str(e)) or type(e).__name__
             self.publish(CommandFailed(text=text, error=msg))
             return Reply(False, msg)
 
     def dispatch(self, cmd: C.Command) -> Reply:
         """Route a validated command: answer now, queue for a safe point, or start work."""
-        if cmd.when == "now" and not isinstance(cmd, C.Save):
+        if cmd.when == "now":
             return self._answer(cmd)
-        if cmd.when == "idle" or isinstance(cmd, C.Replay):
+        if cmd.when == "idle":
             return self.jobs.submit(cmd)
+        note = cmd.queued_note(self.context())  # what will happen, said at queue time to every client
         with self._lock:
             if self.state == "idle":
                 if isinstance(cmd, (C.Pause, C.Resume, C.Stop)):
@@ -181,10 +181,10 @@ class Session:
                 return Reply(True, "pause cancelled before it took effect")
             if cmd.when == "epoch" and self.state != "paused":
                 self._epoch_q.append(cmd)
-                return Reply(True, f"queued: '{cmd.text}' applies at the end of this epoch")
+                return Reply(True, f"queued: '{cmd.text}' applies at the end of this epoch{note}")
             self._batch_q.append(cmd)
             self._wake.notify_all()
-        return Reply(True, f"queued: '{cmd.text}' applies at the next batch")
+        return Reply(True, f"queued: '{cmd.text}' applies at the next batch{note}")
 
     def _answer(self, cmd: C.Command) -> Reply:
         from labcon.session.answers import answer
@@ -194,28 +194,12 @@ class Session:
     # ----- applying commands (training thread at safe points, or any thread when idle) -----------------
     def apply(self, cmd: C.Command, point: str) -> str:
         """Apply a command now and journal it at (epoch, train_iter)."""
+        from labcon.session.answers import SessionHost
+
         r = self.runner
-        if isinstance(cmd, RUNNER_COMMANDS):
-            reply = apply_runner_command(cmd, r)
-            if cmd.when == "epoch":
-                self.persist.structural.append(cmd.text)
-        elif isinstance(cmd, C.Pause):
-            self._set_state("paused", "paused by command")
-            self.persist.save(mid_epoch=True)
-            reply = f"paused at epoch {r.epoch}, batch {r.iter}"
-        elif isinstance(cmd, C.Resume):
-            self._set_state("running")
-            reply = "resumed"
-        elif isinstance(cmd, C.Stop):
-            with self._lock:  # Condition.notify needs its lock (applied on the training thread, unlocked)
-                self._stop_requested = True
-                self._wake.notify_all()
-            reply = "stopping at the next batch"
-        elif isinstance(cmd, C.Save):
-            path = self.persist.save(mid_epoch=self.state != "idle", label=cmd.label)
-            reply = f"saved {path}"
-        else:
-            raise CommandError(f"'{cmd.text}' cannot be applied here")
+        reply = apply_command(cmd, SessionHost(self)).text
+        if cmd.when == "epoch":
+            self.persist.structural.append(cmd.text)
         self.persist.log_command(cmd.text, point)
         self.publish(CommandApplied(text=cmd.text, epoch=r.epoch, iter=r.train_iter, reply=reply))
         return reply
@@ -361,11 +345,12 @@ class Session:
     def start_fit(self, epochs: int | None = None, lr: float | None = None) -> Reply:
         """Start the fit the config describes (schedule, epochs, lr), optionally overridden."""
         t = self.config.train
-        n, lr = epochs or t.epochs, lr or t.lr
-        text = f"fit_one_cycle {n} lr={lr!r}" if t.schedule == "one_cycle" else f"fit {n}"
-        if t.schedule != "one_cycle" and lr != t.lr:
-            self.submit(f"set lr={lr!r}")
-        return self.submit(text)
+        # `is None`, not `or`: an explicit 0 must reach validation and be refused, never replaced.
+        n = t.epochs if epochs is None else epochs
+        lr = t.lr if lr is None else lr
+        policy = dict(t.schedule).get("policy", "constant") if isinstance(t.schedule, tuple) else t.schedule
+        kind = "fit_one_cycle" if policy == "one_cycle" else "fit"
+        return self.submit(f"{kind} {n} lr={lr!r}")
 
     def resume_fit(self) -> bool:
         """Continue an interrupted fit from its checkpoint; False when the last fit had finished."""

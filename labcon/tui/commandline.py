@@ -9,48 +9,17 @@ from textual.message import Message
 from textual.suggester import Suggester
 from textual.widgets import Input
 
-# Used only when labcon.commands.grammar is not importable (keeps the console usable on its own).
-_FALLBACK_WORDS = (
-    "fit", "fit_one_cycle", "lr_find", "pause", "resume", "stop", "set", "opt", "cb", "norm", "hooks",
-    "hook", "telemetry", "data", "save", "note", "journal", "replay", "show", "status", "help",
-)  # fmt: skip
-
-
-def _fallback_complete(text: str) -> list[str]:
-    if " " in text:
-        return []
-    return [w for w in _FALLBACK_WORDS if w.startswith(text)]
+from labcon.commands.grammar import apply_completion, complete, help_text
 
 
 def load_completer() -> Callable[[str], list[str]]:
-    """labcon.commands.grammar.complete when available, else completion of command names only."""
-    try:
-        from labcon.commands.grammar import complete
-    except ImportError:
-        return _fallback_complete
+    """The command language's completion (derived from the command registry)."""
     return complete
 
 
 def load_help() -> Callable[[str | None], str] | None:
-    """labcon.commands.grammar.help_text when available, else None (help is then asked of the session)."""
-    try:
-        from labcon.commands.grammar import help_text
-    except ImportError:
-        return None
+    """The command language's help text."""
     return help_text
-
-
-def apply_completion(text: str, candidates: list[str]) -> str:
-    """`text` with its last word completed to the candidates' common prefix (a space after a unique word)."""
-    if not candidates:
-        return text
-    cut = 0 if not text or text[-1].isspace() else len(text) - len(text.split()[-1])
-    prefix = candidates[0]
-    for c in candidates[1:]:
-        while not c.startswith(prefix):
-            prefix = prefix[:-1]
-    done = len(candidates) == 1 and not prefix.endswith("=")
-    return text[:cut] + prefix + (" " if done else "")
 
 
 class CommandSuggester(Suggester):

@@ -124,6 +124,10 @@ class Recorder(Callback):
         names = ["valid_loss", *self.metric_names[3:-1]]
         for name, s in zip(names, sums[1:], strict=True):
             row[name] = s / n_valid if n_valid else math.nan
+        for m, name in zip(r.metrics, names[1:], strict=True):
+            finalize = getattr(m, "finalize", None)  # e.g. perplexity = exp(mean cross-entropy)
+            if finalize is not None and math.isfinite(row[name]):
+                row[name] = finalize(row[name])
         row["time"] = time.perf_counter() - self._epoch_start
         self.rows.append(row)
 

@@ -1,4 +1,4 @@
-"""ParamScheduler: schedule any hyper-parameter of any param group; the one-cycle policy."""
+"""ParamScheduler: schedule any hyper-parameter of any param group; the one-cycle policy; live changes to it."""
 
 from __future__ import annotations
 
@@ -8,11 +8,23 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from labcon.core.events import Callback
+from labcon.core.hypers import check_hyper
 from labcon.core.optim import set_hyper
-from labcon.core.schedules import Schedule, one_cycle_scheds
+from labcon.core.schedules import Remainder, Schedule, describe, one_cycle_scheds, scaled
 
 if TYPE_CHECKING:
     from labcon.core.runner import Runner
+
+# Points at which a schedule's values are checked against the hyper-parameter's range.
+_CHECK_POINTS = tuple(i / 100 for i in range(101))
+
+
+def check_schedule(name: str, sched: Schedule) -> None:
+    """Every value the schedule takes (sampled at 101 points) must be valid for `name` (HyperParamError)."""
+    for p in _CHECK_POINTS:
+        v = sched(p)
+        if not (name == "lr" and v == 0):  # annealing down to 0 is a schedule, not a mistake
+            check_hyper(name, v)
 
 
 class ParamScheduler(Callback):
@@ -20,6 +32,8 @@ class ParamScheduler(Callback):
 
     `scheds` maps a hyper-parameter name (lr, mom, sqr_mom, wd, eps, ... or `dropout`, which sets
     every nn.Dropout's p) to one schedule, or a list with one schedule per param group.
+    A live `set` rescales the rest of a schedule (`rescale`), `sched` replaces it (`replace`) and
+    `set ... fixed` drops it (`drop`): the scheduler never silently overwrites a change.
     """
 
     order = 1
@@ -32,7 +46,7 @@ class ParamScheduler(Callback):
         for name, s in self.scheds.items():
             if isinstance(s, (list, tuple)) and len(s) != n_groups:
                 raise ValueError(f"schedule for '{name}' has {len(s)} entries for {n_groups} param groups")
-        self._set(0.0)
+        self._set(self.runner.pct_train)
 
     def before_batch(self) -> None:
         if self.runner.training:
@@ -51,6 +65,57 @@ class ParamScheduler(Callback):
                 f = s[i] if isinstance(s, (list, tuple)) else s
                 set_hyper(g, name, f(pos))
 
+    # ----- live changes --------------------------------------------------------------------------------
+    def _per_group(self, name: str, n: int) -> list[Schedule]:
+        s = self.scheds[name]
+        return list(s) if isinstance(s, (list, tuple)) else [s] * n
+
+    def rescale(self, name: str, values: Sequence[float], pos: float, group: int | None = None) -> list[bool]:
+        """Scale the schedule of `name` so its value at `pos` becomes values[i] in each group (or only in
+        `group`); the shape is kept. Returns, per group, whether it could be rescaled (a schedule at 0
+        there cannot: that group's schedule is replaced by the constant instead)."""
+        n = len(values)
+        per = self._per_group(name, n)
+        done = []
+        for i, (s, v) in enumerate(zip(per, values, strict=True)):
+            if group is not None and i != group % n:
+                done.append(True)
+                continue
+            now = s(pos)
+            if now != 0 and (v == 0 or (now > 0) == (v > 0)):
+                per[i] = scaled(s, v / now)
+                done.append(True)
+            else:
+                per[i] = Remainder(lambda p, v=v: v, pos)
+                done.append(False)
+        self.scheds[name] = per if len(set(map(id, per))) > 1 else per[0]
+        return done
+
+    def replace(self, name: str, sched: Schedule | Sequence[Schedule], pos: float) -> None:
+        """Run `sched` (one, or one per group) over the rest of the fit from `pos`."""
+        if isinstance(sched, (list, tuple)):
+            self.scheds[name] = [Remainder(s, pos) if pos > 0 else s for s in sched]
+        else:
+            self.scheds[name] = Remainder(sched, pos) if pos > 0 else sched
+
+    def drop(self, name: str) -> bool:
+        """Stop scheduling `name` (its value stays where it is); False if it was not scheduled."""
+        return self.scheds.pop(name, None) is not None
+
+    def describe(self) -> list[str]:
+        """One line per scheduled hyper-parameter (per group when the groups differ)."""
+        lines = []
+        for name, s in self.scheds.items():
+            if isinstance(s, (list, tuple)):
+                texts = [describe(x) for x in s]
+                if len(set(texts)) == 1:
+                    lines.append(f"{name}: {texts[0]}")
+                else:
+                    lines += [f"{name} (group {i}): {t}" for i, t in enumerate(texts)]
+            else:
+                lines.append(f"{name}: {describe(s)}")
+        return lines
+
 
 def one_cycle(
     runner: Runner,
@@ -60,7 +125,11 @@ def one_cycle(
     div_final: float = 1e5,
     moms: tuple[float, float, float] = (0.95, 0.85, 0.95),
 ) -> ParamScheduler:
-    """A ParamScheduler for the one-cycle policy (lr_max per param group allowed; default runner.lr)."""
+    """A ParamScheduler for the one-cycle policy (lr_max per param group allowed; default runner.lr).
+
+    Schedules the runner keeps for every fit (`runner.schedules`: config `[train.schedule]` or `sched`
+    while idle) run alongside for the hyper-parameters the policy does not set (wd, eps, dropout ...).
+    """
     if runner.opt is None:
         runner.create_opt()
     n = len(runner.opt.param_groups)
@@ -68,9 +137,19 @@ def one_cycle(
     lrs: list[Any] = list(lr_max) if isinstance(lr_max, (list, tuple)) else [lr_max] * n
     if len(lrs) != n:
         raise ValueError(f"got {len(lrs)} lr_max values for {n} param groups")
+    for lr in lrs:
+        check_hyper("lr", lr)
     per_group = [one_cycle_scheds(lr, pct_start, div, div_final, moms) for lr in lrs]
-    scheds: dict[str, Any] = {"lr": [p["lr"] for p in per_group]}
+    scheds: dict[str, Any] = {
+        k: v for k, v in getattr(runner, "schedules", {}).items() if k not in ("lr", "mom")
+    }
+    scheds["lr"] = [p["lr"] for p in per_group]
     has_mom = all(any(k in g for k in ("mom", "momentum", "betas")) for g in runner.opt.param_groups)
     if has_mom:
         scheds["mom"] = [p["mom"] for p in per_group]
     return ParamScheduler(scheds)
+
+
+def active_scheduler(runner: Any) -> ParamScheduler | None:
+    """The ParamScheduler of the running fit, if any."""
+    return next((c for c in runner.cbs if isinstance(c, ParamScheduler)), None)
