@@ -91,10 +91,11 @@ class ProfileReport:
 
     def table(self) -> str:
         """A plain-text table, largest parts first within the loop, then the totals and overhead."""
-        lines = [f"{'part':<32} {'ms/step':>9} {'share':>7}"]
+        w = max(14, *(len(n) for n, _ in self.rows))
+        lines = [f"{'part':<{w}} {'ms/step':>9} {'share':>7}"]
         for name, s in self.rows:
-            lines.append(f"{name:<32} {1e3 * s:>9.3f} {100 * self.share(s):>6.1f}%")
-        lines.append(f"{'step (total)':<32} {1e3 * self.step_s:>9.3f} {100.0:>6.1f}%")
+            lines.append(f"{name:<{w}} {1e3 * s:>9.3f} {100 * self.share(s):>6.1f}%")
+        lines.append(f"{'step (total)':<{w}} {1e3 * self.step_s:>9.3f} {100.0:>6.1f}%")
         lines.append(
             f"profiler overhead {1e3 * self.overhead_s:.3f} ms/step ({100 * self.share(self.overhead_s):.1f}% of "
             f"the step, included above); clock: {self.clock}; {self.n_steps} steps; "
