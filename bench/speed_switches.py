@@ -102,7 +102,7 @@ def main() -> None:
         for k in order:
             cases[k][0].fit(1)
     med = {k: (statistics.median(lk.raw), statistics.median(lk.framework)) for k, (_, lk) in cases.items()}
-    ratio = {k: lk.ratio() for k, (_, lk) in cases.items()}
+    ratio = {k: lk.step_ratio() for k, (_, lk) in cases.items()}
     out: dict[str, Any] = {
         "bench": "speed_switches (lockstep, Telemetry on)",
         "device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),

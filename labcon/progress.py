@@ -4,9 +4,25 @@ from __future__ import annotations
 
 import sys
 import time
+import unicodedata
 from typing import TextIO
 
 from labcon.core.events import Callback
+
+
+def visible(text: str) -> str:
+    """`text` safe to echo to a terminal: control and format characters (ESC, CR, bidi overrides...) shown as
+    escapes like \\x1b, so text from a client or a journal can never drive the user's terminal. Newlines and
+    tabs are kept."""
+    if text.isprintable():
+        return text  # the common case, cheap
+    out = []
+    for ch in text:
+        if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            out.append(ch)
+        else:
+            out.append(ascii(ch)[1:-1])
+    return "".join(out)
 
 
 def format_row(row: dict[str, float]) -> str:

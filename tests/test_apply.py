@@ -12,8 +12,10 @@ from torch import nn
 
 from labcon.commands.apply import ActivationStats, RunnerContext, apply_runner_command, load_callback_class
 from labcon.commands.grammar import complete, parse, validate
+from labcon.core.events import Callback
 from labcon.core.optim import SGD, Adam
 from labcon.core.runner import Runner
+from labcon.core.schedules import sched_cos
 from labcon.data.loaders import DataLoaders
 from labcon.errors import CommandError
 
@@ -61,11 +63,11 @@ def valid_loss(r: Runner) -> float:
 
 
 def test_set_all_groups_one_group_and_per_group(runner: Runner) -> None:
-    assert run("set lr=0.05", runner) == "set lr=0.05"
+    assert run("set lr=0.05", runner) == "set lr=0.05; later fits start from this lr"
     assert runner.hyper("lr") == [0.05, 0.05]
     assert "(group 1)" in run("set wd=0.1 group=1", runner)
     assert runner.hyper("wd") == [0.0, 0.1]
-    assert run("set lr=1e-3,2e-3", runner) == "set lr=[0.001, 0.002]"
+    assert run("set lr=1e-3,2e-3", runner).startswith("set lr=[0.001, 0.002]")
     assert runner.hyper("lr") == [1e-3, 2e-3]
     with pytest.raises(CommandError, match="no hyper-parameter 'lrr'"):
         run("set lrr=1", runner)
@@ -254,3 +256,51 @@ def test_runner_context_validates_and_completes(runner: Runner) -> None:
         validate(parse("cb add mixpu"), ctx)
     assert "recorder" in complete("cb rm ", ctx)
     assert complete("hook add 4", ctx) == ["4"]
+
+
+def test_discriminative_lrs_list_and_spread(runner: Runner) -> None:
+    ctx = RunnerContext(runner)
+    assert ctx.n_groups == 2
+    assert run("set lr=1e-5..1e-3", runner).startswith("set lr=[1e-05, 0.001]")
+    assert runner.hyper("lr") == pytest.approx([1e-5, 1e-3])
+    validate(parse("set lr=1e-4,1e-3"), ctx)
+    assert run("set lr=1e-4,1e-3", runner).startswith("set lr=[0.0001, 0.001]")
+    validate(parse("fit_one_cycle 1 lr=1e-4..1e-2"), ctx)
+    with pytest.raises(CommandError, match="3 values for 2 param group"):
+        validate(parse("set lr=1,2,3"), ctx)
+    with pytest.raises(CommandError, match="lo < hi"):
+        parse("set lr=1e-3..1e-5")
+    # One peak per group from a spread: the one-cycle schedule of each group peaks at its own value.
+    runner.fit_one_cycle(1, lr_max=[1e-4, 1e-2], pct_start=0.5)
+    assert runner.hyper("lr")[1] / runner.hyper("lr")[0] == pytest.approx(100)
+
+
+def test_sched_while_idle_runs_in_every_fit_and_show_sched(runner: Runner) -> None:
+    reply = run("sched wd=lin:0:0.1 lr=cos:1e-2:1e-4", runner)
+    assert "wd: lin 0 -> 0.1 in every later fit" in reply
+    shown = run("show sched", runner)
+    assert "lr: cos 0.01 -> 0.0001" in shown and "wd: lin 0 -> 0.1" in shown and shown.endswith("eps=1e-05")
+    seen: list[tuple[float, float, float]] = []
+
+    class Watch(Callback):
+        order = 5
+
+        def before_batch(self) -> None:
+            if self.runner.training:
+                g = self.runner.opt.param_groups[0]
+                seen.append((self.runner.pct_train, g["lr"], g["wd"]))
+
+    runner.fit(1, cbs=[Watch()])
+    for pct, lr, wd in seen:
+        assert wd == pytest.approx(0.1 * pct) and lr == pytest.approx(sched_cos(1e-2, 1e-4)(pct))
+    # Rescaled while idle: the next fit's lr schedule starts at the new value, shape kept.
+    assert "every later fit's lr schedule rescaled" in run("set lr=5e-3", runner)
+    assert runner.schedules["lr"](0.5) == pytest.approx(sched_cos(1e-2, 1e-4)(0.5) / 2)
+    assert "lr: not scheduled" in run("sched lr=off", runner) and "lr" not in runner.schedules
+
+
+def test_set_fixed_in_one_group_keeps_the_others_scheduled(runner: Runner) -> None:
+    run("sched lr=cos:1e-2:1e-4", runner)
+    assert "fixed in group 0" in run("set lr=1e-3 group=0 fixed", runner)
+    per = runner.schedules["lr"]
+    assert per[0](0.7) == 1e-3 and per[1](0.7) == pytest.approx(sched_cos(1e-2, 1e-4)(0.7))

@@ -154,3 +154,74 @@ def test_bad_values_refused_at_submit(data, tmp_path, text, fragment):
     failed = [m for m in sub.drain() if isinstance(m, M.CommandFailed)]
     assert [m.error for m in failed] == [reply.text]  # quotes kept: nothing stripped on the way
     s.close()
+
+
+def test_queue_time_reply_reaches_a_socket_client(data, tmp_path):
+    """`labcon send` / attach get the same words: the reply is made by the session, at queue time."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from labcon.remote.client import RemoteSession
+    from labcon.remote.server import ControlServer, control_socket_path
+
+    s, _ = _session(data, tmp_path)
+    short = Path(tempfile.mkdtemp(prefix="lc", dir="/tmp"))  # socket paths must be short
+    server = ControlServer(s, control_socket_path(short, "live"), follow=False).start()
+    try:
+        rs = RemoteSession(control_socket_path(short, "live"))
+        assert rs.submit("fit_one_cycle 30").ok
+        _wait(lambda: s.runner.train_iter >= 2)
+        reply = rs.submit("set lr=0.002")
+        assert reply.ok and "rescaled" in reply.text
+        bad = rs.submit("set mom=nan")
+        assert not bad.ok and bad.text.endswith("got 'nan'")
+        rs.submit("stop")
+        assert s.wait(60)
+    finally:
+        server.close()
+        shutil.rmtree(short, ignore_errors=True)
+        s.close()
+
+
+def test_sched_mid_fit_applies_to_a_plain_fit(data, tmp_path):
+    s, log = _session(data, tmp_path)
+    sub = s.subscribe()
+    assert s.submit("fit 30").ok
+    _wait(lambda: s.runner.train_iter >= 2)
+    reply = s.submit("sched lr=lin:1e-3:1e-4")
+    assert reply.ok and "rest of this fit" in reply.text
+    applied = _applied(sub, "sched lr=lin:1e-3:1e-4")
+    assert "over the rest of this fit" in applied.reply
+    _, p0, lr0, _ = _row(log, applied.iter)
+    _, p2, lr2, _ = _row(log, applied.iter + 2)
+    assert lr0 == pytest.approx(1e-3) and lr2 == pytest.approx(1e-3 + (1e-4 - 1e-3) * (p2 - p0) / (1 - p0))
+    s.submit("stop")
+    assert s.wait(60)
+    s.close()
+
+
+def test_a_rescaled_schedule_survives_stop_and_resume_from_the_checkpoint(data, tmp_path):
+    s, log = _session(data, tmp_path)
+    sub = s.subscribe()
+    assert s.submit("fit_one_cycle 30").ok
+    _wait(lambda: s.runner.train_iter >= 3)
+    assert s.submit("set lr=0.002").ok
+    t0 = _applied(sub, "set lr=0.002").iter
+    _, p0, _, _ = _row(log, t0)
+    _row(log, t0 + 1)
+    s.submit("stop")
+    assert s.wait(60)
+    stopped_at = s.runner.train_iter
+    s.close()
+    # A new process: the session reopened from its checkpoint continues the fit with the change kept.
+    again = Session.resume("t", tmp_path)
+    log2 = LrLog()
+    again.runner.add_cbs([log2])
+    assert again.resume_fit()
+    it, p, lr, _ = _row(log2, stopped_at + 2)
+    f = one_cycle_scheds(1e-2)["lr"]
+    assert lr == pytest.approx(f(p) * 0.002 / f(p0), rel=1e-9)
+    again.submit("stop")
+    assert again.wait(60)
+    again.close()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from labcon.errors import LabconError
@@ -47,14 +49,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         if func is None:
             parser.print_help()
             return 0
+    warnings.formatwarning = _one_line_warning  # the documented hook: no source line under each warning
     try:
         return int(func(args) or 0)
     except LabconError as e:
         print(f"labcon: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`labcon journal search | head`): not an error worth a traceback. Point stdout
+        # at /dev/null so the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # as a process killed by SIGPIPE
     except KeyboardInterrupt:
         print("labcon: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
+    """A warning as one line (`labcon: warning: ...`), without the file, line number and source line."""
+    text = " ".join(str(message).split())
+    return f"labcon: warning: {text}\n"
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> set[str]:

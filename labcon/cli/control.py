@@ -68,14 +68,20 @@ def send_command(args: argparse.Namespace) -> int:
         print(json.dumps({k: reply.get(k) for k in ("ok", "text", "data")}))
     else:
         out = sys.stdout if reply.get("ok") else sys.stderr
-        print(reply.get("text", ""), file=out)
+        from labcon.progress import visible
+
+        print(visible(str(reply.get("text", ""))), file=out)
     return 0 if reply.get("ok") else 1
 
 
 def _run_front_end(session: Any, history: Path, want_repl: bool) -> None:
+    from labcon.cli.tui import terminal_problem
     from labcon.repl import run_repl
 
-    if not want_repl:
+    problem = None if want_repl else terminal_problem()
+    if problem:
+        print(f"labcon: {problem}; using the line console", file=sys.stderr)
+    if not want_repl and not problem:
         try:
             app = importlib.import_module("labcon.tui.app")
         except ImportError as e:

@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from labcon.errors import DataError
+from labcon.errors import DataError, LabconError
 
 
 def register(subparsers: Any) -> None:
@@ -152,7 +152,17 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def cmd_preview(args: argparse.Namespace) -> int:
     """Write a labelled grid of samples to a PNG."""
+    if args.n < 1:
+        raise LabconError(f"-n must be a positive number of samples, got {args.n}")
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise LabconError(
+            f"cannot write {out}: folder {out.parent} does not exist; create it or choose another --out"
+        )
     img = resolve_block(args.target, args.size, args.root).show_batch(n=args.n, augment=not args.no_augment)
-    img.save(args.out)
+    try:
+        img.save(out)
+    except (OSError, ValueError) as e:
+        raise LabconError(f"cannot write {out}: {getattr(e, 'strerror', None) or e}") from None
     print(f"wrote {args.out} ({img.size[0]}x{img.size[1]})")
     return 0

@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(json.dumps(runs, indent=2, default=str))
         return 0
     if not runs:
-        print("no runs match")
+        _emit("no runs match")
         return 0
     rows = [
         [
@@ -81,7 +82,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         ]
         for r in runs
     ]
-    print(_table(["run", "session", "status", "started", "took", "tags", "final metrics"], rows))
+    _emit(_table(["run", "session", "status", "started", "took", "tags", "final metrics"], rows))
     return 0
 
 
@@ -95,29 +96,29 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(json.dumps({**run, "epochs": epochs, "events": events}, indent=2, default=str))
         return 0
     parent = f"  (branched from run {run['parent_id']})" if run["parent_id"] else ""
-    print(f"run {run['id']}  session {run['session']}  {run['status']}{parent}")
-    print(f"started {_when(run['started'])}  took {_duration(run['duration'])}  seed {run['seed']}")
+    _emit(f"run {run['id']}  session {run['session']}  {run['status']}{parent}")
+    _emit(f"started {_when(run['started'])}  took {_duration(run['duration'])}  seed {run['seed']}")
     env = run["env"]
-    print(
+    _emit(
         f"code {run['code_version']}  python {env.get('python')}  torch {env.get('torch')}  host {run['host']}"
     )
     if run["tags"]:
-        print("tags: " + ", ".join(run["tags"]))
+        _emit("tags: " + ", ".join(run["tags"]))
     if run["final_metrics"]:
-        print("final: " + _metrics(run["final_metrics"]))
-    print("\nconfig:")
-    print("\n".join("  " + line for line in run["config"].splitlines()) or "  (empty)")
+        _emit("final: " + _metrics(run["final_metrics"]))
+    _emit("\nconfig:")
+    _emit("\n".join("  " + line for line in run["config"].splitlines()) or "  (empty)")
     if epochs:
         names = [k for k in epochs[0] if k != "epoch"]
         names += sorted({k for e in epochs for k in e} - set(names) - {"epoch"})
-        print("\nepochs:")
-        print(
+        _emit("\nepochs:")
+        _emit(
             _table(["epoch", *names], [[str(e["epoch"]), *(_num(e.get(k)) for k in names)] for e in epochs])
         )
     if events:
-        print("\nevents:")
+        _emit("\nevents:")
         for e in events:
-            print(f"  {_time(e['time'])}  {_pos(e)}  {e['kind']:<7}  {e['text']}")
+            _emit(f"  {_time(e['time'])}  {_pos(e)}  {e['kind']:<7}  {e['text']}")
     return 0
 
 
@@ -134,29 +135,29 @@ def cmd_diff(args: argparse.Namespace) -> int:
         f"run {a['id']} ({a['session']}, {a['status']})",
         f"run {b['id']} ({b['session']}, {b['status']})",
     )
-    print(f"{_fit(head_a, width)}  |  {head_b}")
-    print("\nconfig:")
+    _emit(f"{_fit(head_a, width)}  |  {head_b}")
+    _emit("\nconfig:")
     marks = {"equal": " ", "replace": "|", "delete": "<", "insert": ">"}
     for row in d["config"]["side_by_side"]:
-        print(f"{_fit(row['a'] or '', width)} {marks[row['op']]}  {row['b'] or ''}".rstrip())
-    print("\ncommands (epoch:iteration):")
+        _emit(f"{_fit(row['a'] or '', width)} {marks[row['op']]}  {row['b'] or ''}".rstrip())
+    _emit("\ncommands (epoch:iteration):")
     if not d["commands"]:
-        print("  (none)")
+        _emit("  (none)")
     for row in d["commands"]:
         where = _pos(row)
         for k in range(max(len(row["a"]), len(row["b"]))):
             left = row["a"][k] if k < len(row["a"]) else ""
             right = row["b"][k] if k < len(row["b"]) else ""
-            print(
+            _emit(
                 f"{_fit(where + '  ' + left, width)} {'=' if left == right else '|'}  {where}  {right}".rstrip()
             )
-    print("\nfinal metrics:")
+    _emit("\nfinal metrics:")
     rows = [[m["name"], _num(m["a"]), _num(m["b"]), _num(m["delta"], sign=True)] for m in d["metrics"]]
-    print(_table(["metric", f"run {a['id']}", f"run {b['id']}", "b - a"], rows) if rows else "  (none)")
+    _emit(_table(["metric", f"run {a['id']}", f"run {b['id']}", "b - a"], rows) if rows else "  (none)")
     if d["params"]:
-        print("\nchanged config values:")
+        _emit("\nchanged config values:")
         rows = [[p["name"], _num(p["a"]), _num(p["b"])] for p in d["params"]]
-        print(_table(["name", f"run {a['id']}", f"run {b['id']}"], rows))
+        _emit(_table(["name", f"run {a['id']}", f"run {b['id']}"], rows))
     return 0
 
 
@@ -165,7 +166,7 @@ def cmd_note(args: argparse.Namespace) -> int:
     with open_journal(args) as j:
         rid = j.resolve_run(args.run)
         j.add_note(rid, " ".join(args.text))
-    print(f"note added to run {rid}")
+    _emit(f"note added to run {rid}")
     return 0
 
 
@@ -175,9 +176,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         text = j.export(args.format, args.query)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
-        print(f"wrote {args.output}")
+        _emit(f"wrote {args.output}")
     else:
-        print(text, end="" if text.endswith("\n") else "\n")
+        # Data for a file or a pipe stays exact; only a terminal gets control characters shown as escapes.
+        shown = text if not sys.stdout.isatty() else None
+        if shown is None:
+            _emit(text, end="" if text.endswith("\n") else "\n")
+        else:
+            print(shown, end="" if shown.endswith("\n") else "\n")
     return 0
 
 
@@ -228,3 +234,11 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)
+
+
+def _emit(text: str = "", end: str = "\n") -> None:
+    """Print journal text (commands, notes, config values any client could have written) with control
+    characters shown as escapes: no escape sequence from the journal reaches the terminal."""
+    from labcon.progress import visible
+
+    print(visible(text), end=end)

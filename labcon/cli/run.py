@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import signal
 import sys
 import threading
@@ -30,8 +31,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=parse_cli_hyper("epochs"), help="override [train] epochs (>= 1)")
     p.add_argument("--lr", type=parse_cli_hyper("lr"), help="override [train] lr (> 0)")
     p.add_argument("--nproc", type=int, default=1, help="processes (GPUs) to train on via torch.distributed")
+    p.add_argument(
+        "--nnodes", type=int, default=1, help="machines in a multi-node run (as torchrun's --nnodes)"
+    )
+    p.add_argument(
+        "--node-rank", type=int, default=0, help="this machine's index, 0..nnodes-1 (node 0 journals)"
+    )
+    p.add_argument(
+        "--rdzv",
+        metavar="HOST:PORT",
+        help="rendezvous address: node 0's host and a free port (multi-node runs)",
+    )
+    p.add_argument(
+        "--peer-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="how long a rank waits for the others before it reports a lost peer and stops (default: 2 minutes)",
+    )
     p.add_argument("--no-socket", action="store_true", help="do not serve sessions/<name>/control.sock")
     p.add_argument("--every", type=float, default=10.0, help="seconds between progress lines (default 10)")
+    p.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="re-run user callback files (cb add file.py:Class) the session's checkpoints/journal name, "
+        "if they still have the journaled hash",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -44,12 +68,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("target", nargs="?", metavar="CONFIG|SESSION", help="config file or session name")
     p.add_argument("--idle-exit", type=float, default=IDLE_EXIT_S, metavar="SECONDS")
     p.add_argument("--every", type=float, default=60.0, help="seconds between progress lines (default 60)")
+    p.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="re-run user callback files (cb add file.py:Class) the session's checkpoints/journal name, "
+        "if they still have the journaled hash",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("resume", help="continue a saved session's interrupted fit from its last checkpoint")
     p.add_argument("name")
     p.add_argument("--no-socket", action="store_true")
     p.add_argument("--every", type=float, default=10.0)
+    p.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="re-run user callback files (cb add file.py:Class) the session's checkpoints/journal name, "
+        "if they still have the journaled hash",
+    )
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("replay", help="re-run a journaled run from its config, seed and commands")
@@ -59,6 +95,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--session", help="name of the new session (default: <session>-replay<RUN>)")
     p.add_argument("--every", type=float, default=10.0)
     p.add_argument("--json", action="store_true", help="print the deviation report as JSON")
+    p.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="re-run user callback files (cb add file.py:Class) the session's checkpoints/journal name, "
+        "if they still have the journaled hash",
+    )
     p.set_defaults(func=cmd_replay)
 
 
@@ -95,16 +137,22 @@ class HeadlessPrinter:
         from labcon.progress import format_row
         from labcon.session import messages as M
 
+        losses_seen = False
         while not self._stop.is_set():
             m = self.sub.get(timeout=0.2)
             if m is None:
                 continue
+            if isinstance(m, M.BatchStats) and m.losses:
+                losses_seen = True
             if isinstance(m, M.Progress):
                 now = time.monotonic()
                 if now - self._last >= self.every and m.phase == "train":
                     self._last = now
+                    # The recorder copies losses to the host in batches: until the first copy there is no loss
+                    # to show (a nan there would read as a diverged run).
+                    loss = f"loss {m.smooth_loss:.4f} " if losses_seen or math.isfinite(m.smooth_loss) else ""
                     self._line(
-                        f"epoch {m.epoch} batch {m.iter}/{m.n_iter} loss {m.smooth_loss:.4f} "
+                        f"epoch {m.epoch} batch {m.iter}/{m.n_iter} {loss}"
                         f"lr {m.lrs[-1]:.2e} eta {m.eta_epoch:.0f}s (fit {m.eta_fit:.0f}s)"
                     )
             elif isinstance(m, M.EpochEnded):
@@ -125,7 +173,9 @@ class HeadlessPrinter:
                 self._line(f"paused{': ' + m.reason if m.reason else ''} (send 'resume' to continue)")
 
     def _line(self, text: str) -> None:
-        self.out.write(text + "\n")
+        from labcon.progress import visible
+
+        self.out.write(visible(text) + "\n")
         self.out.flush()
 
     def close(self) -> None:
@@ -156,6 +206,8 @@ def serve_headless(
     # Under torch.distributed only rank 0 talks: one set of progress lines, one socket.
     printer = HeadlessPrinter(session, out=sys.stdout if session.is_main else io.StringIO(), every=every)
     shutdown = threading.Event()
+    for notice in session.persist.notices:  # said while the session opened, before anyone listened
+        printer._line(f"warning: {notice}")
 
     def on_shutdown() -> str:
         shutdown.set()
@@ -220,10 +272,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     from labcon.core.distributed import dist_env
 
     env = dist_env()
-    if args.nproc > 1 and not env.is_distributed:
+    if (args.nproc > 1 or args.nnodes > 1) and not env.is_distributed:
         from labcon.cli.launch import launch
+        from labcon.core.distributed import PEER_TIMEOUT_ENV
 
-        return launch(sys.argv[1:], args.nproc)
+        extra = {}
+        if args.peer_timeout is not None:
+            if not args.peer_timeout > 0:
+                raise LabconError(f"--peer-timeout must be > 0 seconds, got {args.peer_timeout:g}")
+            extra[PEER_TIMEOUT_ENV] = f"{args.peer_timeout:g}"
+        try:
+            return launch(
+                sys.argv[1:],
+                args.nproc,
+                env=extra,
+                nnodes=args.nnodes,
+                node_rank=args.node_rank,
+                rdzv=args.rdzv,
+            )
+        except ValueError as e:
+            raise LabconError(str(e)) from None
     device = None
     if env.is_distributed:
         from labcon.core.distributed import init_distributed, local_device
@@ -234,7 +302,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = resolve_config(args.target, args.session)
     session = Session.from_config(
-        config, args.sessions_dir, rank=env.rank, world_size=env.world_size, device=device
+        config,
+        args.sessions_dir,
+        rank=env.rank,
+        world_size=env.world_size,
+        device=device,
+        trust_code=args.trust_code,
     )
     try:
         return serve_headless(
@@ -251,7 +324,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """labcon serve."""
     from labcon.session.session import Session
 
-    session = Session.open_or_create(args.target, sessions_dir=args.sessions_dir)
+    session = Session.open_or_create(args.target, sessions_dir=args.sessions_dir, trust_code=args.trust_code)
     return serve_headless(session, True, args.every, lambda: None, idle_exit=max(0.0, args.idle_exit))
 
 
@@ -259,7 +332,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
     """labcon resume NAME."""
     from labcon.session.session import Session
 
-    session = Session.resume(args.name, args.sessions_dir)
+    session = Session.resume(args.name, args.sessions_dir, trust_code=args.trust_code)
+    if session.persist.restored_from is None:
+        session.close()
+        raise LabconError(
+            f"session {args.name} has no checkpoint to resume from: its first fit ended (or its process died) "
+            f"before the first epoch was saved. `labcon run {session.dir / 'session.toml'}` trains it again "
+            "from the start"
+        )
 
     def start() -> None:
         if not session.resume_fit():
@@ -274,7 +354,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     """labcon replay RUN."""
     from labcon.session.replay import report, start_replay
 
-    session, plan = start_replay(args.run, args.sessions_dir, args.until, args.then_cmd, args.session)
+    session, plan = start_replay(
+        args.run, args.sessions_dir, args.until, args.then_cmd, args.session, trust_code=args.trust_code
+    )
     code = serve_headless(
         session, False, args.every, lambda: print(f"replaying run {plan.run_id} as session {session.name}")
     )

@@ -27,6 +27,11 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="train in the console's own process (slower training: they share one interpreter)",
     )
+    p.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="re-run user callback files the session's checkpoints name, if they still have the journaled hash",
+    )
     p.set_defaults(func=open_console)
 
 
@@ -34,8 +39,28 @@ def _say(text: str) -> None:
     print(f"labcon: {text}", file=sys.stderr, flush=True)
 
 
+def terminal_problem() -> str | None:
+    """Why the full-screen console cannot draw on this terminal (a pty reporting 0 columns or rows), or None."""
+    import os
+
+    try:
+        size = os.get_terminal_size(sys.stdout.fileno())
+    except (OSError, ValueError):
+        return None  # not a terminal: the console's own driver decides
+    if size.columns < 1 or size.lines < 1:
+        return (
+            f"this terminal reports {size.columns} columns and {size.lines} rows, so the console cannot draw"
+        )
+    return None
+
+
 def open_console(args: argparse.Namespace) -> int:
     """Start (or find) the session's process and run the console attached to it."""
+    problem = terminal_problem()
+    if problem:
+        raise LabconError(
+            f"{problem}; resize it (e.g. `stty cols 120 rows 40`), or use `labcon repl` or `labcon run`"
+        )
     from labcon.remote.server import control_socket_path, server_is_live
     from labcon.remote.spawn import session_name_for, spawn_session
     from labcon.session.paths import sessions_home
@@ -47,9 +72,9 @@ def open_console(args: argparse.Namespace) -> int:
         _attach(sock)
         return 0
     if args.in_process:
-        return _open_in_process(args.target, home)
+        return _open_in_process(args.target, home, args.trust_code)
     _say(f"starting session '{name}' (log: {sock.parent / 'serve.log'})")
-    child = spawn_session(args.target, home)
+    child = spawn_session(args.target, home, trust_code=args.trust_code)
     try:
         detached = _attach(sock)
     except BaseException:
@@ -106,13 +131,13 @@ def _is_live(sock: Path) -> bool:
     return state in LIVE_STATES
 
 
-def _open_in_process(target: str | None, home: Path) -> int:
+def _open_in_process(target: str | None, home: Path, trust_code: bool = False) -> int:
     """The console and the training in this process (serving the control socket while it runs)."""
     from labcon.remote.server import ControlServer, control_socket_path
     from labcon.session.session import Session
     from labcon.tui.app import run_console
 
-    session = Session.open_or_create(target, sessions_dir=home)
+    session = Session.open_or_create(target, sessions_dir=home, trust_code=trust_code)
     try:
         server = ControlServer(session, control_socket_path(session.home, session.name)).start()
     except LabconError:

@@ -7,11 +7,7 @@ returns the one-line reply (multi-line only for tables) or raises CommandError.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import inspect
-import sys
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,6 +15,7 @@ import torch
 from labcon.commands.apply_context import RunnerContext
 from labcon.commands.apply_opt import swap_optimizer
 from labcon.commands.base import Answer, Command
+from labcon.commands.usercode import load_callback_class
 from labcon.core.events import Callback
 from labcon.errors import CommandError, LabconError
 
@@ -32,8 +29,6 @@ __all__ = [
     "load_callback_class",
     "swap_optimizer",
 ]
-
-USER_HOOK_OWNER = "console"
 
 
 class RunnerHost:
@@ -98,54 +93,17 @@ def apply_runner_command(cmd: Command, runner: Any) -> str:
 # ----- callbacks ----------------------------------------------------------------------------------
 
 
-def load_callback_class(spec: str) -> type[Callback]:
-    """Load `ClassName` from `path/to/file.py:ClassName` (runs that file: only for the user's own code)."""
-    path_s, _, cls_name = spec.rpartition(":")
-    if not path_s or not cls_name:
-        raise CommandError(f"'{spec}' is not path/to/file.py:ClassName")
-    path = Path(path_s).expanduser().resolve()
-    if path.suffix != ".py":
-        raise CommandError(f"'{path_s}' is not a .py file; give path/to/file.py:ClassName")
-    if not path.is_file():
-        raise CommandError(f"no file '{path_s}'; give path/to/file.py:ClassName")
-    digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
-    mod_name = f"labcon_user_callbacks.{path.stem}_{digest}"
-    loader_spec = importlib.util.spec_from_file_location(mod_name, path)
-    if loader_spec is None or loader_spec.loader is None:
-        raise CommandError(f"cannot load '{path_s}' as a Python module")
-    module = importlib.util.module_from_spec(loader_spec)
-    # Registered before running so dataclasses/pickling inside the file can find their module.
-    sys.modules[mod_name] = module
-    try:
-        loader_spec.loader.exec_module(module)
-    except Exception as e:
-        sys.modules.pop(mod_name, None)
-        raise CommandError(f"error loading '{path_s}': {type(e).__name__}: {e}") from e
-    cls = getattr(module, cls_name, None)
-    if cls is None:
-        found = sorted(
-            n
-            for n, o in vars(module).items()
-            if isinstance(o, type) and issubclass(o, Callback) and o is not Callback
-        )
-        raise CommandError(
-            f"no class '{cls_name}' in '{path_s}'; callbacks defined there: {', '.join(found) or '(none)'}"
-        )
-    if not (isinstance(cls, type) and issubclass(cls, Callback)):
-        raise CommandError(f"'{cls_name}' in '{path_s}' is not a Callback; subclass labcon.Callback")
-    return cls
-
-
 def _registry() -> dict[str, type[Callback]]:
     from labcon.core.callbacks.registry import CALLBACKS
 
     return CALLBACKS
 
 
-def build_callback(name: str, kwargs: dict[str, Any]) -> Callback:
-    """Construct a callback from a registry name or `file.py:Class`, checking kwargs against its signature."""
+def build_callback(name: str, kwargs: dict[str, Any], sha256: str | None = None) -> Callback:
+    """Construct a callback from a registry name or `file.py:Class` (pinned to `sha256` when given),
+    checking kwargs against its signature."""
     if ":" in name:
-        cls = load_callback_class(name)
+        cls = load_callback_class(name, sha256)
     else:
         reg = _registry()
         if name not in reg:

@@ -113,6 +113,7 @@ class Set(Command):
             notes.append(self._reschedule(r, sched, name, vals, pos))
             if name == "lr" and not r.in_fit:
                 r.lr = vals[0] if len(set(vals)) == 1 else list(vals)  # what the next `fit` starts from
+                notes.append("; later fits start from this lr")
             parts.append(f"{name}={_fmt_list(r.hyper(name))}")
         where = "" if self.group is None else f" (group {self.group})"
         return f"set {' '.join(parts)}{where}" + "".join(x for x in notes if x)
@@ -127,6 +128,11 @@ class Set(Command):
         if target is None:
             return ""
         group = None if self.group is None else self.group % len(vals)
+        if self.fixed and group is not None:  # only that group's schedule becomes the constant
+            target.fix(name, vals[group], group, len(vals))
+            if target is not sched:
+                r.schedules[name] = target.scheds[name]
+            return f"; {name} fixed in group {group}: the other groups keep their schedule"
         if self.fixed:
             target.drop(name)
             if target is not sched:
@@ -223,7 +229,7 @@ class Sched(Command):
                 continue
             s = parse_sched(raw)
             if sched is not None:
-                sched.replace(name, s, r.pct_train)
+                sched.replace(name, raw, r.pct_train)
                 sched._set(r.pct_train)  # the new value holds from this batch on
                 out.append(f"{name}: {describe(s)} over the rest of this fit")
             else:

@@ -1,9 +1,9 @@
-"""Commands on the model and its callbacks: cb add/rm/list, norm, hooks, hook add/rm, telemetry, show loop."""
+"""Commands on the model and its callbacks: cb add/rm/list, norm, show loop."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,24 +16,23 @@ from labcon.commands.base import (
     command,
     need,
     suggest,
-    whole,
 )
-from labcon.commands.lex import fmt_opts, fmt_path, split_unquoted, unquote
+from labcon.commands.lex import fmt_opts, fmt_path
 from labcon.errors import CommandError
 
 NORM_KINDS: tuple[str, ...] = ("batch", "running", "layer", "group", "instance")
-HOOK_KINDS: tuple[str, ...] = ("forward", "backward")
-USER_HOOK_OWNER = "console"
 
 
-def _check_modules(paths: Sequence[str], ctx: CommandContext) -> None:
+def check_modules(paths: Sequence[str], ctx: CommandContext) -> None:
+    """Each path must be a module of the model (CommandError with the closest one otherwise)."""
     known = list(ctx.module_paths)
     shown = [k for k in known if k][:30]
     for p in paths:
         need(p in known, suggest(p, shown, "module path") + (" ..." if len(known) > 31 else ""))
 
 
-def _module_words(ctx: CommandContext | None) -> list[str]:
+def module_words(ctx: CommandContext | None) -> list[str]:
+    """Module paths offered by completion."""
     return [p for p in ctx.module_paths if p] if ctx else []
 
 
@@ -51,6 +50,9 @@ class CbAdd(Command):
     replay: ClassVar[bool] = True
     cb: str
     opts: Opts = ()
+    # For a user file: the SHA-256 its bytes must have (set when first applied, and from the journal on
+    # resume/replay); not part of the command's text.
+    sha256: str | None = field(default=None, compare=False)
 
     @property
     def is_path(self) -> bool:
@@ -91,7 +93,7 @@ class CbAdd(Command):
         from labcon.commands.apply import build_callback
 
         runner = host.runner
-        cb = build_callback(self.cb, self.kwargs)
+        cb = build_callback(self.cb, self.kwargs, self.sha256)
         if runner.cb(cb.name) is not None:
             raise CommandError(f"callback '{cb.name}' is already installed; cb rm {cb.name} first")
         runner.add_cbs([cb])
@@ -233,188 +235,6 @@ class Norm(Command):
     @classmethod
     def complete_words(cls, ctx: CommandContext | None) -> list[str]:
         return list(NORM_KINDS)
-
-
-@command
-@dataclass(frozen=True)
-class ListHooks(Command):
-    """List installed hooks."""
-
-    name: ClassVar[str] = "hooks"
-    usage: ClassVar[str] = "hooks"
-    summary: ClassVar[str] = "list installed hooks (id, module, kind, owner, scope)"
-
-    def apply(self, host: CommandHost) -> str:
-        from labcon.commands.apply import ActivationStats
-
-        runner = host.runner
-        rows = runner.hooks.table()
-        if not rows:
-            return "no hooks installed (hook add MODULE_PATH)"
-        fns = {h.id: h.fn for h in runner.hooks}
-        lines = [f"{'id':>4}  {'module':<24} {'kind':<8} {'owner':<10} {'scope':<8} stats"]
-        for r in rows:
-            fn = fns.get(r["id"])
-            stats = fn.summary() if isinstance(fn, ActivationStats) else ""
-            lines.append(
-                f"{r['id']:>4}  {r['module'] or '(model)':<24} {r['kind']:<8} {r['owner']:<10} {r['scope']:<8} {stats}"
-            )
-        return "\n".join(lines)
-
-
-@command
-@dataclass(frozen=True)
-class HookAdd(Command):
-    """Add an activation-stats hook on a module (by module path)."""
-
-    name: ClassVar[str] = "hook add"
-    when: ClassVar[str] = "batch"
-    replay: ClassVar[bool] = True
-    usage: ClassVar[str] = "hook add MODULE_PATH [kind=forward|backward]"
-    summary: ClassVar[str] = "record activation (or gradient) mean/std of a module until removed"
-    options: ClassVar[tuple[str, ...] | None] = ("kind",)
-    example: ClassVar[str] = "hook add layers.0 kind=forward"
-    module: str
-    kind: str = "forward"
-
-    @property
-    def text(self) -> str:
-        return f"hook add {fmt_path(self.module)} kind={self.kind}"
-
-    @classmethod
-    def parse(cls, a: Args) -> Command:
-        module = a.one("a module path (e.g. layers.0.conv)")
-        kind = dict(a.allow(cls.options)).get("kind", "forward")
-        if kind not in HOOK_KINDS:
-            raise CommandError(f"hook kind must be forward or backward, got '{kind}'")
-        return cls(module, str(kind))
-
-    def check(self, ctx: CommandContext) -> None:
-        _check_modules([self.module], ctx)
-
-    def apply(self, host: CommandHost) -> str:
-        from labcon.commands.apply import ActivationStats
-
-        hook = host.runner.hooks.add(
-            self.module, self.kind, ActivationStats(), owner=USER_HOOK_OWNER, scope="session"
-        )
-        return (
-            f"hook {hook.id}: {self.kind} stats on {self.module or '(model)'} (hook rm {hook.id} to remove)"
-        )
-
-    @classmethod
-    def complete_words(cls, ctx: CommandContext | None) -> list[str]:
-        return _module_words(ctx)
-
-    @classmethod
-    def complete_value(cls, option: str, ctx: CommandContext | None) -> list[str]:
-        return list(HOOK_KINDS) if option == "kind" else []
-
-
-@command
-@dataclass(frozen=True)
-class HookRm(Command):
-    """Remove a hook by id."""
-
-    name: ClassVar[str] = "hook rm"
-    when: ClassVar[str] = "batch"
-    replay: ClassVar[bool] = True
-    usage: ClassVar[str] = "hook rm ID"
-    summary: ClassVar[str] = "remove a hook by id (see hooks)"
-    example: ClassVar[str] = "hook rm 3"
-    id: int
-
-    @property
-    def text(self) -> str:
-        return f"hook rm {self.id}"
-
-    @classmethod
-    def parse(cls, a: Args) -> Command:
-        hid = a.one("a hook id (see hooks)")
-        a.allow(())
-        return cls(whole(hid, "hook id", cls.name, lo=0))
-
-    def check(self, ctx: CommandContext) -> None:
-        ids = sorted(ctx.hook_ids)
-        need(self.id in ids, f"no hook with id {self.id}; hooks: {', '.join(map(str, ids)) or '(none)'}")
-
-    def apply(self, host: CommandHost) -> str:
-        host.runner.hooks.remove(self.id)
-        return f"removed hook {self.id}"
-
-    @classmethod
-    def complete_words(cls, ctx: CommandContext | None) -> list[str]:
-        return [str(i) for i in sorted(ctx.hook_ids)] if ctx else []
-
-
-@command
-@dataclass(frozen=True)
-class SetTelemetry(Command):
-    """Configure telemetry: report every K batches, which layers, on or off (bare: show settings)."""
-
-    name: ClassVar[str] = "telemetry"
-    when: ClassVar[str] = "batch"
-    replay: ClassVar[bool] = True
-    usage: ClassVar[str] = "telemetry [every=K] [layers=a,b] [on|off]"
-    summary: ClassVar[str] = (
-        "configure telemetry: report every K batches, which module paths, on or off; bare: show settings"
-    )
-    options: ClassVar[tuple[str, ...] | None] = ("every", "layers")
-    example: ClassVar[str] = "telemetry every=20 layers=0,1 on"
-    every: int | None = None
-    layers: tuple[str, ...] | None = None
-    on: bool | None = None
-
-    @property
-    def text(self) -> str:
-        s = "telemetry"
-        if self.every is not None:
-            s += f" every={self.every}"
-        if self.layers is not None:
-            s += " layers=" + ",".join(fmt_path(x) for x in self.layers)
-        if self.on is not None:
-            s += " on" if self.on else " off"
-        return s
-
-    @classmethod
-    def parse(cls, a: Args) -> Command:
-        words = a.positional(0, 1)
-        opts = dict(a.allow(cls.options))
-        on = None
-        if words:
-            if words[0] not in ("on", "off"):
-                raise CommandError(f"telemetry takes on or off, got '{words[0]}': usage: {cls.usage}")
-            on = words[0] == "on"
-        every = opts.get("every")
-        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
-            raise CommandError(f"every must be a whole number >= 1, got '{every}'")
-        layers = None
-        if "layers" in a.raw:
-            # Module paths stay text ('1.10' is not the number 1.1): split the raw value ourselves.
-            items = split_unquoted(a.raw["layers"], ",")
-            if items[-1] == "" and len(items) > 1:
-                items.pop()
-            layers = tuple(unquote(x)[0] for x in items)
-            if any(x == "" for x in layers):
-                raise CommandError("layers must be module paths separated by commas (e.g. layers=0,1.conv)")
-        return cls(every, layers, on)
-
-    def check(self, ctx: CommandContext) -> None:
-        if self.layers:
-            _check_modules(self.layers, ctx)
-
-    def apply(self, host: CommandHost) -> str:
-        from labcon.commands.telemetry_cmd import apply_telemetry
-
-        return apply_telemetry(self, host.runner)
-
-    @classmethod
-    def complete_words(cls, ctx: CommandContext | None) -> list[str]:
-        return ["on", "off"]
-
-    @classmethod
-    def complete_value(cls, option: str, ctx: CommandContext | None) -> list[str]:
-        return _module_words(ctx) if option == "layers" else []
 
 
 @command

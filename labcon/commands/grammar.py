@@ -19,21 +19,10 @@ from labcon.commands.base import (
     suggest,
 )
 from labcon.commands.cmd_hyper import Opt, Sched, Set, ShowSched
-from labcon.commands.cmd_model import (
-    HOOK_KINDS,
-    NORM_KINDS,
-    CbAdd,
-    CbList,
-    CbRm,
-    HookAdd,
-    HookRm,
-    ListHooks,
-    Norm,
-    SetTelemetry,
-    ShowLoop,
-)
+from labcon.commands.cmd_model import NORM_KINDS, CbAdd, CbList, CbRm, Norm, ShowLoop
 from labcon.commands.cmd_session import DataSummary, Help, Note, Replay, Save, SearchJournal, Status
 from labcon.commands.cmd_train import Fit, FitOneCycle, LrFind, Pause, Profile, Resume, Stop
+from labcon.commands.cmd_watch import HOOK_KINDS, HookAdd, HookRm, ListHooks, SetTelemetry
 from labcon.commands.completion import apply_completion, complete
 from labcon.commands.lex import tokenize, unquote
 from labcon.commands.registry import COMMAND_CLASSES, COMMAND_NAMES, REPLAYED, SUBCOMMANDS, help_text, lookup

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 from collections.abc import Sequence
@@ -13,6 +14,48 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from labcon.core.events import Callback
+
+# Seconds a collective waits for the other ranks before it fails (torch's default is 30 min): a hung or
+# stopped peer is then reported instead of blocking every rank while `status` says running.
+PEER_TIMEOUT_ENV = "LABCON_PEER_TIMEOUT"
+DEFAULT_PEER_TIMEOUT_S = 120.0
+# How gloo and NCCL word a peer that stopped answering (timeout) or went away (killed, crashed).
+_LOST_PEER_MARKS = (
+    "timed out",
+    "timeout",
+    "connection closed by peer",
+    "connection reset",
+    "broken pipe",
+    "communicator was aborted",
+    "nccl error",
+)
+
+
+def peer_timeout() -> float:
+    """The collective timeout in seconds ($LABCON_PEER_TIMEOUT, else DEFAULT_PEER_TIMEOUT_S)."""
+    raw = os.environ.get(PEER_TIMEOUT_ENV, "")
+    try:
+        value = float(raw) if raw else DEFAULT_PEER_TIMEOUT_S
+    except ValueError:
+        raise ValueError(f"{PEER_TIMEOUT_ENV}={raw!r} is not a number of seconds") from None
+    if not value > 0:
+        raise ValueError(f"{PEER_TIMEOUT_ENV} must be > 0 seconds, got {raw!r}")
+    return value
+
+
+def lost_peer(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is a collective that failed because another rank hung or died."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        text = str(seen).lower()
+        if isinstance(seen, (RuntimeError, TimeoutError, ConnectionError)) and any(
+            m in text for m in _LOST_PEER_MARKS
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__ or getattr(seen, "original", None)
+    return False
 
 
 @dataclass(frozen=True)
@@ -81,7 +124,12 @@ def init_distributed(backend: str | None = None) -> DistEnv:
     if torch.cuda.is_available():
         # Each worker owns one GPU; NCCL collectives use the current device.
         torch.cuda.set_device(env.local_rank)
-    dist.init_process_group(backend=backend, rank=env.rank, world_size=env.world_size)
+    dist.init_process_group(
+        backend=backend,
+        rank=env.rank,
+        world_size=env.world_size,
+        timeout=datetime.timedelta(seconds=peer_timeout()),
+    )
     return env
 
 

@@ -272,12 +272,14 @@ class Runner:
         reset_opt: bool = False,
         span: tuple[int, int] | None = None,
         lr: float | Sequence[float] | None = None,
+        sched_edits: list[dict[str, Any]] | None = None,
     ) -> None:
         """Train for n_epochs more epochs (cbs are installed for this fit only).
 
         `span` = (start_iter, total_iters) continues the schedule of an interrupted fit (resume).
-        `lr` (one, or one per param group) is set before the fit starts; `runner.schedules` run unless a
-        scheduler comes in `cbs`.
+        `lr` (one, or one per param group) is set before the fit starts; `runner.schedules` run in a
+        ParamScheduler unless one comes in `cbs`; `sched_edits` are its recorded live changes (kept in
+        the caller's list, re-applied when an interrupted fit continues).
         """
         from labcon.core.callbacks.schedule import ParamScheduler
         from labcon.core.hypers import check_hyper
@@ -296,8 +298,10 @@ class Runner:
             for i, x in enumerate(lrs):
                 self.set_hyper("lr", check_hyper("lr", x), i)
         cbs = list(cbs)
-        if self.schedules and not any(isinstance(c, ParamScheduler) for c in cbs):
-            cbs.append(ParamScheduler(dict(self.schedules)))
+        if not any(isinstance(c, ParamScheduler) for c in cbs):
+            # Always one scheduler per fit (maybe empty), so a `sched` given mid-fit has one to change.
+            # A probe (lr_find) drives the lr itself: the session's schedules sit it out.
+            cbs.append(ParamScheduler({} if self.probing else dict(self.schedules), sched_edits))
         self.n_epochs = n_epochs
         n_train = len(self.dls.train) if hasattr(self.dls.train, "__len__") else 0
         self._fit_start_iter, self._fit_total_iters = span or (self.train_iter, max(1, n_epochs * n_train))
@@ -339,12 +343,14 @@ class Runner:
         lr_max: float | Sequence[float] | None = None,
         pct_start: float = 0.25,
         span: tuple[int, int] | None = None,
+        sched_edits: list[dict[str, Any]] | None = None,
         **kwargs: Any,
     ) -> None:
         """Fit with the one-cycle lr and momentum policy (lr_max per group allowed)."""
         from labcon.core.callbacks.schedule import one_cycle
 
-        self.fit(n_epochs, cbs=[one_cycle(self, lr_max, pct_start=pct_start, **kwargs)], span=span)
+        sched = one_cycle(self, lr_max, pct_start=pct_start, edits=sched_edits, **kwargs)
+        self.fit(n_epochs, cbs=[sched], span=span)
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100) -> Any:
         """Run the LR range test; model and optimizer are restored afterwards. Returns an LRFindResult."""
@@ -383,6 +389,9 @@ class Runner:
         if group is not None and not -len(groups) <= group < len(groups):
             raise IndexError(f"param group {group} does not exist; there are {len(groups)}")
         self.hyper(name)  # raises a clear error for an unknown name
+        from labcon.core.hypers import check_hyper
+
+        check_hyper(name, value, allow_zero=True)  # as torch.optim would refuse it (negative lr, mom >= 1)
         for i, g in enumerate(groups):
             if group is None or i == group % len(groups):
                 set_hyper(g, name, value)

@@ -16,6 +16,7 @@ training split only) -> item transforms (workers, uint8) -> collate -> batch tra
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -218,6 +219,35 @@ class DataBlock:
             )
         tr_y = [cat.encode(lab) for lab in tr_lab]
         return Prepared(root, len(items), [items[i] for i in tr_idx], tr_y, va_items, va_y, vocab, valid_only)  # type: ignore[arg-type]
+
+    def drop_bad_files(self, path: str | Path | None = None, workers: int | None = None) -> list[Path]:
+        """Check every item's file up front (in parallel). Bad ones are dropped when skip_bad (returned, for a
+        warning); otherwise one DataError lists them all, instead of one per run mid-epoch."""
+        from labcon.data.filecheck import bad_images_error, find_bad_images
+
+        prep = self.check(path)
+        everything = prep.train_items + prep.valid_items
+        bad = find_bad_images(everything, workers)
+        if not bad:
+            return []
+        if not self.skip_bad:
+            raise bad_images_error(bad, len(everything))
+        gone = {p for p, _ in bad}
+
+        def keep(items: list[Path], labels: list[int]) -> tuple[list[Path], list[int]]:
+            pairs = [(p, y) for p, y in zip(items, labels, strict=True) if p not in gone]
+            return [p for p, _ in pairs], [y for _, y in pairs]
+
+        tr, tr_y = keep(prep.train_items, prep.train_labels)
+        va, va_y = keep(prep.valid_items, prep.valid_labels)
+        if not tr or not va:
+            raise DataError(
+                f"every {'training' if not tr else 'validation'} image is bad; nothing left to train on"
+            )
+        self._prepared = dataclasses.replace(
+            prep, train_items=tr, train_labels=tr_y, valid_items=va, valid_labels=va_y
+        )
+        return sorted(gone)
 
     # ---- loading --------------------------------------------------------------------------------
 

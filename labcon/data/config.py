@@ -25,6 +25,7 @@ A string is shorthand for `{kind = "<string>"}` wherever a table with `kind` is 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,73 @@ _BATCH: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
 }
 
 
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _range(lo: float, hi: float) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        return None if _is_num(v) and lo <= v <= hi else f"must be a number from {lo:g} to {hi:g}, got {v!r}"
+
+    return check
+
+
+def _pair_of(lo: float, hi: float, what: str) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        ok = isinstance(v, list | tuple) and len(v) == 2 and all(_is_num(x) for x in v)
+        if ok and lo < v[0] <= v[1] <= hi:
+            return None
+        return f"must be [low, high] with {what}, got {v!r}"
+
+    return check
+
+
+def _size(v: Any) -> str | None:
+    ok = isinstance(v, int) and not isinstance(v, bool) and v >= 1
+    ok = ok or (isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and x >= 1 for x in v))
+    return None if ok else f"must be a whole number of pixels >= 1 (or [width, height]), got {v!r}"
+
+
+def _numbers(v: Any) -> str | None:
+    ok = isinstance(v, list) and v and all(_is_num(x) for x in v)
+    return None if ok else f"must be a list of numbers (one per channel), got {v!r}"
+
+
+# Transform settings checked when the config is read: a wrong type or range must not surface later, mid-epoch,
+# as if an image were corrupt.
+_TFM_PARAMS: dict[str, Callable[[Any], str | None]] = {
+    "size": _size,
+    "scale": _pair_of(0, 1, "0 < low <= high <= 1 (fractions of the image area)"),
+    "ratio": _pair_of(0, math.inf, "0 < low <= high (aspect ratios)"),
+    "p": _range(0, 1),
+    "magnitude": _range(0, 1),
+    "max_rotate": _range(0, 180),
+    "max_zoom": _range(1, 10),
+    "max_warp": _range(0, 1),
+    "p_affine": _range(0, 1),
+    "flip": lambda v: None if isinstance(v, bool) else f"must be true or false, got {v!r}",
+    "method": lambda v: None if v in ("crop", "squish") else f'must be "crop" or "squish", got {v!r}',
+    "mean": _numbers,
+    "std": _numbers,
+}
+
+
+def check_data_table(table: Any) -> None:
+    """The [data] values checked without the disk (sizes, transform settings); ConfigError 'data.<key>: ...'.
+    Unknown keys are left to block_from_config (a config may be typed before its data section is final)."""
+    if not isinstance(table, dict):
+        raise _err("data", "must be a table")
+    extra = {"size": _positive_int(table, "size")}
+    _positive_int(table, "bs")
+    _positive_int(table, "num_workers", 0)
+    if "item_tfms" in table:
+        _list("data.item_tfms", table["item_tfms"], _ITEM, extra, ItemTransform)
+    if "batch_tfms" in table:
+        _list("data.batch_tfms", table["batch_tfms"], _BATCH, extra, BatchTransform)
+    if "skip_bad" in table and not isinstance(table["skip_bad"], bool):
+        raise _err("data.skip_bad", f"must be true or false, got {table['skip_bad']!r}")
+
+
 def _err(key: str, msg: str) -> ConfigError:
     return ConfigError(f"{key}: {msg}")
 
@@ -107,6 +175,9 @@ def _part(
     for k in args:
         if k not in allowed:
             raise _err(f"{key}.{k}", f"unknown setting for {kind}; allowed: {', '.join(allowed) or '(none)'}")
+        problem = _TFM_PARAMS[k](args[k]) if table in (_ITEM, _BATCH) and k in _TFM_PARAMS else None
+        if problem:
+            raise _err(f"{key}.{k}", problem)
     if "size" in allowed and "size" not in args:
         if extra.get("size") is None:
             raise _err(f"{key}.size", f"{kind} needs a size (or set data.size)")

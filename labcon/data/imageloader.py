@@ -20,8 +20,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from labcon.data.augment import BatchPipeline
 from labcon.data.loaders import DataLoaders
-from labcon.data.transforms import ItemPipeline
+from labcon.data.transforms import ItemPipeline, TransformError
 from labcon.errors import DataError
+
+# Marks an error record that is the config's fault (a transform), not a bad file's.
+_FATAL = "fatal: "
 
 
 class ImageDataset(Dataset):
@@ -37,6 +40,8 @@ class ImageDataset(Dataset):
         i, seed = key if isinstance(key, tuple) else (key, key)
         try:
             return self.pipeline(self.items[i], random.Random(seed), self.train), self.labels[i], None
+        except TransformError as e:
+            return None, i, _FATAL + str(e)  # not the file's fault: stops the run even with skip_bad
         except DataError as e:
             return None, i, str(e)
 
@@ -46,6 +51,10 @@ def collate(samples: list[tuple[torch.Tensor | None, int, str | None]]) -> dict[
     good = [(x, y) for x, y, err in samples if err is None]
     bad = [err for _, _, err in samples if err is not None]
     out: dict[str, Any] = {"x": None, "y": None, "bad": bad, "fatal": None}
+    fatal = [err for err in bad if err.startswith(_FATAL)]
+    if fatal:
+        out["fatal"] = fatal[0][len(_FATAL) :]
+        return out
     if good:
         shapes = {tuple(x.shape) for x, _ in good}
         if len(shapes) > 1:

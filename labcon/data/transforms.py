@@ -8,9 +8,10 @@ inside the resize), then make-RGB on the small image, then warps and flips. Rand
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -189,16 +190,50 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _bad(path: Path, e: BaseException) -> DataError:
+def bad_reason(e: BaseException) -> str:
+    """Why an image failed to decode, in words (for messages that name the file)."""
     if isinstance(e, PermissionError):
-        why = "permission denied — make the file readable"
-    elif type(e).__name__ == "UnidentifiedImageError":
-        why = "not an image PIL can read (wrong extension or corrupt header)"
-    elif isinstance(e, FileNotFoundError):
-        why = "file disappeared"
-    else:
-        why = f"corrupt or truncated image data ({str(e).strip() or type(e).__name__})"
-    return DataError(f"cannot read image {path}: {why} — fix or delete the file, or pass skip_bad=True")
+        return "permission denied — make the file readable"
+    if type(e).__name__ == "UnidentifiedImageError":
+        return "not an image PIL can read (wrong extension or corrupt header)"
+    if isinstance(e, FileNotFoundError):
+        return "file disappeared"
+    return f"corrupt or truncated image data ({str(e).strip() or type(e).__name__})"
+
+
+def _bad(path: Path, e: BaseException) -> DataError:
+    return DataError(
+        f"cannot read image {path}: {bad_reason(e)} — fix or delete the file, or pass skip_bad=True"
+    )
+
+
+class TransformError(DataError):
+    """An item transform failed on an image that decoded fine (its settings are wrong; skipping files won't help)."""
+
+
+@contextlib.contextmanager
+def _blame_file(path: Path) -> Iterator[None]:
+    """A decode failure: the file is bad (fix, delete or skip it)."""
+    try:
+        yield
+    except DataError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+        raise _bad(path, e) from None
+
+
+@contextlib.contextmanager
+def _blame_transform(t: Any, path: Path) -> Iterator[None]:
+    """A transform failure on an image that decoded fine: its settings are at fault, not the file."""
+    try:
+        yield
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure of a transform is reported as the transform's
+        raise TransformError(
+            f"item transform {t!r} failed on {path} (the image decoded fine): {type(e).__name__}: {e} — "
+            "check its settings in item_tfms"
+        ) from None
 
 
 class ItemPipeline:
@@ -217,16 +252,12 @@ class ItemPipeline:
     def __call__(
         self, path: Path, rng: random.Random, train: bool, trace: Trace | None = None
     ) -> torch.Tensor:
-        try:
-            img = self._decode(path, rng, train, trace)
-        except DataError:
-            raise
-        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
-            raise _bad(path, e) from None
+        img = self._decode(path, rng, train, trace)
         for t in self.tfms:
             if t is self.crop or (t.random and not train):
                 continue
-            img = t(img, rng)
+            with _blame_transform(t, path):
+                img = t(img, rng)
             if trace:
                 trace(repr(t), img)
         arr = np.array(img, dtype=np.uint8)
@@ -238,23 +269,30 @@ class ItemPipeline:
         return x
 
     def _decode(self, path: Path, rng: random.Random, train: bool, trace: Trace | None) -> Image.Image:
-        img = Image.open(path)
+        # Only decoding blames the file; a crop whose settings fail is the config's fault (_blame_transform).
+        with _blame_file(path):
+            img = Image.open(path)
         if trace:
             trace(f"open ({img.format}, mode {img.mode})", img)
         if self.crop is None:
-            img.load()
-            return _prepare_mode(img)
+            with _blame_file(path):
+                img.load()
+                return _prepare_mode(img)
         w, h = img.size
-        box, out = self.crop.plan((w, h), rng, train)
-        if img.format == "JPEG":
-            bw, bh = box[2] - box[0], box[3] - box[1]
-            scale = max(out[0] / max(bw, 1e-6), out[1] / max(bh, 1e-6))
-            if scale < 1:
-                img.draft(img.mode, (math.ceil(w * scale), math.ceil(h * scale)))
-                sx, sy = img.size[0] / w, img.size[1] / h
-                box = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
-        img.load()
-        img = _prepare_mode(img).resize(out, Image.BILINEAR, box=box)
+        with _blame_transform(self.crop, path):
+            box, out = self.crop.plan((w, h), rng, train)
+        with _blame_file(path):
+            if img.format == "JPEG":
+                bw, bh = box[2] - box[0], box[3] - box[1]
+                scale = max(out[0] / max(bw, 1e-6), out[1] / max(bh, 1e-6))
+                if scale < 1:
+                    img.draft(img.mode, (math.ceil(w * scale), math.ceil(h * scale)))
+                    sx, sy = img.size[0] / w, img.size[1] / h
+                    box = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+            img.load()
+            img = _prepare_mode(img)
+        with _blame_transform(self.crop, path):
+            img = img.resize(out, Image.BILINEAR, box=box)
         if trace:
             trace(repr(self.crop), img)
         return img

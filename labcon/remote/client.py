@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from labcon.errors import LabconError
-from labcon.remote.server import check_socket_path
+from labcon.remote.server import MAX_LINE, check_socket_path
 from labcon.remote.wire import RemoteReply, RemoteTelemetrySnapshot, image_from_b64
 from labcon.session.messages import Message, message_from_dict
 
@@ -91,6 +91,10 @@ class ControlClient:
         with self._lock:
             self._pending[rid] = waiter
         line = json.dumps({"id": rid, "op": op, **kw}).encode() + b"\n"
+        if len(line) > MAX_LINE:
+            with self._lock:
+                self._pending.pop(rid, None)
+            raise LabconError(f"'{op}' request is {len(line)} bytes, over the {MAX_LINE} a session accepts")
         try:
             with self._send_lock:
                 self._sock.sendall(line)

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import queue
+import re
 import socket
 import stat
 import threading
@@ -28,6 +29,13 @@ MAX_LINE = 64 * 1024
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes including the terminating NUL
 MAX_CLIENTS = 32
 QUEUE_SIZE = 2048
+# A client that does not read: once this much is waiting for it (replies + messages), it is disconnected.
+MAX_QUEUED_BYTES = 16 * 1024 * 1024
+# A connection that neither sends a request nor subscribes for this long is closed (so idle ones cannot
+# hold every client slot); a blocked send to a client that stopped reading times out after it too.
+IDLE_TIMEOUT_S = 120.0
+# The "id" at the head of a request line, recovered from a line too long to parse so its reply matches.
+_HEAD_ID = re.compile(rb'^\s*\{\s*"id"\s*:\s*(-?\d{1,18}|"[^"\\]{0,64}")\s*[,}]')
 OPS: tuple[str, ...] = (
     "submit",
     "status",
@@ -81,6 +89,7 @@ class _Client:
         self._replies: deque[bytes] = deque()
         self._events: deque[tuple[bool, bytes]] = deque()  # (is_progress, line)
         self._queue_size = queue_size
+        self._queued_bytes = 0
         self._cond = threading.Condition()
         self._closed = False
 
@@ -92,16 +101,27 @@ class _Client:
     def reply(self, obj: dict[str, Any]) -> None:
         line = json.dumps(obj, default=jsonable).encode() + b"\n"
         with self._cond:
-            self._replies.append(line)
-            self._cond.notify()
+            if self._queued_bytes + len(line) > MAX_QUEUED_BYTES:
+                overflow = True
+            else:
+                overflow = False
+                self._replies.append(line)
+                self._queued_bytes += len(line)
+                self._cond.notify()
+        if overflow:
+            self.close()  # it sends requests but never reads the replies: its memory would be ours
 
     def push(self, line: bytes, is_progress: bool) -> None:
         with self._cond:
-            if len(self._events) >= self._queue_size:
+            while self._events and (
+                len(self._events) >= self._queue_size or self._queued_bytes + len(line) > MAX_QUEUED_BYTES
+            ):
                 victim = next((i for i, (p, _) in enumerate(self._events) if p), 0)
+                self._queued_bytes -= len(self._events[victim][1])
                 del self._events[victim]
                 self.dropped += 1
             self._events.append((is_progress, line))
+            self._queued_bytes += len(line)
             self._cond.notify()
 
     def _write_loop(self) -> None:
@@ -112,8 +132,11 @@ class _Client:
                 if self._closed:
                     return
                 line = self._replies.popleft() if self._replies else self._events.popleft()[1]
+                self._queued_bytes -= len(line)
             try:
-                self.sock.sendall(line)
+                self.sock.sendall(
+                    line
+                )  # times out (the socket's idle timeout) when the client stopped reading
             except OSError:
                 self.close()
                 return
@@ -126,6 +149,11 @@ class _Client:
             while not self._closed:
                 try:
                     chunk = self.sock.recv(65536)
+                except TimeoutError:
+                    if self.subscribed:
+                        continue  # a console watching the session may stay quiet as long as it likes
+                    self.reply(_error(None, "no request for a while; closing this idle connection"))
+                    break
                 except OSError:
                     break
                 if not chunk:
@@ -140,18 +168,20 @@ class _Client:
                         skipping = False
                         continue
                     if len(line) > MAX_LINE:
-                        self._too_long()
+                        self._too_long(line)
                         continue
                     self._handle_line(line)
                 if len(buf) > MAX_LINE:
                     if not skipping:
-                        self._too_long()
+                        self._too_long(buf)
                     skipping, buf = True, b""
         finally:
             self.close()
 
-    def _too_long(self) -> None:
-        self.reply(_error(None, f"message over {MAX_LINE} bytes; dropped (send one JSON object per line)"))
+    def _too_long(self, head: bytes) -> None:
+        m = _HEAD_ID.match(head[:200])
+        rid = json.loads(m.group(1)) if m else None  # the client waits for this id: answer it, not None
+        self.reply(_error(rid, f"request over {MAX_LINE} bytes; dropped (send one JSON object per line)"))
 
     def _handle_line(self, line: bytes) -> None:
         if not line.strip():
@@ -160,6 +190,9 @@ class _Client:
             req = json.loads(line)
         except (ValueError, UnicodeDecodeError) as e:
             self.reply(_error(None, f"malformed JSON ({e}); dropped"))
+            return
+        except RecursionError:
+            self.reply(_error(None, "JSON nested too deeply; dropped (a request is one flat JSON object)"))
             return
         if not isinstance(req, dict):
             self.reply(_error(None, 'a request must be a JSON object like {"id": 1, "op": "status"}'))
@@ -208,11 +241,13 @@ class ControlServer:
         queue_size: int = QUEUE_SIZE,
         max_clients: int = MAX_CLIENTS,
         on_shutdown: Callable[[], str] | None = None,
+        idle_timeout: float = IDLE_TIMEOUT_S,
     ):
         self.handler, self.path = handler, Path(path)
         # Called by the `shutdown` op (the process serving the session decides what ending means); None: refused.
         self.on_shutdown = on_shutdown
         self.follow, self.queue_size, self.max_clients = follow, queue_size, max_clients
+        self.idle_timeout = idle_timeout
         self._clients: list[_Client] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -295,7 +330,7 @@ class ControlServer:
                 if self._stop.is_set():
                     return
                 continue
-            conn.settimeout(None)
+            conn.settimeout(self.idle_timeout)
             client = _Client(self, conn, self.queue_size)
             with self._lock:
                 full = len(self._clients) >= self.max_clients

@@ -93,7 +93,12 @@ class SessionProcess:
 
 
 def spawn_session(
-    target: str | None, home: Path, *, timeout: float = START_TIMEOUT_S, idle_exit: float | None = None
+    target: str | None,
+    home: Path,
+    *,
+    timeout: float = START_TIMEOUT_S,
+    idle_exit: float | None = None,
+    trust_code: bool = False,
 ) -> SessionProcess:
     """Start `labcon serve TARGET` in its own process group and wait until its control socket answers.
 
@@ -111,6 +116,8 @@ def spawn_session(
     cmd += [str(cfg.resolve()) if cfg is not None else name]
     if idle_exit is not None:
         cmd += ["--idle-exit", str(idle_exit)]
+    if trust_code:
+        cmd += ["--trust-code"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with log.open("ab") as out:
         out.write(f"--- labcon serve {name} ({time.strftime('%Y-%m-%d %H:%M:%S')})\n".encode())

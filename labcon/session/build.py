@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,6 +125,11 @@ def build(config: Config, rank: int = 0, world_size: int = 1, device: torch.devi
     seed_everything(config.seed)
     device = device or resolve_device(config.train.device)
     block = build_block(config)
+    skipped = block.drop_bad_files()  # every bad file listed now, not one per run mid-epoch
+    if skipped:
+        warnings.warn(
+            f"skip_bad: leaving out {len(skipped)} unreadable image(s), e.g. {skipped[0]}", stacklevel=2
+        )
     dls = block.dataloaders(seed=config.seed, rank=rank, world_size=world_size)
     n_out = getattr(dls, "c", None)
     if not n_out:

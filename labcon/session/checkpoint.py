@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import random
@@ -43,7 +44,8 @@ def save_checkpoint(directory: str | Path, state: dict[str, Any], keep: int = 2)
     if "epoch" not in state or "train_iter" not in state:
         raise ValueError("checkpoint state needs 'epoch' and 'train_iter' entries")
     d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    state = {**state, "checksum": state_digest(state)}
     # Leftovers of a save that crashed midway: never complete, never loaded, safe to drop.
     for stray in d.glob(f"{_TMP_PREFIX}*"):
         stray.unlink(missing_ok=True)
@@ -101,7 +103,47 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {p} is truncated or corrupt ({first})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {p} holds a {type(state).__name__}, expected a dict of state")
+    saved = state.pop("checksum", None)
+    if saved is not None and saved != state_digest(state):
+        raise CheckpointError(
+            f"checkpoint {p} is corrupt: its contents no longer match the checksum written with it "
+            "(flipped bytes on disk or in transit)"
+        )
     return state
+
+
+def state_digest(state: Any) -> str:
+    """SHA-256 over a checkpoint's keys, plain values and tensor bytes (written with it, checked on load)."""
+    h = hashlib.sha256()
+    _digest_into(h, state)
+    return h.hexdigest()
+
+
+def _digest_into(h: Any, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(value, dict):
+        h.update(f"D{len(value)}".encode())
+        for k in sorted(value, key=repr):
+            if k != "checksum":
+                h.update(repr(k).encode())
+                _digest_into(h, value[k])
+    elif isinstance(value, (list, tuple)):
+        h.update(f"L{len(value)}".encode())
+        for v in value:
+            _digest_into(h, v)
+    else:
+        h.update(repr(value).encode())
+
+
+def quarantine(path: Path) -> Path:
+    """Move an unloadable checkpoint out of the rotation (kept beside it as *.bad for inspection)."""
+    bad = path.with_name(path.name + ".bad")
+    os.replace(path, bad)
+    return bad
 
 
 def load_latest(directory: str | Path) -> tuple[dict[str, Any], Path, list[str]]:

@@ -232,7 +232,7 @@ def config_from_dict(
         check_session_name(name)
     except ConfigError as e:
         v.fail(("name",), str(e))
-    return Config(
+    config = Config(
         name=name,
         seed=v.int_(raw.get("seed", 42), ("seed",), lo=0, hi=2**32 - 1),
         data=DataConfig(copy.deepcopy(v.table(raw.get("data", {}), ("data",)))),
@@ -242,6 +242,10 @@ def config_from_dict(
         lines=dict(lines or {}),
         **sections,
     )
+    from labcon.session.config_checks import check_config
+
+    check_config(config)
+    return config
 
 
 def add_location(message: str | BaseException, config: Config) -> ConfigError:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from labcon.commands import grammar as C
+from labcon.core.distributed import PEER_TIMEOUT_ENV, lost_peer
 from labcon.core.events import CallbackError
 from labcon.errors import LabconError
 from labcon.session.bus import Reply
@@ -137,16 +138,18 @@ class FitJobs:
         s._set_state("running")
         status, reason = "done", ""
         span = (plan["start_iter"], plan["total"])
+        # Live schedule changes (set, sched) are recorded in the plan, so a continued fit keeps them.
+        edits = plan.setdefault("sched_edits", [])
         try:
             if plan["kind"] == "fit_one_cycle":
                 kw = {"pct_start": plan["pct_start"]} if plan.get("pct_start") is not None else {}
-                r.fit_one_cycle(remaining, lr_max=plan.get("lr"), span=span, **kw)
+                r.fit_one_cycle(remaining, lr_max=plan.get("lr"), span=span, sched_edits=edits, **kw)
             else:
                 # A new `fit` starts from the configured lr (or its lr=), not what a schedule left behind;
                 # a continued plan keeps the optimizer's restored values.
                 fresh = not isinstance(job, dict)
                 lr = (plan.get("lr") if plan.get("lr") is not None else r.lr) if fresh else None
-                r.fit(remaining, span=span, lr=lr)
+                r.fit(remaining, span=span, lr=lr, sched_edits=edits)
             if r.stop_reason is not None:
                 status, reason = "stopped", r.stop_reason
         except Exception as e:  # noqa: BLE001 - the worker's boundary: any failure ends this fit, not the session
@@ -154,6 +157,8 @@ class FitJobs:
                 "failed",
                 f"{type(e).__name__}: {e}" if not isinstance(e, (CallbackError, LabconError)) else str(e),
             )
+            if s.world_size > 1 and lost_peer(e):
+                reason = self._lost_peer()
             s.last_error = reason
             s.publish(Log(level="error", text=f"training failed: {reason}"))
             s.persist.log("error", f"{reason}\n{traceback.format_exc(limit=8)}")
@@ -162,6 +167,27 @@ class FitJobs:
         s.persist.fit_ended(status, reason)
         s._set_state("idle", reason)
         s.publish(FitEnded(status=status, reason=reason))
+
+    def _lost_peer(self) -> str:
+        """One line for a collective that timed out or lost its peer; rank 0 checkpoints where training stood."""
+        from labcon.core.distributed import peer_timeout
+
+        s, r = self.s, self.s.runner
+        line = (
+            f"lost a peer: another rank did not answer within {peer_timeout():g} s (hung, stopped or killed; "
+            f"${PEER_TIMEOUT_ENV} sets the wait)"
+        )
+        if not (s.is_main and r.training):
+            return line + "; training stopped at the last checkpoint"
+        try:
+            # Mid-batch: the step of batch r.iter did not happen, so the weights are those after batch r.iter - 1.
+            s.persist.save(mid_epoch=True)
+        except Exception as e:  # noqa: BLE001 - the report must still go out
+            return line + f"; training stopped, and the checkpoint failed ({type(e).__name__}: {e})"
+        return (
+            line
+            + f"; training stopped with a checkpoint at epoch {r.epoch}, batch {r.iter} (labcon resume {s.name})"
+        )
 
     def _plan_for(self, cmd: Any) -> dict[str, Any]:
         r = self.s.runner

@@ -14,6 +14,7 @@ from typing import Any
 
 from labcon.errors import LabconError
 from labcon.session import journal_env
+from labcon.session.journal_files import create_private, recovery
 from labcon.session.journal_schema import configure, migrate
 from labcon.session.journal_values import config_params, to_float, to_json
 from labcon.session.paths import JOURNAL_FILE, validate_session_name
@@ -41,7 +42,10 @@ class Journal:
         p = Path(path)
         if p.is_dir():
             p = p / JOURNAL_FILE
-        p.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            create_private(p)
+        except LabconError as e:
+            raise JournalError(str(e)) from None
         self.path = p
         self._lock = threading.RLock()
         self._depth = 0
@@ -51,7 +55,7 @@ class Journal:
             configure(self._conn, int(timeout * 1000))
             migrate(self._conn)
         except sqlite3.DatabaseError as e:
-            raise JournalError(f"cannot open the journal {p}: {e}") from e
+            raise JournalError(f"cannot open the journal {p}: {e}. {recovery(p)}") from e
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -277,6 +281,20 @@ class Journal:
             "(see `labcon journal search`)"
         )
 
+    def code_digests(self, session: str, text: str) -> set[str]:
+        """SHA-256s journaled for user-code command `text` (cb add file.py:Class) in any run of `session`."""
+        rows = self._rows(
+            "SELECT e.data FROM events e JOIN runs r ON r.id = e.run_id "
+            "WHERE r.session = ? AND e.kind = 'command' AND e.text = ?",
+            (session, text),
+        )
+        out = set()
+        for (data,) in rows:
+            digest = json.loads(data or "{}").get("sha256")
+            if isinstance(digest, str):
+                out.add(digest)
+        return out
+
     def events(self, run_id: int, kinds: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """A run's events in order: id, kind, text, epoch, iteration, time, data."""
         sql = "SELECT id, kind, text, epoch, iteration, time, data FROM events WHERE run_id = ?"
@@ -363,6 +381,20 @@ class Journal:
         except sqlite3.DatabaseError as e:
             problems.append(f"search index: {e}")
         return problems
+
+    def quick_check(self) -> None:
+        """Raise JournalError (with the ways to recover) when SQLite finds the file damaged."""
+        try:
+            with self._lock:
+                found = self._conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+        except sqlite3.DatabaseError as e:
+            found = str(e)
+        if found != "ok":
+            raise JournalError(f"the journal {self.path} is damaged ({found}). {recovery(self.path)}")
+
+    def has_run(self, run_id: int) -> bool:
+        """Whether run `run_id` is in the journal."""
+        return bool(self._rows("SELECT 1 FROM runs WHERE id = ?", (int(run_id),)))
 
     def close(self) -> None:
         """Close the connection (idempotent)."""

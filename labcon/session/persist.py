@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labcon.commands import grammar as C
 from labcon.commands.apply import apply_runner_command
 from labcon.core.distributed import unwrap_model
 from labcon.errors import CheckpointError, LabconError
-from labcon.session.checkpoint import load_latest, rng_state, save_checkpoint, set_rng_state
+from labcon.session.checkpoint import rng_state, save_checkpoint, set_rng_state
 from labcon.session.config import Config, DataConfig
-from labcon.session.messages import Log
+from labcon.session.safety import SessionLock, check_private, private_dir
 
 if TYPE_CHECKING:
     from labcon.session.journal import Journal
@@ -48,13 +48,25 @@ class Persistence:
         self._journal: Journal | None = None
         self._batches_logged = 0
         self.ckpt_dir = session.dir / "checkpoints"
+        self.restored_from: Path | None = None  # the checkpoint the session was resumed from
+        self.notices: list[str] = []  # what the restore had to say (front ends that attach later print it)
+        self._lock: SessionLock | None = None
         if self.enabled:
-            session.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_dir(session.home, "sessions folder")
+            private_dir(session.dir, "session folder")
+            self._lock = SessionLock(session.dir, session.name)
             cfg = session.dir / "session.toml"
+            check_private(cfg, "session config")
             if not cfg.exists():
                 tmp = cfg.with_suffix(".toml.tmp")
-                tmp.write_text(portable_config(session.config).replace(name=session.name).to_toml())
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(portable_config(session.config).replace(name=session.name).to_toml())
                 tmp.replace(cfg)
+            self.journal.quick_check()  # a damaged journal is said now, not as a thread traceback mid-fit
+            # Runs whose process died (kill -9, power loss) are marked now, not left 'running' forever.
+            for rid in self.journal.recover_stale():
+                self.notices.append(f"run {rid} was left 'running' by a process that died; marked crashed")
 
     # ----- journal ------------------------------------------------------------------------------------
     @property
@@ -77,8 +89,11 @@ class Persistence:
         return self._journal
 
     def ensure_run(self) -> int | None:
-        """The journal run for this session (started on first need)."""
-        if self.run_id is None and self.writer is not None:
+        """The journal run for this session (started on first need); None where no journal is written (a rank
+        other than 0 knows the run id from the checkpoint, but has no writer)."""
+        if self.writer is None:
+            return None
+        if self.run_id is None:
             self.run_id = self.writer.start_run(
                 self.s.name,
                 self.s.config.replace(name=self.s.name).to_toml(),
@@ -87,12 +102,15 @@ class Persistence:
             )
         return self.run_id
 
-    def log_command(self, text: str, point: str, reply: str | None = None) -> None:
+    def log_command(
+        self, text: str, point: str, reply: str | None = None, extra: dict[str, Any] | None = None
+    ) -> None:
         """Journal an applied command at (epoch, train_iter) with where it was applied (for replay)."""
         if self.ensure_run() is None:
             return
         r = self.s.runner
         data = {"point": point, "reply": reply} if reply else {"point": point}
+        data.update(extra or {})
         self.writer.put_event(self.run_id, "command", text, r.epoch, r.train_iter, data)
 
     def log(self, kind: str, text: str, data: dict[str, Any] | None = None) -> None:
@@ -167,14 +185,10 @@ class Persistence:
         return path
 
     def restore(self) -> Path | None:
-        """Load the newest complete checkpoint into the freshly built session (None if there is none)."""
-        if not self.ckpt_dir.is_dir() or not any(self.ckpt_dir.glob("ckpt-*.pt")):
-            return None
-        state, path, warnings = load_latest(self.ckpt_dir)
-        for w in warnings:
-            self.s.publish(Log(level="warning", text=w))
-        self.load_state(state, path)
-        return path
+        """Load the newest checkpoint that loads and fits into the freshly built session (None if there is none)."""
+        from labcon.session.restore import restore_latest
+
+        return restore_latest(self)
 
     def load_state(self, state: dict[str, Any], path: Path) -> None:
         """Apply a checkpoint's state to the runner (structural commands first, then the tensors)."""
@@ -182,9 +196,12 @@ class Persistence:
             raise CheckpointError(
                 f"{path} has checkpoint format {state.get('format')!r}; this labcon reads {FORMAT}"
             )
+        from labcon.session.restore import structural_commands
+
         r = self.s.runner
-        for text in state.get("structural", []):
-            apply_runner_command(C.parse(text), r)
+        # Vetted first (all of them), so a refused command leaves the model untouched.
+        for cmd in structural_commands(self, list(state.get("structural", [])), path.name):
+            apply_runner_command(cmd, r)
         self.structural = list(state.get("structural", []))
         if r.opt is None:
             r.create_opt()
@@ -210,6 +227,12 @@ class Persistence:
         self.plan = dict(state["plan"]) or None
         run_id = int(state.get("run_id", -1))
         self.run_id = run_id if run_id >= 0 else None
+        if self.run_id is not None and self.enabled and not self.journal.has_run(self.run_id):
+            self.notices.append(
+                f"the journal has no run {self.run_id} (journal.db was deleted or replaced); training from "
+                f"{path.name} goes on as a new run"
+            )
+            self.run_id = None
         self._batches_logged = len(r.recorder.losses)
 
     def close(self) -> None:
@@ -220,3 +243,6 @@ class Persistence:
         if self._journal is not None:
             self._journal.close()
             self._journal = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from labcon.commands import grammar as C
@@ -26,8 +26,11 @@ class ReplayPlan:
     epoch: dict[int, list[C.Command]] = field(default_factory=dict)
 
 
-def plan_replay(journal: Journal, run_id: int) -> ReplayPlan:
-    """Read a run's command events into a ReplayPlan (commands that no longer parse are an error)."""
+def plan_replay(journal: Journal, run_id: int, trust_code: bool = False) -> ReplayPlan:
+    """Read a run's command events into a ReplayPlan (commands that no longer parse are an error).
+
+    A `cb add file.py:Class` is replayed only with `trust_code` and when the file still has the SHA-256
+    journaled when it was added (reading a journal never runs code on its own)."""
     plan = ReplayPlan(run_id)
     for ev in journal.events(run_id, kinds=["command"]):
         try:
@@ -38,6 +41,8 @@ def plan_replay(journal: Journal, run_id: int) -> ReplayPlan:
             ) from None
         if not cmd.replay:  # each command declares it (a person looking or saving is not the experiment)
             continue
+        if isinstance(cmd, C.CbAdd) and cmd.is_path:
+            cmd = _vet_replayed_code(cmd, run_id, (ev.get("data") or {}).get("sha256"), trust_code)
         point = (ev.get("data") or {}).get("point", "idle")
         if point == "batch":
             plan.batch.setdefault(int(ev["iteration"]), []).append(cmd)
@@ -46,6 +51,29 @@ def plan_replay(journal: Journal, run_id: int) -> ReplayPlan:
         else:
             plan.idle.append(cmd)
     return plan
+
+
+def _vet_replayed_code(cmd: C.CbAdd, run_id: int, journaled: Any, trust_code: bool) -> C.CbAdd:
+    from labcon.commands.usercode import code_sha256
+
+    path = cmd.cb.rpartition(":")[0]
+    if not trust_code:
+        raise LabconError(
+            f"run {run_id} added the callback `{cmd.text}`, which runs the code in {path}; replay runs it only "
+            "with your consent: pass --trust-code if you wrote that file and trust it"
+        )
+    if not isinstance(journaled, str):
+        raise LabconError(
+            f"run {run_id}: `{cmd.text}` has no code hash in the journal (journaled by an older labcon), so "
+            f"labcon cannot tell whether {path} is the code that ran; refusing to replay it"
+        )
+    actual = code_sha256(cmd.cb)
+    if actual != journaled:
+        raise LabconError(
+            f"{path} changed since run {run_id} added it (sha256 now {actual[:12]}..., journaled "
+            f"{journaled[:12]}...); refusing to replay it even with --trust-code. Restore the file"
+        )
+    return replace(cmd, sha256=journaled)
 
 
 def deviation(original: list[dict[str, Any]], replayed: list[dict[str, Any]]) -> dict[str, float]:
@@ -76,6 +104,7 @@ def start_replay(
     until: int | None = None,
     then: str | None = None,
     name: str | None = None,
+    trust_code: bool = False,
 ) -> tuple[Session, ReplayPlan]:
     """A new session (linked to the original run) that re-runs it; call session.wait() then report()."""
     home = sessions_home(sessions_dir)
@@ -85,7 +114,7 @@ def start_replay(
     try:
         run_id = journal.resolve_run(str(run))
         info = journal.get_run(run_id)
-        plan = plan_replay(journal, run_id)
+        plan = plan_replay(journal, run_id, trust_code)
     finally:
         journal.close()
     config = parse_config(info["config"], source=f"journal run {run_id}")
@@ -95,7 +124,7 @@ def start_replay(
     new_name = name or f"{info['session']}-replay{run_id}"
     if (home / new_name).exists():
         raise LabconError(f"session '{new_name}' already exists; pass --session NAME for the replay")
-    session = Session(config, home, name=new_name)
+    session = Session(config, home, name=new_name, trust_code=trust_code)
     session.persist.parent_id = run_id
     session.replay_batch, session.replay_epoch = plan.batch, plan.epoch
     session.until_epoch = until

@@ -7,12 +7,14 @@ import os
 import threading
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 import torch
 
 from labcon.commands import grammar as C
 from labcon.commands.apply import RunnerContext, apply_command
+from labcon.commands.usercode import code_sha256
 from labcon.core.events import CancelFitException
 from labcon.errors import CommandError, LabconError
 from labcon.session.build import build
@@ -36,6 +38,7 @@ from labcon.session.paths import (
     validate_session_name,
 )
 from labcon.session.persist import Persistence, portable_config
+from labcon.session.safety import check_session_files
 
 
 class Session:
@@ -50,8 +53,11 @@ class Session:
         world_size: int = 1,
         journal: bool = True,
         device: torch.device | None = None,
+        trust_code: bool = False,
     ):
         self.name = validate_session_name(name or config.name)
+        # Consent to re-run user callback files named by checkpoints and journals (--trust-code).
+        self.trust_code = trust_code
         self.home = sessions_home(home)
         self.dir = self.home / self.name
         self.config = config
@@ -116,6 +122,7 @@ class Session:
         home = sessions_home(sessions_dir)
         name = validate_session_name(config.name)
         saved = home / name / "session.toml"
+        check_session_files(home, name)
         if saved.is_file():
             if load_config(saved).replace(name=name) != portable_config(config).replace(name=name):
                 raise LabconError(
@@ -131,10 +138,15 @@ class Session:
         home = sessions_home(sessions_dir)
         name = validate_session_name(name)
         cfg_path = home / name / "session.toml"
+        check_session_files(home, name)  # before reading anything another user could have planted
         if not cfg_path.is_file():
             raise LabconError(f"no saved session '{name}' under {home} (missing {cfg_path})")
         session = cls(load_config(cfg_path), home, name=name, **kw)
-        session.persist.restore()
+        try:
+            session.persist.restore()
+        except BaseException:
+            session.close()  # lets go of the session lock and the journal
+            raise
         return session
 
     # ----- the front-end protocol -------------------------------------------------------------------
@@ -197,10 +209,15 @@ class Session:
         from labcon.session.answers import SessionHost
 
         r = self.runner
+        extra = None
+        if isinstance(cmd, C.CbAdd) and cmd.is_path:
+            # Pinned to the bytes hashed now; the journal keeps the hash so a resume can re-run only this code.
+            cmd = replace(cmd, sha256=cmd.sha256 or code_sha256(cmd.cb))
+            extra = {"sha256": cmd.sha256}
         reply = apply_command(cmd, SessionHost(self)).text
         if cmd.when == "epoch":
             self.persist.structural.append(cmd.text)
-        self.persist.log_command(cmd.text, point)
+        self.persist.log_command(cmd.text, point, extra=extra)
         self.publish(CommandApplied(text=cmd.text, epoch=r.epoch, iter=r.train_iter, reply=reply))
         return reply
 

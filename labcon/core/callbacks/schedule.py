@@ -10,7 +10,15 @@ from torch import nn
 from labcon.core.events import Callback
 from labcon.core.hypers import check_hyper
 from labcon.core.optim import set_hyper
-from labcon.core.schedules import Remainder, Schedule, describe, one_cycle_scheds, scaled
+from labcon.core.schedules import (
+    Remainder,
+    Schedule,
+    describe,
+    one_cycle_scheds,
+    parse_sched,
+    scaled,
+    sched_no,
+)
 
 if TYPE_CHECKING:
     from labcon.core.runner import Runner
@@ -33,20 +41,45 @@ class ParamScheduler(Callback):
     `scheds` maps a hyper-parameter name (lr, mom, sqr_mom, wd, eps, ... or `dropout`, which sets
     every nn.Dropout's p) to one schedule, or a list with one schedule per param group.
     A live `set` rescales the rest of a schedule (`rescale`), `sched` replaces it (`replace`) and
-    `set ... fixed` drops it (`drop`): the scheduler never silently overwrites a change.
+    `set ... fixed` drops it (`drop`, `fix`): the scheduler never silently overwrites a change.
+
+    Each change is recorded as plain data in `edits` (a list the caller may own, e.g. a fit plan that is
+    checkpointed); a scheduler given earlier edits re-applies them when the fit starts, so a resumed fit
+    keeps the changes made before it was interrupted.
     """
 
     order = 1
 
-    def __init__(self, scheds: dict[str, Schedule | Sequence[Schedule]]):
+    def __init__(
+        self, scheds: dict[str, Schedule | Sequence[Schedule]], edits: list[dict[str, Any]] | None = None
+    ):
         self.scheds = dict(scheds)
+        self.edits: list[dict[str, Any]] = edits if edits is not None else []
 
     def before_fit(self) -> None:
         n_groups = len(self.runner.opt.param_groups)
         for name, s in self.scheds.items():
             if isinstance(s, (list, tuple)) and len(s) != n_groups:
                 raise ValueError(f"schedule for '{name}' has {len(s)} entries for {n_groups} param groups")
+        earlier = list(self.edits)
+        self.edits.clear()
+        for e in earlier:  # each re-applied change records itself again
+            self.apply_edit(e)
         self._set(self.runner.pct_train)
+
+    def apply_edit(self, e: dict[str, Any]) -> None:
+        """Re-apply one recorded change."""
+        op = e["op"]
+        if op == "rescale":
+            self.rescale(e["name"], e["values"], e["pos"], e.get("group"))
+        elif op == "replace":
+            self.replace(e["name"], e["text"], e["pos"])
+        elif op == "fix":
+            self.fix(e["name"], e["value"], e["group"], e["n"])
+        elif op == "drop":
+            self.drop(e["name"])
+        else:
+            raise ValueError(f"unknown schedule change {op!r}")
 
     def before_batch(self) -> None:
         if self.runner.training:
@@ -66,7 +99,8 @@ class ParamScheduler(Callback):
                 set_hyper(g, name, f(pos))
 
     # ----- live changes --------------------------------------------------------------------------------
-    def _per_group(self, name: str, n: int) -> list[Schedule]:
+    def per_group(self, name: str, n: int) -> list[Schedule]:
+        """The schedule of `name` as one entry per param group."""
         s = self.scheds[name]
         return list(s) if isinstance(s, (list, tuple)) else [s] * n
 
@@ -75,7 +109,7 @@ class ParamScheduler(Callback):
         `group`); the shape is kept. Returns, per group, whether it could be rescaled (a schedule at 0
         there cannot: that group's schedule is replaced by the constant instead)."""
         n = len(values)
-        per = self._per_group(name, n)
+        per = self.per_group(name, n)
         done = []
         for i, (s, v) in enumerate(zip(per, values, strict=True)):
             if group is not None and i != group % n:
@@ -88,18 +122,28 @@ class ParamScheduler(Callback):
             else:
                 per[i] = Remainder(lambda p, v=v: v, pos)
                 done.append(False)
-        self.scheds[name] = per if len(set(map(id, per))) > 1 else per[0]
+        self.scheds[name] = per if any(x != per[0] for x in per) else per[0]
+        self.edits.append(
+            {"op": "rescale", "name": name, "values": [float(v) for v in values], "pos": pos, "group": group}
+        )
         return done
 
-    def replace(self, name: str, sched: Schedule | Sequence[Schedule], pos: float) -> None:
-        """Run `sched` (one, or one per group) over the rest of the fit from `pos`."""
-        if isinstance(sched, (list, tuple)):
-            self.scheds[name] = [Remainder(s, pos) if pos > 0 else s for s in sched]
-        else:
-            self.scheds[name] = Remainder(sched, pos) if pos > 0 else sched
+    def replace(self, name: str, sched: str, pos: float) -> None:
+        """Run the schedule written `sched` (parse_sched's text) over the rest of the fit from `pos`."""
+        s = parse_sched(sched)
+        self.scheds[name] = Remainder(s, pos) if pos > 0 else s
+        self.edits.append({"op": "replace", "name": name, "text": sched, "pos": pos})
+
+    def fix(self, name: str, value: float, group: int, n: int) -> None:
+        """Hold `name` at `value` in one param group (of n); the others keep their schedule."""
+        per = self.per_group(name, n)
+        per[group] = sched_no(value)
+        self.scheds[name] = per
+        self.edits.append({"op": "fix", "name": name, "value": float(value), "group": group, "n": n})
 
     def drop(self, name: str) -> bool:
         """Stop scheduling `name` (its value stays where it is); False if it was not scheduled."""
+        self.edits.append({"op": "drop", "name": name})
         return self.scheds.pop(name, None) is not None
 
     def describe(self) -> list[str]:
@@ -124,6 +168,7 @@ def one_cycle(
     div: float = 25.0,
     div_final: float = 1e5,
     moms: tuple[float, float, float] = (0.95, 0.85, 0.95),
+    edits: list[dict[str, Any]] | None = None,
 ) -> ParamScheduler:
     """A ParamScheduler for the one-cycle policy (lr_max per param group allowed; default runner.lr).
 
@@ -147,7 +192,7 @@ def one_cycle(
     has_mom = all(any(k in g for k in ("mom", "momentum", "betas")) for g in runner.opt.param_groups)
     if has_mom:
         scheds["mom"] = [p["mom"] for p in per_group]
-    return ParamScheduler(scheds)
+    return ParamScheduler(scheds, edits)
 
 
 def active_scheduler(runner: Any) -> ParamScheduler | None:
