@@ -195,6 +195,7 @@ def test_norm_swap_then_keep_training(runner: Runner) -> None:
     assert hook_reply.startswith("hook 1:")
     reply = run("norm group groups=2", runner)
     assert reply.startswith("swapped 1 normalisation layer(s) to group") and "re-attached 1 hook" in reply
+    assert "(were BatchNorm2d)" in reply and "the new layers start untrained" in reply
     assert not isinstance(runner.model[1], nn.BatchNorm2d)
     before = valid_loss(runner)
     runner.fit(2)
@@ -256,6 +257,11 @@ def test_runner_context_validates_and_completes(runner: Runner) -> None:
         validate(parse("cb add mixpu"), ctx)
     assert "recorder" in complete("cb rm ", ctx)
     assert complete("hook add 4", ctx) == ["4"]
+
+
+def test_norm_swap_before_training_says_nothing_of_training(runner: Runner) -> None:
+    reply = run("norm group groups=2", runner)
+    assert reply.startswith("swapped 1 normalisation layer(s) to group") and "untrained" not in reply
 
 
 def test_discriminative_lrs_list_and_spread(runner: Runner) -> None:

@@ -312,3 +312,12 @@ def test_complete_after_a_space_keeps_the_line_and_offers_each_option_once() -> 
     assert complete("sched lr=c") == ["lr=cos:"]
     assert complete("show ") == ["sched", "loop"]
     assert complete("fit 3 ") == ["lr="]
+
+
+def test_quoted_control_characters_are_shown_visibly_and_help_topics_normalised() -> None:
+    for text in ('fit " \n "', '" \n "', 'set lr=" \t"'):
+        with pytest.raises(CommandError) as e:
+            parse(text)
+        assert "\n" not in str(e.value) and "\t" not in str(e.value)
+    assert "got ' \\n '" in str(pytest.raises(CommandError, parse, 'fit " \n "').value)
+    assert parse('help " fit "') == C.Help("fit") == parse(C.Help("fit").text)

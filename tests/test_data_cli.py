@@ -51,3 +51,35 @@ def test_errors_are_one_line(data_dir: Path, tmp_path: Path, capsys: pytest.Capt
     assert "data.bs: must be a whole number" in capsys.readouterr().err
     assert main(["data", "get", "cifar"]) == 2
     assert "unknown dataset 'cifar'" in capsys.readouterr().err
+
+
+def test_preview_scale(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--scale sets output pixels per image pixel: scale 2 of 16-px images is a 2x2 grid of 32-px cells."""
+    folder = data_dir / "shapes"
+    assert main(["data", "get", "shapes"]) == 0
+    sizes = {}
+    for scale in (1, 2):
+        out = tmp_path / f"g{scale}.png"
+        assert (
+            main(
+                [
+                    "data",
+                    "preview",
+                    str(folder),
+                    "--size",
+                    "16",
+                    "-n",
+                    "4",
+                    "--scale",
+                    str(scale),
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
+        sizes[scale] = Image.open(out).size
+    pad = 4  # the grid's padding between and around cells
+    assert sizes[1][0] == 2 * (16 + pad) + pad and sizes[2][0] == 2 * (32 + pad) + pad, sizes
+    assert main(["data", "preview", str(folder), "--scale", "0"]) == 2
+    assert "--scale must be between 1 and 32" in capsys.readouterr().err

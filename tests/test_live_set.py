@@ -225,3 +225,23 @@ def test_a_rescaled_schedule_survives_stop_and_resume_from_the_checkpoint(data, 
     again.submit("stop")
     assert again.wait(60)
     again.close()
+
+
+def test_set_after_stop_applies_to_the_continued_fit(data, tmp_path):
+    """A branch (replay --until N --then "set lr=X", or stop / set / resume): the continued fit keeps X."""
+    s, log = _session(data, tmp_path)
+    assert s.submit("fit_one_cycle 30").ok
+    _wait(lambda: s.runner.train_iter >= 4)
+    s.submit("stop")
+    assert s.wait(60)
+    stopped_at = s.runner.train_iter
+    reply = s.submit("set lr=0.002")
+    assert reply.ok and "the stopped fit's lr schedule is rescaled to it when it continues" in reply.text
+    assert s.resume_fit()
+    _, p0, lr0, _ = _row(log, stopped_at)
+    _, p2, lr2, _ = _row(log, stopped_at + 2)
+    f = one_cycle_scheds(1e-2)["lr"]
+    assert lr0 == pytest.approx(0.002) and lr2 == pytest.approx(f(p2) * 0.002 / f(p0), rel=1e-9)
+    s.submit("stop")
+    assert s.wait(60)
+    s.close()

@@ -374,6 +374,8 @@ def test_idle_connections_time_out_so_attach_gets_in(served):
     time.sleep(1.5)
     with ControlClient(server.path, timeout=5) as client:
         assert client.request("ping")["text"] == "pong"
+        time.sleep(1.5)  # a client that made a request may then wait for its user as long as it likes
+        assert client.request("ping")["text"] == "pong"
     for c in idle:
         c.close()
 
@@ -552,3 +554,16 @@ def test_a_zero_column_terminal_gets_a_message(tmp_path):
     os.close(follower)
     os.close(leader)
     assert proc.returncode == 2 and "0 columns" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_journal_cli_marks_runs_whose_process_died(data, tmp_path, capsys):
+    from labcon.cli import main
+
+    home = tmp_path / "s"
+    _checkpointed(data, home)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with Journal(home / "journal.db") as j:
+        rid = j.start_run("t", "", 0, pid=dead.pid)
+    assert main(["--sessions-dir", str(home), "journal", "show", str(rid)]) == 0
+    assert f"run {rid}  session t  crashed" in capsys.readouterr().out

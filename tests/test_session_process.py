@@ -63,7 +63,12 @@ def test_detached_child_keeps_training_and_can_be_attached_again(tmp_path: Path)
 
 
 def test_idle_child_without_a_console_ends_by_itself(tmp_path: Path):
-    child = spawn_session(None, tmp_path, idle_exit=0.2)
+    said: list[str] = []
+    child = spawn_session(None, tmp_path, idle_exit=0.2, on_line=said.append)
+    # While it starts, the child says what it is doing (relayed by `labcon open`), in order.
+    stages = ["loading torch", "building the session", "session 'default' ready"]
+    at = [next(i for i, line in enumerate(said) if stage in line) for stage in stages]
+    assert at == sorted(at), said
     assert child.proc.wait(60) == 0
     assert not child.socket.exists()
 

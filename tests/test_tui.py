@@ -226,6 +226,9 @@ async def test_hooks_pane_add_and_remove_when_paused():
         table = pane.query_one("#hooks-table")
         table.focus()
         await pilot.press("down", "x")  # the new hook is the second on stem.0
+        await pilot.pause()
+        assert "Remove hook 9?" in screen_text(app)  # a destructive key asks first
+        await pilot.press("y")
         await until(pilot, lambda: "hook rm 9" in fake.received and app.sender.idle)
         assert all(h["id"] != 9 for h in fake.hooks_table())
 
@@ -339,7 +342,7 @@ async def test_errors_reach_console_and_notifications_without_crashing():
         log = "\n".join(app.console_pane.lines)
         assert "error: unknown command 'frobnicate'" in log
         assert "RuntimeError: the fake session exploded" in log
-        assert "failed 'cb add nope'" in log
+        assert "error: cb add nope: no callback named 'nope'" in log
         messages = " | ".join(n.message for n in app._notifications)
         assert "frobnicate" in messages and "exploded" in messages and "out of memory" in messages
         assert app.is_running
@@ -395,6 +398,12 @@ async def test_keys_stop_save_help_and_palette_panes():
         assert "pause / resume the run" in screen_text(app)
         await pilot.press("escape")
         await pilot.press("s")
+        await pilot.pause()
+        assert "Stop the fit at the next batch?" in screen_text(app) and fake.state == "running"
+        await pilot.press("n")  # no: nothing happens
+        await pilot.pause()
+        assert "stop" not in fake.received and fake.state == "running"
+        await pilot.press("s", "y")
         await until(pilot, lambda: fake.state == "idle")
         names = [c.title for c in app.get_system_commands(app.screen)]
         assert {"Pane: Training", "Pane: Journal", "Pause / resume"} <= set(names)
@@ -432,7 +441,7 @@ async def test_usable_at_80x24():
     async with app.run_test(size=(80, 24)) as pilot:
         for key, needle in zip(
             "123456",
-            ("train loss", "near 0", "hook(s)", "DataBlock", "search runs", "type a command"),
+            ("train loss", "near 0", "hook(s)", "DataBlock", "filter runs", "type a command"),
             strict=True,
         ):
             await pilot.press(key)

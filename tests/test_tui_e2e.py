@@ -107,3 +107,103 @@ def test_labcon_in_tmux(tmp_path: Path):
     log = (home / "default" / "serve.log").read_text()
     assert "applied 'fit 1'" in log and "fit done" in log, log
     assert (home / "default" / "checkpoints").is_dir() and (home / "journal.db").is_file()
+
+
+def _type_line(session: str, text: str) -> None:
+    """':' + text + Enter as one burst (the priority ':' focuses the command line first), then leave the line."""
+    _tmux("send-keys", "-t", session, "-l", f":{text}")
+    _tmux("send-keys", "-t", session, "Enter")
+    _escape(session)
+
+
+def test_live_loop_in_tmux(tmp_path: Path):
+    """The loop a new user lives, on the real `labcon` in a fresh directory: open -> fit_one_cycle 3 -> set lr
+    mid-fit (numbered marker and legend) -> the Journal pane lists the run without reopening -> R replays it."""
+    from tests.helpers import make_image_folder, tiny_config
+
+    work = tmp_path / "fresh"
+    work.mkdir()
+    # Small pictures, enough of them that a fit lasts long enough to change it mid-way on a busy machine.
+    data = make_image_folder(tmp_path / "img", n_train=160, size=16)
+    (work / "loop.toml").write_text(tiny_config(data, name="loop", epochs=3))
+    session = _start(
+        f"cd {work} && PYTHONPATH={ROOT} {sys.executable} -m labcon open loop.toml; echo LABCON-EXIT=$?; sleep 60"
+    )
+    try:
+        _tmux("resize-window", "-t", session, "-x", "120", "-y", "36")
+        screen = _wait_for(session, "● idle", timeout=180)
+        assert "fit_one_cycle 5" in screen  # the first screen suggests a first command
+        _type_line(session, "fit_one_cycle 3")
+        _wait_for(session, "● running", timeout=60)
+        _wait_for(
+            session, "epoch 1/3", timeout=120
+        )  # the fit's own epochs, in the status bar and the fit bar
+        _type_line(session, "set lr=1e-3")
+        screen = _wait_for(session, "1 set lr=0.001 (epoch", timeout=120)  # the legend under the plots
+        assert "changes" in screen
+        _tmux("send-keys", "-t", session, "5")
+        screen = _wait_for(session, "running", timeout=30)  # the run, listed while it trains
+        assert "e+09" not in screen
+        _tmux("send-keys", "-t", session, "1")
+        _wait_for(session, "epochs done 3", timeout=300)
+        _tmux("send-keys", "-t", session, "5")
+        _wait_for(session, "done", timeout=60)
+        _tmux("send-keys", "-t", session, "R")
+        _tmux("send-keys", "-t", session, "6")
+        # What R starts is the session's answer to `replay 1`; the console must send it and show the answer.
+        _wait_for(session, "› replay 1", timeout=30)
+        screen = _wait_for(session, "replay", timeout=60)
+        assert "Traceback" not in screen
+    finally:
+        subprocess.run(["tmux", "send-keys", "-t", session, "q"], capture_output=True)
+        time.sleep(1)
+        subprocess.run(["tmux", "send-keys", "-t", session, "s"], capture_output=True)
+        time.sleep(5)
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_no_typed_or_pasted_command_is_lost_while_training(tmp_path: Path):
+    """Bursts of typed commands and a bracketed multi-line paste, sent while a fit trains: every one is applied,
+    in order (a paste used to keep only its first line)."""
+    from tests.helpers import make_image_folder, tiny_config
+
+    work = tmp_path / "fresh"
+    work.mkdir()
+    data = make_image_folder(tmp_path / "img", n_train=160, size=16)
+    extra = 'schedule = "constant"\n'
+    (work / "busy.toml").write_text(tiny_config(data, name="busy", epochs=1000, extra=extra))
+    session = _start(f"cd {work} && PYTHONPATH={ROOT} {sys.executable} -m labcon open busy.toml; sleep 60")
+    try:
+        _wait_for(session, "● idle", timeout=180)
+        _type_line(session, "fit 1000")
+        _wait_for(session, "● running", timeout=60)
+        typed = [f"set wd=0.0{i}" for i in range(1, 10)]
+        for text in typed:  # no pause between commands: as fast as tmux delivers keys
+            _tmux("send-keys", "-t", session, "-l", f":{text}")
+            _tmux("send-keys", "-t", session, "Enter")
+        pasted = [f"set mom=0.9{i}" for i in range(1, 6)]
+        _tmux("set-buffer", "-b", "lc", "\n".join(pasted) + "\n")
+        _tmux("send-keys", "-t", session, "-l", ":")
+        _tmux("paste-buffer", "-p", "-b", "lc", "-t", session)  # -p: bracketed, as a terminal pastes
+        log = work / "sessions" / "busy" / "serve.log"
+        want = [*typed, *pasted]
+        end = time.monotonic() + 120
+        applied: list[str] = []
+        while time.monotonic() < end:
+            text = log.read_text() if log.exists() else ""
+            applied = [ln.split("'")[1] for ln in text.splitlines() if ln.startswith("applied '")]
+            if all(w in applied for w in want):
+                break
+            time.sleep(0.5)
+        assert [a for a in applied if a in want] == want, (
+            applied,
+            _tmux("capture-pane", "-p", "-t", session),
+        )
+    finally:
+        subprocess.run(["tmux", "send-keys", "-t", session, "Escape"], capture_output=True)
+        time.sleep(0.5)
+        subprocess.run(["tmux", "send-keys", "-t", session, "q"], capture_output=True)
+        time.sleep(1)
+        subprocess.run(["tmux", "send-keys", "-t", session, "s"], capture_output=True)
+        time.sleep(5)
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)

@@ -54,7 +54,7 @@ async def test_console_drives_a_real_session(tmp_path):
             await _until(pilot, lambda: s.state == "running")
             it = s.runner.train_iter
             await _until(pilot, lambda: s.runner.train_iter > it + 2)
-            await pilot.press("escape", "s")  # stop key
+            await pilot.press("escape", "s", "y")  # stop key, confirmed
             await _until(pilot, lambda: s.state == "idle" and s.jobs.wait_idle(0))
             await pilot.press("5")
             await _type(pilot, "journal status:stopped")

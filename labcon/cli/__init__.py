@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
+import textwrap
 import warnings
 from collections.abc import Sequence
 
@@ -33,7 +35,51 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         mod.register(sub)
+    for p in _all_parsers(parser):
+        p.formatter_class = WrapFormatter
     return parser
+
+
+class WrapFormatter(argparse.HelpFormatter):
+    """Help that wraps on word boundaries only (argparse splits at hyphens: `--sessions-` / `dir`), and keeps
+    a description's own line breaks and indented tables, wrapping each line to the terminal's width."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(
+            " ".join(text.split()), max(width, 10), break_long_words=False, break_on_hyphens=False
+        )
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        out = []
+        for line in text.splitlines():
+            body = line.lstrip(" ")
+            if not body:
+                out.append("")
+                continue
+            lead = indent + line[: len(line) - len(body)]
+            # A table row ("  term    text") continues under its text when there is room, else 4 further in.
+            gap = re.search(r"\S {2,}(?=\S)", body)
+            col = len(lead) + gap.end() if gap else len(lead)
+            more = " " * col if col <= width // 2 else lead + "    "
+            out += textwrap.wrap(
+                body,
+                max(width, 10 + len(lead)),
+                initial_indent=lead,
+                subsequent_indent=more,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+        return "\n".join(out)
+
+
+def _all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """`parser` and every subcommand's parser below it."""
+    out = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for p in action.choices.values():
+                out += _all_parsers(p)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

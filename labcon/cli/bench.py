@@ -13,9 +13,19 @@ from labcon.errors import LabconError
 
 def register(subparsers: Any) -> None:
     """Add the `bench` command and its subcommands."""
-    p = subparsers.add_parser("bench", help="time the foundations: matmul ladder, hand-written backprop")
+    p = subparsers.add_parser(
+        "bench",
+        help="time the foundations: matmul ladder, hand-written backprop",
+        description="Time the course's foundations on this machine: the matrix-product ladder from Python "
+        "loops to torch, and a hand-written MLP backward pass against autograd.",
+    )
     sub = p.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
-    q = sub.add_parser("matmul", help="matrix product by Python loops, broadcasting, einsum, torch (and GPU)")
+    q = sub.add_parser(
+        "matmul",
+        help="matrix product by Python loops, broadcasting, einsum, torch (and GPU)",
+        description="Time one matrix product written several ways (Python loops, broadcasting, einsum, "
+        "torch.matmul, and the GPU when there is one), each with its error against a float64 reference.",
+    )
     q.add_argument(
         "--size",
         type=int,
@@ -33,7 +43,12 @@ def register(subparsers: Any) -> None:
     q.add_argument("--no-gpu", action="store_true", help="leave the GPU out even when there is one")
     q.add_argument("--no-chart", action="store_true", help="the table only")
     q.set_defaults(func=cmd_matmul)
-    q = sub.add_parser("backprop", help="a from-scratch MLP's gradients vs autograd's, and their times")
+    q = sub.add_parser(
+        "backprop",
+        help="a from-scratch MLP's gradients vs autograd's, and their times",
+        description="Compute an MLP's gradients with a hand-written backward pass, compare them with "
+        "autograd's and time both.",
+    )
     q.add_argument("--n", type=int, default=256, help="batch size (default 256)")
     q.add_argument(
         "--sizes",

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from labcon.errors import LabconError
-
-HISTORY_FILE = "repl_history"
+from labcon.session.paths import HISTORY_FILE
 
 
 def register(subparsers: Any) -> None:
@@ -30,6 +29,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "attach",
         help="open the console (or --repl) on a live headless session; detaching leaves it training",
+        description="Attach the console (or the line console with --repl) to a session already training "
+        "headless (`labcon run`, or a console left with 'keep running'). Quitting with 'keep running' "
+        "detaches again and the run continues.",
     )
     p.add_argument("name", metavar="NAME", help="session name")
     p.add_argument("--repl", action="store_true", help="the line console instead of the full-screen one")

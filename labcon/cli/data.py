@@ -18,16 +18,30 @@ from labcon.errors import DataError, LabconError
 
 def register(subparsers: Any) -> None:
     """Add the `data` command and its subcommands."""
-    p = subparsers.add_parser("data", help="datasets: list, download, summarise, preview")
+    p = subparsers.add_parser(
+        "data",
+        help="datasets: list, download, summarise, preview",
+        description="Datasets and data blocks: list what is known and present, download one, walk a sample "
+        "through every stage of a data block, or write a labelled grid of samples to a PNG.",
+    )
     sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--root", help="data folder (default: $LABCON_DATA or ./data)")
 
-    q = sub.add_parser("list", parents=[common], help="known datasets and presets, and which are present")
+    q = sub.add_parser(
+        "list",
+        parents=[common],
+        help="known datasets and presets, and which are present",
+        description="List the downloadable datasets and presets, marking those already in the data folder.",
+    )
     q.set_defaults(func=cmd_list)
 
     q = sub.add_parser(
-        "get", parents=[common], help="download and unpack a dataset (resumes partial downloads)"
+        "get",
+        parents=[common],
+        help="download and unpack a dataset (resumes partial downloads)",
+        description="Download a dataset into the data folder, check it and unpack it; an interrupted "
+        "download resumes where it stopped. 'shapes' generates the built-in set instead.",
     )
     q.add_argument("name", help="dataset name from `labcon data list`, or 'shapes' for the built-in set")
     q.set_defaults(func=cmd_get)
@@ -36,13 +50,21 @@ def register(subparsers: Any) -> None:
         ("summary", cmd_summary, "walk one sample through every stage of the data block"),
         ("preview", cmd_preview, "write a grid of samples with labels to a PNG"),
     ):
-        q = sub.add_parser(name, parents=[common], help=helptext)
+        q = sub.add_parser(
+            name, parents=[common], help=helptext, description=helptext[0].upper() + helptext[1:] + "."
+        )
         q.add_argument("target", help="config.toml with a [data] table, a preset name, or a data folder")
         q.add_argument("--size", type=int, help="image size (presets and folders)")
         if name == "preview":
             q.add_argument("--out", default="grid.png", help="output PNG (default grid.png)")
             q.add_argument("-n", type=int, default=16, help="number of samples (default 16)")
             q.add_argument("--no-augment", action="store_true", help="show validation samples, unaugmented")
+            q.add_argument(
+                "--scale",
+                type=int,
+                default=None,
+                help="output pixels per image pixel (default: enlarge small images to about 64 pixels)",
+            )
         q.set_defaults(func=fn)
 
 
@@ -154,12 +176,16 @@ def cmd_preview(args: argparse.Namespace) -> int:
     """Write a labelled grid of samples to a PNG."""
     if args.n < 1:
         raise LabconError(f"-n must be a positive number of samples, got {args.n}")
+    if args.scale is not None and not 1 <= args.scale <= 32:
+        raise DataError(f"--scale must be between 1 and 32, got {args.scale}")
     out = Path(args.out)
     if not out.parent.is_dir():
         raise LabconError(
             f"cannot write {out}: folder {out.parent} does not exist; create it or choose another --out"
         )
-    img = resolve_block(args.target, args.size, args.root).show_batch(n=args.n, augment=not args.no_augment)
+    img = resolve_block(args.target, args.size, args.root).show_batch(
+        n=args.n, augment=not args.no_augment, scale=args.scale
+    )
     try:
         img.save(out)
     except (OSError, ValueError) as e:

@@ -14,37 +14,83 @@ from labcon.errors import LabconError
 from labcon.session.journal import Journal
 from labcon.session.paths import journal_path
 
+QUERY_HELP = """\
+Runs matching a query, newest first. Terms are ANDed; use OR, NOT and (...) to combine them.
+
+  WORD, WORD*, "a phrase"   free text in a run's notes, commands, config and tags
+  NAME>NUMBER               a final metric or numeric config value: lr>1e-3, valid_loss<0.4, accuracy>=0.9 (operators > >= < <= = !=; quote them for the shell)
+  status:S                  running, done, stopped, failed or crashed
+  tag:T                     runs tagged T
+  session:NAME              runs of a session (NAME may use * as a wildcard)
+  run:ID, parent:ID         one run; the runs branched (replayed) from run ID
+  since:DATE, until:DATE    started on/after or before a date (YYYY-MM-DD)
+  has:KIND                  runs with an event of a kind: command, note, error, cancel or info
+
+examples:
+  labcon journal search mixup status:done 'lr>1e-3'
+  labcon journal search 'NOT tag:baseline' since:2026-11-01
+"""
+
 
 def register(subparsers: Any) -> None:
     """Add the `journal` command and its subcommands."""
-    p = subparsers.add_parser("journal", help="search, show, compare and annotate past runs")
+    p = subparsers.add_parser(
+        "journal",
+        help="search, show, compare and annotate past runs",
+        description="The journal (journal.db in the sessions directory) records every run: config, seed, "
+        "commands with the batch they took effect at, epoch metrics, notes. Without a subcommand: the "
+        "latest runs.",
+    )
     p.set_defaults(func=cmd_search, query=[], json=False, limit=20)
     sub = p.add_subparsers(dest="journal_command", metavar="SUBCOMMAND")
 
-    s = sub.add_parser("search", help='runs matching a query, e.g. "mixup status:done lr>1e-3"')
+    s = sub.add_parser(
+        "search",
+        help='runs matching a query, e.g. "mixup status:done lr>1e-3"',
+        description=QUERY_HELP,
+    )
     s.add_argument("query", nargs="*", help="query words (quote comparisons for the shell: 'lr>1e-3')")
     s.add_argument("--json", action="store_true", help="print the runs as JSON")
     s.add_argument("--limit", type=int, default=50, help="at most this many runs (default 50)")
     s.set_defaults(func=cmd_search)
 
-    sh = sub.add_parser("show", help="one run: config, metrics, epochs and its event timeline")
+    sh = sub.add_parser(
+        "show",
+        help="one run: config, metrics, epochs and its event timeline",
+        description="Print one run: ids, status, times, config, final metrics, the metrics of every epoch "
+        "and every command, note and error in the order they happened.",
+    )
     sh.add_argument("run", help="a run id, or a session name for its latest run")
     sh.add_argument("--json", action="store_true", help="print the run as JSON")
     sh.set_defaults(func=cmd_show)
 
-    d = sub.add_parser("diff", help="two runs side by side: config, commands, metrics")
-    d.add_argument("run_a")
-    d.add_argument("run_b")
+    d = sub.add_parser(
+        "diff",
+        help="two runs side by side: config, commands, metrics",
+        description="Compare two runs: their configs line by line, their commands by the batch they were "
+        "applied at, and final and per-epoch metrics with their differences.",
+    )
+    d.add_argument("run_a", help="the first run: a run id, or a session name for its latest run")
+    d.add_argument("run_b", help="the second run, compared with the first")
     d.add_argument("--json", action="store_true", help="print the comparison as JSON")
     d.set_defaults(func=cmd_diff)
 
-    n = sub.add_parser("note", help="attach a note to a run (searchable)")
+    n = sub.add_parser(
+        "note",
+        help="attach a note to a run (searchable)",
+        description="Add a note to a run; its words become searchable (`labcon journal search WORD`).",
+    )
     n.add_argument("run", help="a run id, or a session name for its latest run")
     n.add_argument("text", nargs="+", help="the note")
     n.set_defaults(func=cmd_note)
 
-    e = sub.add_parser("export", help="runs as CSV or JSON")
-    e.add_argument("--format", choices=("csv", "json"), default="csv")
+    e = sub.add_parser(
+        "export",
+        help="runs as CSV or JSON",
+        description="Export runs: CSV has one row per run (tags, parameters, final metrics as columns); JSON "
+        "has each run in full with its epochs and events.",
+    )
+    e.add_argument("--format", choices=("csv", "json"), default="csv", help="csv (default) or json")
     e.add_argument("--query", default=None, help="only runs matching this query")
     e.add_argument("-o", "--output", default=None, help="write to this file instead of stdout")
     e.set_defaults(func=cmd_export)
@@ -57,7 +103,10 @@ def open_journal(args: argparse.Namespace) -> Journal:
         raise LabconError(
             f"no journal at {path}: run a session first, or point --sessions-dir (or LABCON_HOME) at your sessions"
         )
-    return Journal(path)
+    journal = Journal(path)
+    # Runs whose process died (kill -9) show as crashed here too, not as 'running' forever.
+    journal.recover_stale()
+    return journal
 
 
 def cmd_search(args: argparse.Namespace) -> int:

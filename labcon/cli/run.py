@@ -20,7 +20,11 @@ from labcon.errors import LabconError
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the run, resume and replay subcommands."""
     p = sub.add_parser(
-        "run", help="train headless (plain progress lines, journal, checkpoints, control socket)"
+        "run",
+        help="train headless (plain progress lines, journal, checkpoints, control socket)",
+        description="Train a session without the console: progress lines on stdout, every epoch journaled and "
+        "checkpointed, and sessions/<name>/control.sock served so `labcon send`, `labcon attach` and the "
+        "console can steer the run while it trains.",
     )
     p.add_argument(
         "target",
@@ -66,7 +70,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "checkpoint), or when no fit is running and no console has been attached for --idle-exit seconds.",
     )
     p.add_argument("target", nargs="?", metavar="CONFIG|SESSION", help="config file or session name")
-    p.add_argument("--idle-exit", type=float, default=IDLE_EXIT_S, metavar="SECONDS")
+    p.add_argument(
+        "--idle-exit",
+        type=float,
+        default=IDLE_EXIT_S,
+        metavar="SECONDS",
+        help=f"end after this long with no fit and no console attached (default {IDLE_EXIT_S:g})",
+    )
     p.add_argument("--every", type=float, default=60.0, help="seconds between progress lines (default 60)")
     p.add_argument(
         "--trust-code",
@@ -76,10 +86,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("resume", help="continue a saved session's interrupted fit from its last checkpoint")
-    p.add_argument("name")
-    p.add_argument("--no-socket", action="store_true")
-    p.add_argument("--every", type=float, default=10.0)
+    p = sub.add_parser(
+        "resume",
+        help="continue a saved session's interrupted fit from its last checkpoint",
+        description="Load a session's last checkpoint (weights, optimizer, RNG, schedule position, applied "
+        "commands) and finish the fit it was in, headless, exactly where it stopped.",
+    )
+    p.add_argument("name", help="the session's name (its folder under the sessions directory)")
+    p.add_argument("--no-socket", action="store_true", help="do not serve sessions/<name>/control.sock")
+    p.add_argument("--every", type=float, default=10.0, help="seconds between progress lines (default 10)")
     p.add_argument(
         "--trust-code",
         action="store_true",
@@ -88,12 +103,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_resume)
 
-    p = sub.add_parser("replay", help="re-run a journaled run from its config, seed and commands")
+    p = sub.add_parser(
+        "replay",
+        help="re-run a journaled run from its config, seed and commands",
+        description="Rebuild a journaled run in a new session from its config and seed, re-apply its commands "
+        "at the batches and epochs they were applied at, and report how far the replay deviates from the "
+        "original. With --until N and --then COMMAND it branches: the replay stops after epoch N, applies "
+        "COMMAND and trains on.",
+    )
     p.add_argument("run", help="run id, or a session name (its latest run)")
     p.add_argument("--until", type=int, help="stop after this many epochs")
     p.add_argument("--then", dest="then_cmd", help='command to branch with after --until, e.g. "set lr=1e-3"')
     p.add_argument("--session", help="name of the new session (default: <session>-replay<RUN>)")
-    p.add_argument("--every", type=float, default=10.0)
+    p.add_argument("--every", type=float, default=10.0, help="seconds between progress lines (default 10)")
     p.add_argument("--json", action="store_true", help="print the deviation report as JSON")
     p.add_argument(
         "--trust-code",
@@ -322,9 +344,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """labcon serve."""
+    # Stage lines: `labcon open` relays them while it waits, so a slow first start says what it is doing.
+    print("loading torch and the session code ...", flush=True)
     from labcon.session.session import Session
 
+    print(
+        "building the session: data (the first start generates the built-in data), model, optimizer ...",
+        flush=True,
+    )
     session = Session.open_or_create(args.target, sessions_dir=args.sessions_dir, trust_code=args.trust_code)
+    print(f"session '{session.name}' ready", flush=True)
     return serve_headless(session, True, args.every, lambda: None, idle_exit=max(0.0, args.idle_exit))
 
 

@@ -73,8 +73,11 @@ def open_console(args: argparse.Namespace) -> int:
         return 0
     if args.in_process:
         return _open_in_process(args.target, home, args.trust_code)
-    _say(f"starting session '{name}' (log: {sock.parent / 'serve.log'})")
-    child = spawn_session(args.target, home, trust_code=args.trust_code)
+    _say(f"starting session '{name}' in its own process (log: {sock.parent / 'serve.log'})")
+    child = spawn_session(
+        args.target, home, trust_code=args.trust_code, on_line=lambda line: _say(f"  {line}")
+    )
+    _say("opening the console ...")
     try:
         detached = _attach(sock)
     except BaseException:

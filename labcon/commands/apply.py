@@ -72,6 +72,10 @@ class RunnerHost:
         """Refused."""
         return self._refuse("data summary")
 
+    def interrupted_fit(self) -> None:
+        """A bare runner keeps no fit plan."""
+        return None
+
 
 def apply_command(cmd: Command, host: Any) -> Answer:
     """Apply any command to a host (a session's, or a RunnerHost); library errors become one-line CommandErrors."""

@@ -138,6 +138,10 @@ class CommandHost(Protocol):
         """The data's stage-by-stage report."""
         ...
 
+    def interrupted_fit(self) -> tuple[list[dict[str, Any]], float] | None:
+        """The schedule changes list and position of a stopped fit that can continue, or None."""
+        ...
+
 
 def need(cond: bool, msg: str) -> None:
     """Raise CommandError(msg) unless cond."""

@@ -111,12 +111,30 @@ class Set(Command):
             for i, x in enumerate(vals):
                 r.set_hyper(name, x, i)
             notes.append(self._reschedule(r, sched, name, vals, pos))
+            if not r.in_fit:
+                notes.append(self._for_stopped_fit(host, name, vals))
             if name == "lr" and not r.in_fit:
                 r.lr = vals[0] if len(set(vals)) == 1 else list(vals)  # what the next `fit` starts from
                 notes.append("; later fits start from this lr")
             parts.append(f"{name}={_fmt_list(r.hyper(name))}")
         where = "" if self.group is None else f" (group {self.group})"
         return f"set {' '.join(parts)}{where}" + "".join(x for x in notes if x)
+
+    def _for_stopped_fit(self, host: CommandHost, name: str, vals: tuple[float, ...]) -> str:
+        """Idle with a stopped fit that can continue: record the change in its plan, so that fit keeps it."""
+        pending = host.interrupted_fit()
+        if pending is None:
+            return ""
+        edits, pos = pending
+        group = None if self.group is None else self.group % len(vals)
+        if self.fixed and group is not None:
+            edits.append({"op": "fix", "name": name, "value": vals[group], "group": group, "n": len(vals)})
+        elif self.fixed:
+            edits.append({"op": "drop", "name": name})
+        else:
+            edits.append({"op": "rescale", "name": name, "values": list(vals), "pos": pos, "group": group})
+        how = "holds it" if self.fixed else "is rescaled to it"
+        return f"; the stopped fit's {name} schedule {how} when it continues"
 
     def _reschedule(self, r: Any, sched: Any, name: str, vals: tuple[float, ...], pos: float) -> str:
         """Keep a schedule from overwriting the new value: rescale it, or drop it (`fixed`)."""
@@ -225,6 +243,9 @@ class Sched(Command):
                 r.hyper(name)
             if raw == "off":
                 gone = sched.drop(name) if sched is not None else r.schedules.pop(name, None) is not None
+                pending = host.interrupted_fit() if sched is None else None
+                if pending is not None:
+                    pending[0].append({"op": "drop", "name": name})
                 out.append(f"{name}: not scheduled{'' if gone else ' (it was not)'}")
                 continue
             s = parse_sched(raw)
@@ -235,6 +256,10 @@ class Sched(Command):
             else:
                 r.schedules[name] = s
                 out.append(f"{name}: {describe(s)} in every later fit (fit_one_cycle keeps its own lr, mom)")
+                pending = host.interrupted_fit()
+                if pending is not None:  # and over the rest of the stopped fit, when it continues
+                    pending[0].append({"op": "replace", "name": name, "text": raw, "pos": pending[1]})
+                    out[-1] += " and in the rest of the stopped fit"
         return "sched " + "; ".join(out)
 
 

@@ -222,15 +222,25 @@ class Norm(Command):
         return cls(kind, a.allow(None))
 
     def apply(self, host: CommandHost) -> str:
-        from labcon.nn.norms import swap_norm
+        from labcon.nn.norms import NORM_TYPES, swap_norm
 
         runner = host.runner
+        before = sorted({type(m).__name__ for m in runner.model.modules() if isinstance(m, NORM_TYPES)})
         n = swap_norm(runner.model, self.kind, opt=runner.opt, **self.kwargs)
+        after = sorted({type(m).__name__ for m in runner.model.modules() if isinstance(m, NORM_TYPES)})
         moved = runner.hooks.refresh()
         if n == 0:
             return "no normalisation layers to swap"
         extra = f"; re-attached {moved} hook(s)" if moved else ""
-        return f"swapped {n} normalisation layer(s) to {self.kind}{extra}"
+        text = f"swapped {n} normalisation layer(s) to {self.kind} (were {', '.join(before)}){extra}"
+        if before != after and getattr(runner, "train_iter", 0) > 0:
+            # Only the scale and shift carry over: the new kind normalises differently, so what the trained
+            # layers learnt about their statistics is gone, and the loss usually jumps before it recovers.
+            text += (
+                "; the new layers start untrained (only their scale/shift were carried over): "
+                "expect the loss to rise for a while"
+            )
+        return text
 
     @classmethod
     def complete_words(cls, ctx: CommandContext | None) -> list[str]:

@@ -187,9 +187,9 @@ class Help(Command):
 
         a.allow(())
         words = [unquote(p)[0] for p in a.pos]
-        if not words:
+        if not " ".join(words).strip():
             return cls()
-        topic = " ".join(words)
+        topic = " ".join(" ".join(words).split())
         if lookup(topic) is None and topic not in SUBCOMMANDS:
             if words[0] in SUBCOMMANDS and len(words) == 2:
                 raise CommandError(suggest(words[1], SUBCOMMANDS[words[0]], f"{words[0]} sub-command"))

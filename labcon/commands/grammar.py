@@ -81,6 +81,20 @@ __all__ = [
 
 def parse(text: str) -> Command:
     """Parse one command line into a typed Command; raises CommandError (one line) when it is invalid."""
+    try:
+        return _parse(text)
+    except CommandError as e:
+        raise CommandError(one_line(str(e))) from None
+
+
+def one_line(msg: str) -> str:
+    """A message with control characters (a quoted newline the user typed) shown visibly: one line, always."""
+    if msg.isprintable():
+        return msg
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in msg)
+
+
+def _parse(text: str) -> Command:
     if not isinstance(text, str):
         raise CommandError(f"a command must be text, got {type(text).__name__}")
     stripped = text.strip()
@@ -128,7 +142,10 @@ def validate(cmd: Command, ctx: CommandContext) -> Command:
             ctx.state == "idle",
             f"cannot start '{cmd.name}' while the session is {ctx.state}; stop it first or wait",
         )
-    cmd.check(ctx)
+    try:
+        cmd.check(ctx)
+    except CommandError as e:
+        raise CommandError(one_line(str(e))) from None
     return cmd
 
 

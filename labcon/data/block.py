@@ -291,11 +291,13 @@ class DataBlock:
 
         return summary(self, path, device)
 
-    def show_batch(self, n: int = 16, augment: bool = True, path: str | Path | None = None) -> Image.Image:
-        """A grid image of `n` samples with their labels."""
+    def show_batch(
+        self, n: int = 16, augment: bool = True, path: str | Path | None = None, scale: int | None = None
+    ) -> Image.Image:
+        """A grid image of `n` samples with their labels (`scale`: output pixels per image pixel)."""
         from labcon.data.report import show_batch
 
-        return show_batch(self, n, augment, path)
+        return show_batch(self, n, augment, path, scale=scale)
 
     def __repr__(self) -> str:
         parts = [

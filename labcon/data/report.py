@@ -128,14 +128,24 @@ def _sample(
 
 
 def show_batch(
-    block: DataBlock, n: int = 16, augment: bool = True, path: str | Path | None = None
+    block: DataBlock,
+    n: int = 16,
+    augment: bool = True,
+    path: str | Path | None = None,
+    scale: int | None = None,
+    cols: int | None = None,
 ) -> Image.Image:
-    """A PIL grid of `n` samples (augmented training samples, or validation ones) with labels."""
+    """A PIL grid of `n` samples (augmented training samples, or validation ones) with labels.
+
+    `scale`: output pixels per image pixel (default: small images grow to about 64 pixels); `cols`: samples per
+    row (default: a square). The labels, in grid order, are in `img.info['labels']` (tab-separated) and the
+    cells' geometry in `img.info['layout']`, for front ends that show the labels as text.
+    """
     x, names = _sample(block, n, augment, path)
     h, w = x.shape[2:]
-    scale = max(1, math.ceil(64 / max(h, w)))
+    scale = scale if scale is not None else max(1, math.ceil(64 / max(h, w)))
     cw, ch = w * scale, h * scale
-    cols = math.ceil(math.sqrt(len(names)))
+    cols = max(1, min(len(names), cols)) if cols else math.ceil(math.sqrt(len(names)))
     rows = math.ceil(len(names) / cols)
     pad, text_h = 4, 14
     grid = Image.new("RGB", (cols * (cw + pad) + pad, rows * (ch + text_h + pad) + pad), (255, 255, 255))
@@ -147,4 +157,7 @@ def show_batch(
         left, top = pad + c * (cw + pad), pad + r * (ch + text_h + pad)
         grid.paste(img, (left, top))
         draw.text((left, top + ch + 1), name[: max(4, cw // 6)], fill=(0, 0, 0))
+    grid.info["labels"] = "\t".join(names)
+    # Where each sample sits, so a front end can cut the cells out and lay them out again (labels as text).
+    grid.info["layout"] = f"cols={cols} cell={cw}x{ch} pad={pad} text={text_h}"
     return grid

@@ -214,8 +214,15 @@ class RemoteSession:
         self.path = Path(path)
         self._client = ControlClient(self.path, timeout=timeout)
         self._subs: list[RemoteSubscription] = []
-        self.journal = _local_journal(self.path.parent.parent)
+        self._journal = _local_journal(self.path.parent.parent)
         self.remote = True
+
+    @property
+    def journal(self) -> Any:
+        """The sessions directory's journal, opened once it exists (a fresh directory has none until a run)."""
+        if self._journal is None and not self._client.closed:
+            self._journal = _local_journal(self.path.parent.parent)
+        return self._journal
 
     @property
     def name(self) -> str:
@@ -288,6 +295,6 @@ class RemoteSession:
             s.close()
         self._subs.clear()
         self._client.close()
-        if self.journal is not None:
-            self.journal.close()
-            self.journal = None
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None

@@ -14,6 +14,7 @@ import json
 import os
 import queue
 import re
+import select
 import socket
 import stat
 import threading
@@ -31,9 +32,10 @@ MAX_CLIENTS = 32
 QUEUE_SIZE = 2048
 # A client that does not read: once this much is waiting for it (replies + messages), it is disconnected.
 MAX_QUEUED_BYTES = 16 * 1024 * 1024
-# A connection that neither sends a request nor subscribes for this long is closed (so idle ones cannot
-# hold every client slot); a blocked send to a client that stopped reading times out after it too.
-IDLE_TIMEOUT_S = 120.0
+# A connection that has not made one request within this long is closed, so connections that say nothing cannot
+# hold every client slot. A real client (one that made a request) may then stay quiet as long as it likes: a
+# REPL waits for its user, a suspended console stops reading (its messages are dropped, never its connection).
+IDLE_TIMEOUT_S = 30.0
 # The "id" at the head of a request line, recovered from a line too long to parse so its reply matches.
 _HEAD_ID = re.compile(rb'^\s*\{\s*"id"\s*:\s*(-?\d{1,18}|"[^"\\]{0,64}")\s*[,}]')
 OPS: tuple[str, ...] = (
@@ -90,6 +92,7 @@ class _Client:
         self._events: deque[tuple[bool, bytes]] = deque()  # (is_progress, line)
         self._queue_size = queue_size
         self._queued_bytes = 0
+        self.active = False  # made a valid request: no longer subject to the idle timeout
         self._cond = threading.Condition()
         self._closed = False
 
@@ -134,9 +137,7 @@ class _Client:
                 line = self._replies.popleft() if self._replies else self._events.popleft()[1]
                 self._queued_bytes -= len(line)
             try:
-                self.sock.sendall(
-                    line
-                )  # times out (the socket's idle timeout) when the client stopped reading
+                self.sock.sendall(line)
             except OSError:
                 self.close()
                 return
@@ -147,13 +148,16 @@ class _Client:
         skipping = False  # inside an oversized line: discard until its newline
         try:
             while not self._closed:
+                if not self.active:
+                    try:
+                        ready, _, _ = select.select([self.sock], [], [], self.server.idle_timeout)
+                    except (OSError, ValueError):
+                        break
+                    if not ready:
+                        self.reply(_error(None, "no request since connecting; closing this idle connection"))
+                        break
                 try:
                     chunk = self.sock.recv(65536)
-                except TimeoutError:
-                    if self.subscribed:
-                        continue  # a console watching the session may stay quiet as long as it likes
-                    self.reply(_error(None, "no request for a while; closing this idle connection"))
-                    break
                 except OSError:
                     break
                 if not chunk:
@@ -202,6 +206,7 @@ class _Client:
         if op not in OPS:
             self.reply(_error(rid, f"unknown op {op!r}; ops: {', '.join(OPS)}"))
             return
+        self.active = True
         try:
             self.reply(self.server.dispatch(self, rid, op, req))
         except LabconError as e:
@@ -330,7 +335,7 @@ class ControlServer:
                 if self._stop.is_set():
                     return
                 continue
-            conn.settimeout(self.idle_timeout)
+            conn.settimeout(None)
             client = _Client(self, conn, self.queue_size)
             with self._lock:
                 full = len(self._clients) >= self.max_clients

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,10 +100,12 @@ def spawn_session(
     timeout: float = START_TIMEOUT_S,
     idle_exit: float | None = None,
     trust_code: bool = False,
+    on_line: Callable[[str], None] | None = None,
 ) -> SessionProcess:
     """Start `labcon serve TARGET` in its own process group and wait until its control socket answers.
 
     A child that exits first raises LabconError with the end of its log (its own clear error message).
+    `on_line` gets each line the child logs while starting (what it is doing: a silent wait looked like a hang).
     """
     name = session_name_for(target, home)
     sock = control_socket_path(home, name)
@@ -133,7 +136,7 @@ def spawn_session(
         )
     child = SessionProcess(proc, name, sock, log, start)
     try:
-        _wait_until_served(child, timeout)
+        _wait_until_served(child, timeout, on_line)
     except BaseException:
         if proc.poll() is None:
             proc.terminate()
@@ -143,9 +146,14 @@ def spawn_session(
     return child
 
 
-def _wait_until_served(child: SessionProcess, timeout: float) -> None:
+def _wait_until_served(
+    child: SessionProcess, timeout: float, on_line: Callable[[str], None] | None = None
+) -> None:
     end = time.monotonic() + timeout
+    pos = child.log_start
     while not server_is_live(child.socket):
+        if on_line is not None:
+            pos = _relay_log(child.log, pos, on_line)
         code = child.proc.poll()
         if code is not None:
             raise LabconError(
@@ -158,3 +166,20 @@ def _wait_until_served(child: SessionProcess, timeout: float) -> None:
                 f"last lines of {child.log}:\n{child.log_tail()}"
             )
         time.sleep(0.1)
+    if on_line is not None:
+        _relay_log(child.log, pos, on_line)
+
+
+def _relay_log(log: Path, pos: int, on_line: Callable[[str], None]) -> int:
+    """Hand the complete lines written to `log` after byte `pos` to `on_line`; the new position."""
+    try:
+        with log.open("rb") as f:
+            f.seek(pos)
+            data = f.read()
+    except OSError:
+        return pos
+    end = data.rfind(b"\n") + 1
+    for line in data[:end].decode("utf-8", "replace").splitlines():
+        if line.strip() and not line.startswith("--- labcon serve"):
+            on_line(line)
+    return pos + end

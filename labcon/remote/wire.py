@@ -143,8 +143,16 @@ def _floats(v: Any) -> dict[str, float]:
 
 def image_to_b64(img: Any) -> str:
     """A PIL image as base64 PNG text (sample batches travel over the JSON-lines socket this way)."""
+    from PIL.PngImagePlugin import PngInfo
+
+    # Text entries of img.info (a sample grid's labels and layout) travel as PNG text chunks; PIL reads them back
+    # into the decoded image's info.
+    meta = PngInfo()
+    for k, v in img.info.items():
+        if isinstance(k, str) and isinstance(v, str):
+            meta.add_itxt(k, v)
     buf = io.BytesIO()
-    img.save(buf, format="PNG")
+    img.save(buf, format="PNG", pnginfo=meta)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 

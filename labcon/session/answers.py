@@ -74,6 +74,13 @@ class SessionHost:
         """The data report."""
         return self.s.data_summary()
 
+    def interrupted_fit(self) -> tuple[list[dict[str, Any]], float] | None:
+        """The stopped fit's schedule changes (kept in its plan) and where it stopped, if it can continue."""
+        plan, r = self.s.persist.plan, self.runner
+        if not plan or plan["start_epoch"] + plan["n"] <= r.epoch:
+            return None
+        return plan.setdefault("sched_edits", []), (r.train_iter - plan["start_iter"]) / max(1, plan["total"])
+
 
 def answer(s: Session, cmd: C.Command) -> Reply:
     """The reply to a read-only or immediate command."""

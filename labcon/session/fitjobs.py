@@ -13,7 +13,7 @@ from labcon.core.distributed import PEER_TIMEOUT_ENV, lost_peer
 from labcon.core.events import CallbackError
 from labcon.errors import LabconError
 from labcon.session.bus import Reply
-from labcon.session.messages import CommandApplied, FitEnded, FitStarted, Log
+from labcon.session.messages import CommandApplied, FitEnded, FitStarted, Log, LrFound
 
 if TYPE_CHECKING:
     from labcon.session.session import Session
@@ -213,6 +213,7 @@ class FitJobs:
             res = s.runner.lr_find(**cmd.kwargs)
             text = f"lr_find: suggested lr {res.suggestion:.2e} (valley {res.valley:.2e}, steepest {res.steepest:.2e})"
             s.last_lr_find = res
+            s.publish(LrFound(res.lrs, res.losses, res.suggestion, res.valley, res.steepest))
             s.publish(Log(level="info", text=text))
             s.persist.log_command(cmd.text, "idle", reply=text)
         except Exception as e:  # noqa: BLE001 - the worker's boundary, as in _run

@@ -103,6 +103,17 @@ class CommandFailed(Message):
 
 
 @dataclass(frozen=True)
+class LrFound(Message):
+    """An lr_find finished: the lrs tried, the smoothed losses seen, and the suggested lrs."""
+
+    lrs: tuple[float, ...]
+    losses: tuple[float, ...]
+    suggestion: float
+    valley: float
+    steepest: float
+
+
+@dataclass(frozen=True)
 class TelemetryUpdated(Message):
     """New telemetry reached the host; read it with session.telemetry_snapshot()."""
 
@@ -128,6 +139,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         StateChanged,
         CommandApplied,
         CommandFailed,
+        LrFound,
         TelemetryUpdated,
         Log,
     )

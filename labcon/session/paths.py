@@ -9,6 +9,8 @@ from pathlib import Path
 from labcon.errors import LabconError
 
 JOURNAL_FILE = "journal.db"
+# Command history in a session's folder, shared by the REPL and the console (prompt-toolkit's FileHistory format).
+HISTORY_FILE = "repl_history"
 # The session `labcon` opens with no arguments (on the built-in dataset).
 DEFAULT_SESSION = "default"
 _NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")

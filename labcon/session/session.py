@@ -317,6 +317,8 @@ class Session:
             "hypers": hypers,
             "cbs": [c.name for c in r.cbs],
             "last_error": self.last_error,
+            # The fit under way (or stopped, to be resumed): front ends count its epochs and batches from it.
+            "fit": _fit_span(self.persist.plan),
             # From two clock readings the Runner takes per training batch: None until 20 batches have run.
             "bound": r.input_meter.bound,
             "input_share": r.input_meter.share,
@@ -393,3 +395,10 @@ class Session:
             closer()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def _fit_span(plan: dict[str, Any] | None) -> dict[str, int] | None:
+    """The plan's epochs and training batches as plain ints (None when no fit is planned)."""
+    if not plan:
+        return None
+    return {k: int(plan[k]) for k in ("start_epoch", "n", "start_iter", "total") if k in plan}

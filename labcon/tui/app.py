@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Iterable
+import time
+from pathlib import Path
 from typing import Any
 
-from textual.actions import SkipAction
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.css.query import NoMatches
@@ -18,7 +18,6 @@ from textual.screen import Screen
 from textual.widgets import Input, Label, TabbedContent, TabPane
 
 from labcon.session.messages import (
-    LIVE_STATES,
     CommandApplied,
     CommandFailed,
     FitEnded,
@@ -26,19 +25,24 @@ from labcon.session.messages import (
     Log,
     StateChanged,
 )
-from labcon.tui.bridge import CommandResult, CommandSender, ConnectionLost, UpdateBatch, pump, submit_safely
+from labcon.tui.actions import ConsoleActions
+from labcon.tui.bridge import CommandResult, CommandSender, ConnectionLost, UpdateBatch, pump
 from labcon.tui.budget import MAX_UPDATES_PER_S, Throttle, UiBudget
-from labcon.tui.commandline import CommandLine, Completions, load_help
+from labcon.tui.commandline import CommandLine, Completions, PastedLines, load_help
+from labcon.tui.history import HISTORY_FILE, append_history, load_history, session_dir
 from labcon.tui.hooks import HooksPane
 from labcon.tui.keyhints import KeyHints
 from labcon.tui.pane import Pane
-from labcon.tui.panes import FOCUS, PANES, ConsolePane, make_pane
-from labcon.tui.screens import HelpScreen, QuitScreen
+from labcon.tui.panes import PANES, ConsolePane, make_pane
+from labcon.tui.position import FitPosition
 from labcon.tui.statusbar import StatusBar
+from labcon.tui.training import is_change
 
 _STATUS_EVENTS = (StateChanged, FitStarted, FitEnded, CommandApplied)
 
 
+# An error repeated within this many seconds (the reply and the message of one refusal) is shown once.
+ERROR_DEDUP_S = 5.0
 # Seconds over which the console measures its own CPU use to adapt its update rate.
 BUDGET_WINDOW_S = 2.0
 
@@ -59,7 +63,7 @@ class CommandDone(Message):
         self.result = result
 
 
-class LabconApp(App[None]):
+class LabconApp(ConsoleActions):
     """Six panes over one session; the UI only reads snapshots and messages, never tensors."""
 
     CSS_PATH = "app.tcss"
@@ -67,6 +71,7 @@ class LabconApp(App[None]):
     BINDINGS = [
         Binding("space", "toggle_pause", "Pause/resume"),
         Binding("s", "stop", "Stop"),
+        Binding("P", "screenshot_to_session", "Screenshot"),
         Binding("ctrl+s", "save", "Save"),
         *(
             Binding(str(i + 1), f"show_pane('{pid}')", title, show=False)
@@ -74,7 +79,11 @@ class LabconApp(App[None]):
         ),
         # Priority: checked when the key arrives, before the keys typed after it are routed, so a fast
         # ":set lr=0.02" (or a paste) lands in the command line instead of firing s/space/2 shortcuts.
-        Binding("colon,slash", "focus_command", "Command", priority=True),
+        Binding("colon", "focus_command", "Command", priority=True),
+        # Leaving the command line is decided when Esc arrives, like ':' entering it: the keys after it
+        # (a pane key) are routed by the focus at that moment.
+        Binding("escape", "leave_command", "Leave", show=False, priority=True),
+        Binding("slash", "slash", "Filter", show=False, priority=True),
         Binding("question_mark", "help", "Help"),
         Binding("q", "request_quit", "Quit"),
     ]
@@ -103,17 +112,23 @@ class LabconApp(App[None]):
         self._main: Screen | None = None
         self._panes: list[Pane] = []
         self._status: StatusBar | None = None
+        self._recent_errors: dict[str, float] = {}  # error text -> when shown (each error is shown once)
+        self.history_path: Path | None = None  # the session folder's command history (shared with the REPL)
+        self.position = FitPosition()  # the fit's counters, shared by the status bar and the fit bars
 
     # -- layout -----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield StatusBar(id="status")
+        yield StatusBar(self.position, id="status")
         with TabbedContent(id="panes", initial="training"):
             for i, (pid, title) in enumerate(PANES):
                 with TabPane(f"{i + 1} {title}", id=pid):
-                    yield make_pane(pid, self.session, self.journal, self.images)
+                    yield make_pane(pid, self.session, self.journal, self.images, self.position)
         with Horizontal(id="command-row"):
             yield Label("›", id="prompt")
-            yield CommandLine(placeholder="command (: to focus, help, Tab completes)", id="command")
+            yield CommandLine(
+                placeholder="command: try fit_one_cycle 5 or lr_find (: focuses, Tab completes, help)",
+                id="command",
+            )
         yield KeyHints(id="keys")
 
     @property
@@ -144,6 +159,10 @@ class LabconApp(App[None]):
     def on_mount(self) -> None:
         # Modal screens (help, quit) sit on top later; updates must still find the main screen's widgets.
         self._main = self.screen
+        folder = session_dir(self.session)
+        self.history_path = folder / HISTORY_FILE if folder is not None and folder.is_dir() else None
+        if self.history_path is not None:
+            self.main.query_one(CommandLine).load(load_history(self.history_path))
         self.refresh_status()
         self.sender.start()
         self._sub = self.session.subscribe()
@@ -185,6 +204,13 @@ class LabconApp(App[None]):
 
     def _apply_update(self, batch: UpdateBatch) -> None:
         self.n_updates += 1
+        for ev in batch.events:
+            if isinstance(ev, FitStarted):
+                self.position.fit_started(ev)
+        if batch.progress is not None:
+            self.position.progress(batch.progress)
+        if any(isinstance(e, _STATUS_EVENTS) for e in batch.events) and not self.session_lost:
+            self.refresh_status()  # before the panes: they draw the position it updates
         for pane in self.panes:
             try:
                 pane.apply(batch)
@@ -192,19 +218,20 @@ class LabconApp(App[None]):
                 self.notify(f"{type(pane).__name__}: {e}", severity="error", markup=False)
         if batch.progress is not None:
             self.status_bar.set_progress(batch.progress)
-        if any(isinstance(e, _STATUS_EVENTS) for e in batch.events) and not self.session_lost:
-            self.refresh_status()
         for ev in batch.events:
             if isinstance(ev, ConnectionLost):
                 self.session_lost = True
                 self.status_bar.set_status({**self.status_bar.status, "state": "lost"})
                 self.notify(ev.text, title="session lost", severity="error", markup=False, timeout=30)
+            elif isinstance(ev, CommandApplied) and is_change(ev.text):
+                # Wherever the user is looking: the Training pane numbers it on the plots, this says it now.
+                self.notify(ev.reply or "applied", title=f"applied: {ev.text}", markup=False, timeout=4)
             elif isinstance(ev, CommandFailed):
-                self.notify(f"{ev.text}: {ev.error}", title="command failed", severity="error", markup=False)
+                self._error(ev.text, ev.error)
             elif isinstance(ev, Log) and ev.level == "error":
-                self.notify(ev.text, title="error", severity="error", markup=False)
+                self._error("error", ev.text, log=False)  # the console pane already logs it
             elif isinstance(ev, FitEnded) and ev.status == "failed":
-                self.notify(ev.reason or "the fit failed", title="fit failed", severity="error", markup=False)
+                self._error("fit failed", ev.reason or "the fit failed", log=False)
 
     def refresh_status(self) -> None:
         """Re-read session.status() into the status bar."""
@@ -215,6 +242,7 @@ class LabconApp(App[None]):
         except Exception as e:  # noqa: BLE001 - a status bug must not crash the console
             self.notify(f"status: {e}", severity="error", markup=False)
             return
+        self.position.set_status(st)
         self.status_bar.set_status(st)
 
     def run_command(self, text: str) -> None:
@@ -243,16 +271,40 @@ class LabconApp(App[None]):
             self.main.query_one(HooksPane).mark_dirty()
         self.refresh_status()
 
-    def _error(self, text: str, error: str) -> None:
-        self.console_pane.write(f"error: {error}", "bold red")
+    def _error(self, text: str, error: str, log: bool = True) -> None:
+        """Show an error once: a refused command arrives both as the reply and as a CommandFailed message, a
+        failed fit as an error log line and a FitEnded; whichever comes second is dropped."""
+        now = time.monotonic()
+        self._recent_errors = {k: t for k, t in self._recent_errors.items() if now - t < ERROR_DEDUP_S}
+        if any(k in error or error in k for k in self._recent_errors):
+            return
+        self._recent_errors[error] = now
+        if log:
+            self.console_pane.write(
+                f"error: {error}" if text in error else f"error: {text}: {error}", "bold red"
+            )
         self.notify(error, title=text, severity="error", markup=False)
 
     def on_input_submitted(self, event: CommandLine.Submitted) -> None:
         """Enter on the command line."""
         if isinstance(event.input, CommandLine):
-            event.input.remember(event.value)
-            event.input.value = ""
-            self.run_command(event.value)
+            self.submit_line(event.input, event.value, clear=False)  # the line cleared itself on Enter
+
+    def on_pasted_lines(self, message: PastedLines) -> None:
+        """Each whole pasted line runs as if typed and entered."""
+        for text in message.lines:
+            self.submit_line(message.line, text, clear=False)
+
+    def submit_line(self, line: Input, text: str, clear: bool = True) -> None:
+        """Run a line typed or pasted into the command line, remembering it (on disk too)."""
+        if isinstance(line, CommandLine) and line.remember(text) and self.history_path is not None:
+            err = append_history(self.history_path, text.strip())
+            if err is not None:
+                self.history_path = None  # say it once
+                self.notify(err, severity="warning", markup=False)
+        if clear:
+            line.value = ""
+        self.run_command(text)
 
     def on_completions(self, message: Completions) -> None:
         """Several completions: list them in the console."""
@@ -264,97 +316,6 @@ class LabconApp(App[None]):
         line.value = text
         line.cursor_position = len(text)
         self.main.set_focus(line)
-
-    # -- actions ----------------------------------------------------------------------------------
-    def _state(self) -> str:
-        if self.session_lost:
-            return "lost"
-        try:
-            return str(self.session.status().get("state", "idle"))
-        except Exception:  # noqa: BLE001 - treat an unreadable status as idle
-            return "idle"
-
-    def action_toggle_pause(self) -> None:
-        """Pause a running fit, resume a paused one."""
-        state = self._state()
-        if state == "running":
-            self.run_command("pause")
-        elif state == "paused":
-            self.run_command("resume")
-        else:
-            self.notify(f"nothing to pause: the session is {state} (start with `fit N`)", markup=False)
-
-    def action_stop(self) -> None:
-        """Stop the live fit."""
-        self.run_command("stop")
-
-    def action_save(self) -> None:
-        """Save a checkpoint."""
-        self.run_command("save")
-
-    def action_show_pane(self, pid: str) -> None:
-        """Switch to a pane."""
-        # Shows the pane at once: the switcher sets `display` synchronously.
-        self.main.query_one(TabbedContent).active = pid
-        # Keys (arrows, pane keys) go to the pane's main table; never to a text box, so 1-6 keep working.
-        # Focused in the same step: a deferred focus cost one more full-screen render per switch.
-        target = FOCUS.get(pid)
-        self.main.set_focus(self.main.query_one(target) if target is not None else None)
-
-    def action_focus_command(self) -> None:
-        """Focus the command line (synchronously: Widget.focus() defers and loses the next keys)."""
-        if self.screen is not self.main or isinstance(self.focused, Input):
-            raise SkipAction()  # a dialog is open, or ':' / '/' is being typed into a text box
-        self.main.set_focus(self.main.query_one(CommandLine))
-
-    def action_help(self) -> None:
-        """Keys and commands."""
-        text = ""
-        if self._help_text is not None:
-            try:
-                text = self._help_text(None)
-            except Exception:  # noqa: BLE001 - keys help is still worth showing
-                text = ""
-        self.push_screen(HelpScreen(text))
-
-    def action_request_quit(self) -> None:
-        """Quit; when a run is live, ask whether to stop it, keep it running headless, or stay."""
-        state = self._state()
-        if state not in LIVE_STATES:
-            self.exit()
-            return
-        self.push_screen(
-            QuitScreen(state, callable(getattr(self.session, "detach", None))), self._quit_answer
-        )
-
-    def _quit_answer(self, choice: str | None) -> None:
-        if choice == "stop":
-            r = submit_safely(self.session, "stop")
-            if not r.ok:
-                self._error("stop", r.reply_text)
-                return
-            self.exit()
-        elif choice == "detach":
-            try:
-                self.session.detach()
-                self.detached = True
-            except Exception as e:  # noqa: BLE001 - stay open when detaching failed
-                self._error("detach", str(e))
-                return
-            self.exit()
-
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """The command palette: panes and run controls, besides Textual's own."""
-        yield from super().get_system_commands(screen)
-        for i, (pid, title) in enumerate(PANES):
-            yield SystemCommand(
-                f"Pane: {title}",
-                f"show the {title} pane (key {i + 1})",
-                lambda p=pid: self.action_show_pane(p),
-            )
-        yield SystemCommand("Pause / resume", "pause or resume the run (space)", self.action_toggle_pause)
-        yield SystemCommand("Stop", "stop the run (s)", self.action_stop)
-        yield SystemCommand("Save checkpoint", "save a checkpoint (ctrl+s)", self.action_save)
 
 
 def build_app(session: Any, journal: Any = None, *, images: str = "auto") -> LabconApp:

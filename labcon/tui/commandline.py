@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from textual import events
 from textual.binding import Binding
 from textual.message import Message
 from textual.suggester import Suggester
@@ -49,15 +50,28 @@ class Completions(Message):
         self.candidates = candidates
 
 
+class PastedLines(Message):
+    """A paste held whole lines: each is run as if typed and entered, in order."""
+
+    def __init__(self, line: Input, lines: tuple[str, ...]) -> None:
+        super().__init__()
+        self.line = line
+        self.lines = lines
+
+
 class CommandLine(Input):
     """Command input: Enter submits, up/down walk the history, Tab completes, Esc leaves."""
 
+    # Shown in the key line; the keys themselves are handled in _on_key (see there).
     BINDINGS = [
         Binding("up", "history(-1)", "Previous"),
         Binding("down", "history(1)", "Next"),
-        Binding("tab", "complete", "Complete", priority=True),
+        Binding("tab", "complete", "Complete"),
         Binding("escape", "leave", "Leave"),
     ]
+    # Keys acted on in the order they arrive, with the characters around them.
+    # (Escape is the app's priority key: it must move the focus before the keys after it are routed.)
+    _KEY_ACTIONS = {"enter": "submit", "tab": "complete", "up": "up", "down": "down"}
 
     def __init__(self, completer: Callable[[str], list[str]] | None = None, **kwargs: object) -> None:
         self._complete = completer or load_completer()
@@ -66,11 +80,66 @@ class CommandLine(Input):
         self._pos = 0
         self.last_candidates: list[str] = []
 
-    def remember(self, text: str) -> None:
-        """Add a submitted line to the history (no consecutive duplicates)."""
-        if text and (not self.history or self.history[-1] != text):
+    def remember(self, text: str) -> bool:
+        """Add a submitted line to the history (no blank lines or consecutive duplicates); True when added."""
+        text = text.strip()
+        added = bool(text) and (not self.history or self.history[-1] != text)
+        if added:
             self.history.append(text)
         self._pos = len(self.history)
+        return added
+
+    def load(self, entries: list[str]) -> None:
+        """Start from a saved history (oldest first)."""
+        self.history = [e for e in entries if e.strip()] + self.history
+        self._pos = len(self.history)
+
+    async def _on_key(self, event: events.Key) -> None:
+        # A binding's action runs only once the key has bubbled up to the app, through every parent's queue,
+        # while the characters typed after it go straight to this widget: with a fast typist or tmux under
+        # load, `set a` Enter `:set b` became one line `set a:set b` (two commands lost). Acting here keeps
+        # every key in arrival order.
+        action = self._KEY_ACTIONS.get(event.key)
+        if action is None:
+            await super()._on_key(event)
+            return
+        event.stop()
+        event.prevent_default()
+        if action == "submit":
+            text = self.value
+            self.value = ""  # now, before the next key: the app gets the text in the message
+            self.post_message(self.Submitted(self, text, None))
+        elif action == "complete":
+            self.action_complete()
+        else:
+            self.action_history(-1 if action == "up" else 1)
+
+    def insert_text_at_cursor(self, text: str) -> None:
+        """Type `text`; a ':' typed at the start is dropped (it is the key that focuses this line)."""
+        if self.cursor_position == 0 and text.startswith(":"):
+            text = text.lstrip(":")
+            if not text:
+                return
+        super().insert_text_at_cursor(text)
+
+    def _on_paste(self, event: events.Paste) -> None:
+        # Input keeps only a paste's first line: the rest were lost. Whole lines run as commands, in order;
+        # the text after the last newline stays on the line to be finished.
+        lines = event.text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        if len(lines) == 1:
+            super()._on_paste(event)
+            return
+        event.stop()
+        first = self.value[: self.cursor_position] + lines[0]
+        rest = self.value[self.cursor_position :]
+        whole = tuple(x for x in [first.lstrip(":"), *lines[1:-1]] if x.strip())
+        self.value = ""
+        if whole:
+            self.post_message(PastedLines(self, whole))
+        self.insert_text_at_cursor(lines[-1])
+        tail = self.cursor_position
+        self.value += rest
+        self.cursor_position = tail
 
     def action_history(self, step: int) -> None:
         """Show the previous (-1) or next (+1) line of the history."""

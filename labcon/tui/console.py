@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Label, RichLog
 
-from labcon.session.messages import CommandApplied, CommandFailed, FitEnded, FitStarted, Log, StateChanged
+from labcon.session.messages import CommandApplied, FitEnded, FitStarted, Log, StateChanged
 from labcon.tui.bridge import UpdateBatch
 from labcon.tui.pane import Pane
 
@@ -16,7 +16,10 @@ _LEVEL_STYLE = {"info": "", "warning": "yellow", "error": "bold red"}
 
 
 class ConsolePane(Pane):
-    """Everything said on the command line and by the session, newest at the bottom."""
+    """Everything said on the command line and by the session, newest at the bottom.
+
+    Refused commands are written by the app (once, whether the reply or the CommandFailed message comes first).
+    """
 
     def __init__(self, session: Any, **kwargs: Any) -> None:
         super().__init__(session, **kwargs)
@@ -35,8 +38,6 @@ class ConsolePane(Pane):
         for ev in update.events:
             if isinstance(ev, CommandApplied):
                 self.write(f"applied {ev.text!r} at epoch {ev.epoch} batch {ev.iter}: {ev.reply}", "green")
-            elif isinstance(ev, CommandFailed):
-                self.write(f"failed {ev.text!r}: {ev.error}", "bold red")
             elif isinstance(ev, Log):
                 self.write(f"{ev.level}: {ev.text}", _LEVEL_STYLE.get(ev.level, ""))
             elif isinstance(ev, StateChanged):

@@ -9,6 +9,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
+from textual.events import Resize
 from textual.widgets import Label, Static
 
 # Imported at module load on purpose: textual-image queries the terminal's cell size, impossible once Textual runs.
@@ -16,6 +17,7 @@ from textual_image.widget import HalfcellImage
 from textual_image.widget import Image as AutoImage
 
 from labcon.tui.pane import Pane
+from labcon.tui.samples import SampleGrid, cut_cells
 
 
 class DataPane(Pane):
@@ -28,6 +30,7 @@ class DataPane(Pane):
         self._image_cls = HalfcellImage if images == "halfcell" else AutoImage
         self.n_draws = 0
         self._summary: str | None = None
+        self._grid_width = 0
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="data-summary-box"):
@@ -35,6 +38,10 @@ class DataPane(Pane):
         with Vertical(id="data-image-box"):
             yield Label("sample batch (r: redraw with new augments)", id="data-image-title")
             yield self._image_cls(None, id="data-image")
+            # Samples with their labels as text (readable over SSH / tmux, where the drawn labels are a blur).
+            grid = SampleGrid(self._image_cls, id="data-samples")
+            grid.display = False
+            yield grid
 
     def redraw(self) -> None:
         if self._summary is None:
@@ -80,5 +87,25 @@ class DataPane(Pane):
             title.update(Text(f"sample batch: {err}"))
             self.app.notify(err, severity="error", markup=False)
             return
-        self.query_one("#data-image", self._image_cls).image = img
+        cells = cut_cells(img)
+        picture, grid = self.query_one("#data-image", self._image_cls), self.query_one(SampleGrid)
+        picture.display, grid.display = cells is None, cells is not None
+        if cells is None:
+            picture.image = img
+        else:
+            grid.cells = cells
+            self._grid_width = -1
+            self.call_after_refresh(self._relayout)  # once shown: its width is known after a layout pass
         title.update(f"sample batch #{self.n_draws} (r: redraw with new augments)")
+
+    def on_resize(self, event: Resize) -> None:
+        """Lay the samples out again for the new width."""
+        grid = self.query_one(SampleGrid)
+        if grid.cells and grid.display:
+            self.call_after_refresh(self._relayout)
+
+    def _relayout(self) -> None:
+        grid = self.query_one(SampleGrid)
+        if grid.size.width != self._grid_width:
+            self._grid_width = grid.size.width
+            grid.show(grid.cells)

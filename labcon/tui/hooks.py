@@ -160,4 +160,4 @@ class HooksPane(Pane):
         if table.row_count == 0 or not self._paused():
             return
         hook_id = table.get_row_at(table.cursor_row)[0]
-        self.app.run_command(f"hook rm {hook_id}")  # type: ignore[attr-defined]
+        self.app.confirm(f"Remove hook {hook_id}?", f"hook rm {hook_id}")  # type: ignore[attr-defined]

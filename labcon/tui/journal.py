@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from rich.text import Text
@@ -11,137 +10,142 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, DataTable, Input, Static
+from textual_plotext import PlotextPlot
 
-from labcon.tui.fmt import fmt_num
+from labcon.session.messages import EpochEnded, FitEnded, FitStarted
+from labcon.tui.bridge import UpdateBatch
+from labcon.tui.journal_fmt import cell, columns, format_diff, format_record, value
 from labcon.tui.pane import Pane
+from labcon.tui.plots import int_ticks
 
-_PREFERRED = (
-    "id",
-    "run_id",
-    "name",
-    "session",
-    "status",
-    "started",
-    "epochs",
-    "lr",
-    "valid_loss",
-    "accuracy",
-)
-_MAX_COLS = 8
-_TIME_KEYS = ("started", "ended", "created", "finished", "time")
-
-
-def _columns(rows: list[dict[str, Any]]) -> list[str]:
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k, v in r.items() if k not in keys and not isinstance(v, dict | list)]
-    ordered = [k for k in _PREFERRED if k in keys] + [k for k in keys if k not in _PREFERRED]
-    return ordered[:_MAX_COLS]
-
-
-def _cell(key: str, v: Any) -> str:
-    # Journal times are epoch seconds; show them as dates.
-    if isinstance(v, int | float) and not isinstance(v, bool) and v > 1e8 and key in _TIME_KEYS:
-        return time.strftime("%Y-%m-%d %H:%M", time.localtime(v))
-    return fmt_num(v)
-
-
-def format_record(d: Any, indent: str = "") -> str:
-    """A run record or a diff as indented 'key: value' lines (pairs as 'a -> b')."""
-    if isinstance(d, dict):
-        lines = []
-        for k, v in d.items():
-            if isinstance(v, dict) and v:
-                lines.append(f"{indent}{k}:")
-                lines.append(format_record(v, indent + "  "))
-            elif isinstance(v, tuple | list) and len(v) == 2 and not isinstance(v[0], dict):
-                lines.append(f"{indent}{k}: {fmt_num(v[0])} -> {fmt_num(v[1])}")
-            elif isinstance(v, list) and v and isinstance(v[0], dict):
-                lines.append(f"{indent}{k}: ({len(v)})")
-                lines += [f"{indent}  " + ", ".join(f"{a}={fmt_num(b)}" for a, b in row.items()) for row in v]
-            else:
-                lines.append(f"{indent}{k}: {fmt_num(v)}")
-        return "\n".join(lines)
-    return f"{indent}{d}"
+# Runs marked at once: the overlay chart draws them all, `d` diffs the last two.
+MAX_MARKED = 4
+_RUN_EVENTS = (FitStarted, FitEnded, EpochEnded)
 
 
 class JournalPane(Pane):
-    """Search box -> results table -> detail; `m` marks runs, `d` diffs the two marked, Replay replays."""
+    """Search box -> results -> detail; `/` filters, `m` marks runs (charted together), `d` diffs, `R` replays."""
 
     BINDINGS = [
-        Binding("m", "mark", "Mark for diff"),
+        Binding("m", "mark", "Mark"),
         Binding("d", "diff", "Diff marked"),
+        Binding("c", "next_metric", "Chart metric"),
         Binding("R", "replay", "Replay"),
     ]
 
     def __init__(self, session: Any, journal: Any = None, **kwargs: Any) -> None:
         super().__init__(session, **kwargs)
-        self.journal = journal if journal is not None else getattr(session, "journal", None)
+        self._journal = (
+            journal  # injected (tests); otherwise the session's, read each time (it may appear later)
+        )
         self.results: list[dict[str, Any]] = []
         self.marked: list[Any] = []
         self.current: Any = None
+        self.query_text = ""
+        self.chart_metric = "valid_loss"
+        self.chart_runs: dict[Any, list[dict[str, Any]]] = {}
         self._cols: list[str] = []
+        self._more = 0  # columns that did not fit
+
+    @property
+    def journal(self) -> Any:
+        """The journal searched: the injected one, else the session's (None until the journal file exists)."""
+        return self._journal if self._journal is not None else getattr(self.session, "journal", None)
 
     def compose(self) -> ComposeResult:
         yield Input(
-            placeholder='search runs: mixup status:done lr>1e-3 NOT "label smoothing"', id="journal-query"
+            placeholder='/ filter runs: mixup status:done lr>1e-3 NOT "label smoothing"', id="journal-query"
         )
         with Horizontal(id="journal-body"):
             yield DataTable(id="journal-results", cursor_type="row", zebra_stripes=True)
             with Vertical(id="journal-side"):
                 with VerticalScroll(id="journal-detail-box"):
-                    yield Static("enter a query (empty: all runs)", id="journal-detail")
+                    yield Static("no runs yet: they appear here as soon as a fit starts", id="journal-detail")
+                chart = PlotextPlot(id="journal-chart")
+                chart.display = False
+                yield chart
                 with Horizontal(id="journal-buttons"):
                     yield Button("Mark m", id="journal-mark", compact=True)
                     yield Button("Diff d", id="journal-diff", compact=True)
                     yield Button("Replay R", id="journal-replay", compact=True, variant="warning")
 
+    def apply(self, update: UpdateBatch) -> None:
+        """A run started, ended or finished an epoch: search again (now if shown, else when shown)."""
+        if any(isinstance(e, _RUN_EVENTS) for e in update.events):
+            if self.marked:
+                self.chart_runs.clear()  # a marked run may be the live one
+            self.mark_dirty()
+
     def redraw(self) -> None:
-        if not self.results and self.journal is not None:
-            self.search("")
+        self.search(self.query_text)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        """Run the query."""
+        """Run the query and move to the results."""
         if event.input.id == "journal-query":
             event.stop()
-            self.search(event.value)
+            self.search(event.value, focus_results=True)
 
-    def search(self, query: str) -> None:
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """Filter as the query is typed (an unfinished query's error waits for Enter)."""
+        if event.input.id == "journal-query":
+            event.stop()
+            self.search(event.value, quiet=True)
+
+    def focus_search(self) -> None:
+        """`/`: put the cursor in the filter box."""
+        self.screen.set_focus(self.query_one("#journal-query", Input))
+
+    def search(self, query: str, focus_results: bool = False, quiet: bool = False) -> None:
         """Search the journal in a worker (SQLite may take a moment); results land in the table."""
+        self.query_text = query.strip()
         if self.journal is None:
-            self._detail("no journal for this session")
+            self._detail("no journal yet: runs appear here as soon as the first fit starts")
             return
-        self._search(query.strip())
+        self._search(self.query_text, focus_results, quiet)
 
     @work(thread=True, exclusive=True, group="journal-search")
-    def _search(self, query: str) -> None:
+    def _search(self, query: str, focus_results: bool, quiet: bool) -> None:
         try:
             rows, err = list(self.journal.search(query)), None
         except Exception as e:  # noqa: BLE001 - a bad query must show its message, not crash
             rows, err = [], str(e)
-        self.app.call_from_thread(self._show_results, query, rows, err)
+        self.app.call_from_thread(self._show_results, query, rows, err, focus_results, quiet)
 
-    def _show_results(self, query: str, rows: list[dict[str, Any]], err: str | None) -> None:
+    def _show_results(
+        self, query: str, rows: list[dict[str, Any]], err: str | None, focus_results: bool, quiet: bool
+    ) -> None:
         if err is not None:
-            self._detail(f"query error: {err}", style="red")
-            self.app.notify(f"journal query: {err}", severity="error", markup=False)
+            if not quiet:
+                self._detail(f"query error: {err}", style="red")
+                self.app.notify(f"journal query: {err}", severity="error", markup=False)
             return
-        self.results = rows
         table = self.query_one("#journal-results", DataTable)
-        self._cols = _columns(rows)
+        cursor = table.cursor_row
+        self.results = rows
+        width = table.size.width or 60
+        self._cols, more = columns(rows, max(3, (width - 6) // 10))
         table.clear(columns=True)
         table.add_column(" ", key="mark")
         for c in self._cols:
             table.add_column(c.replace("_", " "), key=c)
+        self._more = more
+        if more:
+            table.add_column(f"+{more}", key="more")  # columns left out at this width: enter shows them all
         for i, r in enumerate(rows):
             table.add_row(*self._cells(r), key=str(i))
-        self._detail(f"{len(rows)} run(s) for {query!r}" if query else f"{len(rows)} run(s)")
         if rows:
+            table.move_cursor(row=min(cursor or 0, len(rows) - 1))
+        head = f"{len(rows)} run(s)" + (f" for {query!r}" if query else "")
+        if more:
+            head += f" ({more} more column(s): enter shows a run in full)"
+        if self.current is None or not rows:
+            self._detail(head)
+        if focus_results and rows:
             table.focus()
 
     def _cells(self, r: dict[str, Any]) -> list[str]:
-        mark = "*" if self._run_id(r) in self.marked else ""
-        return [mark] + [_cell(c, r.get(c)) for c in self._cols]
+        mark = str(self.marked.index(self._run_id(r)) + 1) if self._run_id(r) in self.marked else ""
+        return [mark] + [cell(c, value(r, c)) for c in self._cols] + (["…"] if self._more else [])
 
     @staticmethod
     def _run_id(r: dict[str, Any]) -> Any:
@@ -171,7 +175,7 @@ class JournalPane(Pane):
         self._detail(f"run {self.current}", format_record(rec))
 
     def action_mark(self) -> None:
-        """Mark / unmark the highlighted run (the last two marked are diffed)."""
+        """Mark / unmark the highlighted run: marked runs are charted together; `d` diffs the last two."""
         row = self._highlighted()
         if row is None:
             return
@@ -179,24 +183,87 @@ class JournalPane(Pane):
         if rid in self.marked:
             self.marked.remove(rid)
         else:
-            self.marked = (self.marked + [rid])[-2:]
+            self.marked = (self.marked + [rid])[-MAX_MARKED:]
         table = self.query_one("#journal-results", DataTable)
         for i, r in enumerate(self.results):
-            table.update_cell(str(i), "mark", "*" if self._run_id(r) in self.marked else "")
-        self._detail(f"marked: {', '.join(map(str, self.marked)) or 'none'} (d: diff the two marked runs)")
+            table.update_cell(str(i), "mark", self._cells(r)[0])
+        self._detail(
+            f"marked: {', '.join(map(str, self.marked)) or 'none'} (d: diff the last two; c: chart metric)"
+        )
+        self._chart()
+
+    def action_next_metric(self) -> None:
+        """Chart the next metric the marked runs recorded."""
+        names = sorted({k for rows in self.chart_runs.values() for r in rows for k in r if k != "epoch"})
+        if names:
+            i = names.index(self.chart_metric) if self.chart_metric in names else -1
+            self.chart_metric = names[(i + 1) % len(names)]
+        self._chart()
+
+    def _chart(self) -> None:
+        """Overlay the marked runs' per-epoch curves of the chosen metric (their epochs read in a worker)."""
+        missing = [r for r in self.marked if r not in self.chart_runs]
+        if missing and self.journal is not None and hasattr(self.journal, "epochs"):
+            self._load_epochs(missing)
+            return
+        colours = ("cyan", "orange", "green", "magenta")
+        series, xs = [], []
+        for i, rid in enumerate(self.marked):
+            rows = self.chart_runs.get(rid, [])
+            xs.append([float(r.get("epoch", j)) for j, r in enumerate(rows)])
+            series.append(
+                (f"run {rid}", [float(r.get(self.chart_metric, float("nan"))) for r in rows], colours[i % 4])
+            )
+        plot = self.query_one("#journal-chart", PlotextPlot)
+        plot.display = bool(series)  # the detail gets the room until runs are marked
+        plot.plt.clear_data()
+        plot.plt.clear_figure()
+        if not series:
+            plot.refresh()
+            return
+        # Each run has its own epochs: draw them one by one on the same axes.
+        plt = plot.plt
+        plt.title(f"{self.chart_metric} per epoch (c: next metric)")
+        plt.xlabel("epoch")
+        for (label, ys, colour), x in zip(series, xs, strict=True):
+            pts = [(a, b) for a, b in zip(x, ys, strict=False) if b == b]
+            if pts:
+                plt.plot(
+                    [p[0] for p in pts], [p[1] for p in pts], label=label, color=colour, marker="braille"
+                )
+        lo = min((min(x) for x in xs if x), default=0.0)
+        hi = max((max(x) for x in xs if x), default=0.0)
+        ticks = int_ticks(lo, hi)
+        if ticks:
+            plt.xticks(ticks, [str(t) for t in ticks])
+        plot.refresh()
+
+    @work(thread=True, exclusive=True, group="journal-chart")
+    def _load_epochs(self, run_ids: list[Any]) -> None:
+        loaded = {}
+        for rid in run_ids:
+            try:
+                loaded[rid] = list(self.journal.epochs(rid))
+            except Exception:  # noqa: BLE001 - a run without epochs is charted empty
+                loaded[rid] = []
+        self.app.call_from_thread(self._epochs_loaded, loaded)
+
+    def _epochs_loaded(self, loaded: dict[Any, list[dict[str, Any]]]) -> None:
+        self.chart_runs.update(loaded)
+        self._chart()
 
     def action_diff(self) -> None:
-        """Diff the two marked runs."""
-        if len(self.marked) != 2:
+        """Diff the last two marked runs: only what differs."""
+        if len(self.marked) < 2:
             self.app.notify("mark two runs with m first", severity="warning", markup=False)
             return
-        a, b = self.marked
+        a, b = self.marked[-2:]
         try:
             d = self.journal.diff(a, b)
         except Exception as e:  # noqa: BLE001 - a journal error must show, not crash
             self._detail(str(e), style="red")
             return
-        self._detail(f"diff run {a} -> run {b}", format_record(d))
+        self._detail(f"diff run {a} -> run {b}", format_diff(d))
 
     def action_replay(self) -> None:
         """Replay the highlighted (or last shown) run through the session."""

@@ -9,6 +9,7 @@ from labcon.tui.data import DataPane
 from labcon.tui.hooks import HooksPane
 from labcon.tui.journal import JournalPane
 from labcon.tui.pane import Pane
+from labcon.tui.position import FitPosition
 from labcon.tui.telemetry import TelemetryPane
 from labcon.tui.training import TrainingPane
 
@@ -32,10 +33,10 @@ FOCUS: dict[str, str] = {
 }
 
 
-def make_pane(pid: str, session: Any, journal: Any, images: str) -> Pane:
-    """The pane widget for `pid` (one of PANES) over `session`."""
+def make_pane(pid: str, session: Any, journal: Any, images: str, position: FitPosition | None = None) -> Pane:
+    """The pane widget for `pid` (one of PANES) over `session` (`position`: the app's shared fit counters)."""
     if pid == "training":
-        return TrainingPane(session, id="pane-training")
+        return TrainingPane(session, position=position, id="pane-training")
     if pid == "telemetry":
         return TelemetryPane(session, id="pane-telemetry")
     if pid == "hooks":

@@ -12,16 +12,20 @@ KEYS_HELP = """\
 keys
   1-6        panes: Training, Telemetry, Hooks, Data, Journal, Console (also ctrl+p palette)
   space      pause / resume the run
-  s          stop the run (at the next batch)
+  s          stop the run at the next batch (asks first)
   ctrl+s     save a checkpoint
-  : or /     focus the command line (Tab completes, up/down history, Esc leaves)
+  :          focus the command line (Tab completes, up/down history, Esc leaves)
+  /          filter the Journal pane's runs (elsewhere: the command line)
+  P          save a screenshot (SVG) into the session folder
   ?          this help
   q          quit (asks when a run is live)
 pane keys
   Telemetry  up/down choose the layer whose histogram is shown
-  Hooks      a add a hook on the module, x remove the selected hook (while paused)
+  Hooks      a add a hook on the module, x remove the selected hook (while paused; asks first)
   Data       r redraw the sample batch with new augmentations
-  Journal    enter search / show a run, m mark, d diff two marked, R replay
+  Training   L puts lr_find's suggested lr into `fit_one_cycle 5 lr=...`
+  Journal    / filter, enter show a run, m mark (marked runs are charted), c chart metric,
+             d diff the last two marked, R replay
 """
 
 
@@ -77,3 +81,31 @@ class QuitScreen(ModalScreen[str]):
         """Answer from a key (h only where headless is offered)."""
         if choice != "detach" or self.can_detach:
             self.dismiss(choice)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """A yes/no question before a key does something that cannot be undone (y / enter: yes; n / esc: no)."""
+
+    BINDINGS = [
+        Binding("y,enter", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-box"):
+            yield Label(self.question)
+            with Horizontal(id="confirm-buttons"):
+                yield Button("Yes (y)", id="yes", variant="error")
+                yield Button("No (n / esc)", id="no")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        """Answer with the button."""
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, yes: bool) -> None:
+        """Answer from a key."""
+        self.dismiss(yes)

@@ -9,6 +9,7 @@ from textual.widgets import Static
 
 from labcon.session.messages import Progress
 from labcon.tui.fmt import fmt_num
+from labcon.tui.position import FitPosition
 
 _STATE_STYLE = {
     "running": "bold green",
@@ -22,18 +23,19 @@ _STATE_STYLE = {
 class StatusBar(Static):
     """Shows session.status(), kept current by Progress messages between status reads."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, position: FitPosition | None = None, **kwargs: Any) -> None:
         super().__init__("", **kwargs)
         self.status: dict[str, Any] = {}
+        # Shared with the Training pane's bars: the one source of the fit's epoch and batch counters.
+        self.position = position if position is not None else FitPosition()
 
     def set_status(self, status: dict[str, Any]) -> None:
-        """Replace the status (a session.status() dict)."""
+        """Replace the status (a session.status() dict); the position is updated by its owner."""
         self.status = dict(status)
         self._draw()
 
     def set_progress(self, p: Progress) -> None:
-        """Fold the newest Progress into the status."""
-        self.status.update(epoch=p.epoch, iter=p.iter, n_iter=p.n_iter, train_iter=p.train_iter)
+        """Show the newest Progress (already folded into the shared position)."""
         if p.lrs:
             self.status.setdefault("hypers", {})["lr"] = list(p.lrs)
         self._draw()
@@ -44,9 +46,10 @@ class StatusBar(Static):
         text = Text()
         text.append(f" {s.get('name', 'session')} ", style="bold reverse")
         text.append(f" ● {state} ", style=_STATE_STYLE.get(state, ""))
-        text.append(
-            f" epoch {s.get('epoch', 0)}/{s.get('n_epochs', 0)}  batch {s.get('iter', 0)}/{s.get('n_iter', 0)}"
-        )
+        pos = self.position
+        text.append(f" {pos.epoch_text()}")
+        if pos.batch_text():
+            text.append(f"  {pos.batch_text()}")
         lrs = (s.get("hypers") or {}).get("lr") or []
         if lrs:
             text.append(f"  lr {fmt_num(float(lrs[-1]), 3)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich.text import Text
@@ -15,6 +16,10 @@ from labcon.tui.heatmap import Heatmap
 from labcon.tui.pane import Pane
 
 _FLAG_STYLE = {"dead": "bold blue", "exploding": "bold red"}
+# A layer with at least this share of its values outside the histogram's range gets a note under the title.
+OUTSIDE_NOTE = 0.05
+# A layer with at least this share of its values near zero is taken as clamped at zero (ReLU-like), not negative.
+CLAMPED_AT_ZERO = 0.2
 SPARK_WIDTH = 12  # reports per sparkline
 
 
@@ -105,5 +110,34 @@ class TelemetryPane(Pane):
         )
         if flag:
             text.append(f"  {flag}", style=_FLAG_STYLE.get(flag, ""))
+        outside = outside_share(snap.latest.get(self.selected_layer), lo, hi)
+        if outside >= OUTSIDE_NOTE:
+            # The histogram's range is fixed (0..10 suits post-ReLU activations); a layer recorded before its
+            # activation has negative values the map cannot show: say how many, never drop them silently.
+            text.append(
+                f"\n~{100 * outside:.0f}% of this layer's values lie outside {fmt_num(lo, 2)}..{fmt_num(hi, 2)} "
+                "(estimated from its mean/std) and are not drawn",
+                style="bold yellow",
+            )
         title.update(text)
         self.query_one("#heatmap", Heatmap).set_grid(grid)
+
+
+def outside_share(stats: Any, lo: float, hi: float) -> float:
+    """The share of a layer's values outside lo..hi, estimated from its mean and std as a normal distribution."""
+    mean, std = getattr(stats, "mean", math.nan), getattr(stats, "std", math.nan)
+    near_zero = getattr(stats, "near_zero", math.nan)
+    if not (math.isfinite(mean) and math.isfinite(std)):
+        return 0.0
+    if std <= 0:
+        return 0.0 if lo <= mean <= hi else 1.0
+
+    def cdf(x: float) -> float:
+        return 0.5 * (1.0 + math.erf((x - mean) / (std * math.sqrt(2.0))))
+
+    below = cdf(lo)
+    if lo <= 0.0 and math.isfinite(near_zero) and near_zero >= CLAMPED_AT_ZERO:
+        below = (
+            0.0  # values piled up at zero: a ReLU-like output, clamped into the range, not spread below it
+        )
+    return max(0.0, min(1.0, below + (1.0 - cdf(hi))))

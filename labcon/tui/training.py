@@ -1,69 +1,113 @@
-"""Training pane: epoch table, progress with ETA for epoch and fit, live plots of loss, lr, mom, metrics."""
+"""Training pane: progress for epoch and fit, speed and last metrics, epoch table, live plots with change markers."""
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
+from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Grid, Vertical
+from textual.events import Resize
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
-from labcon.session.messages import EpochEnded, FitStarted, Progress
+from labcon.session.messages import CommandApplied, EpochEnded, FitStarted, LrFound, Progress
 from labcon.tui.bridge import BATCH_HISTORY_CAP, UpdateBatch
-from labcon.tui.fmt import downsample, finite_pairs, fmt_duration, fmt_num, progress_line
+from labcon.tui.fmt import fmt_duration, fmt_num, progress_line
 from labcon.tui.pane import Pane
+from labcon.tui.plots import Marker, draw
+from labcon.tui.position import FitPosition
 
 _SERIES = ("losses", "smooth_losses", "lrs", "moms")
 _NOT_METRICS = ("epoch", "train_loss", "valid_loss", "time")
+# Commands that start, stop or describe work rather than change the training: no marker on the plots.
+_NOT_CHANGES = frozenset(
+    ("fit", "fit_one_cycle", "lr_find", "pause", "resume", "stop", "save", "note", "show", "status", "help")
+)
 # Plots are the costliest thing on screen (plotext is pure Python); a redraw every 2 s looks live and leaves the
 # interpreter to the training thread (they share one GIL).
 PLOT_INTERVAL_S = 2.0
+# Narrower than this, the pane shows two plots (loss, lr) instead of four: each stays readable at 80x24.
+WIDE_MIN_COLS = 110
+FIRST_STEPS = (
+    "no run yet: try `fit_one_cycle 5` (: focuses the command line), or `lr_find` first to pick an lr"
+)
+
+
+def is_change(text: str) -> bool:
+    """Whether an applied command changes the training (and so gets a marker)."""
+    words = text.split()
+    return bool(words) and words[0] not in _NOT_CHANGES
 
 
 class TrainingPane(Pane):
-    """Epoch table + progress + four live plots."""
+    """Progress + epoch table + live plots; applied changes are numbered markers; `L` fits with lr_find's lr."""
 
-    def __init__(self, session: Any, **kwargs: Any) -> None:
+    BINDINGS = [Binding("L", "use_lr_find", "Fit with lr_find's lr")]
+
+    def __init__(self, session: Any, position: FitPosition | None = None, **kwargs: Any) -> None:
         super().__init__(session, **kwargs)
+        self.position = position if position is not None else FitPosition()
         self.rows: list[dict[str, Any]] = []
         self.batches: dict[str, list[float]] = {k: [] for k in _SERIES}
         self.start_iter = 0
         self.progress: Progress | None = None
-        self.fit_total: tuple[int, int] | None = None  # (epoch_start, n_epochs)
+        self.markers: list[Marker] = []  # x = the global training batch the change took effect at
+        self.epoch_markers: list[Marker] = []  # the same changes, x = their epoch (for the metrics plot)
+        self.lr_find: LrFound | None = None  # shown in the lr plot until the next fit starts
+        self.rate: float | None = None  # training batches per second (smoothed)
+        self._rate_at: tuple[float, int] | None = None
         self._columns: list[str] = []
         self._stale = False
         self._metric_rows_drawn = -1
         self._rows_in_table = 0  # rows of self.rows already in the epoch table
         self._bars: dict[str, Static] = {}
         self._last_plot = 0.0
+        self.wide = True
 
     def compose(self) -> ComposeResult:
         with Vertical(id="progress-box"):
             yield Static("", id="epoch-progress", classes="progress-row")
             yield Static("", id="fit-progress", classes="progress-row")
+            yield Static("", id="fit-stats", classes="progress-row")
         with Vertical(id="training-body"):
             yield DataTable(id="epoch-table", cursor_type="row", zebra_stripes=True)
             with Grid(id="plots"):
                 yield PlotextPlot(id="plot-loss")
                 yield PlotextPlot(id="plot-lr")
-                yield PlotextPlot(id="plot-mom")
-                yield PlotextPlot(id="plot-metrics")
+                yield PlotextPlot(id="plot-mom", classes="wide-only")
+                yield PlotextPlot(id="plot-metrics", classes="wide-only")
+            legend = Static("", id="changes-legend")
+            legend.display = False  # a row of its own only once there is a change to list
+            yield legend
 
     def on_mount(self) -> None:
         self.rows = list(self.safe(self.session.history, default=[]) or [])
         bh = self.safe(getattr(self.session, "batch_history", dict), default={}) or {}
         self.batches = {k: list(bh.get(k, []))[-BATCH_HISTORY_CAP:] for k in _SERIES}
         st = self.safe(self.session.status, default={}) or {}
+        self.position.set_status(st)
         self.start_iter = max(0, int(st.get("train_iter", 0) or 0) - len(self.batches["losses"]))
-        if st.get("n_epochs"):
-            self.fit_total = (0, int(st["n_epochs"]))
         self._fill_table()
-        self._show_progress_from_status(st)
+        self._show_progress()
+        self._show_stats()
+        if st.get("run_id") is not None:
+            self._load_markers(st["run_id"])  # changes applied before this console attached
         self.mark_dirty()
         self._stale = False
         self.set_interval(PLOT_INTERVAL_S / 2, self._redraw_if_stale)
+
+    def on_resize(self, event: Resize) -> None:
+        """Two plots when narrow, four when wide."""
+        wide = event.size.width >= WIDE_MIN_COLS
+        if wide != self.wide:
+            self.wide = wide
+            self.set_class(not wide, "narrow")
+            self._stale = True
 
     def _redraw_if_stale(self) -> None:
         # The console's throttle stretches the plot interval too when rendering is expensive on this machine.
@@ -82,7 +126,14 @@ class TrainingPane(Pane):
                 self.rows.append({"epoch": ev.epoch, **ev.row})
                 self._stale = True
             elif isinstance(ev, FitStarted):
-                self.fit_total = (ev.epoch_start, ev.n_epochs)
+                self.lr_find = None
+                self._rate_at, self.rate = None, None
+            elif isinstance(ev, CommandApplied) and is_change(ev.text):
+                self.add_marker(ev)
+            elif isinstance(ev, LrFound):
+                self.lr_find = ev
+                self._metric_rows_drawn = -1
+                self._stale = True
         if self.shown:
             self._sync_table()  # hidden: on_show adds the new rows at once (each add re-laid out the table)
         if update.batch_stats is not None:
@@ -99,7 +150,57 @@ class TrainingPane(Pane):
             self._stale = True
         if update.progress is not None:
             self.progress = update.progress
-            self._show_progress(update.progress)
+            self._measure_rate(update.progress)
+        if (update.progress is not None or update.events) and self.shown:
+            self._show_progress()  # hidden: on_show draws them (five updates a second for nobody to see)
+            self._show_stats()
+
+    @work(thread=True, exclusive=True, group="training-markers")
+    def _load_markers(self, run_id: Any) -> None:
+        journal = getattr(self.session, "journal", None)
+        try:
+            events = list(journal.events(run_id, kinds=("command",))) if journal is not None else []
+        except Exception:  # noqa: BLE001 - no markers is better than a console error for a read-only extra
+            events = []
+        applied = [
+            CommandApplied(str(e["text"]), int(e["epoch"] or 0), int(e["iteration"] or 0), "")
+            for e in events
+            if is_change(str(e.get("text", ""))) and e.get("epoch") is not None
+        ]
+        if applied:
+            self.app.call_from_thread(self._add_earlier_markers, applied)
+
+    def _add_earlier_markers(self, applied: list[CommandApplied]) -> None:
+        known = {(m.text, m.x) for m in self.markers}
+        for ev in applied:
+            if (ev.text, float(ev.iter)) not in known:
+                self.add_marker(ev)
+
+    def add_marker(self, ev: CommandApplied) -> None:
+        """A numbered marker for an applied change, drawn on every plot and listed in the legend."""
+        k = len(self.markers) + 1
+        self.markers.append(Marker(k, float(ev.iter), ev.text))
+        self.epoch_markers.append(Marker(k, float(ev.epoch), ev.text))
+        self._metric_rows_drawn = -1
+        self._stale = True
+        legend = Text(no_wrap=True, overflow="ellipsis")
+        legend.append("changes ", style="bold red")
+        for m, em in list(zip(self.markers, self.epoch_markers, strict=True))[-6:]:
+            legend.append(f" {m.number} ", style="bold red")
+            legend.append(f"{m.text} (epoch {int(em.x)} batch {int(m.x)})")
+        widget = self.query_one("#changes-legend", Static)
+        widget.display = True
+        widget.update(legend)
+
+    def _measure_rate(self, p: Progress) -> None:
+        now = time.monotonic()
+        if self._rate_at is not None and p.phase == "train":
+            t0, i0 = self._rate_at
+            if p.train_iter > i0 and now > t0:
+                r = (p.train_iter - i0) / (now - t0)
+                self.rate = r if self.rate is None else 0.7 * self.rate + 0.3 * r
+        if p.phase == "train":
+            self._rate_at = (now, p.train_iter)
 
     def _bar(self, wid: str, label: str, frac: float, info: str) -> None:
         # layout=False: a fixed one-line widget; a layout pass 5 times a second would steal the trainer's CPU.
@@ -108,31 +209,42 @@ class TrainingPane(Pane):
         bar = self._bars[wid]
         bar.update(progress_line(label, frac, info, bar.size.width or 80), layout=False)
 
-    def _show_progress(self, p: Progress) -> None:
+    def _show_progress(self) -> None:
+        pos, p = self.position, self.progress
+        eta_epoch = fmt_duration(p.eta_epoch) if p is not None and pos.live else "--"
         self._bar(
-            "#epoch-progress",
-            "epoch",
-            p.iter / p.n_iter if p.n_iter else 0.0,
-            f"{p.epoch} {p.phase} {p.iter}/{p.n_iter}  ETA {fmt_duration(p.eta_epoch)}",
+            "#epoch-progress", "epoch", pos.epoch_fraction, f"{pos.batch_text() or 'idle'}  ETA {eta_epoch}"
         )
-        total = p.elapsed + p.eta_fit
-        n = f"/{self.fit_total[0] + self.fit_total[1]}" if self.fit_total else ""
-        self._bar(
-            "#fit-progress",
-            "fit",
-            p.elapsed / total if total > 0 else 0.0,
-            f"epoch {p.epoch + 1}{n}  {fmt_duration(p.elapsed)} < ETA {fmt_duration(p.eta_fit)}",
-        )
+        elapsed = fmt_duration(p.elapsed) if p is not None and pos.live else "--"
+        eta = fmt_duration(pos.eta_fit) if pos.live and pos.eta_fit is not None else "--"
+        self._bar("#fit-progress", "fit", pos.fit_fraction, f"{pos.epoch_text()}  {elapsed} < ETA {eta}")
 
-    def _show_progress_from_status(self, st: dict[str, Any]) -> None:
-        n_iter, it = int(st.get("n_iter", 0) or 0), int(st.get("iter", 0) or 0)
-        epoch, n_epochs = int(st.get("epoch", 0) or 0), int(st.get("n_epochs", 0) or 0)
-        self._bar(
-            "#epoch-progress", "epoch", it / n_iter if n_iter else 0.0, f"{epoch} {it}/{n_iter}  ETA --"
-        )
-        self._bar(
-            "#fit-progress", "fit", epoch / n_epochs if n_epochs else 0.0, f"epoch {epoch}/{n_epochs}  ETA --"
-        )
+    def _show_stats(self) -> None:
+        """Speed, smoothed loss and the last epoch's metrics (or a first command when nothing has run)."""
+        w = self._bars.get("#fit-stats") or self.query_one("#fit-stats", Static)
+        self._bars["#fit-stats"] = w
+        text = Text(no_wrap=True, overflow="ellipsis")
+        p = self.progress
+        if p is None and not self.rows and self.position.train_iter == 0:
+            text.append(FIRST_STEPS, style="italic")
+        else:
+            if self.rate is not None and self.position.live:
+                text.append(f"{self.rate:.1f} it/s  ", style="bold")
+            if p is not None and math.isfinite(p.smooth_loss):
+                text.append(f"loss {fmt_num(p.smooth_loss)}  ")
+            if self.rows:
+                last = self.rows[-1]
+                shown = [k for k in last if k not in ("epoch", "train_loss", "time")]
+                text.append(f"epoch {last.get('epoch')}: ", style="dim")
+                text.append("  ".join(f"{k} {fmt_num(last[k])}" for k in shown))
+        w.update(text, layout=False)
+
+    def action_use_lr_find(self) -> None:
+        """Put `fit_one_cycle 5 lr=<suggestion>` on the command line (Enter starts it)."""
+        if self.lr_find is None or not math.isfinite(self.lr_find.suggestion):
+            self.app.notify("run `lr_find` first: its suggested lr is what L uses", markup=False)
+            return
+        self.app.prefill_command(f"fit_one_cycle 5 lr={self.lr_find.suggestion:.2e}")  # type: ignore[attr-defined]
 
     # -- table ------------------------------------------------------------------------------------
     def _fill_table(self) -> None:
@@ -152,7 +264,9 @@ class TrainingPane(Pane):
             table.move_cursor(row=len(self.rows) - 1)
 
     def on_show(self) -> None:
-        """Bring the epoch table up to date, then redraw the plots if they changed."""
+        """Bring the bars and the epoch table up to date, then redraw the plots if they changed."""
+        self._show_progress()
+        self._show_stats()
         self._sync_table()
         super().on_show()
 
@@ -176,38 +290,78 @@ class TrainingPane(Pane):
     def redraw(self) -> None:
         n = len(self.batches["losses"])
         xs = list(range(self.start_iter, self.start_iter + n))
-        self._plot(
-            "#plot-loss",
+        b, marks = self.batches, self.markers
+        draw(
+            self._plot("#plot-loss"),
             "loss",
-            [("raw", self.batches["losses"], "gray"), ("smooth", self.batches["smooth_losses"], "orange")],
+            [("raw", b["losses"], "gray"), ("smooth", b["smooth_losses"], "orange")],
             xs,
+            xlabel="batch",
+            markers=marks,
         )
-        self._plot("#plot-lr", "lr", [("lr", self.batches["lrs"], "cyan")], xs)
-        self._plot("#plot-mom", "momentum", [("mom", self.batches["moms"], "magenta")], xs)
-        metrics = [k for k in self._columns if k not in _NOT_METRICS or k == "valid_loss"]
-        ex = [float(r.get("epoch", i)) for i, r in enumerate(self.rows)]
-        colours = ("green", "blue", "yellow", "red")
-        series = [
-            (m, [float(r.get(m, float("nan"))) for r in self.rows], colours[i % 4])
-            for i, m in enumerate(metrics[:4])
-        ]
+        if self.lr_find is not None:
+            self._draw_lr_find()
+        else:
+            draw(
+                self._plot("#plot-lr"),
+                "learning rate",
+                [("lr", b["lrs"], "cyan")],
+                xs,
+                xlabel="batch",
+                markers=marks,
+            )
+        if not self.wide:
+            return  # the two plots below are hidden
+        draw(
+            self._plot("#plot-mom"),
+            "momentum",
+            [("mom", b["moms"], "magenta")],
+            xs,
+            xlabel="batch",
+            markers=marks,
+        )
         if len(self.rows) != self._metric_rows_drawn:  # epoch-level data: redraw only when a row arrives
             self._metric_rows_drawn = len(self.rows)
-            self._plot("#plot-metrics", "metrics / epoch", series, ex)
+            metrics = [k for k in self._columns if k not in _NOT_METRICS or k == "valid_loss"]
+            ex = [float(r.get("epoch", i)) for i, r in enumerate(self.rows)]
+            colours = ("green", "blue", "yellow", "red")
+            series = [
+                (m, [float(r.get(m, float("nan"))) for r in self.rows], colours[i % 4])
+                for i, m in enumerate(metrics[:4])
+            ]
+            draw(
+                self._plot("#plot-metrics"), "metrics", series, ex, xlabel="epoch", markers=self.epoch_markers
+            )
 
-    def _plot(
-        self, wid: str, title: str, series: list[tuple[str, list[float], str]], xs: list[float]
-    ) -> None:
-        plot = self.query_one(wid, PlotextPlot)
-        plt = plot.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.title(title)
-        # plotext's cost grows with the points it draws: about one point per column is all a braille line shows
-        # (400 points cost 18 ms per plot, 60 cost 6 ms).
-        n = max(32, plot.size.width)
-        for label, ys, colour in series:
-            px, py = finite_pairs(*downsample(xs[-len(ys) :] if ys else [], ys, n))
-            if py:
-                plt.plot(px, py, label=label if len(series) > 1 else None, color=colour, marker="braille")
-        plot.refresh()
+    def _draw_lr_find(self) -> None:
+        lf = self.lr_find
+        assert lf is not None
+        points = [
+            (lf.valley, _loss_at(lf, lf.valley), "valley"),
+            (lf.steepest, _loss_at(lf, lf.steepest), "steep"),
+        ]
+        draw(
+            self._plot("#plot-lr"),
+            f"lr_find: suggests {lf.suggestion:.1e} (L uses it)",
+            [("loss", lf.losses, "cyan")],
+            list(lf.lrs),
+            xlabel="lr (log)",
+            ylabel="loss",
+            log_x=True,
+            int_x=False,
+            points=points,
+        )
+
+    def _plot(self, wid: str) -> PlotextPlot:
+        return self.query_one(wid, PlotextPlot)
+
+
+def _loss_at(lf: LrFound, lr: float) -> float:
+    """The smoothed loss lr_find saw at the tried lr nearest to `lr`."""
+    if not lf.lrs or not math.isfinite(lr):
+        return math.nan
+    i = min(
+        range(len(lf.lrs)),
+        key=lambda j: abs(math.log(lf.lrs[j]) - math.log(lr)) if lf.lrs[j] > 0 else math.inf,
+    )
+    return float(lf.losses[i]) if i < len(lf.losses) else math.nan

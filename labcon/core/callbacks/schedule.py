@@ -108,6 +108,8 @@ class ParamScheduler(Callback):
         """Scale the schedule of `name` so its value at `pos` becomes values[i] in each group (or only in
         `group`); the shape is kept. Returns, per group, whether it could be rescaled (a schedule at 0
         there cannot: that group's schedule is replaced by the constant instead)."""
+        if name not in self.scheds:  # a change recorded for a fit that turned out not to schedule it
+            return []
         n = len(values)
         per = self.per_group(name, n)
         done = []
@@ -136,6 +138,8 @@ class ParamScheduler(Callback):
 
     def fix(self, name: str, value: float, group: int, n: int) -> None:
         """Hold `name` at `value` in one param group (of n); the others keep their schedule."""
+        if name not in self.scheds:
+            return
         per = self.per_group(name, n)
         per[group] = sched_no(value)
         self.scheds[name] = per

@@ -1,0 +1,282 @@
+"""The console on a real Session: counters, journal, errors, change markers, lr_find, typed commands, history."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from labcon.remote.client import RemoteSession
+from labcon.remote.server import ControlServer, control_socket_path
+from labcon.session.config import parse_config
+from labcon.session.session import Session
+from labcon.tui.app import build_app
+from labcon.tui.commandline import CommandLine
+from labcon.tui.journal import JournalPane
+from labcon.tui.training import TrainingPane
+from tests.helpers import make_image_folder, tiny_config
+
+pytestmark = pytest.mark.anyio
+SIZE = (120, 36)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def short_dir():
+    # Unix socket paths are short: a pytest tmp_path can be too long.
+    d = tempfile.mkdtemp(prefix="lct", dir="/tmp")
+    yield Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _session(
+    root: Path, epochs: int = 1000, n_train: int = 48, extra: str = 'schedule = "constant"\n'
+) -> Session:
+    data = make_image_folder(root / "img", n_train=n_train)
+    return Session(parse_config(tiny_config(data, name="live", epochs=epochs, extra=extra)), root / "home")
+
+
+async def _until(pilot, cond, timeout: float = 90.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "condition not reached in time"
+        await pilot.pause(0.05)
+
+
+async def _type(pilot, text: str) -> None:
+    await pilot.press("escape", "colon")
+    await pilot.press(*text)
+    await pilot.press("enter")
+
+
+def _wait(cond, timeout: float = 90.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def _screen(app) -> str:
+    from fakes import screen_text
+
+    return screen_text(app)
+
+
+def _epochs_shown(app) -> tuple[str, str]:
+    status = str(app.status_bar.render())
+    fit = str(app.query_one("#fit-progress").render())
+    return status, fit
+
+
+async def test_counters_agree_after_attach_mid_fit(tmp_path):
+    """Status bar and fit bar count the fit's own epochs (attach after 2 earlier epochs: `epoch 1/3`, not 2/3 or 3/3)."""
+    s = _session(tmp_path)
+    try:
+        assert s.submit("fit 2").ok and s.jobs.wait_idle(120)
+        assert s.submit("fit 3").ok
+        _wait(lambda: s.state == "running" and s.runner.train_iter >= 24 + 3)
+        assert s.submit("pause").ok
+        _wait(lambda: s.state == "paused")
+        app = build_app(s, images="halfcell")
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause(0.3)
+            status, fit = _epochs_shown(app)
+            assert "epoch 1/3" in status and "epoch 1/3" in fit, (status, fit)
+            pct = int(re.search(r"(\d+)%", fit)[1])
+            assert pct == int(100 * (s.runner.train_iter - 24) / 36), fit
+            await _type(pilot, "resume")
+            # Into the fit's second epoch (global epoch 3): both say 2/3, and the fit is not "done" meanwhile.
+            await _until(pilot, lambda: s.runner.epoch == 3 and s.runner.iter >= 2)
+            await _until(pilot, lambda: "epoch 2/3" in _epochs_shown(app)[0], 20)
+            status, fit = _epochs_shown(app)
+            assert "epoch 2/3" in fit and "100%" not in fit, (status, fit)
+            await _until(pilot, lambda: s.state == "idle" and s.jobs.wait_idle(0), 120)
+            await _until(pilot, lambda: "epochs done 5" in _epochs_shown(app)[0], 10)
+    finally:
+        s.close()
+
+
+async def test_journal_pane_lists_the_first_run_of_a_fresh_directory(short_dir):
+    """Attached before the journal file exists, the pane shows the run as soon as it is journaled."""
+    s = _session(short_dir, epochs=1)
+    home = short_dir / "home"
+    assert not (home / "journal.db").exists()
+    server = ControlServer(s, control_socket_path(home, s.name)).start()
+    remote = RemoteSession(control_socket_path(home, s.name))
+    try:
+        assert remote.journal is None  # nothing to read yet
+        app = build_app(remote, images="halfcell")
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("5")
+            pane = app.query_one(JournalPane)
+            await _until(pilot, lambda: "no journal yet" in _screen(app) or "0 run(s)" in _screen(app), 10)
+            await _type(pilot, "fit 1")
+            await pilot.press("escape", "5")
+            await _until(pilot, lambda: len(pane.results) == 1 and s.jobs.wait_idle(0), 120)
+            await _until(pilot, lambda: pane.results[0]["status"] != "running", 20)
+            text = _screen(app)
+            assert re.search(r"20\d\d-\d\d-\d\d \d\d:\d\d", text) and "e+09" not in text, text
+    finally:
+        remote.close()
+        server.close()
+        s.close()
+
+
+async def test_a_refused_command_is_shown_once_with_its_quotes(tmp_path):
+    s = _session(tmp_path, epochs=1)
+    app = build_app(s, images="halfcell")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await _type(pilot, "cb rm nosuchcb")
+            await _until(
+                pilot, lambda: app.sender.idle and any("error" in ln for ln in app.console_pane.lines)
+            )
+            await pilot.pause(0.5)  # the CommandFailed message has arrived too by now
+            errors = [ln for ln in app.console_pane.lines if ln.startswith("error")]
+            assert len(errors) == 1, app.console_pane.lines
+            assert len([n for n in app._notifications if n.severity == "error"]) == 1
+            reply = s.submit("cb rm nosuchcb").text
+            assert reply in errors[0] and reply.count("'") % 2 == 0, (reply, errors)
+    finally:
+        s.close()
+
+
+async def test_applied_change_marker_lr_find_and_typed_commands(tmp_path):
+    """A `set` applied mid-fit is numbered on the plots and in the legend; lr_find's curve and `L`; a burst of
+    typed and pasted commands all reach the session; the history is saved in the session folder."""
+    s = _session(tmp_path)
+    sub = s.subscribe()
+    app = build_app(s, images="halfcell")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            pane = app.query_one(TrainingPane)
+            assert "fit_one_cycle 5" in _screen(app)  # the first screen suggests a first command
+            await _type(pilot, "lr_find num_it=12")
+            await _until(pilot, lambda: pane.lr_find is not None and s.jobs.wait_idle(0))
+            await pilot.pause(2.5)
+            assert "lr_find: suggests" in _screen(app)
+            app.main.set_focus(app.query_one("#epoch-table"))
+            await pilot.press("L")
+            line = app.query_one(CommandLine)
+            assert line.value == f"fit_one_cycle 5 lr={pane.lr_find.suggestion:.2e}"
+            line.value = ""
+            await _type(pilot, "fit 1000")
+            await _until(pilot, lambda: s.runner.train_iter >= 3)
+            await _type(pilot, "set lr=0.003")
+            await _until(pilot, lambda: len(pane.markers) == 1)
+            m = pane.markers[0]
+            assert m.text == "set lr=0.003" and m.x >= 3
+            await pilot.pause(2.5)
+            assert "1 set lr=0.003 (epoch" in _screen(app)
+            # A burst while training: every key typed and every pasted line must arrive, in order.
+            typed = [f"set wd=0.0{i}" for i in range(1, 8)]
+            for t in typed:
+                await pilot.press("colon", *t, "enter")
+            pasted = ["set mom=0.91", "set mom=0.92", "set mom=0.93"]
+            app.query_one(CommandLine).focus()
+            app.query_one(CommandLine).post_message(_paste(":" + "\n".join(pasted) + "\n"))
+            want = ["set lr=0.003", *typed, *pasted]
+            seen: list[str] = []
+
+            def applied() -> bool:
+                seen.extend(m.text for m in sub.drain() if type(m).__name__ == "CommandApplied")
+                return all(w in seen for w in want)
+
+            await _until(pilot, applied, 60)
+            assert [t for t in seen if t in want] == want
+            await pilot.press("escape", "s", "y")
+            await _until(pilot, lambda: s.state == "idle" and s.jobs.wait_idle(0))
+            await pilot.press("P")
+            await _until(pilot, lambda: list(s.dir.glob("screenshot-*.svg")), 10)
+        history = (s.dir / "repl_history").read_text()
+        assert "+set lr=0.003" in history and "+set mom=0.93" in history
+        again = build_app(s, images="halfcell")
+        async with again.run_test(size=SIZE) as pilot:
+            line = again.query_one(CommandLine)
+            line.focus()
+            await pilot.press("up")
+            assert line.value == "set mom=0.93"
+    finally:
+        sub.close()
+        s.close()
+
+
+def _paste(text: str):
+    from textual import events
+
+    return events.Paste(text)
+
+
+async def test_heat_map_says_when_a_layer_has_values_outside_its_range(tmp_path):
+    """Conv and batch-norm outputs (recorded before their ReLU) are half negative: the title says so; ReLU's not."""
+    s = _session(tmp_path, epochs=1)
+    try:
+        assert s.submit("fit 1").ok and s.jobs.wait_idle(120)
+        app = build_app(s, images="halfcell")
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("2")
+            pane = app.query_one("#pane-telemetry")
+            await _until(pilot, lambda: pane.snapshot is not None, 20)
+            notes = {}
+            for layer in ("0.1", "0.2"):  # the first block's batch norm, then its ReLU
+                pane.selected_layer = layer
+                pane._show_heatmap()
+                await pilot.pause()
+                notes[layer] = str(app.query_one("#heatmap-title").render())
+            assert "outside 0.00..10.00" in notes["0.1"] and "not drawn" in notes["0.1"], notes
+            assert "not drawn" not in notes["0.2"], notes
+    finally:
+        s.close()
+
+
+async def test_data_pane_labels_samples_as_text_and_fills_its_width(short_dir):
+    """Over the socket too: the sample grid's labels are terminal text; a wider pane puts more samples per row."""
+    s = _session(short_dir, epochs=1)
+    home = short_dir / "home"
+    server = ControlServer(s, control_socket_path(home, s.name)).start()
+    remote = RemoteSession(control_socket_path(home, s.name))
+    try:
+        for size, at_least in (((80, 24), 2), ((160, 40), 5)):
+            app = build_app(remote, images="halfcell")
+            async with app.run_test(size=size) as pilot:
+                await pilot.press("4")
+                grid = app.query_one("#data-samples")
+                await _until(pilot, lambda g=grid: bool(g.labels_shown), 60)
+                await pilot.pause()
+                assert set(grid.labels_shown) <= {"red", "blue"} and len(grid.labels_shown) == 16
+                text = _screen(app)
+                assert "red" in text and "blue" in text
+                first_row = str(grid.query(".sample-labels").first().render()).split()
+                assert len(first_row) >= at_least, (size, first_row)
+    finally:
+        remote.close()
+        server.close()
+        s.close()
+
+
+async def test_changes_applied_before_attach_are_marked(tmp_path):
+    """A console opened on a run already changed mid-fit shows those changes as markers too (from the journal)."""
+    s = _session(tmp_path)
+    try:
+        assert s.submit("fit 1000").ok
+        _wait(lambda: s.runner.train_iter >= 3)
+        assert s.submit("set lr=0.004").ok
+        _wait(lambda: s.runner.hyper("lr") == [0.004])
+        assert s.submit("pause").ok
+        _wait(lambda: s.state == "paused")
+        s.persist.writer.flush()
+        app = build_app(s, images="halfcell")
+        async with app.run_test(size=SIZE) as pilot:
+            pane = app.query_one(TrainingPane)
+            await _until(pilot, lambda: len(pane.markers) == 1, 20)
+            assert pane.markers[0].text == "set lr=0.004" and pane.markers[0].x >= 3
+    finally:
+        s.close()
