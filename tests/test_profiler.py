@@ -148,13 +148,14 @@ def test_profile_command_in_a_session_is_journaled(data: Path, tmp_path: Path) -
         assert s.runner.train_iter == 0 and s.history() == []
         st = s.status()
         assert "bound" in st and "input_share" in st
+        assert s.submit("fit 1").ok and s.wait(120)  # training goes on normally afterwards
+        assert len(s.history()) == 1
+        # Journaled: between runs, into the run that opens next (the profile set that fit up).
         s.persist.writer.flush()
         events = s.journal.events(s.persist.run_id)
         prof = [e for e in events if e["kind"] == "info" and "profile 3" in e["text"]]
         assert prof and prof[0]["data"]["profile"]["n_steps"] == 3
         assert any(e["kind"] == "command" and e["text"] == "profile 3" for e in events)
-        assert s.submit("fit 1").ok and s.wait(120)  # training goes on normally afterwards
-        assert len(s.history()) == 1
     finally:
         s.close()
 

@@ -567,3 +567,32 @@ def test_journal_cli_marks_runs_whose_process_died(data, tmp_path, capsys):
         rid = j.start_run("t", "", 0, pid=dead.pid)
     assert main(["--sessions-dir", str(home), "journal", "show", str(rid)]) == 0
     assert f"run {rid}  session t  crashed" in capsys.readouterr().out
+
+
+def test_warnings_are_one_line_messages(tmp_path):
+    img = make_image_folder(tmp_path / "img", n_train=8, n_valid=4)
+    bad = img / "train" / "red" / "red_001.png"
+    bad.write_bytes(bad.read_bytes()[:60])
+    cfg = tmp_path / "w.toml"
+    cfg.write_text(tiny_config(img, "w", 1, telemetry=False).replace("[model]", "skip_bad = true\n[model]"))
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "labcon",
+            "--sessions-dir",
+            str(tmp_path / "s"),
+            "run",
+            str(cfg),
+            "--no-socket",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    warned = [x for x in out.stderr.splitlines() if "leaving out 1 unreadable" in x]
+    assert warned and warned[0].startswith("labcon: warning: ")
+    assert "warnings.warn" not in out.stderr and ".py:" not in out.stderr
