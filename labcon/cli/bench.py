@@ -10,6 +10,18 @@ from typing import Any
 
 from labcon.errors import LabconError
 
+# On a small shared machine torch's threads can wait on each other for longer than a small product takes.
+THREADS_HELP = "torch CPU threads (default: torch's choice; 1 gives steadier times on a busy machine)"
+
+
+def _threads(n: int) -> None:
+    if n < 0:
+        raise LabconError(f"--threads must be 0 (torch's choice) or more, got {n}")
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
 
 def register(subparsers: Any) -> None:
     """Add the `bench` command and its subcommands."""
@@ -30,9 +42,9 @@ def register(subparsers: Any) -> None:
         "--size",
         type=int,
         nargs="+",
-        default=[64],
+        default=[32],
         metavar="N",
-        help="N (N x N by N x N) or M K N (M x K by K x N); default 64",
+        help="N (N x N by N x N) or M K N (M x K by K x N); default 32 (every variant runs)",
     )
     q.add_argument(
         "--max-seconds",
@@ -41,6 +53,7 @@ def register(subparsers: Any) -> None:
         help="skip a variant whose estimated time is above this (default 5)",
     )
     q.add_argument("--no-gpu", action="store_true", help="leave the GPU out even when there is one")
+    q.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
     q.add_argument("--no-chart", action="store_true", help="the table only")
     q.set_defaults(func=cmd_matmul)
     q = sub.add_parser(
@@ -57,6 +70,7 @@ def register(subparsers: Any) -> None:
         default=[64, 50, 10],
         help="layer sizes, input first (default 64 50 10)",
     )
+    q.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
     q.add_argument("--no-chart", action="store_true", help="the table only")
     q.set_defaults(func=cmd_backprop)
 
@@ -97,6 +111,7 @@ def cmd_matmul(args: argparse.Namespace) -> int:
     """Print the matmul ladder: time per product, speed-up, error vs a float64 reference."""
     from labcon.foundations.matmul import bench_matmul
 
+    _threads(args.threads)
     if len(args.size) not in (1, 3):
         raise LabconError(f"--size takes N or M K N, got {len(args.size)} numbers")
     m, k, n = args.size * 3 if len(args.size) == 1 else args.size
@@ -120,6 +135,7 @@ def cmd_backprop(args: argparse.Namespace) -> int:
     """Print hand-written vs autograd gradients (largest difference) and times, for MSE and cross-entropy."""
     from labcon.foundations.backprop import bench_backprop
 
+    _threads(args.threads)
     if args.n < 1 or len(args.sizes) < 2 or min(args.sizes) < 1:
         raise LabconError(
             "--n must be positive and --sizes needs at least two positive sizes (input ... output)"
