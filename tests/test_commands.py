@@ -234,7 +234,7 @@ def test_validate_custom_callback_path(tmp_path) -> None:
     ("text", "expected"),
     [
         ("", C.COMMAND_NAMES),
-        ("f", ["fit", "fit_one_cycle"]),
+        ("f", ["fit", "fit_one_cycle", "freeze", "fine_tune"]),
         ("sh", ["show"]),
         ("cb ", ["add", "rm", "list"]),
         ("cb r", ["rm"]),

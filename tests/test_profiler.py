@@ -84,7 +84,10 @@ def test_profile_times_every_part_and_puts_the_runner_back() -> None:
     assert repr(r.opt.state_dict()["state"]) == opt_before
     assert (r.epoch, r.train_iter) == counters and r.recorder.losses == losses
     assert r._event_wrapper is None and all(
-        type(m).__name__ == "method" for ms in r._table.values() for m in ms
+        type(m).__name__ == "method"
+        for t in (r._table_train, r._table_valid)
+        for ms in t.values()
+        for m in ms
     )
 
 

@@ -22,6 +22,7 @@ def format_status(st: dict[str, Any]) -> str:
         f"device {st['device']}  model {st['model']}  opt {st['opt']}  {hy}",
         f"callbacks: {', '.join(st['cbs'])}",
     ]
+    lines += [f"built: {note}" for note in st.get("built", [])]
     if st.get("last_error"):
         lines.append(f"last error: {st['last_error']}")
     return "\n".join(lines)

@@ -11,8 +11,11 @@ import torch
 from torch import nn
 
 from labcon.core.events import (
+    BATCH_EVENTS,
     CANCEL_EXCEPTIONS,
     EVENTS,
+    TRAIN_EVENTS,
+    VALID_EVENTS,
     Callback,
     CallbackError,
     CancelFitException,
@@ -58,7 +61,8 @@ class Runner:
         self.schedules: dict[str, Any] = {}
         self.hooks = HookRegistry(model)
         self.cbs: list[Callback] = []
-        self._table: dict[str, list[Callable[[], Any]]] = {}
+        self._table_train: dict[str, list[Callable[[], Any]]] = {}
+        self._table_valid: dict[str, list[Callable[[], Any]]] = {}
         self.epoch, self.n_epochs, self.train_iter, self.pct_train = 0, 0, 0, 0.0
         self.iter, self.n_iter, self.training, self.probing, self.in_fit = 0, 0, False, False, False
         self.xb: Any = None
@@ -135,10 +139,26 @@ class Runner:
         """Precompute, per event, the bound methods to call: the hot loop then does no lookups."""
         self.cbs.sort(key=lambda c: c.order)
         active = [c for c in self.cbs if c.run_in_probe or not self.probing]
-        table = {e: [getattr(c, e) for c in active if callable(getattr(c, e, None))] for e in EVENTS}
+
+        def table(phase: str) -> dict[str, list[Callable[[], Any]]]:
+            def runs(c: Callback, e: str) -> bool:
+                if e in TRAIN_EVENTS or (e in BATCH_EVENTS and phase == "train"):
+                    return c.run_train
+                if e in VALID_EVENTS or (e in BATCH_EVENTS and phase == "valid"):
+                    return c.run_valid
+                return True
+
+            return {
+                e: [getattr(c, e) for c in active if callable(getattr(c, e, None)) and runs(c, e)]
+                for e in EVENTS
+            }
+
+        # Batch events pick the table of the running phase; the others are the same in both.
+        train, valid = table("train"), table("valid")
         if self._event_wrapper is not None:
-            table = {e: self._event_wrapper(e, ms) for e, ms in table.items()}
-        self._table = table
+            train = {e: self._event_wrapper(e, ms) for e, ms in train.items()}
+            valid = {e: self._event_wrapper(e, ms) for e, ms in valid.items()}
+        self._table_train, self._table_valid = train, valid
 
     def set_event_wrapper(
         self, wrapper: Callable[[str, list[Callable[[], Any]]], list[Callable[[], Any]]] | None
@@ -149,7 +169,10 @@ class Runner:
         self._rebuild()
 
     def __call__(self, event: str) -> None:
-        for method in self._table[event]:
+        table = self._table_train if self.training or event in TRAIN_EVENTS else self._table_valid
+        if event in VALID_EVENTS:
+            table = self._table_valid
+        for method in table[event]:
             try:
                 method()
             except _CONTROL_FLOW:
@@ -160,13 +183,10 @@ class Runner:
                 raise CallbackError(method.__self__.name, event, e) from e
 
     def show_loop(self) -> str:
-        """Which callbacks run at each event, in order (events with none are left out)."""
-        lines = []
-        for e in EVENTS:
-            names = [f"{m.__self__.name}({m.__self__.order})" for m in self._table[e]]
-            if names:
-                lines.append(f"{e:<24} {', '.join(names)}")
-        return "\n".join(lines)
+        """The nested loop as the course prints it, with the callbacks that run at each event, in order."""
+        from labcon.core.loopview import loop_text
+
+        return loop_text(self._table_train, self._table_valid)
 
     # ----- the loop ---------------------------------------------------------------------------------
     def _with_events(self, f: Callable[[], None], level: str) -> None:

@@ -36,7 +36,7 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor | None, int, str | None]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor | None, Any, str | None]:
         i, seed = key if isinstance(key, tuple) else (key, key)
         try:
             return self.pipeline(self.items[i], random.Random(seed), self.train), self.labels[i], None
@@ -65,7 +65,13 @@ def collate(samples: list[tuple[torch.Tensor | None, int, str | None]]) -> dict[
             )
             return out
         out["x"] = default_collate([x for x, _ in good])
-        out["y"] = torch.tensor([y for _, y in good], dtype=torch.int64)
+        ys = [y for _, y in good]
+        # Multi-label items carry multi-hot float vectors; single-label ones class indices.
+        out["y"] = (
+            torch.stack(ys).float()
+            if isinstance(ys[0], torch.Tensor)
+            else torch.tensor(ys, dtype=torch.int64)
+        )
     return out
 
 
@@ -246,6 +252,11 @@ class BlockDataLoaders(DataLoaders):
     def c(self) -> int:
         """Number of classes."""
         return len(self.vocab)
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether targets are label sets (multi-hot), from a labeller with a delimiter."""
+        return bool(getattr(getattr(self.block, "processors", [None])[0], "multi", False))
 
     def set_epoch(self, epoch: int) -> None:
         """Fix the epoch of the next training pass (its order and augmentation)."""

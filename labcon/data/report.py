@@ -13,6 +13,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from labcon.data.augment import BatchPipeline, Normalize
+from labcon.data.processors import MultiCategory
 from labcon.errors import DataError
 
 if TYPE_CHECKING:
@@ -72,9 +73,23 @@ def summary(
     label = str(block.labeller(first, prep.path))
     out.append(f"3. label      {block.labeller!r}: {label!r} (str)")
     shown = ", ".join(prep.vocab[:12]) + (" ..." if len(prep.vocab) > 12 else "")
-    out.append(
-        f"4. categorise Category: {label!r} -> {prep.train_labels[0]} (int); vocab from training: {len(prep.vocab)} [{shown}]"
-    )
+    cat = block.processors[0]
+    if isinstance(cat, MultiCategory):
+        y0 = prep.train_labels[0]
+        counts = torch.stack(prep.train_labels).sum(0) if prep.train_labels else torch.zeros(0)
+        per = ", ".join(f"{v} {int(n)}" for v, n in zip(prep.vocab[:12], counts.tolist(), strict=False))
+        out.append(
+            f"4. categorise {cat!r}: {label!r} -> {cat.split(label)} -> multi-hot {[int(v) for v in y0.tolist()]} "
+            f"(float, {len(prep.vocab)} labels); vocab from training: {len(prep.vocab)} [{shown}]"
+        )
+        out.append(
+            f"   label sets: {sum(len(cat.decode_set(y)) for y in prep.train_labels) / max(1, len(prep.train_labels)):.2f} "
+            f"labels per training item; items per label: {per}"
+        )
+    else:
+        out.append(
+            f"4. categorise Category: {label!r} -> {prep.train_labels[0]} (int); vocab from training: {len(prep.vocab)} [{shown}]"
+        )
     if prep.valid_only:
         out.append(f"   ! labels only in validation (dropped): {', '.join(sorted(prep.valid_only))}")
     out.append("5. item transforms (training, in run order; workers, uint8; time per item):")
@@ -115,7 +130,12 @@ def _sample(
             if not block.skip_bad:
                 raise
             continue
-        names.append(prep.vocab[labels[i]])
+        y = labels[i]
+        names.append(
+            ";".join(prep.vocab[j] for j in torch.nonzero(y).flatten())
+            if isinstance(y, torch.Tensor)
+            else prep.vocab[y]
+        )
     if not xs:
         raise DataError("no readable images to show")
     if len({tuple(x.shape) for x in xs}) > 1:

@@ -31,7 +31,16 @@ NORMS = ("batch", "running", "layer", "group", "instance")
 INITS = ("kaiming", "lsuv", "default")
 OPTS = ("adam", "sgd", "lamb")
 SCHEDULES = ("one_cycle", "constant")
-LOSSES = ("cross_entropy", "label_smoothing")
+LOSSES = ("cross_entropy", "label_smoothing", "bce")
+
+
+def _splitter_names() -> tuple[str, ...]:
+    """Every registered splitter (models outside labcon.nn register theirs in SPLITTERS)."""
+    from labcon.nn.transfer import SPLITTERS
+
+    return tuple(SPLITTERS)
+
+
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEFAULT_CHANNELS = (16, 32, 64, 64)
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
@@ -54,12 +63,19 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The [model] table: architecture, normalisation and initialisation."""
+    """The [model] table: architecture, normalisation, initialisation, activation and transfer learning."""
 
     arch: str = "simple_cnn"
     norm: str = "batch"
     init: str = "kaiming"
     channels: tuple[int, ...] = DEFAULT_CHANNELS
+    groups: int | None = None  # GroupNorm groups (norm = "group" only; default GROUPNORM_DEFAULT)
+    leak: float | None = None  # GeneralRelu: leaky slope, value subtracted, clamp maximum
+    sub: float | None = None
+    maxv: float | None = None
+    splitter: str | None = None  # parameter groups for freezing / discriminative lrs (a SPLITTERS name)
+    body: str | None = None  # load the body from this session's (or checkpoint file's) weights, new head
+    head_dropout: float | None = None  # dropout of the course head added with body (default 0.5)
 
 
 @dataclass(frozen=True)
@@ -74,6 +90,7 @@ class TrainConfig:
     # "one_cycle" | "constant", or a [train.schedule] table as (name, schedule text) pairs.
     schedule: str | tuple[tuple[str, str], ...] = "one_cycle"
     loss: str = "cross_entropy"
+    smoothing: float | None = None  # label smoothing eps (loss = "label_smoothing"; default 0.1)
     metrics: tuple[str, ...] = ("accuracy",)
     precision: str = "fp32"
     grad_clip: float | None = None
@@ -218,6 +235,12 @@ def config_from_dict(
         v.fail(
             ("model", "channels"), f"applies only to arch = 'simple_cnn' (arch is {model.arch!r}); remove it"
         )
+    if model.groups is not None and model.norm != "group":
+        v.fail(("model", "groups"), f"applies only to norm = 'group' (norm is {model.norm!r}); remove it")
+    if model.head_dropout is not None and model.body is None:
+        v.fail(("model", "head_dropout"), "applies only with body = '...' (the new head it adds); remove it")
+    if sections["train"].smoothing is not None and sections["train"].loss != "label_smoothing":
+        v.fail(("train", "smoothing"), "applies only to loss = 'label_smoothing'; remove it or set that loss")
     cbs = raw.get("callbacks", [])
     if not isinstance(cbs, list) or not all(isinstance(c, dict) for c in cbs):
         v.fail(("callbacks",), f"expected [[callbacks]] tables with a name, got {_show(cbs)}")
@@ -394,6 +417,13 @@ _FIELDS: dict[str, dict[str, _Check]] = {
         "norm": lambda v, x, p: v.choice(x, p, NORMS),
         "init": lambda v, x, p: v.choice(x, p, INITS),
         "channels": lambda v, x, p: v.int_list(x, p),
+        "groups": lambda v, x, p: v.int_(x, p, lo=1),
+        "leak": lambda v, x, p: v.num(x, p, ge=0, le=1),
+        "sub": lambda v, x, p: v.num(x, p),
+        "maxv": lambda v, x, p: v.num(x, p, gt=0),
+        "splitter": lambda v, x, p: v.choice(x, p, _splitter_names()),
+        "body": lambda v, x, p: v.str_(x, p),
+        "head_dropout": lambda v, x, p: v.num(x, p, ge=0, le=0.99),
     },
     "train": {
         "epochs": lambda v, x, p: v.hyper(v.int_(x, p), p),
@@ -403,6 +433,7 @@ _FIELDS: dict[str, dict[str, _Check]] = {
         "mom": lambda v, x, p: v.hyper(x, p),
         "schedule": lambda v, x, p: v.schedule(x, p),
         "loss": lambda v, x, p: v.choice(x, p, LOSSES),
+        "smoothing": lambda v, x, p: v.num(x, p, ge=0, le=0.99),
         "metrics": lambda v, x, p: v.str_list(x, p),
         "precision": lambda v, x, p: v.choice(x, p, PRECISIONS),
         "grad_clip": lambda v, x, p: v.num(x, p, gt=0),

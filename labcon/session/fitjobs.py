@@ -108,7 +108,7 @@ class FitJobs:
                     self._idle.set()
 
     def _run(self, job: Any) -> None:
-        s, r = self.s, self.s.runner
+        s = self.s
         if isinstance(job, ReplayJob):
             if self.run_state.replay.until_reached:
                 return
@@ -130,20 +130,41 @@ class FitJobs:
             self._profile(job)
         elif isinstance(job, FitPlan):
             self._fit(job, new_run=False)
+        elif isinstance(job, C.FineTune):
+            self._fine_tune(job)
         elif isinstance(job, (C.Fit, C.FitOneCycle)):
-            n_train = len(r.dls.train) if hasattr(r.dls.train, "__len__") else 0
-            self._fit(plan_for(job, r.epoch, r.train_iter, n_train, len(r.hyper("lr"))), new_run=True)
+            self._fit(self._plan_for(job), new_run=True)
         else:
             s.publish(Log(level="error", text=f"{job!r} cannot run as a fit job"))
             self.run_state.set_state("idle")
 
-    def _fit(self, plan: FitPlan, new_run: bool) -> None:
-        """Train a plan: a new fit is a new run; a continued (resumed) plan continues its own run."""
+    def _plan_for(self, cmd: C.Fit | C.FitOneCycle) -> FitPlan:
+        r = self.s.runner
+        n_train = len(r.dls.train) if hasattr(r.dls.train, "__len__") else 0
+        return plan_for(cmd, r.epoch, r.train_iter, n_train, len(r.hyper("lr")))
+
+    def _fine_tune(self, cmd: Any) -> None:
+        """fastai's fine_tune: freeze, one-cycle at lr (long warm-up), unfreeze, one-cycle at lr/2 spread
+        geometrically over the param groups (lr/200 for the first, lr/2 for the head).
+
+        Runs as the commands it stands for, each journaled (each fit its own run), so a replay repeats them.
+        """
+        lr = cmd.lr if cmd.lr is not None else self.s.config.train.lr
+        for step in cmd.steps(lr):
+            if step.when == "idle":
+                if self._fit(self._plan_for(step), new_run=True) != "done":
+                    return
+            else:
+                self._apply(step, "idle")
+        self._fit(self._plan_for(cmd.last_fit(lr)), new_run=True)
+
+    def _fit(self, plan: FitPlan, new_run: bool) -> str:
+        """Train a plan (a new fit is a new run; a continued one continues its own); 'done', 'stopped' or 'failed'."""
         s, r, run = self.s, self.s.runner, self.run_state
         remaining = plan.remaining(r.epoch)
         if remaining < 1:
             run.set_state("idle")
-            return
+            return "done"
         s.persist.plan = plan
         if new_run:
             s.persist.begin_run()
@@ -185,6 +206,7 @@ class FitJobs:
         s.persist.plan = None if status == "done" else replace(plan, sched_edits=tuple(edits))
         run.set_state("idle", reason)
         s.publish(FitEnded(status=status, reason=reason))
+        return status
 
     def _lost_peer(self) -> str:
         """One line for a collective that timed out or lost its peer; rank 0 checkpoints where training stood."""

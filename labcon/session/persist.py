@@ -81,12 +81,12 @@ class Persistence:
             private_dir(session.home, "sessions folder")  # first: mkdir gives parents default modes
             self._lock = SessionLock(private_dir(session.dir, "session folder"), session.name)
             try:
-                self._open(session)
+                self._open_session(session)
             except BaseException:
                 self.close()  # lets go of the lock and the journal
                 raise
 
-    def _open(self, session: Session) -> None:
+    def _open_session(self, session: Session) -> None:
         """Check the journal, then write session.toml (private) and mark runs whose process died."""
         self.journal.quick_check()  # a damaged journal is said now, not as a thread traceback mid-fit
         cfg = session.dir / "session.toml"

@@ -54,8 +54,9 @@ class Session:
         self.config = config
         self.rank, self.world_size = rank, world_size
         self.is_main = rank == 0
-        built = build(config, rank=rank, world_size=world_size, device=device)
+        built = build(config, rank=rank, world_size=world_size, device=device, home=self.home)
         self.block, self.dls, self.runner = built.block, built.dls, built.runner
+        self.build_notes = list(built.notes)
         guard = self.runner.cb("nan_guard")
         if guard is not None:
             guard.on_nan = self._on_nan
@@ -237,6 +238,7 @@ class Session:
             "opt": getattr(r.opt_func, "__name__", "?"),
             "hypers": hypers,
             "cbs": [c.name for c in r.cbs],
+            "built": list(self.build_notes),
             "last_error": self.last_error,
             # The fit under way (or stopped, to be resumed): front ends count its epochs and batches from it.
             "fit": _fit_span(self.persist.plan),
