@@ -77,7 +77,11 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "profile", help="time N training steps part by part: data, forward, loss, backward, step, callbacks"
     )
-    p.add_argument("target", nargs="?", help="CONFIG.toml or a dataset preset; default: built-in shapes")
+    p.add_argument(
+        "target",
+        nargs="?",
+        help="CONFIG.toml, a preset, a data folder or a saved session; default: built-in shapes",
+    )
     p.add_argument("--steps", type=int, default=20, help="steps to time, after one warm-up step (default 20)")
     p.add_argument("--session", help="session name (default: the config's name)")
     p.add_argument("--no-chart", action="store_true", help="the table only")
@@ -162,13 +166,18 @@ def cmd_backprop(args: argparse.Namespace) -> int:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     """Profile a config's training step in a session (journaled as an event), print the table and a chart."""
-    from labcon.cli.run import resolve_config
     from labcon.session.messages import Log
     from labcon.session.session import Session
+    from labcon.session.target import resolve_target
 
     if args.steps < 1:
         raise LabconError(f"--steps must be at least 1, got {args.steps}")
-    session = Session.from_config(resolve_config(args.target, args.session), args.sessions_dir)
+    t = resolve_target(args.target, args.sessions_dir)
+    if t.config is None:  # a saved session: profile it as it stands
+        session = Session.resume(args.session or t.name, args.sessions_dir)
+    else:
+        config = t.config.replace(name=args.session) if args.session else t.config
+        session = Session.from_config(config, args.sessions_dir)
     sub = session.subscribe()
     try:
         reply = session.submit(f"profile {args.steps}")

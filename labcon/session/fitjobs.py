@@ -6,14 +6,14 @@ import queue
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from labcon.commands import grammar as C
 from labcon.core.distributed import PEER_TIMEOUT_ENV, lost_peer
 from labcon.core.events import CallbackError
 from labcon.errors import LabconError
-from labcon.session.bus import Reply
+from labcon.session.api import Reply
 from labcon.session.fitplan import FitPlan, plan_for
 from labcon.session.messages import CommandApplied, FitEnded, FitStarted, Log, LrFound
 from labcon.session.runstate import RunState
@@ -56,9 +56,6 @@ class FitJobs:
     # ----- submitting --------------------------------------------------------------------------------
     def submit(self, cmd: C.Command) -> Reply:
         """Queue a fit-like command; the reply says whether it starts now or after the current work."""
-        if isinstance(cmd, C.Replay):
-            # A replay is a new session (its own process); this session cannot become another one.
-            return Reply(False, f"replay starts a new session: run `labcon replay {cmd.run}` in a shell")
         busy = not self._idle.is_set()
         if not busy:
             # Running from now on (not from when the worker picks it up), so `pause` right after `fit` works.
@@ -202,8 +199,9 @@ class FitJobs:
             s.publish(Log(level="error", text=f"training failed: {reason}"))
             s.persist.log("error", f"{reason}\n{traceback.format_exc(limit=8)}")
         s.persist.fit_ended(status, reason, run.clock.seconds())
-        # A stopped or failed fit keeps its plan (with its schedule changes) so `resume` can finish it.
-        s.persist.plan = None if status == "done" else replace(plan, sched_edits=tuple(edits))
+        # A stopped or failed fit keeps its plan so `resume` can finish it; its schedule changes stay live in
+        # persist.sched_edits (a `set` while stopped adds to them) until it continues.
+        s.persist.plan = None if status == "done" else plan
         run.set_state("idle", reason)
         s.publish(FitEnded(status=status, reason=reason))
         return status
