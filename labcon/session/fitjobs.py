@@ -13,7 +13,7 @@ from labcon.commands import grammar as C
 from labcon.core.distributed import PEER_TIMEOUT_ENV, lost_peer
 from labcon.core.events import CallbackError
 from labcon.errors import LabconError
-from labcon.session.bus import Reply
+from labcon.session.api import Reply
 from labcon.session.fitplan import FitPlan, plan_for
 from labcon.session.messages import CommandApplied, FitEnded, FitStarted, Log, LrFound
 from labcon.session.runstate import RunState
@@ -56,9 +56,6 @@ class FitJobs:
     # ----- submitting --------------------------------------------------------------------------------
     def submit(self, cmd: C.Command) -> Reply:
         """Queue a fit-like command; the reply says whether it starts now or after the current work."""
-        if isinstance(cmd, C.Replay):
-            # A replay is a new session (its own process); this session cannot become another one.
-            return Reply(False, f"replay starts a new session: run `labcon replay {cmd.run}` in a shell")
         busy = not self._idle.is_set()
         if not busy:
             # Running from now on (not from when the worker picks it up), so `pause` right after `fit` works.
