@@ -18,6 +18,7 @@ from labcon.core.hypers import check_hyper
 from labcon.errors import CommandError, LabconError
 from labcon.session.api import JournalView, Reply, Subscription, TelemetryView
 from labcon.session.build import build
+from labcon.session.build_text import is_text, link_text_runs
 from labcon.session.bus import Bus
 from labcon.session.config import Config, load_config
 from labcon.session.control import SessionBridge, SessionControl
@@ -57,7 +58,9 @@ class Session:
         self.config = config
         self.rank, self.world_size = rank, world_size
         self.is_main = rank == 0
-        built = build(config, rank=rank, world_size=world_size, device=device, home=self.home)
+        built = build(
+            config, rank=rank, world_size=world_size, device=device, home=self.home, session_dir=self.dir
+        )
         self.block, self.dls, self.runner = built.block, built.dls, built.runner
         self.build_notes = list(built.notes)
         guard = self.runner.cb("nan_guard")
@@ -69,6 +72,8 @@ class Session:
         # One owner of the run state (state, queues, pause/stop); the callbacks and fit jobs are handed it.
         self.run_state = RunState(self.bus.publish, world_size=world_size, is_main=self.is_main)
         self.persist = Persistence(self, journal=journal and self.is_main)
+        if is_text(config):
+            link_text_runs(self)
         self.jobs = FitJobs(self, self.run_state, self._apply_safely)
         self.children: list[subprocess.Popen[bytes]] = []  # replay processes this session started
         control = SessionControl(self.run_state, self._apply_safely, self.persist)
