@@ -72,9 +72,9 @@ class RunnerHost:
         """Refused."""
         return self._refuse("data summary")
 
-    def edit_stopped_fit(self, edit: dict[str, Any]) -> bool:
+    def interrupted_fit(self) -> None:
         """A bare runner keeps no fit plan."""
-        return False
+        return None
 
 
 def apply_command(cmd: Command, host: Any) -> Answer:

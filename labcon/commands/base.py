@@ -138,9 +138,11 @@ class CommandHost(Protocol):
         """The data's stage-by-stage report."""
         ...
 
-    def edit_stopped_fit(self, edit: dict[str, Any]) -> bool:
-        """Record a schedule change for a stopped fit that can continue (the host fills in its position as
-        `pos`); False when there is none."""
+    def replay(self, run: str) -> Answer:
+        """Start a replay of a journaled run (its own session process); where to find it."""
+
+    def interrupted_fit(self) -> tuple[list[dict[str, Any]], float] | None:
+        """The schedule changes list and position of a stopped fit that can continue, or None."""
         ...
 
 

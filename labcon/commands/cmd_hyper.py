@@ -122,15 +122,17 @@ class Set(Command):
 
     def _for_stopped_fit(self, host: CommandHost, name: str, vals: tuple[float, ...]) -> str:
         """Idle with a stopped fit that can continue: record the change in its plan, so that fit keeps it."""
+        pending = host.interrupted_fit()
+        if pending is None:
+            return ""
+        edits, pos = pending
         group = None if self.group is None else self.group % len(vals)
         if self.fixed and group is not None:
-            edit = {"op": "fix", "name": name, "value": vals[group], "group": group, "n": len(vals)}
+            edits.append({"op": "fix", "name": name, "value": vals[group], "group": group, "n": len(vals)})
         elif self.fixed:
-            edit = {"op": "drop", "name": name}
+            edits.append({"op": "drop", "name": name})
         else:
-            edit = {"op": "rescale", "name": name, "values": list(vals), "pos": None, "group": group}
-        if not host.edit_stopped_fit(edit):
-            return ""
+            edits.append({"op": "rescale", "name": name, "values": list(vals), "pos": pos, "group": group})
         how = "holds it" if self.fixed else "is rescaled to it"
         return f"; the stopped fit's {name} schedule {how} when it continues"
 
@@ -241,8 +243,9 @@ class Sched(Command):
                 r.hyper(name)
             if raw == "off":
                 gone = sched.drop(name) if sched is not None else r.schedules.pop(name, None) is not None
-                if sched is None:
-                    host.edit_stopped_fit({"op": "drop", "name": name})
+                pending = host.interrupted_fit() if sched is None else None
+                if pending is not None:
+                    pending[0].append({"op": "drop", "name": name})
                 out.append(f"{name}: not scheduled{'' if gone else ' (it was not)'}")
                 continue
             s = parse_sched(raw)
@@ -253,7 +256,9 @@ class Sched(Command):
             else:
                 r.schedules[name] = s
                 out.append(f"{name}: {describe(s)} in every later fit (fit_one_cycle keeps its own lr, mom)")
-                if host.edit_stopped_fit({"op": "replace", "name": name, "text": raw, "pos": None}):
+                pending = host.interrupted_fit()
+                if pending is not None:  # and over the rest of the stopped fit, when it continues
+                    pending[0].append({"op": "replace", "name": name, "text": raw, "pos": pending[1]})
                     out[-1] += " and in the rest of the stopped fit"
         return "sched " + "; ".join(out)
 

@@ -171,9 +171,9 @@ class Persistence:
         data.update(extra or {})
         self._event("command", text, data)
 
-    def log(self, kind: str, text: str) -> None:
-        """Journal an error, info or cancel event."""
-        self._event(kind, text)
+    def log(self, kind: str, text: str, data: dict[str, Any] | None = None) -> None:
+        """Journal an error, info or cancel event (with plain-valued `data`, e.g. a profile's figures)."""
+        self._event(kind, text, data)
 
     def note(self, text: str) -> int:
         """Attach a note to the open run, or to the last one (a finished run takes notes); its id."""
