@@ -83,6 +83,27 @@ def test_migrations_apply_once_and_in_order(tmp_path):
     conn.close()
 
 
+def test_v1_journal_upgrades_in_place(tmp_path):
+    path = tmp_path / "journal.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    journal_schema.migrate(conn, journal_schema.MIGRATIONS[:1])
+    conn.execute(
+        "INSERT INTO runs (session, config_text, started, ended, status) VALUES ('old', '', 100.0, 160.0, 'done')"
+    )
+    conn.close()
+    with Journal(path) as j:
+        old = j.get_run(1)
+        assert old["duration"] == 60.0 and old["previous_id"] is None  # wall time: no training time recorded
+        new = j.start_run("old", "", 1, previous_id=1, env={}, code_version="t")
+        j.end_run(new, "stopped", train_seconds=2.5)
+        j.reopen_run(new)
+        assert j.get_run(new)["status"] == "running" and j.get_run(new)["duration"] is None
+        j.end_run(new, "done", train_seconds=1.5)
+        assert j.get_run(new)["duration"] == 4.0 and j.lineage(new) == [1, new]
+        with pytest.raises(JournalError, match="finished"):
+            j.reopen_run(new)
+
+
 def test_failed_migration_rolls_back(tmp_path):
     conn = sqlite3.connect(tmp_path / "j.db", isolation_level=None)
     with pytest.raises(sqlite3.OperationalError):
@@ -275,11 +296,26 @@ def test_export_csv_and_json(journal, lab):
     a, b, c = lab
     rows = list(csv.DictReader(io.StringIO(journal.export("csv"))))
     assert [int(r["id"]) for r in rows] == [a, b, c]
-    assert rows[1]["accuracy"] == "0.91" and rows[1]["tags"] == "mixup" and rows[1]["param.lr"] == "0.01"
+    assert (
+        rows[1]["accuracy"] == "0.91" and rows[1]["tags"] == "mixup" and rows[1]["param.train.lr"] == "0.01"
+    )
+    assert "param.lr" not in rows[1]  # each config value once, under its full name
     assert rows[2]["accuracy"] == "" and rows[0]["started"].startswith("20")
     data = json.loads(journal.export("json", query="status:done"))
     assert [r["id"] for r in data] == [a, b]
     assert data[0]["epochs"][2]["accuracy"] == 0.82 and data[1]["events"][0]["kind"] == "command"
+    # Real nested JSON: objects and lists, not their Python repr in strings.
+    first = data[0]
+    assert isinstance(first["params"], dict) and isinstance(first["env"], dict)
+    assert isinstance(first["epochs"], list) and isinstance(first["epochs"][0], dict)
+    assert isinstance(first["events"], list) and isinstance(first["final_metrics"], dict)
+    assert first["params"] == {
+        "data.bs": 64.0,
+        "train.epochs": 3.0,
+        "train.lr": 0.003,
+        "train.wd": 0.01,
+        "seed": 1.0,
+    }
     with pytest.raises(JournalError, match="unknown export format"):
         journal.export("xml")
 

@@ -23,6 +23,7 @@ Runs matching a query, newest first. Terms are ANDed; use OR, NOT and (...) to c
   tag:T                     runs tagged T
   session:NAME              runs of a session (NAME may use * as a wildcard)
   run:ID, parent:ID         one run; the runs branched (replayed) from run ID
+  previous:ID               the run its session trained next, after run ID (every fit is a run)
   since:DATE, until:DATE    started on/after or before a date (YYYY-MM-DD)
   has:KIND                  runs with an event of a kind: command, note, error, cancel or info
 
@@ -38,8 +39,8 @@ def register(subparsers: Any) -> None:
         "journal",
         help="search, show, compare and annotate past runs",
         description="The journal (journal.db in the sessions directory) records every run: config, seed, "
-        "commands with the batch they took effect at, epoch metrics, notes. Without a subcommand: the "
-        "latest runs.",
+        "commands with the batch they took effect at, epoch metrics, notes. Every fit is a run, linked to its "
+        "session's previous run; 'took' is training time. Without a subcommand: the latest runs.",
     )
     p.set_defaults(func=cmd_search, query=[], json=False, limit=20)
     sub = p.add_subparsers(dest="journal_command", metavar="SUBCOMMAND")
@@ -144,8 +145,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**run, "epochs": epochs, "events": events}, indent=2, default=str))
         return 0
-    parent = f"  (branched from run {run['parent_id']})" if run["parent_id"] else ""
-    _emit(f"run {run['id']}  session {run['session']}  {run['status']}{parent}")
+    links = f"  (branched from run {run['parent_id']})" if run["parent_id"] else ""
+    links += f"  (continues run {run['previous_id']})" if run["previous_id"] else ""
+    _emit(f"run {run['id']}  session {run['session']}  {run['status']}{links}")
     _emit(f"started {_when(run['started'])}  took {_duration(run['duration'])}  seed {run['seed']}")
     env = run["env"]
     _emit(

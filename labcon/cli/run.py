@@ -105,15 +105,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "replay",
-        help="re-run a journaled run from its config, seed and commands",
-        description="Rebuild a journaled run in a new session from its config and seed, re-apply its commands "
-        "at the batches and epochs they were applied at, and report how far the replay deviates from the "
-        "original. With --until N and --then COMMAND it branches: the replay stops after epoch N, applies "
-        "COMMAND and trains on.",
+        help="re-run a journaled run from its config, seed and commands; or branch from it",
+        description="Re-run a journaled run (and the session's runs before it) from its config and seed, "
+        "re-applying its commands at the same iterations, and report how far the replay's metrics are from the "
+        'original\'s. With --until N --then "COMMAND" it branches: it replays N epochs, applies COMMAND there, '
+        "and trains on to the original length (or --epochs), then reports the branch's metrics minus the "
+        "parent's for every epoch after the branch point (also journaled on the branch's run).",
     )
     p.add_argument("run", help="run id, or a session name (its latest run)")
-    p.add_argument("--until", type=int, help="stop after this many epochs")
-    p.add_argument("--then", dest="then_cmd", help='command to branch with after --until, e.g. "set lr=1e-3"')
+    p.add_argument("--until", type=int, metavar="N", help="replay N epochs (1 or more), then stop or branch")
+    p.add_argument(
+        "--then",
+        dest="then_cmd",
+        metavar="COMMAND",
+        help='branch after --until N with this command, e.g. "set lr=1e-3", "opt sgd" or "fit 2"',
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        metavar="N",
+        help="a branch's total length in epochs (default: the original's); more than --until",
+    )
     p.add_argument("--session", help="name of the new session (default: <session>-replay<RUN>)")
     p.add_argument("--every", type=float, default=10.0, help="seconds between progress lines (default 10)")
     p.add_argument("--json", action="store_true", help="print the deviation report as JSON")
@@ -381,10 +393,17 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """labcon replay RUN."""
+    from labcon.session.deviation import describe
     from labcon.session.replay import report, start_replay
 
     session, plan = start_replay(
-        args.run, args.sessions_dir, args.until, args.then_cmd, args.session, trust_code=args.trust_code
+        args.run,
+        args.sessions_dir,
+        args.until,
+        args.then_cmd,
+        args.session,
+        epochs=args.epochs,
+        trust_code=args.trust_code,
     )
     code = serve_headless(
         session, False, args.every, lambda: print(f"replaying run {plan.run_id} as session {session.name}")
@@ -392,7 +411,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
     rep = report(session, plan.run_id, args.until)  # the session is closed; its history is still in memory
     if args.json:
         print(json.dumps(rep, indent=2))
-    else:
-        dev = ", ".join(f"{k} {v:.2e}" for k, v in rep["max_abs_deviation"].items()) or "no common epochs"
-        print(f"replay of run {rep['original_run']} -> run {rep['replay_run']}: max deviation {dev}")
+        return code
+    dev = ", ".join(f"{k} {v:.2e}" for k, v in rep["max_abs_deviation"].items()) or "no common epochs"
+    upto = f" (epochs before {args.until})" if args.until is not None else ""
+    print(f"replay of run {rep['original_run']} -> run {rep['replay_run']}: max deviation{upto} {dev}")
+    branch = rep["branch"]
+    if branch is not None:
+        print(
+            f"branch after epoch {branch['after_epoch']} with '{branch['then']}', "
+            f"{branch['epochs_trained']} epoch(s) trained; branch minus parent: {describe(branch['deltas'])}"
+        )
+        values = [v for d in branch["deltas"] for k, v in d.items() if k != "epoch"]
+        if values and all(abs(v) < 1e-9 for v in values):
+            print(
+                f"note: the branch ended with the parent's metrics: '{branch['then']}' changed nothing that "
+                "lasted (a schedule may set that value again at every batch)"
+            )
     return code

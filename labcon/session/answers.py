@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from labcon.commands import grammar as C
 from labcon.commands.apply import apply_command
 from labcon.commands.cmd_session import format_status
-from labcon.errors import CommandError
+from labcon.errors import CommandError, LabconError
 from labcon.session.bus import Reply
 
 if TYPE_CHECKING:
@@ -26,21 +26,18 @@ class SessionHost:
     def pause(self) -> str:
         """Pause at this batch boundary, with a checkpoint."""
         s = self.s
-        s._set_state("paused", "paused by command")
+        s.run_state.set_state("paused", "paused by command")
         s.persist.save(mid_epoch=True)
         return f"paused at epoch {s.runner.epoch}, batch {s.runner.iter}"
 
     def resume(self) -> str:
         """Back to running."""
-        self.s._set_state("running")
+        self.s.run_state.set_state("running")
         return "resumed"
 
     def stop(self) -> str:
         """Ask the fit to stop at the next batch boundary."""
-        s = self.s
-        with s._lock:  # Condition.notify needs its lock (applied on the training thread, unlocked)
-            s._stop_requested = True
-            s._wake.notify_all()
+        self.s.run_state.request_stop()
         return "stopping at the next batch"
 
     def save(self, label: str | None) -> str:
@@ -48,14 +45,11 @@ class SessionHost:
         return f"saved {self.s.persist.save(mid_epoch=self.s.state != 'idle', label=label)}"
 
     def note(self, text: str) -> str:
-        """A note on the current run."""
-        p = self.s.persist
-        p.ensure_run()
-        if p.writer is None:
-            raise CommandError("this session keeps no journal")
-        p.writer.put_note(p.run_id, text)
-        p.writer.flush()
-        return f"noted on run {p.run_id}"
+        """A note on the current run, or the last one (a finished run takes notes)."""
+        try:
+            return f"noted on run {self.s.persist.note(text)}"
+        except LabconError as e:
+            raise CommandError(str(e)) from None
 
     def search_journal(self, query: str) -> C.Answer:
         """Runs matching a journal query."""

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labcon.core.callbacks.schedule import check_schedule
-from labcon.core.hypers import RULES, SCHEDULABLE, HyperParamError, check_hyper
-from labcon.core.schedules import parse_sched
+from labcon.core.callbacks.schedule import check_schedule_text
+from labcon.core.hypers import RULES, HyperParamError, check_hyper
 from labcon.errors import ConfigError, LabconError
 from labcon.session.paths import validate_session_name
 from labcon.session.toml_io import (  # dump_toml and dump_value are re-exported from here
@@ -338,13 +337,10 @@ class _Validator:
             if name == "policy":
                 out.append((name, self.choice(text, (*path, name), SCHEDULES)))
                 continue
-            if name not in SCHEDULABLE:
-                self.fail((*path, name), f"cannot be scheduled{_suggest(name, SCHEDULABLE, 'schedulable:')}")
             try:
-                check_schedule(name, parse_sched(text if isinstance(text, str) else float(text)))
+                out.append((name, check_schedule_text(name, text)))
             except (ValueError, TypeError) as e:
                 self.fail((*path, name), f'{e}; write e.g. {name} = "cos:1e-3:1e-5"')
-            out.append((name, str(text)))
         return tuple(out)
 
     def int_(self, v: Any, path: KeyPath, lo: int | None = None, hi: int | None = None) -> int:

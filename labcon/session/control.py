@@ -3,28 +3,59 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from labcon.core.events import Callback
-from labcon.session.messages import BatchStats, EpochEnded, Progress
+from labcon.commands import grammar as C
+from labcon.core.events import Callback, CancelFitException
+from labcon.session.messages import BatchStats, EpochEnded, Message, Progress, TelemetryUpdated
+from labcon.session.runstate import RunState
 
 if TYPE_CHECKING:
-    from labcon.session.session import Session
+    from labcon.session.persist import Persistence
+
+Apply = Callable[[C.Command, str], None]
 
 
 class SessionControl(Callback):
-    """Applies queued commands at safe points and blocks while the session is paused."""
+    """The safe points: applies replayed and queued commands, blocks while paused, stops on request."""
 
     removable = False
     order = -30  # before anything touches the batch
     run_in_probe = False
 
-    def __init__(self, session: Session):
-        self.session = session
+    def __init__(self, run_state: RunState, apply: Apply, persist: Persistence):
+        self.run_state, self.apply, self.persist = run_state, apply, persist
+
+    def _apply_all(self, cmds: Iterable[C.Command], point: str) -> None:
+        for cmd in cmds:
+            self.apply(cmd, point)
 
     def before_batch(self) -> None:
         if self.runner.training:
-            self.session._batch_point()
+            self.batch_point()
+
+    def batch_point(self) -> None:
+        """Before every training batch: replayed and queued commands, pause, stop."""
+        run = self.run_state
+        self._apply_all(run.replay.batch.pop(self.runner.train_iter, ()), "batch")
+        self._apply_all(run.take_batch(), "batch")
+        while run.wait_paused():
+            # Paused ranks all loop here, so rank 0's `resume` / `stop` reaches the others the same way.
+            self._apply_all(run.take_batch(), "batch")
+        if run.take_stop():
+            self.persist.save(mid_epoch=True)
+            raise CancelFitException("stopped by user")
+
+    def epoch_point(self) -> None:
+        """After every epoch (row journaled): epoch-level commands, then the checkpoint, then a replay's end."""
+        r, replay = self.runner, self.run_state.replay
+        self._apply_all(replay.epoch.pop(r.epoch, ()), "epoch")
+        self._apply_all(self.run_state.take_epoch(), "epoch")
+        self.persist.save(mid_epoch=False)
+        if replay.until is not None and r.epoch + 1 >= replay.until:
+            replay.until_reached = True
+            raise CancelFitException(f"replay reached epoch {replay.until}")
 
 
 class SessionBridge(Callback):
@@ -35,10 +66,11 @@ class SessionBridge(Callback):
     run_in_probe = False
     min_interval = 0.1  # seconds between Progress messages (the UI merges further)
 
-    def __init__(self, session: Session):
-        self.session = session
+    def __init__(self, publish: Callable[[Message], None], persist: Persistence, control: SessionControl):
+        self.publish, self.persist, self.control = publish, persist, control
         self._sent = 0
         self._last = 0.0
+        self._tel_seen = -1
 
     def before_fit(self) -> None:
         self._t_fit = time.perf_counter()
@@ -57,7 +89,7 @@ class SessionBridge(Callback):
         rec = r.recorder
         new = len(rec.losses) - self._sent
         if new > 0:
-            self.session.publish(
+            self.publish(
                 BatchStats(
                     start_iter=r.train_iter - new,
                     losses=tuple(rec.losses[-new:]),
@@ -71,7 +103,7 @@ class SessionBridge(Callback):
         elapsed = now - self._t_epoch
         per = elapsed / max(1, done)
         left_fit = (r._fit_total_iters - (r.train_iter - r._fit_start_iter)) * per if r.training else 0.0
-        self.session.publish(
+        self.publish(
             Progress(
                 epoch=r.epoch,
                 phase="train" if r.training else "valid",
@@ -87,11 +119,18 @@ class SessionBridge(Callback):
                 eta_fit=max(0.0, left_fit),
             )
         )
-        self.session._check_telemetry()
+        self._check_telemetry()
+
+    def _check_telemetry(self) -> None:
+        tel = self.runner.cb("telemetry")  # looked up each time: the `telemetry` command adds and removes it
+        it = getattr(tel, "_last_iter", None) if tel is not None else None
+        if it is not None and it != self._tel_seen:
+            self._tel_seen = it
+            self.publish(TelemetryUpdated(train_iter=int(it)))
 
     def after_epoch(self) -> None:
         row = self.runner.recorder.last_row
         if row is not None and row.get("epoch") == self.runner.epoch:
-            self.session.persist.log_epoch(dict(row))
-            self.session.publish(EpochEnded(epoch=self.runner.epoch, row=dict(row)))
-        self.session._epoch_point()
+            self.persist.log_epoch(dict(row))
+            self.publish(EpochEnded(epoch=self.runner.epoch, row=dict(row)))
+        self.control.epoch_point()

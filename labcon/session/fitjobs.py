@@ -5,7 +5,8 @@ from __future__ import annotations
 import queue
 import threading
 import traceback
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from labcon.commands import grammar as C
@@ -13,7 +14,9 @@ from labcon.core.distributed import PEER_TIMEOUT_ENV, lost_peer
 from labcon.core.events import CallbackError
 from labcon.errors import LabconError
 from labcon.session.bus import Reply
+from labcon.session.fitplan import FitPlan, plan_for
 from labcon.session.messages import CommandApplied, FitEnded, FitStarted, Log, LrFound
+from labcon.session.runstate import RunState
 
 if TYPE_CHECKING:
     from labcon.session.session import Session
@@ -23,21 +26,27 @@ if TYPE_CHECKING:
 class ReplayJob:
     """A command of a replayed run, applied between fits as it was originally (skipped after --until)."""
 
-    cmd: Any
+    cmd: C.Command
 
 
 @dataclass(frozen=True)
-class SubmitJob:
-    """Submit a command once the work before it is done (replay's --then branch)."""
+class BranchJob:
+    """A replay's --then command that starts work (e.g. `fit 2`): run once the replayed part has stopped."""
 
-    text: str
+    cmd: C.Command
 
 
 class FitJobs:
-    """A queue of 'idle' commands (fit, fit_one_cycle, lr_find, plan continuation) and the thread that runs them."""
+    """A queue of 'idle' commands (fit, fit_one_cycle, lr_find, plan continuation) and the thread that runs them.
 
-    def __init__(self, session: Session):
+    It is handed the session's RunState (state, pause/stop, training clock) and the function that applies a
+    command at a safe point; it reads the session's runner and journal (persist) and publishes on its bus.
+    """
+
+    def __init__(self, session: Session, run_state: RunState, apply: Callable[[C.Command, str], None]):
         self.s = session
+        self.run_state = run_state
+        self._apply = apply
         self._q: queue.Queue[Any] = queue.Queue()
         self._idle = threading.Event()
         self._idle.set()
@@ -45,23 +54,22 @@ class FitJobs:
         self._closing = False
 
     # ----- submitting --------------------------------------------------------------------------------
-    def submit(self, cmd: Any) -> Reply:
+    def submit(self, cmd: C.Command) -> Reply:
         """Queue a fit-like command; the reply says whether it starts now or after the current work."""
         if isinstance(cmd, C.Replay):
-            return Reply(
-                False, "replay starts a new session: run `labcon replay RUN` (or the Journal pane's replay)"
-            )
+            # A replay is a new session (its own process); this session cannot become another one.
+            return Reply(False, f"replay starts a new session: run `labcon replay {cmd.run}` in a shell")
         busy = not self._idle.is_set()
         if not busy:
             # Running from now on (not from when the worker picks it up), so `pause` right after `fit` works.
-            self.s._set_state("running", f"starting '{cmd.text}'")
+            self.run_state.set_state("running", f"starting '{cmd.text}'")
         self.put(cmd)
         return Reply(
             True, f"queued after the current fit: '{cmd.text}'" if busy else f"started: '{cmd.text}'"
         )
 
     def put(self, job: Any) -> None:
-        """Queue a job (a Command, or a plan dict to continue)."""
+        """Queue a job: a Command, a FitPlan to continue, a ReplayJob or a BranchJob."""
         self._idle.clear()
         self._q.put(job)
         self._ensure_thread()
@@ -81,9 +89,7 @@ class FitJobs:
         """Stop the current fit and the thread."""
         self._closing = True
         if not self._idle.is_set():
-            with self.s._lock:
-                self.s._stop_requested = True
-                self.s._wake.notify_all()
+            self.run_state.request_stop()
         self._q.put(None)
         if self._thread is not None:
             self._thread.join(timeout=60)
@@ -104,48 +110,61 @@ class FitJobs:
     def _run(self, job: Any) -> None:
         s, r = self.s, self.s.runner
         if isinstance(job, ReplayJob):
-            if s.until_reached:
+            if self.run_state.replay.until_reached:
                 return
             if job.cmd.when != "idle":
-                s._apply_safely(job.cmd, "idle")
+                self._apply(job.cmd, "idle")
                 return
             job = job.cmd
-        if isinstance(job, SubmitJob):
-            s.until_epoch = None
-            s._set_state("idle")  # the replayed part is over: the branch command starts like a typed one
-            reply = s.submit(job.text)
+        if isinstance(job, BranchJob):
+            self.run_state.replay.until = None
+            # The replayed part is over: the branch command starts like a typed one.
+            self.run_state.set_state("idle")
+            reply = s.dispatch(job.cmd)
             # The reply says what will happen (e.g. a schedule rescaled): --then users see it like typed ones.
-            s.publish(Log(level="info" if reply.ok else "error", text=f"{job.text}: {reply.text}"))
+            s.publish(Log(level="info" if reply.ok else "error", text=f"{job.cmd.text}: {reply.text}"))
             return
         if isinstance(job, C.LrFind):
             self._lr_find(job)
-            return
-        plan = job if isinstance(job, dict) else self._plan_for(job)
-        if not isinstance(job, dict):
-            s.persist.log_command(job.text, "idle")
-            s.publish(CommandApplied(text=job.text, epoch=r.epoch, iter=r.train_iter, reply="started"))
-        remaining = plan["start_epoch"] + plan["n"] - r.epoch
+        elif isinstance(job, FitPlan):
+            self._fit(job, new_run=False)
+        elif isinstance(job, (C.Fit, C.FitOneCycle)):
+            n_train = len(r.dls.train) if hasattr(r.dls.train, "__len__") else 0
+            self._fit(plan_for(job, r.epoch, r.train_iter, n_train, len(r.hyper("lr"))), new_run=True)
+        else:
+            s.publish(Log(level="error", text=f"{job!r} cannot run as a fit job"))
+            self.run_state.set_state("idle")
+
+    def _fit(self, plan: FitPlan, new_run: bool) -> None:
+        """Train a plan: a new fit is a new run; a continued (resumed) plan continues its own run."""
+        s, r, run = self.s, self.s.runner, self.run_state
+        remaining = plan.remaining(r.epoch)
         if remaining < 1:
-            s._set_state("idle")
+            run.set_state("idle")
             return
         s.persist.plan = plan
-        s.persist.ensure_run()
+        if new_run:
+            s.persist.begin_run()
+            s.persist.log_command(plan.text, "idle")
+            s.publish(CommandApplied(text=plan.text, epoch=r.epoch, iter=r.train_iter, reply="started"))
+        else:
+            s.persist.continue_run()
         n_valid = len(r.dls.valid) if hasattr(r.dls.valid, "__len__") else 0
-        s.publish(FitStarted(s.persist.run_id or 0, r.epoch, remaining, plan["n_train"], n_valid))
-        s._set_state("running")
+        s.publish(FitStarted(s.persist.run_id or 0, r.epoch, remaining, plan.n_train, n_valid))
+        run.clock.start()
+        run.set_state("running")
         status, reason = "done", ""
-        span = (plan["start_iter"], plan["total"])
-        # Live schedule changes (set, sched) are recorded in the plan, so a continued fit keeps them.
-        edits = plan.setdefault("sched_edits", [])
+        span = (plan.start_iter, plan.total)
+        # Live schedule changes (set, sched) are recorded with the plan, so a continued fit keeps them.
+        edits = s.persist.sched_edits = [dict(e) for e in plan.sched_edits]
         try:
-            if plan["kind"] == "fit_one_cycle":
-                kw = {"pct_start": plan["pct_start"]} if plan.get("pct_start") is not None else {}
-                r.fit_one_cycle(remaining, lr_max=plan.get("lr"), span=span, sched_edits=edits, **kw)
+            if plan.kind == "fit_one_cycle":
+                kw = {"pct_start": plan.pct_start} if plan.pct_start is not None else {}
+                r.fit_one_cycle(remaining, lr_max=plan.lr_list(), span=span, sched_edits=edits, **kw)
             else:
                 # A new `fit` starts from the configured lr (or its lr=), not what a schedule left behind;
                 # a continued plan keeps the optimizer's restored values.
-                fresh = not isinstance(job, dict)
-                lr = (plan.get("lr") if plan.get("lr") is not None else r.lr) if fresh else None
+                lr = (plan.lr_list() if plan.lr is not None else r.lr) if new_run else None
                 r.fit(remaining, span=span, lr=lr, sched_edits=edits)
             if r.stop_reason is not None:
                 status, reason = "stopped", r.stop_reason
@@ -159,10 +178,10 @@ class FitJobs:
             s.last_error = reason
             s.publish(Log(level="error", text=f"training failed: {reason}"))
             s.persist.log("error", f"{reason}\n{traceback.format_exc(limit=8)}")
-        if status == "done":
-            s.persist.plan = None  # a stopped or failed fit keeps its plan so `resume` can finish it
-        s.persist.fit_ended(status, reason)
-        s._set_state("idle", reason)
+        s.persist.fit_ended(status, reason, run.clock.seconds())
+        # A stopped or failed fit keeps its plan (with its schedule changes) so `resume` can finish it.
+        s.persist.plan = None if status == "done" else replace(plan, sched_edits=tuple(edits))
+        run.set_state("idle", reason)
         s.publish(FitEnded(status=status, reason=reason))
 
     def _lost_peer(self) -> str:
@@ -186,26 +205,9 @@ class FitJobs:
             + f"; training stopped with a checkpoint at epoch {r.epoch}, batch {r.iter} (labcon resume {s.name})"
         )
 
-    def _plan_for(self, cmd: Any) -> dict[str, Any]:
-        r = self.s.runner
-        n_train = len(r.dls.train) if hasattr(r.dls.train, "__len__") else 0
-        plan: dict[str, Any] = {
-            "kind": "fit_one_cycle" if isinstance(cmd, C.FitOneCycle) else "fit",
-            "n": int(cmd.n),
-            "start_epoch": r.epoch,
-            "start_iter": r.train_iter,
-            "total": max(1, int(cmd.n) * n_train),
-            "n_train": n_train,
-            "text": cmd.text,
-        }
-        plan["lr"] = cmd.lr_plan(len(r.hyper("lr")))
-        if isinstance(cmd, C.FitOneCycle):
-            plan["pct_start"] = cmd.pct_start
-        return plan
-
-    def _lr_find(self, cmd: Any) -> None:
+    def _lr_find(self, cmd: C.LrFind) -> None:
         s = self.s
-        s._set_state("running", "lr_find")
+        self.run_state.set_state("running", "lr_find")
         try:
             res = s.runner.lr_find(**cmd.kwargs)
             text = f"lr_find: suggested lr {res.suggestion:.2e} (valley {res.valley:.2e}, steepest {res.steepest:.2e})"
@@ -213,19 +215,7 @@ class FitJobs:
             s.publish(LrFound(res.lrs, res.losses, res.suggestion, res.valley, res.steepest))
             s.publish(Log(level="info", text=text))
             s.persist.log_command(cmd.text, "idle", reply=text)
-        except Exception as e:  # noqa: BLE001 - the worker's boundary, as in _run
+        except Exception as e:  # noqa: BLE001 - the worker's boundary, as in _fit
             s.publish(Log(level="error", text=f"lr_find failed: {type(e).__name__}: {e}"))
         finally:
-            s._set_state("idle")
-
-    def sync_ranks(self, q: Any) -> list[Any]:
-        """Distributed: rank 0's queued commands (taken from `q`), parsed on every rank from one broadcast."""
-        from labcon.core.distributed import broadcast_texts
-
-        s = self.s
-        mine = None
-        if s.is_main:
-            with s._lock:
-                mine = [c.text for c in q]
-                q.clear()
-        return [C.parse(t) for t in broadcast_texts(mine)]
+            self.run_state.set_state("idle")

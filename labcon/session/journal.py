@@ -16,13 +16,13 @@ from labcon.errors import LabconError
 from labcon.session import journal_env
 from labcon.session.journal_files import create_private, recovery
 from labcon.session.journal_schema import configure, migrate
-from labcon.session.journal_values import config_params, to_float, to_json
+from labcon.session.journal_values import config_params, run_record, to_float, to_json
 from labcon.session.paths import JOURNAL_FILE, validate_session_name
 from labcon.session.query import DOC_SHIFT, EVENT_KINDS, STATUSES, compile_query
 
 _RUN_COLUMNS = (
-    "id, session, parent_id, config_text, seed, code_version, env_json, host, pid, started, ended, status, "
-    "final_metrics"
+    "id, session, parent_id, previous_id, config_text, seed, code_version, env_json, host, pid, started, ended, "
+    "status, final_metrics, train_time"
 )
 
 
@@ -105,20 +105,27 @@ class Journal:
         *,
         code_version: str | None = None,
         pid: int | None = None,
+        previous_id: int | None = None,
     ) -> int:
-        """Record a new run (status 'running') and return its id."""
+        """Record a new run (status 'running') and return its id.
+
+        `parent_id`: the run this one replays or branches from; `previous_id`: the session's run before this
+        one (a new fit in the same session starts a new run that continues from where that one ended).
+        """
         validate_session_name(session)
         env = dict(journal_env.environment() if env is None else env)
         version = journal_env.code_version() if code_version is None else code_version
         with self.transaction() as conn:
-            if parent_id is not None:
-                self._check_run(conn, parent_id)
+            for linked in (parent_id, previous_id):
+                if linked is not None:
+                    self._check_run(conn, linked)
             cur = conn.execute(
-                "INSERT INTO runs (session, parent_id, config_text, seed, code_version, env_json, host, pid, "
-                "started, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')",
+                "INSERT INTO runs (session, parent_id, previous_id, config_text, seed, code_version, env_json, "
+                "host, pid, started, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')",
                 (
                     session,
                     parent_id,
+                    previous_id,
                     config_text,
                     seed,
                     version,
@@ -189,21 +196,45 @@ class Journal:
             self._check_run(conn, run_id)
             conn.executemany("INSERT OR REPLACE INTO batch_metrics VALUES (?, ?, ?, ?)", flat)
 
-    def end_run(self, run_id: int, status: str, final_metrics: Mapping[str, float] | None = None) -> None:
-        """Close a run with its status (done, stopped, failed, crashed) and final metrics."""
+    def end_run(
+        self,
+        run_id: int,
+        status: str,
+        final_metrics: Mapping[str, float] | None = None,
+        train_seconds: float | None = None,
+    ) -> None:
+        """Close a run with its status (done, stopped, failed, crashed) and final metrics.
+
+        `train_seconds` (the training time of the fit segment that just ended) adds to the run's duration.
+        """
         if status not in STATUSES or status == "running":
             raise JournalError(f"unknown final status {status!r}: use one of done, stopped, failed, crashed")
         metrics = {str(k): to_float(v) for k, v in (final_metrics or {}).items()}
         with self.transaction() as conn:
             rid = self._check_run(conn, run_id)
             conn.execute(
-                "UPDATE runs SET status = ?, ended = ?, final_metrics = ? WHERE id = ?",
-                (status, time.time(), to_json(metrics), rid),
+                "UPDATE runs SET status = ?, ended = ?, final_metrics = ?, "
+                "train_time = CASE WHEN ? IS NULL THEN train_time ELSE ifnull(train_time, 0) + ? END WHERE id = ?",
+                (status, time.time(), to_json(metrics), train_seconds, train_seconds, rid),
             )
             conn.execute("DELETE FROM run_metrics WHERE run_id = ?", (rid,))
             conn.executemany(
                 "INSERT INTO run_metrics VALUES (?, ?, ?)",
                 [(rid, k, v) for k, v in metrics.items() if v is not None],
+            )
+
+    def reopen_run(self, run_id: int) -> None:
+        """A stopped, failed or crashed run trains again (a resumed fit continues its own run): 'running'.
+
+        A finished run ('done') is a record and never reopened: train more in a new run.
+        """
+        with self.transaction() as conn:
+            rid = self._check_run(conn, run_id)
+            status = conn.execute("SELECT status FROM runs WHERE id = ?", (rid,)).fetchone()[0]
+            if status == "done":
+                raise JournalError(f"run {rid} is finished; a new fit starts a new run")
+            conn.execute(
+                "UPDATE runs SET status = 'running', ended = NULL, pid = ? WHERE id = ?", (os.getpid(), rid)
             )
 
     def add_tags(self, run_id: int, tags: Iterable[str]) -> None:
@@ -240,15 +271,6 @@ class Journal:
 
     # -- reading ----------------------------------------------------------------------------------
 
-    def _run_dict(self, row: sqlite3.Row, tags: list[str]) -> dict[str, Any]:
-        d = dict(row)
-        d["config"] = d.pop("config_text")
-        d["env"] = json.loads(d.pop("env_json") or "{}")
-        d["final_metrics"] = json.loads(d["final_metrics"] or "{}")
-        d["tags"] = tags
-        d["duration"] = (d["ended"] - d["started"]) if d["ended"] is not None else None
-        return d
-
     def get_run(self, run_id: int) -> dict[str, Any]:
         """One run: ids, session, config, seed, code version, env, times, status, final metrics, tags, params."""
         rows = self._rows(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (int(run_id),))
@@ -259,7 +281,7 @@ class Journal:
         tags = [
             r[0] for r in self._rows("SELECT tag FROM tags WHERE run_id = ? ORDER BY tag", (int(run_id),))
         ]
-        d = self._run_dict(rows[0], tags)
+        d = run_record(rows[0], tags)
         d["params"] = {
             r[0]: r[1] for r in self._rows("SELECT name, value FROM params WHERE run_id = ?", (d["id"],))
         }
@@ -280,6 +302,19 @@ class Journal:
             f"no run or session named {s!r} in the journal {self.path}: give a run id or a session name "
             "(see `labcon journal search`)"
         )
+
+    def lineage(self, run_id: int) -> list[int]:
+        """The run and the session's runs before it, oldest first (each run continues its previous one)."""
+        chain, seen = [], set()
+        rid: int | None = int(run_id)
+        while rid is not None and rid not in seen:
+            rows = self._rows("SELECT previous_id FROM runs WHERE id = ?", (rid,))
+            if not rows:
+                raise JournalError(f"no run {rid} in the journal {self.path}: see `labcon journal search`")
+            seen.add(rid)
+            chain.append(rid)
+            rid = rows[0][0]
+        return chain[::-1]
 
     def code_digests(self, session: str, text: str) -> set[str]:
         """SHA-256s journaled for user-code command `text` (cb add file.py:Class) in any run of `session`."""
@@ -353,7 +388,7 @@ class Journal:
             f"SELECT run_id, tag FROM tags WHERE run_id IN ({marks}) ORDER BY tag", ids
         ):
             tags[rid].append(tag)
-        return [self._run_dict(r, tags[r["id"]]) for r in rows]
+        return [run_record(r, tags[r["id"]]) for r in rows]
 
     def count(self, query: str = "") -> int:
         """How many runs match a query."""

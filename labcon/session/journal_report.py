@@ -6,16 +6,27 @@ import csv
 import datetime as dt
 import difflib
 import io
-import json
 from typing import TYPE_CHECKING, Any
 
 from labcon.session.journal import JournalError
+from labcon.session.journal_values import config_params, to_json
 
 if TYPE_CHECKING:
     from labcon.session.journal import Journal
 
 EXPORT_FORMATS = ("csv", "json")
-_RUN_FIELDS = ("id", "session", "parent_id", "status", "seed", "code_version", "started", "ended", "duration")
+_RUN_FIELDS = (
+    "id",
+    "session",
+    "parent_id",
+    "previous_id",
+    "status",
+    "seed",
+    "code_version",
+    "started",
+    "ended",
+    "duration",
+)
 
 
 def config_side_by_side(a: str, b: str) -> list[dict[str, Any]]:
@@ -97,21 +108,25 @@ def diff_runs(journal: Journal, a: int, b: int) -> dict[str, Any]:
 
 
 def export_runs(journal: Journal, fmt: str = "csv", query: str | None = None) -> str:
-    """CSV: one row per run with tags, params and final metrics as columns. JSON: full runs with epochs/events."""
+    """CSV: one row per run with tags, params and final metrics as columns. JSON: full runs with epochs/events.
+
+    The runs are the rows `search` gives (the CLI and the Journal pane read the same), each config value once
+    under its full name (`train.lr`; the search index's bare aliases such as `lr` are left out).
+    """
     if fmt not in EXPORT_FORMATS:
         raise JournalError(f"unknown export format {fmt!r}: use csv or json")
     n = journal.count(query or "")
     runs = journal.search(query or "", limit=n)
     runs.reverse()  # oldest first reads naturally in a spreadsheet or a script
+    params = {r["id"]: config_params(r["config"], r["seed"], aliases=False) for r in runs}
     if fmt == "json":
         out = []
         for r in runs:
-            full = journal.get_run(r["id"])
+            full = {**r, "params": params[r["id"]]}
             full["epochs"] = journal.epochs(r["id"])
             full["events"] = journal.events(r["id"])
             out.append(full)
-        return json.dumps(out, indent=2, allow_nan=False, default=str)
-    params: dict[int, dict[str, float]] = {r["id"]: journal.get_run(r["id"])["params"] for r in runs}
+        return to_json(out, indent=2)
     metric_names = sorted({k for r in runs for k in r["final_metrics"]})
     param_names = sorted({k for p in params.values() for k in p})
     buf = io.StringIO()

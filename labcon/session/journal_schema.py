@@ -136,8 +136,16 @@ _V1: tuple[str, ...] = (
     END""",
 )
 
+# Runs are records: each fit is a run, linked to the session's previous one; a run's duration is its training
+# time (idle and paused time between and inside fits left out; NULL for runs written before this version).
+_V2: tuple[str, ...] = (
+    "ALTER TABLE runs ADD COLUMN previous_id INTEGER REFERENCES runs(id) ON DELETE SET NULL",
+    "ALTER TABLE runs ADD COLUMN train_time REAL",
+    "CREATE INDEX runs_previous ON runs(previous_id)",
+)
+
 # Each entry takes the schema from version i to i + 1; append new migrations, never edit old ones.
-MIGRATIONS: list[tuple[str, ...]] = [_V1]
+MIGRATIONS: list[tuple[str, ...]] = [_V1, _V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -18,7 +18,7 @@ def to_float(value: Any) -> float | None:
     return None if math.isnan(f) else f
 
 
-def to_json(value: Any) -> str:
+def to_json(value: Any, indent: int | None = None) -> str:
     """JSON text of plain values; NaN becomes null and ±inf a string, so any JSON reader accepts it."""
 
     def clean(v: Any) -> Any:
@@ -30,11 +30,12 @@ def to_json(value: Any) -> str:
             return [clean(x) for x in v]
         return v
 
-    return json.dumps(clean(value), default=str, allow_nan=False)
+    return json.dumps(clean(value), default=str, allow_nan=False, indent=indent)
 
 
-def config_params(config_text: str, seed: int | None = None) -> dict[str, float]:
-    """Numeric config values for comparisons: top-level keys and one table deep (`lr` and `train.lr`)."""
+def config_params(config_text: str, seed: int | None = None, aliases: bool = True) -> dict[str, float]:
+    """Numeric config values for comparisons: top-level keys and one table deep (`train.lr`), plus the bare
+    name (`lr`) where it is unambiguous, so queries can say `lr>1e-3` (aliases=False: each value once)."""
     try:
         raw = tomllib.loads(config_text)
     except (tomllib.TOMLDecodeError, TypeError):
@@ -57,8 +58,27 @@ def config_params(config_text: str, seed: int | None = None) -> dict[str, float]
         elif (f := number(value)) is not None:
             out[key] = f
     for name, values in nested.items():
-        if name not in out and len(values) == 1:  # a bare name only when it is unambiguous
+        if aliases and name not in out and len(values) == 1:  # a bare name only when it is unambiguous
             out[name] = values[0]
     if seed is not None:
         out["seed"] = float(seed)  # the seed actually used wins over the file's
     return out
+
+
+def run_record(row: Mapping[str, Any], tags: list[str]) -> dict[str, Any]:
+    """A runs-table row as the dict every reader gets (CLI, Journal pane, export): parsed JSON, tags, duration.
+
+    `duration` is the run's training time (paused and idle time left out); for runs journaled before training
+    time was recorded, the wall time from start to end; None while the run is open.
+    """
+    d = dict(row)
+    d["config"] = d.pop("config_text")
+    d["env"] = json.loads(d.pop("env_json") or "{}")
+    d["final_metrics"] = json.loads(d["final_metrics"] or "{}")
+    d["tags"] = tags
+    train_time = d.pop("train_time")
+    if d["ended"] is None:
+        d["duration"] = None
+    else:
+        d["duration"] = train_time if train_time is not None else d["ended"] - d["started"]
+    return d

@@ -74,9 +74,11 @@ class JournalWriter:
         epoch: int | None = None,
         iteration: int | None = None,
         data: Mapping[str, Any] | None = None,
+        when: float | None = None,
     ) -> None:
-        """Queue an event; its time is taken now, not when it is written."""
-        self._send(("log_event", (run_id, kind, text, epoch, iteration, data), {"when": time.time()}))
+        """Queue an event; its time is taken now (or `when`), not when it is written."""
+        stamp = time.time() if when is None else when
+        self._send(("log_event", (run_id, kind, text, epoch, iteration, data), {"when": stamp}))
 
     def put_note(self, run_id: int, text: str) -> None:
         """Queue a note."""
@@ -96,9 +98,19 @@ class JournalWriter:
         """Queue tags for a run."""
         self._send(("add_tags", (run_id, tuple(tags)), {}))
 
-    def put_end_run(self, run_id: int, status: str, final_metrics: Mapping[str, float] | None = None) -> None:
+    def put_end_run(
+        self,
+        run_id: int,
+        status: str,
+        final_metrics: Mapping[str, float] | None = None,
+        train_seconds: float | None = None,
+    ) -> None:
         """Queue the end of a run; call flush() or close() to be sure it is on disk."""
-        self._send(("end_run", (run_id, status, dict(final_metrics or {})), {}))
+        self._send(("end_run", (run_id, status, dict(final_metrics or {}), train_seconds), {}))
+
+    def put_reopen(self, run_id: int) -> None:
+        """Queue 'this interrupted run trains again' (status back to running)."""
+        self._send(("reopen_run", (run_id,), {}))
 
     def flush(self) -> None:
         """Write everything queued so far and commit; raises JournalError if any queued write failed."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +16,8 @@ from labcon.core.distributed import unwrap_model
 from labcon.errors import CheckpointError, LabconError
 from labcon.session.checkpoint import rng_state, save_checkpoint, set_rng_state
 from labcon.session.config import Config, DataConfig
+from labcon.session.deviation import Branch, describe, epoch_deltas
+from labcon.session.fitplan import FitPlan
 from labcon.session.safety import SessionLock, check_private, private_dir
 
 if TYPE_CHECKING:
@@ -34,15 +39,36 @@ def portable_config(config: Config) -> Config:
     return config.replace(data=DataConfig({**config.data.raw, "path": absolute}))
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """An event that happened between runs; it is journaled into the next run (it sets that run up)."""
+
+    kind: str
+    text: str
+    epoch: int
+    iteration: int
+    data: dict[str, Any] | None
+    when: float
+
+
 class Persistence:
-    """Journal and checkpoints of one session; only rank 0 of a distributed run writes."""
+    """Journal and checkpoints of one session; only rank 0 of a distributed run writes.
+
+    Runs are records: each fit is a run (linked to the session's previous run), open while it trains. A
+    finished run is never written to again except for notes and tags; commands applied between fits belong
+    to the next run. A stopped or failed fit that is resumed continues (reopens) its own run.
+    """
 
     def __init__(self, session: Session, journal: bool = True):
         self.s = session
         self.enabled = journal
-        self.run_id: int | None = None
-        self.parent_id: int | None = None
-        self.plan: dict[str, Any] | None = None
+        self.run_id: int | None = None  # the open run, or the last one (notes attach to it)
+        self.run_open = False
+        self.parent_id: int | None = None  # the run a replay session replays
+        self.branch: Branch | None = None  # set when a replay branches: its deviation is journaled
+        self.plan: FitPlan | None = None
+        self.sched_edits: list[dict[str, Any]] = []  # the live fit's schedule changes (its scheduler appends)
+        self._pending: list[_Pending] = []
         self.structural: list[str] = []  # epoch-level commands applied so far (re-applied on resume)
         self._writer: JournalWriter | None = None
         self._journal: Journal | None = None
@@ -99,40 +125,73 @@ class Persistence:
             self._journal = Journal(self.s.home / "journal.db")
         return self._journal
 
-    def ensure_run(self) -> int | None:
-        """The journal run for this session (started on first need); None where no journal is written (a rank
-        other than 0 knows the run id from the checkpoint, but has no writer)."""
+    def begin_run(self) -> int | None:
+        """A new run for the fit starting now, linked to the session's previous run; the events applied
+        since that one ended (idle commands that set this fit up) are journaled into it."""
+        if self.writer is None:
+            return None
+        self.run_id = self.writer.start_run(
+            self.s.name,
+            self.s.config.replace(name=self.s.name).to_toml(),
+            self.s.config.seed,
+            self.parent_id,
+            previous_id=self.run_id,
+        )
+        return self._open()
+
+    def continue_run(self) -> int | None:
+        """The interrupted fit's own run trains again (status back to running); a new run if it has none."""
         if self.writer is None:
             return None
         if self.run_id is None:
-            self.run_id = self.writer.start_run(
-                self.s.name,
-                self.s.config.replace(name=self.s.name).to_toml(),
-                self.s.config.seed,
-                self.parent_id,
-            )
+            return self.begin_run()
+        self.writer.put_reopen(self.run_id)
+        return self._open()
+
+    def _open(self) -> int | None:
+        """The run takes the events that happened since the last one ended (they set this fit up)."""
+        self.run_open = True
+        pending, self._pending = self._pending, []
+        for p in pending:
+            self.writer.put_event(self.run_id, p.kind, p.text, p.epoch, p.iteration, p.data, when=p.when)
         return self.run_id
+
+    def _event(self, kind: str, text: str, data: dict[str, Any] | None = None) -> None:
+        """Into the open run; between runs a command waits for the next run (it sets that fit up), while a
+        report (error, info) annotates the last run, as a note would (its metrics and status stay)."""
+        if self.writer is None:
+            return
+        r = self.s.runner
+        if self.run_open or (kind != "command" and self.run_id is not None):
+            self.writer.put_event(self.run_id, kind, text, r.epoch, r.train_iter, data)
+        else:
+            self._pending.append(_Pending(kind, text, r.epoch, r.train_iter, data, time.time()))
 
     def log_command(
         self, text: str, point: str, reply: str | None = None, extra: dict[str, Any] | None = None
     ) -> None:
         """Journal an applied command at (epoch, train_iter) with where it was applied (for replay)."""
-        if self.ensure_run() is None:
-            return
-        r = self.s.runner
-        data = {"point": point, "reply": reply} if reply else {"point": point}
+        data: dict[str, Any] = {"point": point, "reply": reply} if reply else {"point": point}
         data.update(extra or {})
-        self.writer.put_event(self.run_id, "command", text, r.epoch, r.train_iter, data)
+        self._event("command", text, data)
 
     def log(self, kind: str, text: str) -> None:
         """Journal an error, info or cancel event."""
-        if self.ensure_run() is not None:
-            r = self.s.runner
-            self.writer.put_event(self.run_id, kind, text, r.epoch, r.train_iter)
+        self._event(kind, text)
+
+    def note(self, text: str) -> int:
+        """Attach a note to the open run, or to the last one (a finished run takes notes); its id."""
+        if self.writer is None:
+            raise LabconError("this session keeps no journal")
+        if self.run_id is None:
+            raise LabconError("no run yet: notes attach to a run; start a fit first (e.g. fit_one_cycle 3)")
+        self.writer.put_note(self.run_id, text)
+        self.writer.flush()
+        return self.run_id
 
     def log_epoch(self, row: dict[str, float]) -> None:
         """Journal one epoch row and a sample of the batch losses since the last one."""
-        if self.ensure_run() is None:
+        if self.writer is None or not self.run_open:
             return
         clean = {k: v for k, v in row.items() if k != "epoch" and isinstance(v, float) and math.isfinite(v)}
         self.writer.put_epoch(self.run_id, int(row["epoch"]), clean)
@@ -145,16 +204,45 @@ class Persistence:
         self.writer.put_batches(self.run_id, rows)
         self._batches_logged = len(rec.losses)
 
-    def fit_ended(self, status: str, reason: str) -> None:
-        """Journal the end of a fit with the last epoch's metrics, and checkpoint where it stopped."""
-        if self.writer is None or self.run_id is None:
+    def live_plan(self) -> FitPlan | None:
+        """The current fit's plan with the schedule changes made so far (what a checkpoint stores)."""
+        if self.plan is None:
+            return None
+        return dataclasses.replace(self.plan, sched_edits=tuple(dict(e) for e in self.sched_edits))
+
+    def run_rows(self) -> list[dict[str, Any]]:
+        """The epoch rows of the current fit's run (from where its plan started)."""
+        start = self.plan.start_epoch if self.plan is not None else 0
+        return [dict(r) for r in self.s.runner.recorder.rows if int(r.get("epoch", -1)) >= start]
+
+    def fit_ended(self, status: str, reason: str, train_seconds: float) -> None:
+        """Close the fit's run: status, this run's last epoch metrics, its training time."""
+        if self.writer is None or not self.run_open:
             return
         if reason and status != "done":
             self.log("cancel" if status == "stopped" else "error", reason)
-        last = self.s.runner.recorder.last_row or {}
-        final = {k: v for k, v in last.items() if k not in ("epoch", "time") and math.isfinite(v)}
-        self.writer.put_end_run(self.run_id, status, final)
+        rows = self.run_rows()
+        if self.branch is not None:
+            self._log_branch(rows)
+        last = rows[-1] if rows else {}
+        final = {
+            k: v
+            for k, v in last.items()
+            if k not in ("epoch", "time") and isinstance(v, float) and math.isfinite(v)
+        }
+        self.writer.put_end_run(self.run_id, status, final, train_seconds)
+        self.run_open = False
         self.writer.flush()
+
+    def _log_branch(self, rows: list[dict[str, Any]]) -> None:
+        """A branch's deviation from its parent after the branch point, journaled on the branch's run."""
+        b = self.branch
+        deltas = epoch_deltas(b.parent_rows, rows, after=b.after_epoch)
+        if not deltas:
+            return
+        text = f"branch of run {b.parent_run} after epoch {b.after_epoch} ('{b.then}'), minus parent: {describe(deltas)}"
+        data = {"parent": b.parent_run, "after_epoch": b.after_epoch, "then": b.then, "deltas": deltas}
+        self._event("info", text, data)
 
     # ----- checkpoints -------------------------------------------------------------------------------
     def state(self, mid_epoch: bool) -> dict[str, Any]:
@@ -173,9 +261,11 @@ class Persistence:
             "rng": rng_state(),
             "recorder": r.recorder.state_dict(),
             "callbacks": {k: v for k, v in cbs.items() if v},
-            "plan": dict(self.plan or {}),
+            "plan": self.live_plan().to_state() if self.plan is not None else {},
             "structural": list(self.structural),
             "run_id": -1 if self.run_id is None else self.run_id,
+            # Commands applied since the last run ended travel with the state they changed, into the next run.
+            "pending": [dataclasses.asdict(p) for p in self._pending],
         }
 
     def save(self, mid_epoch: bool, label: str | None = None) -> Path | None:
@@ -235,7 +325,8 @@ class Persistence:
             int(state["skip"]),
         )
         set_rng_state(state["rng"])
-        self.plan = dict(state["plan"]) or None
+        self.plan = FitPlan.from_state(state.get("plan"))
+        self.sched_edits = list(self.plan.sched_edits) if self.plan is not None else []
         run_id = int(state.get("run_id", -1))
         self.run_id = run_id if run_id >= 0 else None
         if self.run_id is not None and self.enabled and not self.journal.has_run(self.run_id):
@@ -244,6 +335,7 @@ class Persistence:
                 f"{path.name} goes on as a new run"
             )
             self.run_id = None
+        self._pending = [_Pending(**p) for p in state.get("pending", [])]
         self._batches_logged = len(r.recorder.losses)
 
     def close(self) -> None:

@@ -188,7 +188,7 @@ class _Lexer:
             if value.lower() not in EVENT_KINDS:
                 raise self.error(pos, f"unknown event kind {value!r}", "kinds: " + ", ".join(EVENT_KINDS))
             return value.lower()
-        if key in ("run", "parent"):
+        if key in ("run", "parent", "previous"):
             if not value.isdigit() or not value.isascii() or len(value) > 18:
                 raise self.error(pos, f"expected a run id after '{key}:', got {value!r}", "e.g. run:12")
             return int(value)

@@ -8,7 +8,7 @@ from labcon.errors import LabconError
 
 STATUSES = ("running", "done", "stopped", "failed", "crashed")
 EVENT_KINDS = ("command", "note", "error", "cancel", "info")
-FIELDS = ("status", "tag", "session", "run", "parent", "since", "until", "has")
+FIELDS = ("status", "tag", "session", "run", "parent", "previous", "since", "until", "has")
 OPS = {">": ">", ">=": ">=", "<": "<", "<=": "<=", "=": "=", "==": "=", "!=": "!="}
 
 

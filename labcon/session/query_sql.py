@@ -70,6 +70,8 @@ def _compile_field(node: Field, params: list[object], alias: str) -> str:
         return f"{alias}.id = ?"
     if name == "parent":
         return f"{alias}.parent_id = ?"
+    if name == "previous":
+        return f"{alias}.previous_id = ?"
     if name == "since":
         return f"{alias}.started >= ?"
     if name == "until":

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
-from collections import deque
-from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -15,21 +12,14 @@ import torch
 from labcon.commands import grammar as C
 from labcon.commands.apply import RunnerContext, apply_command
 from labcon.commands.usercode import code_sha256
-from labcon.core.events import CancelFitException
+from labcon.core.hypers import check_hyper
 from labcon.errors import CommandError, LabconError
 from labcon.session.build import build
 from labcon.session.bus import Bus, Reply, Subscription
 from labcon.session.config import Config, load_config, parse_config
 from labcon.session.control import SessionBridge, SessionControl
 from labcon.session.fitjobs import FitJobs
-from labcon.session.messages import (
-    CommandApplied,
-    CommandFailed,
-    Log,
-    Message,
-    StateChanged,
-    TelemetryUpdated,
-)
+from labcon.session.messages import CommandApplied, CommandFailed, Log, Message
 from labcon.session.paths import (
     DEFAULT_SESSION,
     config_file,
@@ -38,6 +28,7 @@ from labcon.session.paths import (
     validate_session_name,
 )
 from labcon.session.persist import Persistence, portable_config
+from labcon.session.runstate import RunState
 from labcon.session.safety import check_session_files
 
 
@@ -68,26 +59,18 @@ class Session:
         guard = self.runner.cb("nan_guard")
         if guard is not None:
             guard.on_nan = self._on_nan
-        self.runner.add_cbs([SessionControl(self), SessionBridge(self)])
+        self.bus = Bus()
+        self.last_error: str | None = None
+        # One owner of the run state (state, queues, pause/stop); the callbacks and fit jobs are handed it.
+        self.run_state = RunState(self.bus.publish, world_size=world_size, is_main=self.is_main)
+        self.persist = Persistence(self, journal=journal and self.is_main)
+        self.jobs = FitJobs(self, self.run_state, self._apply_safely)
+        control = SessionControl(self.run_state, self._apply_safely, self.persist)
+        self.runner.add_cbs([control, SessionBridge(self.bus.publish, self.persist, control)])
         if world_size > 1:
             from labcon.core.distributed import DistributedCallback
 
             self.runner.add_cbs([DistributedCallback()])
-        self.bus = Bus()
-        self.state = "idle"
-        self.last_error: str | None = None
-        self._lock = threading.RLock()
-        self._wake = threading.Condition(self._lock)
-        self._batch_q: deque[C.Command] = deque()
-        self._epoch_q: deque[C.Command] = deque()
-        self._stop_requested = False
-        self._tel_seen = -1
-        self.replay_batch: dict[int, list[C.Command]] = {}
-        self.replay_epoch: dict[int, list[C.Command]] = {}
-        self.until_epoch: int | None = None
-        self.until_reached = False
-        self.persist = Persistence(self, journal=journal and self.is_main)
-        self.jobs = FitJobs(self)
 
     # ----- construction -----------------------------------------------------------------------------
     @classmethod
@@ -148,6 +131,11 @@ class Session:
             raise
         return session
 
+    @property
+    def state(self) -> str:
+        """idle | running | paused | stopping (owned by the RunState)."""
+        return self.run_state.state
+
     # ----- the front-end protocol -------------------------------------------------------------------
     def subscribe(self) -> Subscription:
         """A queue of messages from now on (several subscribers at once)."""
@@ -179,23 +167,12 @@ class Session:
         if cmd.when == "idle":
             return self.jobs.submit(cmd)
         note = cmd.queued_note(self.context())  # what will happen, said at queue time to every client
-        with self._lock:
-            if self.state == "idle":
+        with self.run_state.lock:
+            if self.run_state.state == "idle":
                 if isinstance(cmd, (C.Pause, C.Resume, C.Stop)):
                     return Reply(False, f"'{cmd.text}': nothing is running")
                 return Reply(True, self.apply(cmd, point="idle"))
-            if isinstance(cmd, C.Resume) and self.state == "running":
-                pending = [c for c in self._batch_q if isinstance(c, C.Pause)]
-                if not pending:
-                    return Reply(False, "nothing to resume: the session is running")
-                self._batch_q = deque(c for c in self._batch_q if not isinstance(c, C.Pause))
-                return Reply(True, "pause cancelled before it took effect")
-            if cmd.when == "epoch" and self.state != "paused":
-                self._epoch_q.append(cmd)
-                return Reply(True, f"queued: '{cmd.text}' applies at the end of this epoch{note}")
-            self._batch_q.append(cmd)
-            self._wake.notify_all()
-        return Reply(True, f"queued: '{cmd.text}' applies at the next batch{note}")
+            return Reply(*self.run_state.queue(cmd, note))
 
     def _answer(self, cmd: C.Command) -> Reply:
         from labcon.session.answers import answer
@@ -220,12 +197,6 @@ class Session:
         self.publish(CommandApplied(text=cmd.text, epoch=r.epoch, iter=r.train_iter, reply=reply))
         return reply
 
-    def _set_state(self, state: str, reason: str = "") -> None:
-        with self._lock:
-            self.state = state
-            self._wake.notify_all()
-        self.publish(StateChanged(state=state, reason=reason))
-
     def _apply_safely(self, cmd: C.Command, point: str) -> None:
         try:
             self.apply(cmd, point)
@@ -233,62 +204,12 @@ class Session:
             self.publish(CommandFailed(text=cmd.text, error=str(e)))
             self.persist.log("error", f"{cmd.text}: {e}")
 
-    def _apply_all(self, cmds: Iterable[C.Command], point: str) -> None:
-        for cmd in cmds:
-            self._apply_safely(cmd, point)
-
-    def _take(self, q: deque[C.Command]) -> list[C.Command]:
-        """The queued commands to apply now. Distributed, only what rank 0 broadcast counts (on every rank),
-        so a command that lands between the broadcast and the apply waits for the next one on all ranks."""
-        if self.world_size > 1:
-            return self.jobs.sync_ranks(q)
-        if not q:
-            return []  # the common case, every batch: no lock, no copy
-        with self._lock:
-            cmds = list(q)
-            q.clear()
-        return cmds
-
-    def _batch_point(self) -> None:
-        """Called before every training batch: replayed and queued commands, pause, stop."""
-        r = self.runner
-        self._apply_all(self.replay_batch.pop(r.train_iter, ()), "batch")
-        self._apply_all(self._take(self._batch_q), "batch")
-        while True:
-            with self._lock:
-                if self.state != "paused" or self._stop_requested:
-                    break
-                self._wake.wait(0.2)
-            # Paused ranks all loop here, so rank 0's `resume` / `stop` reaches the others the same way.
-            self._apply_all(self._take(self._batch_q), "batch")
-        if self._stop_requested:
-            self._stop_requested = False
-            self.persist.save(mid_epoch=True)
-            raise CancelFitException("stopped by user")
-
-    def _epoch_point(self) -> None:
-        """Called after every epoch (row journaled): epoch-level swaps, then the checkpoint."""
-        r = self.runner
-        self._apply_all(self.replay_epoch.pop(r.epoch, ()), "epoch")
-        self._apply_all(self._take(self._epoch_q), "epoch")
-        self.persist.save(mid_epoch=False)
-        if self.until_epoch is not None and r.epoch + 1 >= self.until_epoch:
-            self.until_reached = True
-            raise CancelFitException(f"replay reached epoch {self.until_epoch}")
-
     def _on_nan(self, message: str) -> None:
         """NaN guard hook: pause (a person can lower the lr and resume) instead of stopping."""
         self.last_error = message
         self.publish(Log(level="error", text=message))
         self.persist.log("error", message)
-        self._set_state("paused", message)
-
-    def _check_telemetry(self) -> None:
-        tel = self.runner.cb("telemetry")  # looked up each time: the `telemetry` command adds and removes it
-        it = getattr(tel, "_last_iter", None) if tel is not None else None
-        if it is not None and it != self._tel_seen:
-            self._tel_seen = it
-            self.publish(TelemetryUpdated(train_iter=int(it)))
+        self.run_state.set_state("paused", message)
 
     # ----- read-only snapshots ----------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -364,15 +285,23 @@ class Session:
         n = t.epochs if epochs is None else epochs
         lr = t.lr if lr is None else lr
         policy = dict(t.schedule).get("policy", "constant") if isinstance(t.schedule, tuple) else t.schedule
-        kind = "fit_one_cycle" if policy == "one_cycle" else "fit"
-        return self.submit(f"{kind} {n} lr={lr!r}")
+        # A typed command, never text formatted only to be parsed back; checked as a typed one would be.
+        fit: C.Command = C.FitOneCycle(n, lr) if policy == "one_cycle" else C.Fit(n, lr)
+        try:
+            check_hyper("epochs", n)
+            check_hyper("lr", lr)
+            return self.dispatch(C.validate(fit, self.context()))
+        except (CommandError, LabconError, ValueError) as e:
+            self.publish(CommandFailed(text=fit.text, error=str(e)))
+            return Reply(False, str(e))
 
     def resume_fit(self) -> bool:
-        """Continue an interrupted fit from its checkpoint; False when the last fit had finished."""
+        """Continue an interrupted fit from its checkpoint (in its own run); False when it had finished."""
         plan = self.persist.plan
-        if not plan or plan["start_epoch"] + plan["n"] <= self.runner.epoch:
+        if plan is None or plan.remaining(self.runner.epoch) < 1:
             return False
-        self.jobs.put(dict(plan))
+        self.run_state.begin(f"resuming '{plan.text}'")  # running at once, as a typed fit is
+        self.jobs.put(plan)
         return True
 
     def wait(self, timeout: float | None = None) -> bool:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from labcon.core.events import Callback
-from labcon.core.hypers import check_hyper
+from labcon.core.hypers import SCHEDULABLE, HyperParamError, check_hyper
 from labcon.core.optim import set_hyper
 from labcon.core.schedules import (
     Remainder,
@@ -32,7 +32,20 @@ def check_schedule(name: str, sched: Schedule) -> None:
     for p in _CHECK_POINTS:
         v = sched(p)
         if not (name == "lr" and v == 0):  # annealing down to 0 is a schedule, not a mistake
-            check_hyper(name, v)
+            try:
+                check_hyper(name, v)
+            except HyperParamError as e:
+                raise HyperParamError(f"{e} (where the schedule is at {p:.0%} of the fit)") from None
+
+
+def check_schedule_text(name: str, text: Any) -> str:
+    """The text of a valid schedule for `name` (a [train.schedule] value); ValueError names the problem."""
+    if name not in SCHEDULABLE:
+        raise ValueError(f"'{name}' cannot be scheduled; schedulable: {', '.join(SCHEDULABLE)}")
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise ValueError(f'expected a schedule such as "cos:1e-3:1e-5" or a number, got {text!r}')
+    check_schedule(name, parse_sched(text if isinstance(text, str) else float(text)))
+    return str(text)
 
 
 class ParamScheduler(Callback):
