@@ -81,12 +81,12 @@ class Persistence:
             private_dir(session.home, "sessions folder")  # first: mkdir gives parents default modes
             self._lock = SessionLock(private_dir(session.dir, "session folder"), session.name)
             try:
-                self._open(session)
+                self._open_files(session)
             except BaseException:
                 self.close()  # lets go of the lock and the journal
                 raise
 
-    def _open(self, session: Session) -> None:
+    def _open_files(self, session: Session) -> None:
         """Check the journal, then write session.toml (private) and mark runs whose process died."""
         journal_file = session.home / "journal.db"
         check_private(journal_file, "journal")
