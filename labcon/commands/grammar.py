@@ -21,7 +21,8 @@ from labcon.commands.base import (
 from labcon.commands.cmd_hyper import Opt, Sched, Set, ShowSched
 from labcon.commands.cmd_model import NORM_KINDS, CbAdd, CbList, CbRm, Norm, ShowLoop
 from labcon.commands.cmd_session import DataSummary, Help, Note, Replay, Save, SearchJournal, Status
-from labcon.commands.cmd_train import Fit, FitOneCycle, LrFind, Pause, Resume, Stop
+from labcon.commands.cmd_train import Fit, FitOneCycle, LrFind, Pause, Profile, Resume, Stop
+from labcon.commands.cmd_transfer import FineTune, Freeze, Summary, Unfreeze, UnfreezeTo
 from labcon.commands.cmd_watch import HOOK_KINDS, HookAdd, HookRm, ListHooks, SetTelemetry
 from labcon.commands.completion import apply_completion, complete
 from labcon.commands.lex import tokenize, unquote
@@ -44,13 +45,16 @@ __all__ = [
     "CommandContext",
     "CommandHost",
     "DataSummary",
+    "FineTune",
     "Fit",
     "FitOneCycle",
+    "Freeze",
     "Help",
     "HookAdd",
     "HookRm",
     "ListHooks",
     "LrFind",
+    "Profile",
     "Norm",
     "Note",
     "Opt",
@@ -67,6 +71,9 @@ __all__ = [
     "StaticContext",
     "Status",
     "Stop",
+    "Summary",
+    "Unfreeze",
+    "UnfreezeTo",
     "apply_completion",
     "check",
     "complete",

@@ -13,7 +13,15 @@ from labcon.commands.base import REGISTRY, Command, suggest
 from labcon.errors import CommandError
 
 # Each family module registers its classes on import; this order is the order of help and completion.
-FAMILIES: tuple[str, ...] = ("cmd_train", "cmd_hyper", "cmd_model", "cmd_watch", "cmd_session")
+FAMILIES: tuple[str, ...] = (
+    "cmd_train",
+    "cmd_hyper",
+    "cmd_model",
+    "cmd_watch",
+    "cmd_transfer",
+    "cmd_session",
+    "cmd_text",
+)
 for _family in FAMILIES:
     importlib.import_module(f"labcon.commands.{_family}")
 

@@ -32,6 +32,23 @@ EVENTS: tuple[str, ...] = (
     *(f"after_cancel_{lvl}" for lvl in LEVELS),
 )
 _EVENT_SET = frozenset(EVENTS)
+# Events of the training phase / the validation phase (a callback's run_train / run_valid gate them);
+# the batch-level events belong to whichever phase is running.
+BATCH_EVENTS: frozenset[str] = frozenset(
+    (
+        "before_batch",
+        "after_pred",
+        "after_loss",
+        "before_backward",
+        "after_backward",
+        "before_step",
+        "after_step",
+        "after_batch",
+        *(f"after_cancel_{lvl}" for lvl in ("batch", "backward", "step")),
+    )
+)
+TRAIN_EVENTS: frozenset[str] = frozenset(("before_train", "after_train", "after_cancel_train"))
+VALID_EVENTS: frozenset[str] = frozenset(("before_validate", "after_validate", "after_cancel_validate"))
 _EVENT_LIKE = re.compile(r"^(before|after)_[a-z0-9_]+$")
 
 
@@ -97,6 +114,10 @@ class Callback:
     removable: ClassVar[bool] = True
     # Whether the callback runs during LR finding and other short probes (e.g. progress bars do not).
     run_in_probe: ClassVar[bool] = True
+    # Whether it sees the training / validation phase (its batch events and before/after_train or
+    # _validate); fit- and epoch-level events always run. Replaces `if not training: return` lines.
+    run_train: ClassVar[bool] = True
+    run_valid: ClassVar[bool] = True
     runner: Runner
 
     @property

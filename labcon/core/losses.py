@@ -56,4 +56,22 @@ class LabelSmoothingCrossEntropy:
         return f"LabelSmoothingCrossEntropy(eps={self.eps})"
 
 
-LOSSES = {"cross_entropy": cross_entropy, "label_smoothing": LabelSmoothingCrossEntropy}
+def bce_with_logits(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Binary cross-entropy of sigmoid(pred) against 0/1 targets (multi-label), stable for large logits.
+
+    -[y log s(x) + (1-y) log(1-s(x))] = max(x, 0) - x*y + log(1 + exp(-|x|)), in float32 under autocast.
+    """
+    x, y = pred.float(), target.float()
+    if x.shape != y.shape:
+        raise ValueError(
+            f"bce needs one target per output: predictions {tuple(x.shape)}, targets {tuple(y.shape)}; "
+            "multi-label data gives multi-hot targets (a labeller with a label delimiter)"
+        )
+    return _reduce(x.clamp_min(0) - x * y + torch.log1p(torch.exp(-x.abs())), reduction)
+
+
+LOSSES = {
+    "cross_entropy": cross_entropy,
+    "label_smoothing": LabelSmoothingCrossEntropy,
+    "bce": bce_with_logits,
+}

@@ -27,4 +27,15 @@ def perplexity(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 # exp(mean loss), not the mean of per-batch exps: the Recorder applies `finalize` after averaging.
 perplexity.finalize = math.exp  # type: ignore[attr-defined]
 
-METRICS = {"accuracy": accuracy, "error_rate": error_rate, "perplexity": perplexity}
+
+def accuracy_multi(pred: torch.Tensor, target: torch.Tensor, thresh: float = 0.5) -> torch.Tensor:
+    """Multi-label accuracy: fraction of (row, label) pairs where sigmoid(pred) > thresh matches the 0/1 target."""
+    return ((pred.float().sigmoid() > thresh) == target.bool()).float().mean()
+
+
+METRICS = {
+    "accuracy": accuracy,
+    "error_rate": error_rate,
+    "perplexity": perplexity,
+    "accuracy_multi": accuracy_multi,
+}

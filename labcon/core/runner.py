@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -10,8 +11,11 @@ import torch
 from torch import nn
 
 from labcon.core.events import (
+    BATCH_EVENTS,
     CANCEL_EXCEPTIONS,
     EVENTS,
+    TRAIN_EVENTS,
+    VALID_EVENTS,
     Callback,
     CallbackError,
     CancelFitException,
@@ -20,6 +24,7 @@ from labcon.core.events import (
 from labcon.core.hooks import HookRegistry
 from labcon.core.losses import cross_entropy
 from labcon.core.optim import Adam, get_hyper, set_hyper
+from labcon.core.timing import InputMeter
 
 _CONTROL_FLOW = tuple(CANCEL_EXCEPTIONS.values())
 
@@ -56,7 +61,8 @@ class Runner:
         self.schedules: dict[str, Any] = {}
         self.hooks = HookRegistry(model)
         self.cbs: list[Callback] = []
-        self._table: dict[str, list[Callable[[], Any]]] = {}
+        self._table_train: dict[str, list[Callable[[], Any]]] = {}
+        self._table_valid: dict[str, list[Callable[[], Any]]] = {}
         self.epoch, self.n_epochs, self.train_iter, self.pct_train = 0, 0, 0, 0.0
         self.iter, self.n_iter, self.training, self.probing, self.in_fit = 0, 0, False, False, False
         self.xb: Any = None
@@ -69,6 +75,11 @@ class Runner:
         self._epoch_complete = False
         self.skip_batches = 0  # training batches of the next epoch already done (mid-epoch resume)
         self.stop_reason: str | None = None  # why the last fit was cancelled (None: it ran to the end)
+        self.data_time = 0.0  # seconds the last batch took to come out of the loader
+        self.input_meter = InputMeter()  # input-bound vs compute-bound, from the same two clock readings
+        # Maps (event, bound methods) to what the loop calls: the profiler times every callback this way, at
+        # no cost to the loop when unset (the table is rebuilt, not checked per call).
+        self._event_wrapper: Callable[[str, list[Callable[[], Any]]], list[Callable[[], Any]]] | None = None
         self.recorder = Recorder()
         if default_cbs:
             self.add_cbs([TrainEvalCallback(), DeviceCallback(), self.recorder])
@@ -128,10 +139,40 @@ class Runner:
         """Precompute, per event, the bound methods to call: the hot loop then does no lookups."""
         self.cbs.sort(key=lambda c: c.order)
         active = [c for c in self.cbs if c.run_in_probe or not self.probing]
-        self._table = {e: [getattr(c, e) for c in active if callable(getattr(c, e, None))] for e in EVENTS}
+
+        def table(phase: str) -> dict[str, list[Callable[[], Any]]]:
+            def runs(c: Callback, e: str) -> bool:
+                if e in TRAIN_EVENTS or (e in BATCH_EVENTS and phase == "train"):
+                    return c.run_train
+                if e in VALID_EVENTS or (e in BATCH_EVENTS and phase == "valid"):
+                    return c.run_valid
+                return True
+
+            return {
+                e: [getattr(c, e) for c in active if callable(getattr(c, e, None)) and runs(c, e)]
+                for e in EVENTS
+            }
+
+        # Batch events pick the table of the running phase; the others are the same in both.
+        train, valid = table("train"), table("valid")
+        if self._event_wrapper is not None:
+            train = {e: self._event_wrapper(e, ms) for e, ms in train.items()}
+            valid = {e: self._event_wrapper(e, ms) for e, ms in valid.items()}
+        self._table_train, self._table_valid = train, valid
+
+    def set_event_wrapper(
+        self, wrapper: Callable[[str, list[Callable[[], Any]]], list[Callable[[], Any]]] | None
+    ) -> None:
+        """Route every event's callback list through `wrapper(event, methods)` (None: back to plain calls).
+        Each returned callable needs a `__self__` (the Callback named in errors and in `show_loop`)."""
+        self._event_wrapper = wrapper
+        self._rebuild()
 
     def __call__(self, event: str) -> None:
-        for method in self._table[event]:
+        table = self._table_train if self.training or event in TRAIN_EVENTS else self._table_valid
+        if event in VALID_EVENTS:
+            table = self._table_valid
+        for method in table[event]:
             try:
                 method()
             except _CONTROL_FLOW:
@@ -142,13 +183,10 @@ class Runner:
                 raise CallbackError(method.__self__.name, event, e) from e
 
     def show_loop(self) -> str:
-        """Which callbacks run at each event, in order (events with none are left out)."""
-        lines = []
-        for e in EVENTS:
-            names = [f"{m.__self__.name}({m.__self__.order})" for m in self._table[e]]
-            if names:
-                lines.append(f"{e:<24} {', '.join(names)}")
-        return "\n".join(lines)
+        """The nested loop as the course prints it, with the callbacks that run at each event, in order."""
+        from labcon.core.loopview import loop_text
+
+        return loop_text(self._table_train, self._table_valid)
 
     # ----- the loop ---------------------------------------------------------------------------------
     def _with_events(self, f: Callable[[], None], level: str) -> None:
@@ -188,10 +226,24 @@ class Runner:
     def _all_batches(self, dl: Iterable[Any]) -> None:
         self.n_iter = len(dl) if hasattr(dl, "__len__") else 0
         skip, self.skip_batches = (self.skip_batches, 0) if self.training else (0, self.skip_batches)
-        for i, batch in enumerate(dl):
-            if i < skip:
-                continue  # resuming mid-epoch: drawn (so later random streams line up) but not trained on
-            self._one_batch(i, batch)
+        meter = self.input_meter if self.training else None
+        now = time.perf_counter
+        it = iter(dl)
+        i = 0
+        while True:
+            t0 = now()
+            try:
+                batch = next(it)
+            except StopIteration:
+                break
+            t1 = now()
+            self.data_time = t1 - t0
+            # Resuming mid-epoch: the first `skip` batches are drawn (so later random streams line up), not trained.
+            if i >= skip:
+                self._one_batch(i, batch)
+                if meter is not None:
+                    meter.add(t1 - t0, now() - t1)
+            i += 1
 
     def _do_train(self) -> None:
         self._all_batches(self.dls.train)

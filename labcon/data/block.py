@@ -29,7 +29,7 @@ from PIL import Image
 from labcon.data.augment import BatchPipeline, BatchTransform
 from labcon.data.imageloader import BlockDataLoaders, ImageDataset, ImageLoader
 from labcon.data.items import FileGetter, Labeller, Splitter
-from labcon.data.processors import Category
+from labcon.data.processors import Category, MultiCategory
 from labcon.data.transforms import ItemPipeline, ItemTransform
 from labcon.errors import ConfigError, DataError
 
@@ -50,9 +50,9 @@ class Prepared:
     path: Path
     n_items: int
     train_items: list[Path]
-    train_labels: list[int]
+    train_labels: list[Any]  # int class indices, or multi-hot float tensors (MultiCategory)
     valid_items: list[Path]
-    valid_labels: list[int]
+    valid_labels: list[Any]
     vocab: list[str]
     valid_only: dict[str, int]
 
@@ -200,6 +200,10 @@ class DataBlock:
         tr_lab = [str(self.labeller(items[i], root)) for i in tr_idx]
         va_lab = [str(self.labeller(items[i], root)) for i in va_idx]
         cat = self.processors[0]
+        delim = getattr(self.labeller, "delim", None)
+        if delim and type(cat) is Category:
+            # Several labels per row: multi-hot targets over the training labels.
+            cat = self.processors[0] = MultiCategory(delim, vocab=cat._given)
         cat.setup(tr_lab)
         vocab = list(cat.vocab or [])
         valid_only: dict[str, int] = {}
@@ -207,7 +211,8 @@ class DataBlock:
         for i, lab in zip(va_idx, va_lab, strict=True):
             code = cat.encode(lab)
             if code is None:
-                valid_only[lab] = valid_only.get(lab, 0) + 1
+                for unseen in cat.unknown(lab) if isinstance(cat, MultiCategory) else [lab]:
+                    valid_only[unseen] = valid_only.get(unseen, 0) + 1
             else:
                 va_items.append(items[i])
                 va_y.append(code)

@@ -9,13 +9,15 @@ Schema (every key optional except `path` when there is no `preset`):
     splitter = {kind = "grandparent", train = "train", valid = "valid"}
              # or {kind = "random", valid_pct = 0.2, seed = 0}
              # or {kind = "csv", file = "labels.csv", col = "is_valid", name_col = "name"}
-    labeller = {kind = "parent"}  # or {kind = "regex", pattern = "^(.+)_\\d+"}, {kind = "csv", file, col, name_col}
+    labeller = {kind = "parent"}  # or {kind = "regex", pattern = "^(.+)_\\d+"}, {kind = "csv", file, col, name_col, delim}
+             # delim = " ": several labels per row -> multi-label (multi-hot targets; use loss = "bce")
     size = 64                    # output size of the resize/crop item transform
     item_tfms = ["flip", {kind = "random_resized_crop", scale = [0.35, 1.0]}]
              # kinds: resize (method = "crop"|"squish"), random_resized_crop (scale, ratio), flip (p),
-             #        perspective (magnitude, p), make_rgb
+             #        perspective (magnitude, p), make_rgb, dihedral (p: the 8 symmetries on uint8)
     batch_tfms = [{kind = "affine", max_rotate = 10.0}, {kind = "normalize", stats = "imagenet"}]
-             # kinds: affine (flip, max_rotate, max_zoom, max_warp, p_affine), normalize (stats | mean, std)
+             # kinds: affine (flip, max_rotate, max_zoom, max_warp, p_affine), normalize (stats | mean, std),
+             #        dihedral (p: the 8 symmetries on the device)
     bs = 64
     num_workers = 2
     skip_bad = false
@@ -32,6 +34,7 @@ from typing import Any
 
 from labcon.data.augment import IMAGENET_STATS, Affine, BatchTransform, Normalize
 from labcon.data.block import DataBlock
+from labcon.data.dihedral import BatchDihedral, Dihedral
 from labcon.data.items import (
     ColLabeller,
     ColSplitter,
@@ -74,7 +77,7 @@ _SPLITTERS: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
 _LABELLERS: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
     "parent": (ParentLabeller, ()),
     "regex": (RegexLabeller, ("pattern", "match_path")),
-    "csv": (ColLabeller, ("file", "col", "name_col")),
+    "csv": (ColLabeller, ("file", "col", "name_col", "delim")),
 }
 _ITEM: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
     "resize": (Resize, ("size", "method")),
@@ -82,10 +85,12 @@ _ITEM: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
     "flip": (Flip, ("p",)),
     "perspective": (Perspective, ("magnitude", "p")),
     "make_rgb": (MakeRGB, ()),
+    "dihedral": (Dihedral, ("p",)),
 }
 _BATCH: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
     "affine": (Affine, ("flip", "max_rotate", "max_zoom", "max_warp", "p_affine")),
     "normalize": (Normalize, ("mean", "std", "stats")),
+    "dihedral": (BatchDihedral, ("p",)),
 }
 
 
@@ -214,6 +219,10 @@ def block_from_config(table: dict[str, Any], base_dir: Path) -> DataBlock:
 
     if not isinstance(table, dict):
         raise _err("data", "must be a table")
+    if "kind" in table:  # text data has its own keys (labcon.data.text_config)
+        from labcon.data.text_config import text_block_from_config
+
+        return text_block_from_config(table, base_dir)  # type: ignore[return-value]
     for k in table:
         if k not in KEYS:
             raise _err(f"data.{k}", f"unknown key; known keys: {', '.join(KEYS)}")

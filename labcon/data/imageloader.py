@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -35,7 +36,7 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor | None, int, str | None]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor | None, Any, str | None]:
         i, seed = key if isinstance(key, tuple) else (key, key)
         try:
             return self.pipeline(self.items[i], random.Random(seed), self.train), self.labels[i], None
@@ -64,7 +65,13 @@ def collate(samples: list[tuple[torch.Tensor | None, int, str | None]]) -> dict[
             )
             return out
         out["x"] = default_collate([x for x, _ in good])
-        out["y"] = torch.tensor([y for _, y in good], dtype=torch.int64)
+        ys = [y for _, y in good]
+        # Multi-label items carry multi-hot float vectors; single-label ones class indices.
+        out["y"] = (
+            torch.stack(ys).float()
+            if isinstance(ys[0], torch.Tensor)
+            else torch.tensor(ys, dtype=torch.int64)
+        )
     return out
 
 
@@ -97,6 +104,11 @@ class EpochSampler(Sampler):
         return iter([(i, seeds[i]) for i in perm[self.rank :: self.world_size]])
 
 
+# What a batch goes through, as seen from the training process (with workers, the first stage is the wait
+# for them). Host clock: on a GPU the transfer and batch transforms are queued, not finished, when timed.
+STAGES: tuple[str, ...] = ("read, decode, item tfms, collate", "transfer", "batch tfms")
+
+
 class ImageLoader:
     """Iterates (x float on device, y int64 on device); `.to(device)`, `set_epoch`, `state_dict`."""
 
@@ -120,6 +132,8 @@ class ImageLoader:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.skipped: list[str] = []
         self._dl: DataLoader | None = None
+        # Host seconds spent in each stage, summed since the loader was made (the profiler reads differences).
+        self.stage_seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
 
     @property
     def epoch(self) -> int:
@@ -193,11 +207,24 @@ class ImageLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         gen = self.sampler.generator(stream=1)
         nb = self.device.type == "cuda"
+        st, now = self.stage_seconds, time.perf_counter
+        raw = self.raw_batches()
         try:
-            for b in self.raw_batches():
+            while True:
+                t0 = now()
+                b = next(raw, None)
+                if b is None:
+                    break
+                t1 = now()
                 x = b["x"].to(self.device, non_blocking=nb)
                 y = b["y"].to(self.device, non_blocking=nb)
-                yield self.batch_tfms(x, self.shuffle, gen), y
+                t2 = now()
+                x = self.batch_tfms(x, self.shuffle, gen)
+                t3 = now()
+                st[STAGES[0]] += t1 - t0
+                st[STAGES[1]] += t2 - t1
+                st[STAGES[2]] += t3 - t2
+                yield x, y
         finally:
             self.sampler.epoch += 1 if self.shuffle else 0
 
@@ -225,6 +252,11 @@ class BlockDataLoaders(DataLoaders):
     def c(self) -> int:
         """Number of classes."""
         return len(self.vocab)
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether targets are label sets (multi-hot), from a labeller with a delimiter."""
+        return bool(getattr(getattr(self.block, "processors", [None])[0], "multi", False))
 
     def set_epoch(self, epoch: int) -> None:
         """Fix the epoch of the next training pass (its order and augmentation)."""

@@ -308,8 +308,14 @@ class ColLabeller(Labeller, _CsvPart):
 
     name = "csv"
 
-    def __init__(self, file: str | Path, col: str = "label", name_col: str = "name"):
+    def __init__(
+        self, file: str | Path, col: str = "label", name_col: str = "name", delim: str | None = None
+    ):
         _CsvPart.__init__(self, file, col, name_col)
+        if delim is not None and (not isinstance(delim, str) or not delim):
+            raise DataError(f"labeller delim must be a non-empty string (e.g. ' '), got {delim!r}")
+        # With a delimiter each row holds several labels: the block then makes multi-hot targets.
+        self.delim = delim
 
     def check(self, path: Path, items: Sequence[Path]) -> list[str]:
         return self._csv_check(path, items)
@@ -321,7 +327,8 @@ class ColLabeller(Labeller, _CsvPart):
         return v
 
     def __repr__(self) -> str:
-        return f"ColLabeller({str(self.file)!r}, col={self.col!r})"
+        d = "" if self.delim is None else f", delim={self.delim!r}"
+        return f"ColLabeller({str(self.file)!r}, col={self.col!r}{d})"
 
 
 parent_label = ParentLabeller()

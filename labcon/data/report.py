@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import random
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +13,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from labcon.data.augment import BatchPipeline, Normalize
+from labcon.data.processors import MultiCategory
 from labcon.errors import DataError
 
 if TYPE_CHECKING:
@@ -34,6 +37,21 @@ def describe(v: Any) -> str:
     return f"{type(v).__name__} {v!r}"
 
 
+def _ms(seconds: float) -> str:
+    return f"{1e3 * seconds:8.3f} ms"
+
+
+def _timed_trace(steps: list[tuple[str, Any, float]]) -> Callable[[str, Any], None]:
+    """A trace callback that also keeps the time since the previous stage ended (its own time excluded)."""
+    last = [time.perf_counter()]
+
+    def trace(name: str, v: Any) -> None:
+        steps.append((name, v, time.perf_counter() - last[0]))
+        last[0] = time.perf_counter()
+
+    return trace
+
+
 def summary(
     block: DataBlock, path: str | Path | None = None, device: torch.device | str | None = None
 ) -> str:
@@ -55,26 +73,43 @@ def summary(
     label = str(block.labeller(first, prep.path))
     out.append(f"3. label      {block.labeller!r}: {label!r} (str)")
     shown = ", ".join(prep.vocab[:12]) + (" ..." if len(prep.vocab) > 12 else "")
-    out.append(
-        f"4. categorise Category: {label!r} -> {prep.train_labels[0]} (int); vocab from training: {len(prep.vocab)} [{shown}]"
-    )
+    cat = block.processors[0]
+    if isinstance(cat, MultiCategory):
+        y0 = prep.train_labels[0]
+        counts = torch.stack(prep.train_labels).sum(0) if prep.train_labels else torch.zeros(0)
+        per = ", ".join(f"{v} {int(n)}" for v, n in zip(prep.vocab[:12], counts.tolist(), strict=False))
+        out.append(
+            f"4. categorise {cat!r}: {label!r} -> {cat.split(label)} -> multi-hot {[int(v) for v in y0.tolist()]} "
+            f"(float, {len(prep.vocab)} labels); vocab from training: {len(prep.vocab)} [{shown}]"
+        )
+        out.append(
+            f"   label sets: {sum(len(cat.decode_set(y)) for y in prep.train_labels) / max(1, len(prep.train_labels)):.2f} "
+            f"labels per training item; items per label: {per}"
+        )
+    else:
+        out.append(
+            f"4. categorise Category: {label!r} -> {prep.train_labels[0]} (int); vocab from training: {len(prep.vocab)} [{shown}]"
+        )
     if prep.valid_only:
         out.append(f"   ! labels only in validation (dropped): {', '.join(sorted(prep.valid_only))}")
-    out.append("5. item transforms (training, in run order; workers, uint8):")
-    steps: list[tuple[str, Any]] = []
+    out.append("5. item transforms (training, in run order; workers, uint8; time per item):")
+    steps: list[tuple[str, Any, float]] = []
     pipe = block.item_pipeline()
-    x = pipe(first, random.Random(0), True, trace=lambda name, v: steps.append((name, v)))
-    out += [f"   {name:<38} {describe(v)}" for name, v in steps]
-    xb = x.unsqueeze(0).expand(block.bs, *x.shape)
-    out.append(f"6. collate    (bs={block.bs}) {describe(xb)}")
+    x = pipe(first, random.Random(0), True, trace=_timed_trace(steps))
+    out += [f"   {name:<38} {_ms(dt)}  {describe(v)}" for name, v, dt in steps]
+    t = time.perf_counter()
+    xb = torch.stack([x] * block.bs)
+    per_item = (time.perf_counter() - t) / block.bs
+    out.append(f"6. collate    (bs={block.bs}) {_ms(per_item)} per item  {describe(xb)}")
+    t = time.perf_counter()
     xb = x.unsqueeze(0).to(dev)
-    out.append(f"7. to device  {describe(xb)}")
-    out.append("8. batch transforms (training, on the device):")
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    out.append(f"7. to device  {_ms(time.perf_counter() - t)} per item  {describe(xb)}")
+    out.append("8. batch transforms (training, on the device; time for this one item):")
     steps = []
-    block.batch_pipeline()(
-        xb, True, torch.Generator().manual_seed(0), trace=lambda n, v: steps.append((n, v))
-    )
-    out += [f"   {name:<38} {describe(v)}" for name, v in steps]
+    block.batch_pipeline()(xb, True, torch.Generator().manual_seed(0), trace=_timed_trace(steps))
+    out += [f"   {name:<38} {_ms(dt)}  {describe(v)}" for name, v, dt in steps]
     return "\n".join(out)
 
 
@@ -95,7 +130,12 @@ def _sample(
             if not block.skip_bad:
                 raise
             continue
-        names.append(prep.vocab[labels[i]])
+        y = labels[i]
+        names.append(
+            ";".join(prep.vocab[j] for j in torch.nonzero(y).flatten())
+            if isinstance(y, torch.Tensor)
+            else prep.vocab[y]
+        )
     if not xs:
         raise DataError("no readable images to show")
     if len({tuple(x.shape) for x in xs}) > 1:

@@ -98,12 +98,23 @@ def _fit_groups(nf: int, groups: int) -> int:
     return g
 
 
-class GroupNorm(_AffineNorm):
-    """Normalise each sample over groups of channels (and all spatial positions); groups fitted to nf."""
+def default_groups(nf: int) -> int:
+    """Groups for nf channels when none are given: up to 32, at least 4 channels per group.
 
-    def __init__(self, nf: int, groups: int = 32, eps: float = 1e-5):
+    A fixed 32 gives 16- and 32-channel layers one channel per group, which is InstanceNorm.
+    """
+    return _fit_groups(nf, max(1, min(32, nf // 4)))
+
+
+class GroupNorm(_AffineNorm):
+    """Normalise each sample over groups of channels (and all spatial positions); groups fitted to nf.
+
+    groups None: `default_groups(nf)` (at least 4 channels per group, at most 32 groups).
+    """
+
+    def __init__(self, nf: int, groups: int | None = None, eps: float = 1e-5):
         super().__init__(nf, eps)
-        self.groups = _fit_groups(nf, groups)
+        self.groups = default_groups(nf) if groups is None else _fit_groups(nf, groups)
 
     def forward(self, x: Tensor) -> Tensor:
         _check_input(x, self.nf, "GroupNorm")
@@ -194,6 +205,19 @@ def make_norm(kind: str | None, nf: int, **kwargs: Any) -> nn.Module | None:
     return NORMS[kind](nf, **kwargs)
 
 
+def describe_norms(model: nn.Module) -> str:
+    """What normalisation the model has, e.g. 'GroupNorm 16ch/4 groups x1, 32ch/8 groups x1' or 'none'."""
+    counts: dict[str, int] = {}
+    for m in model.modules():
+        if not isinstance(m, NORM_TYPES):
+            continue
+        groups = getattr(m, "groups", getattr(m, "num_groups", None))
+        nf = _channels(m)
+        key = f"{type(m).__name__} {nf}ch" + (f"/{groups} groups" if isinstance(groups, int) else "")
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{k} x{n}" for k, n in counts.items()) or "none"
+
+
 def _channels(m: nn.Module) -> int:
     for attr in ("nf", "num_features", "num_channels"):
         if isinstance(getattr(m, attr, None), int):
@@ -223,7 +247,7 @@ def _build_like(old: nn.Module, kind: str, **kwargs: Any) -> nn.Module:
     nf = _channels(old)
     kwargs.setdefault("eps", getattr(old, "eps", 1e-5))
     if kind == "group" and isinstance(old, nn.GroupNorm | GroupNorm):
-        kwargs.setdefault("groups", getattr(old, "num_groups", getattr(old, "groups", 32)))
+        kwargs.setdefault("groups", getattr(old, "num_groups", getattr(old, "groups", None)))
     if kind in ("batch", "running") and isinstance(getattr(old, "momentum", None), float):
         kwargs.setdefault("momentum", old.momentum)
     new = make_norm(kind, nf, **kwargs)

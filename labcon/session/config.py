@@ -26,12 +26,21 @@ from labcon.session.toml_io import (  # dump_toml and dump_value are re-exported
     dump_value,
 )
 
-ARCHS = ("simple_cnn", "xresnet18", "xresnet34", "xresnet50")
+ARCHS = ("simple_cnn", "xresnet18", "xresnet34", "xresnet50", "awd_lstm")
 NORMS = ("batch", "running", "layer", "group", "instance")
 INITS = ("kaiming", "lsuv", "default")
 OPTS = ("adam", "sgd", "lamb")
 SCHEDULES = ("one_cycle", "constant")
-LOSSES = ("cross_entropy", "label_smoothing")
+LOSSES = ("cross_entropy", "label_smoothing", "bce")
+
+
+def _splitter_names() -> tuple[str, ...]:
+    """Every registered splitter (models outside labcon.nn register theirs in SPLITTERS)."""
+    from labcon.nn.transfer import SPLITTERS
+
+    return tuple(SPLITTERS)
+
+
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEFAULT_CHANNELS = (16, 32, 64, 64)
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
@@ -54,12 +63,25 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The [model] table: architecture, normalisation and initialisation."""
+    """The [model] table: architecture, normalisation, initialisation, activation and transfer learning."""
 
     arch: str = "simple_cnn"
     norm: str = "batch"
     init: str = "kaiming"
     channels: tuple[int, ...] = DEFAULT_CHANNELS
+    groups: int | None = None  # GroupNorm groups (norm = "group" only; default GROUPNORM_DEFAULT)
+    leak: float | None = None  # GeneralRelu: leaky slope, value subtracted, clamp maximum
+    sub: float | None = None
+    maxv: float | None = None
+    splitter: str | None = None  # parameter groups for freezing / discriminative lrs (a SPLITTERS name)
+    body: str | None = None  # load the body from this session's (or checkpoint file's) weights, new head
+    head_dropout: float | None = None  # dropout of the course head added with body (default 0.5)
+    # AWD-LSTM (text data): sizes, dropout scale, and a language model's saved encoder (ULMFiT).
+    emb_sz: int | None = None
+    n_hid: int | None = None
+    n_layers: int | None = None
+    drop_mult: float | None = None
+    encoder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,11 +96,14 @@ class TrainConfig:
     # "one_cycle" | "constant", or a [train.schedule] table as (name, schedule text) pairs.
     schedule: str | tuple[tuple[str, str], ...] = "one_cycle"
     loss: str = "cross_entropy"
+    smoothing: float | None = None  # label smoothing eps (loss = "label_smoothing"; default 0.1)
     metrics: tuple[str, ...] = ("accuracy",)
     precision: str = "fp32"
     grad_clip: float | None = None
     grad_accum: int | None = None
     device: str = "auto"
+    channels_last: bool = False
+    compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -216,6 +241,12 @@ def config_from_dict(
         v.fail(
             ("model", "channels"), f"applies only to arch = 'simple_cnn' (arch is {model.arch!r}); remove it"
         )
+    if model.groups is not None and model.norm != "group":
+        v.fail(("model", "groups"), f"applies only to norm = 'group' (norm is {model.norm!r}); remove it")
+    if model.head_dropout is not None and model.body is None:
+        v.fail(("model", "head_dropout"), "applies only with body = '...' (the new head it adds); remove it")
+    if sections["train"].smoothing is not None and sections["train"].loss != "label_smoothing":
+        v.fail(("train", "smoothing"), "applies only to loss = 'label_smoothing'; remove it or set that loss")
     cbs = raw.get("callbacks", [])
     if not isinstance(cbs, list) or not all(isinstance(c, dict) for c in cbs):
         v.fail(("callbacks",), f"expected [[callbacks]] tables with a name, got {_show(cbs)}")
@@ -392,6 +423,18 @@ _FIELDS: dict[str, dict[str, _Check]] = {
         "norm": lambda v, x, p: v.choice(x, p, NORMS),
         "init": lambda v, x, p: v.choice(x, p, INITS),
         "channels": lambda v, x, p: v.int_list(x, p),
+        "groups": lambda v, x, p: v.int_(x, p, lo=1),
+        "leak": lambda v, x, p: v.num(x, p, ge=0, le=1),
+        "sub": lambda v, x, p: v.num(x, p),
+        "maxv": lambda v, x, p: v.num(x, p, gt=0),
+        "splitter": lambda v, x, p: v.choice(x, p, _splitter_names()),
+        "body": lambda v, x, p: v.str_(x, p),
+        "head_dropout": lambda v, x, p: v.num(x, p, ge=0, le=0.99),
+        "emb_sz": lambda v, x, p: v.int_(x, p, lo=1),
+        "n_hid": lambda v, x, p: v.int_(x, p, lo=1),
+        "n_layers": lambda v, x, p: v.int_(x, p, lo=1),
+        "drop_mult": lambda v, x, p: v.num(x, p, ge=0, le=2),
+        "encoder": lambda v, x, p: v.str_(x, p),
     },
     "train": {
         "epochs": lambda v, x, p: v.hyper(v.int_(x, p), p),
@@ -401,11 +444,14 @@ _FIELDS: dict[str, dict[str, _Check]] = {
         "mom": lambda v, x, p: v.hyper(x, p),
         "schedule": lambda v, x, p: v.schedule(x, p),
         "loss": lambda v, x, p: v.choice(x, p, LOSSES),
+        "smoothing": lambda v, x, p: v.num(x, p, ge=0, le=0.99),
         "metrics": lambda v, x, p: v.str_list(x, p),
         "precision": lambda v, x, p: v.choice(x, p, PRECISIONS),
         "grad_clip": lambda v, x, p: v.num(x, p, gt=0),
         "grad_accum": lambda v, x, p: v.int_(x, p, lo=1),
         "device": lambda v, x, p: v.device(x, p),
+        "channels_last": lambda v, x, p: v.bool_(x, p),
+        "compile": lambda v, x, p: v.bool_(x, p),
     },
     "telemetry": {
         "enabled": lambda v, x, p: v.bool_(x, p),

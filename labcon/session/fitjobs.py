@@ -6,14 +6,14 @@ import queue
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from labcon.commands import grammar as C
 from labcon.core.distributed import PEER_TIMEOUT_ENV, lost_peer
 from labcon.core.events import CallbackError
 from labcon.errors import LabconError
-from labcon.session.bus import Reply
+from labcon.session.api import Reply
 from labcon.session.fitplan import FitPlan, plan_for
 from labcon.session.messages import CommandApplied, FitEnded, FitStarted, Log, LrFound
 from labcon.session.runstate import RunState
@@ -56,9 +56,6 @@ class FitJobs:
     # ----- submitting --------------------------------------------------------------------------------
     def submit(self, cmd: C.Command) -> Reply:
         """Queue a fit-like command; the reply says whether it starts now or after the current work."""
-        if isinstance(cmd, C.Replay):
-            # A replay is a new session (its own process); this session cannot become another one.
-            return Reply(False, f"replay starts a new session: run `labcon replay {cmd.run}` in a shell")
         busy = not self._idle.is_set()
         if not busy:
             # Running from now on (not from when the worker picks it up), so `pause` right after `fit` works.
@@ -108,7 +105,7 @@ class FitJobs:
                     self._idle.set()
 
     def _run(self, job: Any) -> None:
-        s, r = self.s, self.s.runner
+        s = self.s
         if isinstance(job, ReplayJob):
             if self.run_state.replay.until_reached:
                 return
@@ -126,22 +123,45 @@ class FitJobs:
             return
         if isinstance(job, C.LrFind):
             self._lr_find(job)
+        elif isinstance(job, C.Profile):
+            self._profile(job)
         elif isinstance(job, FitPlan):
             self._fit(job, new_run=False)
+        elif isinstance(job, C.FineTune):
+            self._fine_tune(job)
         elif isinstance(job, (C.Fit, C.FitOneCycle)):
-            n_train = len(r.dls.train) if hasattr(r.dls.train, "__len__") else 0
-            self._fit(plan_for(job, r.epoch, r.train_iter, n_train, len(r.hyper("lr"))), new_run=True)
+            self._fit(self._plan_for(job), new_run=True)
         else:
             s.publish(Log(level="error", text=f"{job!r} cannot run as a fit job"))
             self.run_state.set_state("idle")
 
-    def _fit(self, plan: FitPlan, new_run: bool) -> None:
-        """Train a plan: a new fit is a new run; a continued (resumed) plan continues its own run."""
+    def _plan_for(self, cmd: C.Fit | C.FitOneCycle) -> FitPlan:
+        r = self.s.runner
+        n_train = len(r.dls.train) if hasattr(r.dls.train, "__len__") else 0
+        return plan_for(cmd, r.epoch, r.train_iter, n_train, len(r.hyper("lr")))
+
+    def _fine_tune(self, cmd: Any) -> None:
+        """fastai's fine_tune: freeze, one-cycle at lr (long warm-up), unfreeze, one-cycle at lr/2 spread
+        geometrically over the param groups (lr/200 for the first, lr/2 for the head).
+
+        Runs as the commands it stands for, each journaled (each fit its own run), so a replay repeats them.
+        """
+        lr = cmd.lr if cmd.lr is not None else self.s.config.train.lr
+        for step in cmd.steps(lr):
+            if step.when == "idle":
+                if self._fit(self._plan_for(step), new_run=True) != "done":
+                    return
+            else:
+                self._apply(step, "idle")
+        self._fit(self._plan_for(cmd.last_fit(lr)), new_run=True)
+
+    def _fit(self, plan: FitPlan, new_run: bool) -> str:
+        """Train a plan (a new fit is a new run; a continued one continues its own); 'done', 'stopped' or 'failed'."""
         s, r, run = self.s, self.s.runner, self.run_state
         remaining = plan.remaining(r.epoch)
         if remaining < 1:
             run.set_state("idle")
-            return
+            return "done"
         s.persist.plan = plan
         if new_run:
             s.persist.begin_run()
@@ -179,10 +199,12 @@ class FitJobs:
             s.publish(Log(level="error", text=f"training failed: {reason}"))
             s.persist.log("error", f"{reason}\n{traceback.format_exc(limit=8)}")
         s.persist.fit_ended(status, reason, run.clock.seconds())
-        # A stopped or failed fit keeps its plan (with its schedule changes) so `resume` can finish it.
-        s.persist.plan = None if status == "done" else replace(plan, sched_edits=tuple(edits))
+        # A stopped or failed fit keeps its plan so `resume` can finish it; its schedule changes stay live in
+        # persist.sched_edits (a `set` while stopped adds to them) until it continues.
+        s.persist.plan = None if status == "done" else plan
         run.set_state("idle", reason)
         s.publish(FitEnded(status=status, reason=reason))
+        return status
 
     def _lost_peer(self) -> str:
         """One line for a collective that timed out or lost its peer; rank 0 checkpoints where training stood."""
@@ -217,5 +239,30 @@ class FitJobs:
             s.persist.log_command(cmd.text, "idle", reply=text)
         except Exception as e:  # noqa: BLE001 - the worker's boundary, as in _fit
             s.publish(Log(level="error", text=f"lr_find failed: {type(e).__name__}: {e}"))
+        finally:
+            self.run_state.set_state("idle")
+
+    def _profile(self, cmd: C.Profile) -> None:
+        from labcon.core.profiler import run_profile
+        from labcon.progress import ProgressReporter
+        from labcon.session.control import SessionBridge, SessionControl
+
+        s = self.s
+        self.run_state.set_state("running", "profile")
+        try:
+            # The front ends' callbacks sit out: the profile is of the training step, and is not a fit to show.
+            front = [
+                c for c in s.runner.cbs if isinstance(c, (SessionControl, SessionBridge, ProgressReporter))
+            ]
+            rep = run_profile(s.runner, cmd.n, sit_out=front)
+            s.last_profile = rep
+            text = f"{cmd.text}:\n{rep.table()}"
+            s.publish(Log(level="info", text=text))
+            s.persist.log_command(
+                cmd.text, "idle", reply=f"{rep.bound}-bound, {1e3 * rep.step_s:.2f} ms/step"
+            )
+            s.persist.log("info", text, data={"profile": rep.as_dict()})
+        except Exception as e:  # noqa: BLE001 - the worker's boundary, as in _fit
+            s.publish(Log(level="error", text=f"profile failed: {type(e).__name__}: {e}"))
         finally:
             self.run_state.set_state("idle")

@@ -81,12 +81,12 @@ class Persistence:
             private_dir(session.home, "sessions folder")  # first: mkdir gives parents default modes
             self._lock = SessionLock(private_dir(session.dir, "session folder"), session.name)
             try:
-                self._open_files(session)
+                self._open_session(session)
             except BaseException:
                 self.close()  # lets go of the lock and the journal
                 raise
 
-    def _open_files(self, session: Session) -> None:
+    def _open_session(self, session: Session) -> None:
         """Check the journal, then write session.toml (private) and mark runs whose process died."""
         journal_file = session.home / "journal.db"
         check_private(journal_file, "journal")
@@ -175,9 +175,9 @@ class Persistence:
         data.update(extra or {})
         self._event("command", text, data)
 
-    def log(self, kind: str, text: str) -> None:
-        """Journal an error, info or cancel event."""
-        self._event(kind, text)
+    def log(self, kind: str, text: str, data: dict[str, Any] | None = None) -> None:
+        """Journal an error, info or cancel event (with plain-valued `data`, e.g. a profile's figures)."""
+        self._event(kind, text, data)
 
     def note(self, text: str) -> int:
         """Attach a note to the open run, or to the last one (a finished run takes notes); its id."""

@@ -27,6 +27,7 @@ class NaNGuard(Callback):
 
     order = 5
     run_in_probe = False
+    run_valid = False  # only training losses reach a backward pass
     cb_name = "nan_guard"
 
     def __init__(self, every: int | None = None, on_nan: Callable[[str], None] | None = None):
@@ -41,8 +42,6 @@ class NaNGuard(Callback):
 
     def after_loss(self) -> None:
         r = self.runner
-        if not r.training:
-            return
         self._flag |= ~torch.isfinite(r.loss.detach()).all()
         if (r.train_iter + 1 - self._since) >= self._every:
             # The check happens at the same train_iter on every rank, so the collective lines up.
@@ -84,6 +83,7 @@ class GradientAccumulation(Callback):
     """Accumulate gradients over n_acc samples before stepping; the loss is scaled so results equal one big batch."""
 
     order = 10
+    run_valid = False
 
     def __init__(self, n_acc: int = 64):
         if n_acc < 1:
@@ -96,8 +96,6 @@ class GradientAccumulation(Callback):
 
     def after_loss(self) -> None:
         r = self.runner
-        if not r.training:
-            return
         bs = find_bs(r.yb)
         self.count += bs
         r.loss_grad = r.loss_grad * (bs / self.n_acc)

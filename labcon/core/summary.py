@@ -1,0 +1,98 @@
+"""model_summary: per-layer output shape, parameter count and multiply-adds, measured with forward hooks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from labcon.core.hooks import Hook
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One leaf layer: its path, type, output shape (batch dim included), own parameters and multiply-adds."""
+
+    path: str
+    kind: str
+    out_shape: tuple[int, ...]
+    params: int
+    trainable: int
+    macs: int
+
+
+def _macs(m: nn.Module, out: Tensor) -> int:
+    """Multiply-adds of one forward of `m` for the whole batch (conv/linear weights; norms count 1 per item)."""
+    if isinstance(m, nn.modules.conv._ConvNd):
+        # Each output element costs (in_channels / groups) x kernel area multiply-adds.
+        return out.numel() * (m.in_channels // m.groups) * int(torch.tensor(m.kernel_size).prod())
+    if isinstance(m, nn.Linear):
+        return out.numel() * m.in_features
+    if any(True for _ in m.parameters(recurse=False)):
+        return out.numel()  # normalisation and other elementwise affine layers
+    return 0
+
+
+def model_summary(model: nn.Module, xb: Tensor) -> list[LayerRow]:
+    """Run xb through the model (eval mode, no grad; mode restored) and describe every leaf layer that ran.
+
+    Layers called several times appear once per call, in call order.
+    """
+    rows: list[LayerRow] = []
+    leaves = [(n, m) for n, m in model.named_modules() if not any(True for _ in m.children())]
+
+    def grab(path: str) -> Any:
+        def fn(m: nn.Module, _inp: object, out: object) -> None:
+            t = out if isinstance(out, Tensor) else next((o for o in out if isinstance(o, Tensor)), None)
+            if t is None:
+                return
+            own = list(m.parameters(recurse=False))
+            rows.append(
+                LayerRow(
+                    path,
+                    type(m).__name__,
+                    tuple(t.shape),
+                    sum(p.numel() for p in own),
+                    sum(p.numel() for p in own if p.requires_grad),
+                    _macs(m, t),
+                )
+            )
+
+        return fn
+
+    hooks = [Hook(m, grab(n or "(model)")) for n, m in leaves]
+    was = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(xb)
+    finally:
+        model.train(was)
+        for h in hooks:
+            h.remove()
+    return rows
+
+
+def _count(n: int) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= div:
+            return f"{n / div:.2f}{unit}"
+    return str(n)
+
+
+def format_summary(rows: list[LayerRow], model: nn.Module, batch: int) -> str:
+    """A table as the course prints it, plus totals (multiply-adds per item)."""
+    lines = [f"{'layer':<28} {'type':<20} {'output':<20} {'params':>9} {'MACs/item':>10}"]
+    for r in rows:
+        shape = "x".join(str(d) for d in r.out_shape[1:])
+        frozen = "" if r.trainable == r.params else " (frozen)"
+        lines.append(
+            f"{r.path:<28} {r.kind:<20} {shape:<20} {r.params:>9,} {_count(r.macs // max(batch, 1)):>10}{frozen}"
+        )
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    macs = sum(r.macs for r in rows) // max(batch, 1)
+    lines.append(f"total: {total:,} params ({trainable:,} trainable), {_count(macs)} multiply-adds per item")
+    return "\n".join(lines)
