@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "target",
         nargs="?",
-        help="CONFIG.toml, a dataset preset (shapes, mnist_tiny, imagenette, imagewoof), a saved session or a "
+        help="CONFIG.toml, a dataset preset (shapes, mnist_tiny, imagenette, imagewoof; text: pydoc, pydoc_cls), a saved session or a "
         "data folder; default: built-in shapes",
     )
     p.add_argument("--session", help="session name (default: the config's name, or 'default')")

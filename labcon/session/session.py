@@ -18,6 +18,7 @@ from labcon.core.hypers import check_hyper
 from labcon.errors import CommandError, LabconError
 from labcon.session.api import JournalView, Reply, Subscription, TelemetryView
 from labcon.session.build import build
+from labcon.session.build_text import is_text, link_text_runs
 from labcon.session.bus import Bus
 from labcon.session.config import Config, load_config
 from labcon.session.control import SessionBridge, SessionControl
@@ -57,7 +58,9 @@ class Session:
         self.config = config
         self.rank, self.world_size = rank, world_size
         self.is_main = rank == 0
-        built = build(config, rank=rank, world_size=world_size, device=device, home=self.home)
+        built = build(
+            config, rank=rank, world_size=world_size, device=device, home=self.home, session_dir=self.dir
+        )
         self.block, self.dls, self.runner = built.block, built.dls, built.runner
         self.build_notes = list(built.notes)
         guard = self.runner.cb("nan_guard")
@@ -65,9 +68,12 @@ class Session:
             guard.on_nan = self._on_nan
         self.bus = Bus()
         self.last_error: str | None = None
+        self.last_profile: Any = None  # the latest `profile` result (labcon.core.profiler.ProfileReport)
         # One owner of the run state (state, queues, pause/stop); the callbacks and fit jobs are handed it.
         self.run_state = RunState(self.bus.publish, world_size=world_size, is_main=self.is_main)
         self.persist = Persistence(self, journal=journal and self.is_main)
+        if is_text(config):
+            link_text_runs(self)
         self.jobs = FitJobs(self, self.run_state, self._apply_safely)
         self.children: list[subprocess.Popen[bytes]] = []  # replay processes this session started
         control = SessionControl(self.run_state, self._apply_safely, self.persist)
@@ -238,6 +244,9 @@ class Session:
             "last_error": self.last_error,
             # The fit under way (or stopped, to be resumed): front ends count its epochs and batches from it.
             "fit": _fit_span(self.persist.plan),
+            # From two clock readings the Runner takes per training batch: None until 20 batches have run.
+            "bound": r.input_meter.bound,
+            "input_share": r.input_meter.share,
         }
 
     def history(self) -> list[dict[str, float]]:
@@ -312,7 +321,7 @@ class Session:
         if plan is None or plan.remaining(self.runner.epoch) < 1:
             return False
         self.run_state.begin(f"resuming '{plan.text}'")  # running at once, as a typed fit is
-        self.jobs.put(plan)
+        self.jobs.put(self.persist.live_plan())  # with the schedule changes made while it was stopped
         return True
 
     def wait(self, timeout: float | None = None) -> bool:

@@ -1,7 +1,7 @@
 """TARGET, the argument of `labcon run | open | serve | repl`: one function says what it names.
 
 A TARGET is, in this order: nothing (the built-in dataset's default session), a config file (*.toml), a dataset
-preset (shapes, mnist_tiny, imagenette, imagewoof), a saved session's name, or a data folder (train/ and valid/
+preset (shapes, mnist_tiny, imagenette, imagewoof; text: pydoc, pydoc_cls), a saved session's name, or a data folder (train/ and valid/
 subfolders, one folder per class).
 """
 
@@ -38,6 +38,7 @@ def resolve_target(
 ) -> Target:
     """What `target` names (see the module docstring); a clear error naming the four kinds when it is none."""
     from labcon.data.datasets import PRESETS
+    from labcon.session.build_text import TEXT_RUN_PRESETS
 
     home = sessions_home(home)
     if target is None:
@@ -52,6 +53,8 @@ def resolve_target(
         config = load_config(path)
         return Target("config", config.name, config, path)
     folder = Path(text).expanduser()
+    if text in TEXT_RUN_PRESETS and not folder.is_dir():
+        return Target("preset", text, parse_config(TEXT_RUN_PRESETS[text], source=f"<preset {text}>"))
     if text in PRESETS and not folder.is_dir():
         config = parse_config(f'name = "{text}"\n[data]\npreset = "{text}"\n', source=f"<preset {text}>")
         return Target("preset", text, config)
@@ -62,7 +65,7 @@ def resolve_target(
     if text == DEFAULT_SESSION:
         return resolve_target(None, home)
     raise LabconError(
-        f"{text!r} is not a config file, a preset ({', '.join(PRESETS)}), a session under {home} or a data "
+        f"{text!r} is not a config file, a preset ({', '.join([*PRESETS, *TEXT_RUN_PRESETS])}), a session under {home} or a data "
         f"folder; give one of those (saved sessions: `ls {home}`)"
     )
 
