@@ -136,6 +136,8 @@ class FakeSession:
             "built": [],  # what the build chose or changed (notes); nothing here
             "last_error": None,
             "fit": dict(self._plan) if self._plan else None,
+            "bound": None,  # the input-pipeline meter has no reading here
+            "input_share": None,
         }
 
     def history(self) -> list[dict[str, float]]:

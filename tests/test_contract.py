@@ -147,7 +147,7 @@ def test_snapshots_have_the_contract_shapes(impl: Impl) -> None:
     st = s.status()
     assert set(st) == {
         "name", "state", "epoch", "n_epochs", "iter", "n_iter", "train_iter", "run_id", "device", "model", "opt",
-        "hypers", "cbs", "built", "last_error", "fit",
+        "hypers", "cbs", "built", "last_error", "fit", "bound", "input_share",
     }  # fmt: skip
     assert st["state"] == "idle" and st["name"] == s.name
     assert all(isinstance(v, list) for v in st["hypers"].values()) and isinstance(

@@ -15,6 +15,7 @@ from torch import nn
 from labcon.core.callbacks.guards import GradientAccumulation, GradientClip, NaNGuard
 from labcon.core.callbacks.precision import MixedPrecision
 from labcon.core.callbacks.registry import CALLBACKS
+from labcon.core.callbacks.speed import ChannelsLast, Compile
 from labcon.core.events import Callback
 from labcon.core.losses import LOSSES
 from labcon.core.metrics import METRICS
@@ -184,6 +185,10 @@ def build_callbacks(config: Config, device: torch.device) -> list[Callback]:
     cbs: list[Callback] = [NaNGuard()]
     if t.precision != "fp32":
         cbs.append(MixedPrecision(t.precision))
+    if t.channels_last:
+        cbs.append(ChannelsLast())
+    if t.compile:
+        cbs.append(Compile())
     if t.grad_clip:
         cbs.append(GradientClip(t.grad_clip))
     if t.grad_accum:

@@ -102,6 +102,8 @@ class TrainConfig:
     grad_clip: float | None = None
     grad_accum: int | None = None
     device: str = "auto"
+    channels_last: bool = False
+    compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -448,6 +450,8 @@ _FIELDS: dict[str, dict[str, _Check]] = {
         "grad_clip": lambda v, x, p: v.num(x, p, gt=0),
         "grad_accum": lambda v, x, p: v.int_(x, p, lo=1),
         "device": lambda v, x, p: v.device(x, p),
+        "channels_last": lambda v, x, p: v.bool_(x, p),
+        "compile": lambda v, x, p: v.bool_(x, p),
     },
     "telemetry": {
         "enabled": lambda v, x, p: v.bool_(x, p),

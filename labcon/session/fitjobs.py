@@ -123,6 +123,8 @@ class FitJobs:
             return
         if isinstance(job, C.LrFind):
             self._lr_find(job)
+        elif isinstance(job, C.Profile):
+            self._profile(job)
         elif isinstance(job, FitPlan):
             self._fit(job, new_run=False)
         elif isinstance(job, C.FineTune):
@@ -237,5 +239,30 @@ class FitJobs:
             s.persist.log_command(cmd.text, "idle", reply=text)
         except Exception as e:  # noqa: BLE001 - the worker's boundary, as in _fit
             s.publish(Log(level="error", text=f"lr_find failed: {type(e).__name__}: {e}"))
+        finally:
+            self.run_state.set_state("idle")
+
+    def _profile(self, cmd: C.Profile) -> None:
+        from labcon.core.profiler import run_profile
+        from labcon.progress import ProgressReporter
+        from labcon.session.control import SessionBridge, SessionControl
+
+        s = self.s
+        self.run_state.set_state("running", "profile")
+        try:
+            # The front ends' callbacks sit out: the profile is of the training step, and is not a fit to show.
+            front = [
+                c for c in s.runner.cbs if isinstance(c, (SessionControl, SessionBridge, ProgressReporter))
+            ]
+            rep = run_profile(s.runner, cmd.n, sit_out=front)
+            s.last_profile = rep
+            text = f"{cmd.text}:\n{rep.table()}"
+            s.publish(Log(level="info", text=text))
+            s.persist.log_command(
+                cmd.text, "idle", reply=f"{rep.bound}-bound, {1e3 * rep.step_s:.2f} ms/step"
+            )
+            s.persist.log("info", text, data={"profile": rep.as_dict()})
+        except Exception as e:  # noqa: BLE001 - the worker's boundary, as in _fit
+            s.publish(Log(level="error", text=f"profile failed: {type(e).__name__}: {e}"))
         finally:
             self.run_state.set_state("idle")

@@ -68,6 +68,7 @@ class Session:
             guard.on_nan = self._on_nan
         self.bus = Bus()
         self.last_error: str | None = None
+        self.last_profile: Any = None  # the latest `profile` result (labcon.core.profiler.ProfileReport)
         # One owner of the run state (state, queues, pause/stop); the callbacks and fit jobs are handed it.
         self.run_state = RunState(self.bus.publish, world_size=world_size, is_main=self.is_main)
         self.persist = Persistence(self, journal=journal and self.is_main)
@@ -243,6 +244,9 @@ class Session:
             "last_error": self.last_error,
             # The fit under way (or stopped, to be resumed): front ends count its epochs and batches from it.
             "fit": _fit_span(self.persist.plan),
+            # From two clock readings the Runner takes per training batch: None until 20 batches have run.
+            "bound": r.input_meter.bound,
+            "input_share": r.input_meter.share,
         }
 
     def history(self) -> list[dict[str, float]]:
