@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import queue
 import statistics
 import sys
 import tempfile
@@ -75,10 +74,7 @@ def bare(session: TrainingSession, seconds: float) -> float:
 
     def drain() -> None:
         while not stop.is_set():
-            try:
-                sub.get(timeout=0.05)
-            except queue.Empty:
-                pass
+            sub.get(timeout=0.05)
 
     t = threading.Thread(target=drain)
     t.start()

@@ -41,6 +41,38 @@ out["telemetry_layers"] = len(tel.snapshot().layers)
 print("JSON" + json.dumps(out))
 """
 
+# The timing pieces on the GPU: matmul ladder (GPU row), hand-written backprop, the profiler's CUDA-event path,
+# the input-bound meter and the graph-break report.
+TIMING = r"""
+import json, torch
+from labcon import DataLoaders, MixedPrecision, Runner, Telemetry
+from labcon.core.callbacks.speed import ChannelsLast, Compile, graph_breaks
+from labcon.core.profiler import run_profile
+from labcon.foundations.backprop import bench_backprop
+from labcon.foundations.matmul import bench_matmul
+from labcon.nn.xresnet import xresnet18
+assert torch.cuda.is_available(), "no CUDA device"
+out = {}
+out["matmul_256"] = [r.__dict__ for r in bench_matmul(256, 256, 256, max_seconds=5, gpu=True)]
+out["matmul_1024"] = [r.__dict__ for r in bench_matmul(1024, 1024, 1024, max_seconds=5, gpu=True)]
+out["backprop"] = [r.__dict__ for r in bench_backprop()]
+g = torch.Generator().manual_seed(0)
+b = [(torch.randn(128, 3, 64, 64, generator=g).cuda(), torch.randint(0, 10, (128,), generator=g).cuda())
+     for _ in range(24)]
+r = Runner(xresnet18(c_in=3, n_out=10), DataLoaders(b, b[:2]),
+           cbs=[Telemetry(), MixedPrecision("bf16"), ChannelsLast()])
+rep = run_profile(r, 10)
+out["profile"] = rep.as_dict()
+out["profile_table"] = rep.table()
+r.fit(1)
+out["input_meter"] = {"share": r.input_meter.share, "bound": r.input_meter.bound}
+out["graph_breaks"] = graph_breaks(r)
+r.add_cbs([Compile()])
+r.fit(1)
+out["compiled_fit_ok"] = r.recorder.rows[-1]
+print("JSON" + json.dumps(out, default=str))
+"""
+
 
 def run(cmd: list[str], timeout: float) -> dict:
     """Run one part; keep its JSON (a line starting with JSON or a whole JSON stdout) or its error tail."""
@@ -76,6 +108,11 @@ def main() -> None:
             [py, str(HERE / "runner_overhead.py"), "--device", "cuda", "--rounds", rounds],
             240,
         ),
+        "timing": ([py, "-c", TIMING], 300),
+        "speed_switches": (
+            [py, str(HERE / "speed_switches.py"), "--device", "cuda", "--rounds", rounds, "--batches", "20"],
+            420,
+        ),
         "telemetry_overhead": (
             [py, str(HERE / "telemetry_overhead.py"), "--device", "cuda", "--rounds", rounds],
             240,
@@ -90,6 +127,9 @@ def main() -> None:
                 "tests/test_runner.py",
                 "tests/test_callbacks.py",
                 "tests/test_telemetry.py",
+                "tests/test_profiler.py",
+                "tests/test_speed.py",
+                "tests/test_foundations.py",
                 "tests/test_session.py",
                 "-p",
                 "no:cacheprovider",

@@ -8,6 +8,9 @@ import unicodedata
 from typing import TextIO
 
 from labcon.core.events import Callback
+from labcon.fmt import format_row
+
+__all__ = ["ProgressReporter", "format_row", "visible"]
 
 
 def visible(text: str) -> str:
@@ -23,19 +26,6 @@ def visible(text: str) -> str:
         else:
             out.append(ascii(ch)[1:-1])
     return "".join(out)
-
-
-def format_row(row: dict[str, float]) -> str:
-    """One epoch row as `epoch 3  train_loss 0.4123  valid_loss 0.3920  accuracy 0.8812  time 12.3s`."""
-    parts = []
-    for k, v in row.items():
-        if k == "epoch":
-            parts.append(f"epoch {int(v)}")
-        elif k == "time":
-            parts.append(f"time {v:.1f}s")
-        else:
-            parts.append(f"{k} {v:.4f}")
-    return "  ".join(parts)
 
 
 class ProgressReporter(Callback):

@@ -6,8 +6,6 @@ patch_stdout) and the bottom toolbar shows the live position, so the prompt stay
 
 from __future__ import annotations
 
-import math
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -22,145 +20,27 @@ from prompt_toolkit.patch_stdout import patch_stdout
 
 from labcon.commands.grammar import Help, complete, help_text, parse
 from labcon.errors import CommandError
+from labcon.session.api import POLL_S, SessionAPI, Subscription
+from labcon.session.describe import describe, describe_progress
 from labcon.session.messages import (
     LIVE_STATES,
-    BatchStats,
-    CommandApplied,
-    CommandFailed,
-    EpochEnded,
     FitEnded,
-    FitStarted,
-    Log,
     Message,
     Progress,
-    StateChanged,
-    TelemetryUpdated,
 )
 
 QUIT_WORDS = ("quit", "exit")
 PROMPT = "labcon> "
 
 
-def _num(v: Any) -> str:
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else f"{v:.4g}"
-    return str(v)
-
-
-def _dur(seconds: float) -> str:
-    if not math.isfinite(seconds) or seconds < 0:
-        return "?"
-    s = int(seconds)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-
-
 def format_progress(p: Progress) -> str:
-    """One line: epoch, phase position, losses, lr, elapsed and eta."""
-    lr = _num(p.lrs[-1]) if p.lrs else "?"
-    return (
-        f"epoch {p.epoch} {p.phase} {p.iter}/{p.n_iter}  loss {_num(p.loss)} (smooth {_num(p.smooth_loss)})"
-        f"  lr {lr}  {_dur(p.elapsed)} elapsed, eta {_dur(p.eta_fit)}"
-    )
+    """The toolbar's and the periodic progress line."""
+    return describe_progress(p)
 
 
 def format_message(msg: Message) -> str | None:
-    """The line printed above the prompt for a session message (None: not printed)."""
-    if isinstance(msg, EpochEnded):
-        cols = "  ".join(
-            f"{k} {_dur(v) if k == 'time' and isinstance(v, (int, float)) else _num(v)}"
-            for k, v in msg.row.items()
-            if k != "epoch"
-        )
-        return f"epoch {msg.epoch}  {cols}"
-    if isinstance(msg, FitStarted):
-        return f"fit started: run {msg.run_id}, {msg.n_epochs} epoch(s) from epoch {msg.epoch_start} ({msg.n_train} train / {msg.n_valid} valid batches)"
-    if isinstance(msg, FitEnded):
-        return f"fit {msg.status}" + (f": {msg.reason}" if msg.reason else "")
-    if isinstance(msg, StateChanged):
-        return f"[{msg.state}]" + (f" {msg.reason}" if msg.reason else "")
-    if isinstance(msg, CommandApplied):
-        return f"applied at epoch {msg.epoch} iter {msg.iter}: {msg.text} -> {msg.reply}"
-    if isinstance(msg, CommandFailed):
-        return f"failed: {msg.text}: {msg.error}"
-    if isinstance(msg, Log):
-        return msg.text if msg.level == "info" else f"{msg.level}: {msg.text}"
-    if isinstance(msg, (Progress, BatchStats, TelemetryUpdated)):
-        return None
-    return str(msg)
-
-
-class SessionContext:
-    """A CommandContext built from a session's status and hooks table (for completion)."""
-
-    def __init__(self, session: Any):
-        self.session = session
-        self._status: dict[str, Any] = {}
-        self._at = -1.0
-
-    def _st(self) -> dict[str, Any]:
-        # One status() per keystroke burst: completion may ask several properties in a row.
-        if time.monotonic() - self._at > 1.0:
-            try:
-                self._status = dict(self.session.status() or {})
-            except Exception:  # noqa: BLE001 - completion must never break the prompt
-                self._status = {}
-            self._at = time.monotonic()
-        return self._status
-
-    @property
-    def callbacks_available(self) -> list[str]:
-        """Registry names."""
-        try:
-            from labcon.core.callbacks.registry import CALLBACKS
-        except ImportError:
-            return []
-        return sorted(CALLBACKS)
-
-    @property
-    def callbacks_installed(self) -> list[str]:
-        """Installed callback names."""
-        return list(self._st().get("cbs", []))
-
-    @property
-    def optimizer_names(self) -> list[str]:
-        """Optimizer names."""
-        from labcon.core.optim import OPTIMIZERS
-
-        return sorted(OPTIMIZERS)
-
-    @property
-    def hyper_names(self) -> list[str]:
-        """Hyper-parameter names from status()['hypers']."""
-        return sorted(self._st().get("hypers", {})) or ["eps", "lr", "mom", "sqr_mom", "wd"]
-
-    @property
-    def n_groups(self) -> int:
-        """Param groups, from the length of the lr list."""
-        return len(self._st().get("hypers", {}).get("lr", [0])) or 1
-
-    @property
-    def module_paths(self) -> list[str]:
-        """Module paths (when the session reports them)."""
-        return list(self._st().get("module_paths", []))
-
-    @property
-    def hook_ids(self) -> list[int]:
-        """Installed hook ids."""
-        try:
-            return [int(r["id"]) for r in self.session.hooks_table()]
-        except Exception:  # noqa: BLE001 - completion must never break the prompt
-            return []
-
-    @property
-    def state(self) -> str:
-        """Session state."""
-        return str(self._st().get("state", "idle"))
-
-
-def _context(session: Any) -> Any:
-    """The session's own CommandContext when it has one (local), else one built from status()."""
-    ctx = getattr(session, "context", None)
-    return ctx() if callable(ctx) else SessionContext(session)
+    """The line printed above the prompt for a session message (None: not printed; progress is throttled)."""
+    return None if isinstance(msg, Progress) else describe(msg)
 
 
 class CommandCompleter(Completer):
@@ -182,7 +62,7 @@ class Repl:
 
     def __init__(
         self,
-        session: Any,
+        session: SessionAPI,
         history: History,
         *,
         printer: Callable[[str], None] = print,
@@ -195,7 +75,7 @@ class Repl:
         self._last_progress_print = 0.0
         self.prompt = PromptSession(
             history=history,
-            completer=CommandCompleter(_context(session)),
+            completer=CommandCompleter(session.context()),
             bottom_toolbar=self.toolbar,
             refresh_interval=0.5,
             **prompt_kwargs,
@@ -205,13 +85,10 @@ class Repl:
         """Live position for the bottom toolbar."""
         return format_progress(self.latest) if self.latest is not None else "idle - type help, Tab completes"
 
-    def _follow(self, sub: Any) -> None:
+    def _follow(self, sub: Subscription) -> None:
         try:
             while not self._stop.is_set():
-                try:
-                    msg = sub.get(timeout=0.2)
-                except queue.Empty:
-                    continue
+                msg = sub.get(timeout=POLL_S)
                 if msg is not None:
                     self.show(msg)
         finally:
@@ -250,8 +127,7 @@ class Repl:
         except Exception as e:  # noqa: BLE001 - a failed submit is reported, the prompt stays
             self.printer(f"error: {type(e).__name__}: {e}")
             return
-        ok, rtext = bool(getattr(reply, "ok", False)), str(getattr(reply, "text", ""))
-        self.printer(rtext if ok else f"error: {rtext}")
+        self.printer(reply.text if reply.ok else f"error: {reply.text}")
 
     def _live(self) -> bool:
         try:
@@ -261,7 +137,7 @@ class Repl:
 
     def confirm_quit(self) -> bool:
         """Whether to leave; asks first when a local run is live (a remote one keeps running)."""
-        if getattr(self.session, "remote", False) or not self._live():
+        if self.session.remote or not self._live():
             return True
         try:
             answer = self.prompt.prompt("training is running; stop it and quit? [y/N] ", bottom_toolbar=None)
@@ -269,8 +145,7 @@ class Repl:
             return False
         if answer.strip().lower() not in ("y", "yes"):
             return False
-        reply = self.session.submit("stop")
-        self.printer(str(getattr(reply, "text", "")))
+        self.printer(self.session.submit("stop").text)
         return True
 
     def run(self) -> None:
@@ -301,7 +176,7 @@ class Repl:
             reader.join(timeout=2.0)
 
 
-def run_repl(session: Any, history_path: str | Path | None, **kwargs: Any) -> None:
+def run_repl(session: SessionAPI, history_path: str | Path | None, **kwargs: Any) -> None:
     """Run the REPL on `session` (local or RemoteSession) with history kept in `history_path`."""
     if history_path is not None:
         Path(history_path).parent.mkdir(parents=True, exist_ok=True)
@@ -316,5 +191,5 @@ def run_repl(session: Any, history_path: str | Path | None, **kwargs: Any) -> No
         else:  # a given output (e.g. DummyOutput in tests) is not a terminal to patch
             repl.run()
     finally:
-        if getattr(session, "remote", False):
+        if session.remote:
             session.detach()

@@ -24,7 +24,7 @@ def main() -> int:
     try:
         app.run()
     finally:
-        fake.stop_live()
+        fake.close()
     line = f"fake console exited; received={fake.received}; detached={fake.detached}\n"
     if len(sys.argv) > 1:  # the end-to-end test reads the outcome from this file
         Path(sys.argv[1]).write_text(line)

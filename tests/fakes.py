@@ -1,26 +1,33 @@
-"""A FakeSession implementing the session protocol with fixed, realistic data (for TUI tests and benches)."""
+"""The one test fake of labcon.session.api.SessionAPI: a session without torch, with fixed, realistic data.
+
+It answers like the real Session (tests/test_contract.py runs the same assertions on both and on a RemoteSession):
+commands go through the real grammar and checks, replies and messages have the real texts and order, the telemetry
+is a real TelemetrySnapshot and the journal a real Journal (in a temporary folder) holding real rows. What it
+adds is a way to drive it: `train_batches(n)` publishes what n batches would, at once and deterministically, and
+batch-point commands take effect at once ("the next batch" comes immediately).
+"""
 
 from __future__ import annotations
 
-import queue
+import math
+import shutil
+import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from fakes_data import (
-    LAYERS,
-    N_TRAIN,
-    N_VALID,
-    FakeJournal,
-    FakeTelemetry,
-    make_batch_history,
-    make_history,
-)
+import numpy as np
 from PIL import Image, ImageDraw
 
-from labcon.core.telemetry_history import LayerStats
-from labcon.session.bus import Reply
+from labcon.commands import grammar as C
+from labcon.commands.cmd_watch import USER_HOOK_OWNER
+from labcon.core.telemetry_history import FIELDS, History, TelemetrySnapshot, make_snapshot
+from labcon.errors import CommandError, LabconError
+from labcon.session.answers import format_status
+from labcon.session.api import Reply, SnapshotContext
+from labcon.session.bus import Bus, BusSubscription
+from labcon.session.journal import Journal
 from labcon.session.messages import (
     BatchStats,
     CommandApplied,
@@ -35,124 +42,130 @@ from labcon.session.messages import (
     TelemetryUpdated,
 )
 
-__all__ = [
-    "LAYERS",
-    "N_TRAIN",
-    "N_VALID",
-    "FakeJournal",
-    "FakeSession",
-    "FakeSubscription",
-    "FakeTelemetry",
-    "LayerStats",
-    "Reply",
-    "make_batch_history",
-    "make_history",
-    "screen_text",
-]
+N_TRAIN, N_VALID = 100, 20
+LAYERS = (
+    "stem.0",
+    "stem.1",
+    "layers.0.conv1",
+    "layers.0.conv2",
+    "layers.1.conv1",
+    "layers.1.conv2",
+    "head.fc",
+)
+# Fixed journal times (2026-11-02 10:00 UTC + a day per run), so snapshots never depend on the clock.
+T0 = 1793613600.0
 
 
-class FakeSubscription:
-    """A thread-safe queue of messages; get raises queue.Empty on timeout, like the real one."""
-
-    def __init__(self, owner: FakeSession) -> None:
-        self._q: queue.Queue[Message] = queue.Queue()
-        self._owner = owner
-        self.closed = False
-
-    def put(self, msg: Message) -> None:
-        self._q.put(msg)
-
-    def get(self, timeout: float | None = None) -> Message:
-        return self._q.get(timeout=timeout)
-
-    def close(self) -> None:
-        self.closed = True
-        self._owner._unsubscribe(self)
-
-
-@dataclass
 class FakeSession:
-    """The session protocol over fixed data: records every submitted command in `received`."""
+    """SessionAPI over fixed data; every submitted line is recorded in `received`."""
 
-    name: str = "fake"
-    state: str = "paused"
-    epoch: int = 3
-    n_epochs: int = 5
-    received: list[str] = field(default_factory=list)
-    journal: Any = field(default_factory=FakeJournal)
-    detached: bool = False
+    remote = False
 
-    def __post_init__(self) -> None:
-        self._subs: list[FakeSubscription] = []
-        self._lock = threading.Lock()
-        self._history = make_history(self.epoch)
-        self._batches = make_batch_history(self.epoch * N_TRAIN)
-        self._telemetry = FakeTelemetry(train_iter=self.epoch * N_TRAIN)
+    def __init__(self, name: str = "fake", state: str = "paused", epoch: int = 3, n_epochs: int = 5) -> None:
+        self.name = name
+        self.state = state
+        self.epoch, self.n_epochs = epoch, n_epochs
+        self.received: list[str] = []
+        self.raise_on: set[str] = (
+            set()
+        )  # fault injection: submit raises for these lines (a bug, a lost socket)
+        self.detached = False
+        self.n_image_calls = 0
+        self.bus = Bus()
+        self._dir = Path(tempfile.mkdtemp(prefix="labcon-fake-"))
+        self._journal: Journal | None = Journal(self._dir / "journal.db")
+        self.run_id = fill_journal(self._journal, name)
+        self._history = make_history(epoch)
+        self._batches = make_batch_history(epoch * N_TRAIN)
+        self.train_iter = epoch * N_TRAIN
         self.hypers: dict[str, list[float]] = {"lr": [1e-3], "mom": [0.9], "wd": [0.01]}
-        self.cbs = ["TrainEval", "Device", "Recorder", "Telemetry", "ProgressBridge"]
+        self.cbs = ["train_eval", "device", "recorder", "telemetry", "session_control", "session_bridge"]
         self._hooks = [
-            {"id": i + 1, "module": m, "kind": "forward", "owner": "Telemetry", "scope": "fit"}
+            {"id": i + 1, "module": m, "kind": "forward", "owner": "telemetry", "scope": "fit"}
             for i, m in enumerate(LAYERS)
         ]
         self._hooks.append(
-            {"id": 8, "module": "layers.1.conv2", "kind": "backward", "owner": "user", "scope": "session"}
+            {
+                "id": 8,
+                "module": "layers.1.conv2",
+                "kind": "backward",
+                "owner": USER_HOOK_OWNER,
+                "scope": "session",
+            }
         )
         self._next_hook = 9
-        self.train_iter = self.epoch * N_TRAIN
+        self._epoch_q: list[C.Command] = []
+        live = state in ("running", "paused")
+        self._plan = (
+            {"start_epoch": 0, "n": n_epochs, "start_iter": 0, "total": n_epochs * N_TRAIN} if live else None
+        )
         self._live: threading.Thread | None = None
         self._stop_live = threading.Event()
-        self.n_image_calls = 0
 
-    # -- protocol ---------------------------------------------------------------------------------
-    def subscribe(self) -> FakeSubscription:
-        sub = FakeSubscription(self)
-        with self._lock:
-            self._subs.append(sub)
-        return sub
+    # -- the protocol ------------------------------------------------------------------------------
+    @property
+    def folder(self) -> Path:
+        """The fake's session folder (in its temporary directory)."""
+        return self._dir / self.name
 
-    def _unsubscribe(self, sub: FakeSubscription) -> None:
-        with self._lock:
-            if sub in self._subs:
-                self._subs.remove(sub)
+    @property
+    def journal(self) -> Journal | None:
+        """A real Journal with five finished runs (and the ones this fake's fits add)."""
+        return self._journal
 
-    def emit(self, msg: Message) -> None:
-        """Publish to every subscriber."""
-        with self._lock:
-            subs = list(self._subs)
-        for s in subs:
-            s.put(msg)
+    def subscribe(self) -> BusSubscription:
+        """A subscription on the same Bus the real session uses."""
+        return self.bus.subscribe()
 
     def status(self) -> dict[str, Any]:
+        """The real status keys, with fixed values."""
         return {
             "name": self.name,
             "state": self.state,
             "epoch": self.epoch,
             "n_epochs": self.n_epochs,
-            "iter": 40,
+            "iter": self.train_iter % N_TRAIN,
             "n_iter": N_TRAIN,
             "train_iter": self.train_iter,
-            "run_id": 5,
+            "run_id": self.run_id,
             "device": "cpu",
-            "model": "xresnet18(c_in=3, n_out=10)",
+            "model": "XResNet (1,234,567 params)",
             "opt": "Adam",
             "hypers": {k: list(v) for k, v in self.hypers.items()},
             "cbs": list(self.cbs),
+            "built": [],  # what the build chose or changed (notes); nothing here
             "last_error": None,
+            "fit": dict(self._plan) if self._plan else None,
+            "bound": None,  # the input-pipeline meter has no reading here
+            "input_share": None,
         }
 
     def history(self) -> list[dict[str, float]]:
+        """Epoch rows."""
         return [dict(r) for r in self._history]
 
     def batch_history(self) -> dict[str, list[float]]:
+        """Per-batch series."""
         return {k: list(v) for k, v in self._batches.items()}
 
-    def telemetry_snapshot(self) -> FakeTelemetry:
-        return self._telemetry
+    def telemetry_snapshot(self) -> TelemetrySnapshot:
+        """A real snapshot of 60 reports for 7 layers: one dead, one exploding."""
+        return fake_telemetry(self.train_iter)
 
     def hooks_table(self) -> list[dict[str, Any]]:
+        """Installed hooks."""
         return [dict(h) for h in self._hooks]
 
+    def module_paths(self) -> list[str]:
+        """The model's module paths ('' first, parents before children)."""
+        paths = [""]
+        for layer in LAYERS:
+            parts = layer.split(".")
+            paths += [p for p in (".".join(parts[: i + 1]) for i in range(len(parts))) if p not in paths]
+        return paths
+
     def data_summary(self) -> str:
+        """A DataBlock summary's text."""
         return (
             "DataBlock summary (imagenette-tiny, 10 classes)\n"
             "1. items        get_image_files: 1000 items, e.g. train/n01440764/ILSVRC_1.JPEG\n"
@@ -165,7 +178,7 @@ class FakeSession:
         )
 
     def sample_batch_image(self, augment: bool = True) -> Image.Image:
-        """A 4x2 grid of coloured tiles with labels (redrawn with a different shift when augmented)."""
+        """A 4x2 grid of coloured tiles (redrawn with a different shift when augmented)."""
         self.n_image_calls += 1
         shift = (self.n_image_calls * 7) % 20 if augment else 0
         img = Image.new("RGB", (256, 128), (20, 20, 30))
@@ -177,146 +190,194 @@ class FakeSession:
             draw.ellipse([x0 + 14 + shift // 2, y0 + 14, x0 + 44 + shift // 2, y0 + 44], fill=(240, 240, 240))
         return img
 
+    def context(self) -> SnapshotContext:
+        """Validation context from this fake's own snapshots (never stale: the fake changes at once)."""
+        return SnapshotContext(self, max_age=0.0)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Fits here only move when driven: True unless a fit is live."""
+        return self.state not in ("running", "paused")
+
     def detach(self) -> None:
+        """Remember that the front end left."""
         self.detached = True
 
-    def submit(self, text: str) -> Reply:
-        """A small command interpreter with the session's replies and messages."""
-        self.received.append(text)
-        words = text.split()
-        if not words:
-            return Reply(False, "empty command; type help")
-        head = words[0]
-        if head == "boom":
-            raise RuntimeError("the fake session exploded")
-        if head in ("fit", "fit_one_cycle"):
-            if self.state in ("running", "paused"):
-                return Reply(False, "a fit is already live; stop it first (s)")
-            n = int(words[1]) if len(words) > 1 and words[1].isdigit() else 1
-            self.n_epochs = self.epoch + n
-            self._set_state("running")
-            self.emit(
-                FitStarted(run_id=6, epoch_start=self.epoch, n_epochs=n, n_train=N_TRAIN, n_valid=N_VALID)
-            )
-            return Reply(True, f"fit {n} started (run 6)")
-        if head in ("pause", "resume", "stop"):
-            want = {"pause": "running", "resume": "paused", "stop": None}[head]
-            if want and self.state != want:
-                return Reply(False, f"cannot {head}: the session is {self.state}")
-            if head == "stop":
-                if self.state == "idle":
-                    return Reply(False, "nothing to stop: no fit is live")
-                self._set_state("idle")
-                self.emit(FitEnded("stopped", "stopped by user"))
-            else:
-                self._set_state("paused" if head == "pause" else "running")
-            return Reply(True, "queued")
-        if head == "set":
-            for w in words[1:]:
-                if "=" not in w:
-                    return Reply(False, f"set expects NAME=VALUE, got {w!r}")
-                k, v = w.split("=", 1)
-                if k not in self.hypers:
-                    return Reply(False, f"unknown hyper-parameter {k!r}; one of lr, mom, wd")
-                self.hypers[k] = [float(v)]
-            self.emit(CommandApplied(text, self.epoch, 40, "applied"))
-            return Reply(True, "queued")
-        if head == "cb" and len(words) >= 3 and words[1] in ("add", "rm"):
-            name = words[2]
-            if words[1] == "add":
-                self.cbs.append(name)
-            elif name in self.cbs:
-                self.cbs.remove(name)
-            else:
-                self.emit(CommandFailed(text, f"no callback named {name!r}"))
-                return Reply(True, "queued")
-            self.emit(
-                CommandApplied(
-                    text, self.epoch + 1, 0, f"callback {name} {'added' if words[1] == 'add' else 'removed'}"
-                )
-            )
-            return Reply(True, "queued (applies at the next epoch)")
-        if head == "hook" and len(words) >= 3:
-            if self.state != "paused":
-                return Reply(False, "hooks can be changed only while paused; press space first")
-            if words[1] == "add":
-                kind = "backward" if "kind=backward" in words else "forward"
-                self._hooks.append(
-                    {
-                        "id": self._next_hook,
-                        "module": words[2],
-                        "kind": kind,
-                        "owner": "user",
-                        "scope": "session",
-                    }
-                )
-                self._next_hook += 1
-                return Reply(True, f"hook {self._next_hook - 1} added on {words[2]}")
-            if words[1] == "rm":
-                before = len(self._hooks)
-                self._hooks = [h for h in self._hooks if str(h["id"]) != words[2]]
-                return Reply(
-                    len(self._hooks) < before,
-                    f"hook {words[2]} {'removed' if len(self._hooks) < before else 'not found'}",
-                )
-        if head == "save":
-            return Reply(True, f"saved sessions/{self.name}/checkpoints/epoch{self.epoch}.pt")
-        if head == "replay" and len(words) == 2:
-            return Reply(True, f"replaying run {words[1]} as run 7")
-        if head == "help":
-            return Reply(True, "commands: fit N, pause, resume, stop, set NAME=VALUE, cb add|rm NAME, save")
-        return Reply(False, f"unknown command {head!r}; type help")
+    def close(self) -> None:
+        """Drop the temporary journal."""
+        self.stop_live()
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        shutil.rmtree(self._dir, ignore_errors=True)
 
-    def _set_state(self, state: str) -> None:
+    # -- submit: the real grammar, checks, replies and message order ------------------------------
+    def submit(self, text: str) -> Reply:
+        """Parse and check with the real grammar, then answer as Session.dispatch does."""
+        if text in self.raise_on:
+            raise RuntimeError(f"the session failed on {text!r}")
+        self.received.append(text)
+        try:
+            cmd = C.validate(C.parse(text), self.context())
+            return self._dispatch(cmd)
+        except (CommandError, LabconError, ValueError, KeyError) as e:
+            msg = str(e).strip("'\"") or type(e).__name__
+            self.emit(CommandFailed(text=text, error=msg))
+            return Reply(False, msg)
+
+    def _dispatch(self, cmd: C.Command) -> Reply:
+        if isinstance(cmd, C.Status):
+            st = self.status()
+            return Reply(True, format_status(st), data=st)
+        if isinstance(cmd, C.Help):
+            return Reply(True, C.help_text(cmd.topic))
+        if isinstance(cmd, C.Replay):
+            return self._replay(cmd)
+        if isinstance(cmd, (C.Fit, C.FitOneCycle)):
+            return self._start_fit(cmd)
+        if cmd.when == "now" and not isinstance(cmd, C.Save):
+            raise CommandError(f"'{cmd.text}' is not answered by the test fake")
+        if self.state == "idle":
+            return Reply(True, self._apply(cmd))
+        if cmd.when == "epoch" and self.state != "paused":
+            self._epoch_q.append(cmd)
+            return Reply(
+                True,
+                f"queued: '{cmd.text}' applies at the end of this epoch{cmd.queued_note(self.context())}",
+            )
+        reply = Reply(
+            True, f"queued: '{cmd.text}' applies at the next batch{cmd.queued_note(self.context())}"
+        )
+        self._apply(cmd)  # the next batch comes at once here
+        return reply
+
+    def _apply(self, cmd: C.Command) -> str:
+        if isinstance(cmd, C.Pause):
+            self._set_state("paused", "paused by command")
+            reply = f"paused at epoch {self.epoch}, batch {self.train_iter % N_TRAIN}"
+        elif isinstance(cmd, C.Resume):
+            self._set_state("running")
+            reply = "resumed"
+        elif isinstance(cmd, C.Stop):
+            reply = "stopping at the next batch"
+            self.emit(CommandApplied(cmd.text, self.epoch, self.train_iter, reply))
+            self._end_fit("stopped", "stopped by user")
+            return reply
+        elif isinstance(cmd, C.Save):
+            reply = f"saved {self._dir / self.name / 'checkpoints' / f'epoch{self.epoch}.pt'}"
+        elif isinstance(cmd, C.Set):
+            for name, v in cmd.values:
+                self.hypers[name] = [float(x) for x in v] if isinstance(v, tuple) else [float(v)]
+            reply = "set " + " ".join(f"{n}={self.hypers[n][0]:g}" for n, _ in cmd.values)
+            if self.state == "idle" and any(n == "lr" for n, _ in cmd.values):
+                reply += "; later fits start from this lr"  # as the real `set` says between fits
+        elif isinstance(cmd, C.CbAdd):
+            self.cbs.append(cmd.cb)
+            reply = f"added callback {cmd.cb}"
+        elif isinstance(cmd, C.CbRm):
+            self.cbs.remove(cmd.cb)
+            reply = f"removed callback {cmd.cb}"
+        elif isinstance(cmd, C.HookAdd):
+            hook = {"id": self._next_hook, "module": cmd.module, "kind": cmd.kind}
+            self._hooks.append({**hook, "owner": USER_HOOK_OWNER, "scope": "session"})
+            self._next_hook += 1
+            reply = f"hook {hook['id']}: {cmd.kind} stats on {cmd.module or '(model)'} (hook rm {hook['id']} to remove)"
+        elif isinstance(cmd, C.HookRm):
+            self._hooks = [h for h in self._hooks if h["id"] != cmd.id]
+            reply = f"removed hook {cmd.id}"
+        else:
+            raise CommandError(f"'{cmd.text}' is not applied by the test fake")
+        self.emit(CommandApplied(cmd.text, self.epoch, self.train_iter, reply))
+        return reply
+
+    def _start_fit(self, cmd: C.Command) -> Reply:
+        n = int(cmd.n)  # type: ignore[attr-defined]
+        self._set_state("running", f"starting '{cmd.text}'")
+        self.emit(CommandApplied(cmd.text, self.epoch, self.train_iter, "started"))
+        assert self._journal is not None
+        self.run_id = self._journal.start_run(
+            self.name, "[train]\nepochs = 5\n", 0, env={}, code_version="test"
+        )
+        self.n_epochs = n
+        self._plan = {"start_epoch": self.epoch, "n": n, "start_iter": self.train_iter, "total": n * N_TRAIN}
+        self.emit(FitStarted(self.run_id, self.epoch, n, N_TRAIN, N_VALID))
+        self._set_state("running")
+        self._fit_end = self.epoch + n
+        return Reply(True, f"started: '{cmd.text}'")
+
+    def _end_fit(self, status: str, reason: str = "") -> None:
+        assert self._journal is not None
+        last = self._history[-1] if self._history else {}
+        final = {k: v for k, v in last.items() if k not in ("epoch", "time")}
+        self._journal.end_run(self.run_id, status, final)
+        if status == "done":
+            self._plan = None  # a stopped fit keeps its plan, to be continued
+        self._set_state("idle", reason)
+        self.emit(FitEnded(status=status, reason=reason))
+
+    def _replay(self, cmd: C.Replay) -> Reply:
+        assert self._journal is not None
+        run_id = self._journal.resolve_run(cmd.run)
+        name = f"{self._journal.get_run(run_id)['session']}-replay{run_id}"
+        log = self._dir / name / "replay.log"
+        return Reply(
+            True,
+            f"replaying run {run_id} as session '{name}' in process 0: `labcon attach {name}` to watch it, "
+            f"`labcon journal show {name}` for its run; log {log}",
+            data={"run": run_id, "session": name, "pid": 0, "log": str(log)},
+        )
+
+    def _set_state(self, state: str, reason: str = "") -> None:
         self.state = state
-        self.emit(StateChanged(state))
+        self.emit(StateChanged(state, reason))
 
     # -- driving ----------------------------------------------------------------------------------
+    def emit(self, msg: Message) -> None:
+        """Publish to every subscriber."""
+        self.bus.publish(msg)
+
+    def error(self, text: str) -> None:
+        """Publish an error log line."""
+        self.emit(Log("error", text))
+
+    def lose_connection(self) -> None:
+        """What a RemoteSession's subscriptions do when the session's process goes: they close."""
+        for sub in list(self.bus._subs):
+            sub.close()
+
     def train_batches(self, n: int, telemetry_every: int = 10) -> None:
         """Publish the messages n training batches would produce (deterministic, synchronous)."""
         hist = make_batch_history(self.train_iter + n)
         for _ in range(n):
             i = self.train_iter
             it = i % N_TRAIN
+            lr, mom = hist["lrs"][i], hist["moms"][i]
             self.emit(
                 Progress(
-                    self.epoch,
-                    "train",
-                    it + 1,
-                    N_TRAIN,
-                    i + 1,
-                    hist["losses"][i],
-                    hist["smooth_losses"][i],
-                    (hist["lrs"][i],),
-                    (hist["moms"][i],),
-                    12.0 * it / N_TRAIN,
-                    12.0 * (N_TRAIN - it) / N_TRAIN,
-                    60.0,
+                    self.epoch, "train", it + 1, N_TRAIN, i + 1, hist["losses"][i], hist["smooth_losses"][i],
+                    (lr,), (mom,), 12.0 * it / N_TRAIN, 12.0 * (N_TRAIN - it) / N_TRAIN, 60.0,
                 )
-            )
-            self.emit(
-                BatchStats(
-                    i,
-                    (hist["losses"][i],),
-                    (hist["smooth_losses"][i],),
-                    (hist["lrs"][i],),
-                    (hist["moms"][i],),
-                )
-            )
+            )  # fmt: skip
+            self.emit(BatchStats(i, (hist["losses"][i],), (hist["smooth_losses"][i],), (lr,), (mom,)))
             for k in self._batches:
                 self._batches[k].append(hist[k][i])
             self.train_iter += 1
             if self.train_iter % telemetry_every == 0:
                 self.emit(TelemetryUpdated(self.train_iter))
             if self.train_iter % N_TRAIN == 0:
-                row = make_history(self.epoch + 1)[-1]
-                self._history.append(row)
-                self.emit(EpochEnded(self.epoch, row))
-                self.epoch += 1
+                self._epoch_end()
 
-    def error(self, text: str) -> None:
-        """Publish an error log line."""
-        self.emit(Log("error", text))
+    def _epoch_end(self) -> None:
+        row = make_history(self.epoch + 1)[-1]
+        self._history.append(row)
+        if self._journal is not None and self.state in ("running", "paused"):
+            self._journal.log_epoch(self.run_id, self.epoch, {k: v for k, v in row.items() if k != "epoch"})
+        self.emit(EpochEnded(self.epoch, row))
+        queued, self._epoch_q = self._epoch_q, []
+        for cmd in queued:
+            self._apply(cmd)
+        self.epoch += 1
+        if self.state == "running" and self.epoch >= getattr(self, "_fit_end", math.inf):
+            self._end_fit("done")
 
     def start_live(self, batches_per_s: float = 200.0) -> None:
         """Publish training messages from a thread until stop_live (for tmux and bench runs)."""
@@ -336,6 +397,106 @@ class FakeSession:
         self._stop_live.set()
         if self._live is not None:
             self._live.join(2)
+            self._live = None
+
+
+# -- fixed data -------------------------------------------------------------------------------------
+def fill_journal(journal: Journal, session: str) -> int:
+    """Five finished runs with real rows (config, epochs, commands, final metrics) at fixed times; the last id."""
+    specs = [
+        ("baseline", "done", 1e-3, 0.412, 0.871, "first try"),
+        ("mixup", "done", 3e-3, 0.388, 0.889, "mixup alpha=0.4"),
+        ("high-lr", "failed", 1e-1, math.nan, 0.1, "diverged at epoch 2"),
+        ("one-cycle", "done", 4e-3, 0.351, 0.902, "fit_one_cycle 5"),
+        (session, "stopped", 2e-3, 0.402, 0.880, "stopped to try a lower lr"),
+    ]
+    rid = 0
+    for k, (name, status, lr, vl, acc, note) in enumerate(specs):
+        config = f'name = "{name}"\nseed = 0\n[train]\nepochs = 5\nlr = {lr!r}\n'
+        rid = journal.start_run(name, config, 0, env={}, code_version="test")
+        for e, row in enumerate(make_history(3)):
+            journal.log_epoch(rid, e, {k2: v for k2, v in row.items() if k2 != "epoch"})
+        when = T0 + 86400 * k + 60
+        journal.log_event(rid, "command", "set lr=0.002", 1, 140, {"point": "batch"}, when=when)
+        journal.log_event(rid, "note", note, when=when)
+        journal.end_run(rid, status, {"train_loss": round(vl * 0.9, 4), "valid_loss": vl, "accuracy": acc})
+        with journal.transaction() as conn:  # fixed times: no clock in snapshots
+            conn.execute(
+                "UPDATE runs SET started = ?, ended = ?, host = 'lab', pid = 1 WHERE id = ?",
+                (T0 + 86400 * k, T0 + 86400 * k + 300, rid),
+            )
+    return rid
+
+
+def _stats(i: int, t: int) -> tuple[float, ...]:
+    name = LAYERS[i]
+    decay = math.exp(-t / 25)
+    if name == "layers.1.conv2":  # dead
+        return (0.01 * decay, 0.05 + 0.5 * decay, min(0.95, 0.3 + t / 70), 0.01, 1e-5)
+    if name == "head.fc":  # exploding
+        return (0.2 + t / 20, 1.0 + (t / 12) ** 2, 0.02, 5.0 + t, 0.05)
+    return (0.1 * i * decay, 1.0 - 0.3 * decay + 0.02 * i, 0.1 + 0.05 * i * decay, 0.5, 1e-3)
+
+
+def fake_telemetry(train_iter: int = 300, n: int = 60) -> TelemetrySnapshot:
+    """A real TelemetrySnapshot: n reports of 7 layers, histograms a Gaussian following each layer's std."""
+    lo, hi, bins = -4.0, 4.0, 40
+    hist = History(list(LAYERS), bins, horizon=max(4, n))
+    centres = lo + (np.arange(bins) + 0.5) * (hi - lo) / bins
+    for t in range(n):
+        row = np.zeros((len(LAYERS), len(FIELDS) + bins), dtype=np.float32)
+        for i in range(len(LAYERS)):
+            s = _stats(i, t)
+            z = (centres - s[0]) / max(s[1], 1e-3)
+            counts = 1000.0 * np.exp(-0.5 * z * z)
+            counts[19:21] += 800.0 * s[2]
+            row[i, : len(FIELDS)] = s
+            row[i, len(FIELDS) :] = counts
+        hist.append(t * 5, row)
+    return make_snapshot(hist, train_iter, (lo, hi), dead_frac=0.5, explode_std=10.0)
+
+
+def make_history(n: int) -> list[dict[str, float]]:
+    """n deterministic epoch rows."""
+    return [
+        {
+            "epoch": e,
+            "train_loss": round(1.9 * 0.62**e + 0.25, 4),
+            "valid_loss": round(1.7 * 0.66**e + 0.3, 4),
+            "accuracy": round(0.95 - 0.55 * 0.6**e, 4),
+            "time": 12.0 + e,
+        }
+        for e in range(n)
+    ]
+
+
+def _lcg(seed: int):
+    """A tiny deterministic pseudo-random stream (no global RNG state, identical on every platform)."""
+    x = seed
+    while True:
+        x = (1103515245 * x + 12345) % (2**31)
+        yield x / 2**31
+
+
+def make_batch_history(n: int) -> dict[str, list[float]]:
+    """n deterministic batches of one-cycle training."""
+    rnd = _lcg(7)
+    losses, smooth, lrs, moms = [], [], [], []
+    avg = 0.0
+    for i in range(n):
+        base = 2.3 * math.exp(-i / 120) + 0.3
+        loss = base + 0.25 * (next(rnd) - 0.5)
+        avg = 0.98 * avg + 0.02 * loss
+        losses.append(loss)
+        smooth.append(avg / (1 - 0.98 ** (i + 1)))
+        pct = i / max(1, n - 1)
+        if pct < 0.25:
+            lr = 1e-3 * (0.1 + 0.9 * math.sin(math.pi * pct / 0.25 / 2))
+        else:
+            lr = 1e-3 * (1 + math.cos(math.pi * (pct - 0.25) / 0.75)) / 2
+        lrs.append(lr)
+        moms.append(0.95 - 0.1 * (lr / 1e-3))
+    return {"losses": losses, "smooth_losses": smooth, "lrs": lrs, "moms": moms}
 
 
 def screen_text(app: Any) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import shutil
 import socket
 import stat
@@ -14,85 +13,15 @@ import time
 from pathlib import Path
 
 import pytest
+from fakes import LAYERS, FakeSession, fake_telemetry, make_history
 from PIL import Image
 
-from labcon.core.telemetry_history import LayerStats as Stats
+from labcon.core.telemetry_history import LayerStats
 from labcon.errors import LabconError
 from labcon.remote.client import ControlClient, RemoteSession
 from labcon.remote.server import MAX_LINE, ControlServer, control_socket_path
-from labcon.session.bus import Reply
+from labcon.session.api import Reply
 from labcon.session.messages import EpochEnded, Log, Progress, StateChanged
-
-
-class FakeSnapshot:
-    train_iter = 40
-    layers = ("0", "1.conv")
-    latest = {"0": Stats(0.1, 1.0, 0.0, 0.5, 1e-3), "1.conv": Stats(0.2, float("nan"), 0.1, 0.4, 2e-3)}
-    hist_range = (0.0, 10.0)
-    flags = {"1.conv": "dead"}
-
-    def history(self, layer: str) -> dict[str, list[float]]:
-        return {"iters": [20, 40], "mean": [0.0, 0.1 if layer == "0" else 0.2]}
-
-    def history_tail(self, layer: str, n: int) -> dict[str, list[float]]:
-        return {k: v[-n:] for k, v in self.history(layer).items()}
-
-    def heatmap(self, layer: str) -> list[list[float]]:
-        return [[1.0] * 40, [2.0] * 40]
-
-
-class FakeSub:
-    def __init__(self) -> None:
-        self.q: queue.Queue = queue.Queue()
-        self.closed = False
-
-    def get(self, timeout: float | None = None):
-        return self.q.get(timeout=timeout)  # raises queue.Empty like a plain queue
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class FakeSession:
-    """The Session protocol with canned answers; records what was submitted."""
-
-    def __init__(self) -> None:
-        self.submitted: list[str] = []
-        self.subs: list[FakeSub] = []
-
-    def submit(self, text: str) -> Reply:
-        self.submitted.append(text)
-        if text == "boom":
-            raise RuntimeError("kaboom")
-        if text.startswith("bad"):
-            return Reply(False, "unknown command 'bad'")
-        return Reply(True, f"queued: {text}", {"n": len(self.submitted)})
-
-    def subscribe(self) -> FakeSub:
-        sub = FakeSub()
-        self.subs.append(sub)
-        return sub
-
-    def status(self) -> dict:
-        return {"name": "s1", "state": "running", "epoch": 1, "hypers": {"lr": [1e-3]}}
-
-    def history(self) -> list[dict]:
-        return [{"epoch": 0, "train_loss": 1.5, "valid_loss": 1.2, "time": 3.0}]
-
-    def batch_history(self) -> dict:
-        return {"losses": [2.0, 1.9], "smooth_losses": [2.0, 1.95], "lrs": [1e-3, 1e-3], "moms": [0.9, 0.9]}
-
-    def hooks_table(self) -> list[dict]:
-        return [{"id": 1, "module": "0", "kind": "forward", "owner": "telemetry", "scope": "fit"}]
-
-    def data_summary(self) -> str:
-        return "train: 100 items, valid: 20 items"
-
-    def sample_batch_image(self, augment: bool = True) -> Image.Image:
-        return Image.new("RGB", (40, 24), (200, 10, 10) if augment else (10, 10, 200))
-
-    def telemetry_snapshot(self) -> FakeSnapshot:
-        return FakeSnapshot()
 
 
 @pytest.fixture
@@ -104,7 +33,8 @@ def short_dir():
 
 @pytest.fixture
 def served(short_dir):
-    session = FakeSession()
+    session = FakeSession(name="s1")
+    session.raise_on.add("boom")
     path = control_socket_path(short_dir, "s1")
     server = ControlServer(session, path, follow=False).start()
     yield session, server, path
@@ -125,20 +55,27 @@ def read_json(f) -> dict:
 def test_requests_round_trip(served) -> None:
     session, _server, path = served
     with ControlClient(path) as c:
-        r = c.submit("set lr=0.01")
-        assert r == {"id": 1, "type": "reply", "ok": True, "text": "queued: set lr=0.01", "data": {"n": 1}}
-        assert c.submit("bad one")["ok"] is False
-        assert c.request("status")["data"]["state"] == "running"
-        assert c.request("history")["data"][0]["valid_loss"] == 1.2
-        assert c.request("batch_history")["data"]["losses"] == [2.0, 1.9]
+        r = c.request("submit", text="set lr=0.01")
+        text = "queued: 'set lr=0.01' applies at the next batch"
+        assert r == {"id": 1, "type": "reply", "ok": True, "text": text, "data": None}
+        bad = c.submit("bad one")
+        assert not bad.ok and bad.text.startswith("unknown command 'bad'")
+        assert c.request("status")["data"]["state"] == "paused"
+        assert c.request("history")["data"][0]["valid_loss"] == make_history(1)[0]["valid_loss"]
+        assert len(c.request("batch_history")["data"]["losses"]) == 300
         assert c.request("hooks")["data"][0]["owner"] == "telemetry"
-        assert c.request("data_summary")["text"].startswith("train: 100")
+        assert c.request("module_paths")["data"][:3] == ["", "stem", "stem.0"]
+        assert c.request("data_summary")["data"].startswith("DataBlock summary")
         t = c.request("telemetry")["data"]
-        assert t["layers"] == ["0", "1.conv"] and t["flags"] == {"1.conv": "dead"} and "heatmap" not in t
+        assert t["layers"] == list(LAYERS) and t["flags"] == {
+            "layers.1.conv2": "dead",
+            "head.fc": "exploding",
+        }
+        assert "heatmap" not in t
         r = c.submit("boom")
-        assert r["ok"] is False and "internal error in submit: RuntimeError: kaboom" in r["text"]
+        assert not r.ok and "internal error in submit: RuntimeError: the session failed on 'boom'" in r.text
         assert c.request("ping")["text"] == "pong"  # still serving after the handler raised
-    assert session.submitted == ["set lr=0.01", "bad one", "boom"]
+    assert session.received == ["set lr=0.01", "bad one"]  # "boom" raised before the fake saw it
 
 
 def test_permissions_and_socket_path(served) -> None:
@@ -224,12 +161,12 @@ def test_disconnect_mid_message_does_not_disturb_others(served) -> None:
         s.connect(str(path))
         s.sendall(b'{"id": 1, "op": "submit", "text": "set lr=1"}\n')
         s.close()  # gone before reading its reply
-        assert watcher.submit("status")["ok"]
+        assert watcher.submit("status").ok
         deadline = time.monotonic() + 5
         while server.n_clients > 1 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert server.n_clients == 1
-    assert "status" in session.submitted
+    assert "status" in session.received
 
 
 def test_subscribers_receive_published_messages(served) -> None:
@@ -254,10 +191,10 @@ def test_follow_mode_forwards_the_session_stream(short_dir) -> None:
     path = control_socket_path(short_dir, "f")
     with ControlServer(session, path) as server, ControlClient(path) as c:
         c.subscribe()
-        session.subs[0].q.put(Log("warning", "from the session"))
+        session.emit(Log("warning", "from the session"))
         assert c.get_message(timeout=5) == Log("warning", "from the session")
         assert server.n_clients == 1
-    assert session.subs[0].closed
+    assert not session.bus._subs  # the server's own subscription closed with it
 
 
 def _progress(i: int) -> Progress:
@@ -297,23 +234,23 @@ def test_remote_session_protocol(served) -> None:
     session, server, path = served
     rs = RemoteSession(path)
     assert rs.name == "s1"
-    r = rs.submit("pause")
-    assert r.ok and r.text == "queued: pause" and r.data == {"n": 1}
+    assert rs.submit("pause") == Reply(False, "nothing to pause: the session is paused")
     assert rs.status()["name"] == "s1"
     assert rs.history()[0]["epoch"] == 0
-    assert rs.batch_history()["moms"] == [0.9, 0.9]
+    assert rs.batch_history()["moms"] == session.batch_history()["moms"]
     assert rs.hooks_table()[0]["id"] == 1
-    assert rs.data_summary().startswith("train")
+    assert rs.module_paths() == session.module_paths()
+    assert rs.data_summary().startswith("DataBlock")
     img = rs.sample_batch_image(augment=False)  # PNG over the socket, so attached consoles show samples too
-    assert img.size == (40, 24) and img.convert("RGB").getpixel((0, 0)) == (10, 10, 200)
-    snap = rs.telemetry_snapshot()
-    assert snap.train_iter == 40 and snap.layers == ("0", "1.conv") and snap.flags == {"1.conv": "dead"}
-    assert snap.latest["1.conv"].grad_norm == 0.4 and snap.latest["1.conv"].std != snap.latest["1.conv"].std
-    assert snap.history_tail("0", 1) == {"iters": [40], "mean": [0.1]}  # from the first reply's tail
+    assert img.size == (256, 128) and img.convert("RGB").getpixel((0, 0)) == (20, 20, 30)
+    snap, want = rs.telemetry_snapshot(), fake_telemetry(300)
+    assert snap.train_iter == 300 and snap.layers == LAYERS and snap.flags == want.flags
+    assert snap.latest == want.latest and isinstance(snap.latest["head.fc"], LayerStats)
+    assert snap.history_tail("stem.0", 1) == want.history_tail("stem.0", 1)  # from the first reply's tail
     with ControlClient(path) as c:
         assert "positive number of reports" in c.request("telemetry", tail=0)["text"]
-    assert snap.history("0")["mean"] == [0.0, 0.1]  # the full history, fetched for that layer
-    assert snap.heatmap("1.conv") == [[1.0] * 40, [2.0] * 40]
+    assert snap.history("stem.0") == want.history("stem.0")  # the full history, fetched for that layer
+    assert snap.heatmap("head.fc") == want.heatmap("head.fc")
     with pytest.raises(LabconError, match="no layer"):
         snap.history("nope")
     sub = rs.subscribe()
@@ -389,16 +326,17 @@ def _wait(pred, timeout: float = 5.0) -> bool:
 def test_cli_send(short_dir, capsys) -> None:
     from labcon.cli import main
 
-    session = FakeSession()
+    session = FakeSession(name="cli")
     path = control_socket_path(short_dir, "cli")
     with ControlServer(session, path, follow=False):
         assert main(["--sessions-dir", str(short_dir), "send", "cli", "set", "lr=0.01"]) == 0
-        assert capsys.readouterr().out.strip() == "queued: set lr=0.01"
+        assert capsys.readouterr().out.strip() == "queued: 'set lr=0.01' applies at the next batch"
         assert main(["--sessions-dir", str(short_dir), "send", "cli", "bad thing"]) == 1
         assert "unknown command 'bad'" in capsys.readouterr().err
-        assert main(["--sessions-dir", str(short_dir), "send", "--json", "cli", "pause"]) == 0
-        assert json.loads(capsys.readouterr().out) == {"ok": True, "text": "queued: pause", "data": {"n": 3}}
-    assert session.submitted == ["set lr=0.01", "bad thing", "pause"]
+        assert main(["--sessions-dir", str(short_dir), "send", "--json", "cli", "resume"]) == 0
+        text = "queued: 'resume' applies at the next batch"
+        assert json.loads(capsys.readouterr().out) == {"ok": True, "text": text, "data": None}
+    assert session.received == ["set lr=0.01", "bad thing", "resume"]
     assert main(["--sessions-dir", str(short_dir), "send", "cli", "status"]) == 2
     assert "no live session listening" in capsys.readouterr().err
     assert main(["--sessions-dir", str(short_dir), "send", "../etc", "status"]) == 2

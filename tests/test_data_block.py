@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -187,6 +188,9 @@ def test_summary_walks_every_stage(tmp_path: Path) -> None:
     assert lines.index(next(ln for ln in lines if "RandomResizedCrop" in ln)) < lines.index(
         next(ln for ln in lines if "Flip(" in ln)
     )
+    # Every stage after the split says its time per item.
+    timed = [ln for ln in lines if ln.startswith(("   ", "6.", "7."))]
+    assert len(timed) >= 8 and all(re.search(r"\d+\.\d{3} ms", ln) for ln in timed), timed
 
 
 def test_show_batch_grid(tmp_path: Path) -> None:

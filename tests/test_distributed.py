@@ -341,7 +341,9 @@ def test_two_nodes_continue_an_existing_session(tmp_path: Path) -> None:
     assert "fit done" in outs[0] and "Traceback" not in outs[0] + outs[1]
     with Journal(home / "journal.db") as j:
         run = j.resolve_run("two")
-        assert sorted(e["epoch"] for e in j.epochs(run)) == [0, 1]  # epoch 1 by the two-node job
+        # Epoch 1 by the two-node job: a new fit, so its own run, continuing the single process's run.
+        assert [e["epoch"] for e in j.epochs(run)] == [1]
+        assert [e["epoch"] for rid in j.lineage(run) for e in j.epochs(rid)] == [0, 1]
 
 
 def test_launch_command_for_a_node_of_a_multi_node_job() -> None:

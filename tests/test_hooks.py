@@ -116,3 +116,26 @@ def test_fit_leaves_no_fit_scoped_hook(mode: str) -> None:
         runner.fit(1)
     assert [row["scope"] for row in runner.hooks.table()] == ["session"]
     assert n_hooks(model) == 1
+
+
+def test_detached_hook_stays_registered_but_off_the_module() -> None:
+    model = mlp()
+    reg = HookRegistry(model)
+    seen: list[int] = []
+    h = reg.add("0", "forward", lambda m, i, o: seen.append(1), owner="t", attached=False)
+    assert reg.table() == [{"id": h.id, "module": "0", "kind": "forward", "owner": "t", "scope": "fit"}]
+    assert n_hooks(model) == 0 and not h.attached
+    model(torch.randn(2, 10))
+    h.attach()
+    h.attach()  # idempotent: still one hook on the module
+    assert n_hooks(model) == 1
+    model(torch.randn(2, 10))
+    h.detach()
+    model(torch.randn(2, 10))
+    assert seen == [1] and n_hooks(model) == 0
+    h.attach()
+    model[0] = nn.Linear(10, 32)  # the module at the path changes: refresh keeps the attached state
+    assert reg.refresh() == 1 and n_hooks(model) == 1
+    reg.remove_scope("fit")
+    h.attach()  # a removed hook never comes back
+    assert n_hooks(model) == 0 and reg.table() == []

@@ -21,7 +21,7 @@ FLOORS: list[set[str]] = [
     {"foundations"},
     {"nn"},
     {"data"},
-    {"errors"},
+    {"errors", "fmt"},
 ]
 
 

@@ -529,7 +529,7 @@ def test_first_progress_lines_never_say_loss_nan(data, tmp_path):
     assert s.wait(120)
     printer.close()
     s.close()
-    lines = [x for x in out.getvalue().splitlines() if x.startswith("epoch ") and " batch " in x]
+    lines = [x for x in out.getvalue().splitlines() if x.startswith("epoch ") and " train " in x]
     assert lines and not any("nan" in x for x in lines)
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
-from dataclasses import dataclass
 
+from fakes import FakeSession
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 from prompt_toolkit.input import create_pipe_input
@@ -14,6 +13,7 @@ from prompt_toolkit.output import DummyOutput
 
 from labcon.commands.grammar import StaticContext
 from labcon.repl import CommandCompleter, format_message, format_progress, run_repl
+from labcon.session.describe import describe
 from labcon.session.messages import (
     BatchStats,
     CommandApplied,
@@ -22,6 +22,7 @@ from labcon.session.messages import (
     FitEnded,
     FitStarted,
     Log,
+    Message,
     Progress,
     StateChanged,
 )
@@ -29,27 +30,51 @@ from labcon.session.messages import (
 PROG = Progress(1, "train", 10, 100, 109, 0.51234, 0.6, (1e-3, 3e-3), (0.9,), 75.0, 30.0, 3725.0)
 
 
-def test_format_messages() -> None:
+def test_messages_have_one_wording_for_every_front_end() -> None:
+    """The REPL, the console pane and the headless printer all word a message with describe()."""
     assert format_progress(PROG) == (
-        "epoch 1 train 10/100  loss 0.5123 (smooth 0.6)  lr 0.003  1:15 elapsed, eta 1:02:05"
+        "epoch 1 train 10/100  loss 0.5123 (smooth 0.6000)  lr 0.003  1:15 elapsed, eta 1:02:05"
     )
     row = {"epoch": 0, "train_loss": 1.23456, "valid_loss": 0.9, "accuracy": 0.75, "time": 12.0}
     assert (
         format_message(EpochEnded(0, row))
-        == "epoch 0  train_loss 1.235  valid_loss 0.9  accuracy 0.75  time 0:12"
+        == "epoch 0  train_loss 1.2346  valid_loss 0.9000  accuracy 0.7500  time 0:12"
     )
-    assert format_message(FitStarted(3, 2, 5, 100, 20)).startswith(
-        "fit started: run 3, 5 epoch(s) from epoch 2"
+    assert format_message(FitStarted(3, 2, 5, 100, 20)) == (
+        "fit started: run 3, 5 epoch(s) from epoch 2 (100 train / 20 valid batches)"
     )
     assert format_message(FitEnded("stopped", "user")) == "fit stopped: user"
-    assert format_message(StateChanged("paused")) == "[paused]"
+    assert format_message(StateChanged("paused")) == "session is paused"
     assert format_message(CommandApplied("set lr=0.01", 2, 17, "set lr=0.01")) == (
-        "applied at epoch 2 iter 17: set lr=0.01 -> set lr=0.01"
+        "applied 'set lr=0.01' at epoch 2, iteration 17: set lr=0.01"
     )
-    assert format_message(CommandFailed("norm x", "bad")) == "failed: norm x: bad"
+    assert format_message(CommandFailed("norm x", "bad")) == "failed 'norm x': bad"
     assert format_message(Log("warning", "slow")) == "warning: slow"
     assert format_message(Log("info", "hello")) == "hello"
     assert format_message(PROG) is None and format_message(BatchStats(0, (), (), (), ())) is None
+    assert describe(PROG) == format_progress(PROG)
+
+
+def test_headless_printer_and_console_pane_use_the_same_words() -> None:
+    import io
+
+    from fakes import FakeSession
+
+    from labcon.cli.run import HeadlessPrinter
+
+    fake = FakeSession(state="idle")
+    out = io.StringIO()
+    printer = HeadlessPrinter(fake, out=out, every=0.0)
+    msgs = [
+        CommandApplied("set lr=0.01", 2, 17, "set lr=0.01"),
+        CommandFailed("norm x", "bad"),
+        FitEnded("done"),
+    ]
+    for m in msgs:
+        fake.emit(m)
+    printer.close()
+    fake.close()
+    assert out.getvalue().splitlines() == [describe(m) for m in msgs]
 
 
 def test_completer_yields_replacements_for_the_current_word() -> None:
@@ -60,54 +85,15 @@ def test_completer_yields_replacements_for_the_current_word() -> None:
     assert "lr=" in [c.text for c in got] and all(c.start_position == 0 for c in got)
 
 
-@dataclass
-class Reply:
-    ok: bool
-    text: str
-    data: dict | None = None
-
-
-class FakeSub:
-    def __init__(self) -> None:
-        self.q: queue.Queue = queue.Queue()
-        self.closed = False
-
-    def get(self, timeout: float | None = None):
-        try:
-            return self.q.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class FakeSession:
-    def __init__(self, state: str = "idle") -> None:
-        self.state = state
-        self.submitted: list[str] = []
-        self.sub = FakeSub()
-
-    def submit(self, text: str) -> Reply:
-        self.submitted.append(text)
-        if text.startswith("cb add nope"):
-            return Reply(False, "unknown callback 'nope'")
-        if text == "stop":
-            self.state = "idle"
-        return Reply(True, f"queued: {text}")
-
-    def subscribe(self) -> FakeSub:
-        return self.sub
-
-    def status(self) -> dict:
-        return {"state": self.state, "cbs": ["recorder"], "hypers": {"lr": [1e-3], "mom": [0.9]}}
-
-    def hooks_table(self) -> list[dict]:
-        return []
-
-
-def drive(session: FakeSession, lines: list[str], tmp_path, wait_for: str | None = None) -> list[str]:
-    """Type `lines` into the REPL (the last ones only after `wait_for` was printed); returns printed lines."""
+def drive(
+    session: FakeSession,
+    lines: list[str],
+    tmp_path,
+    wait_for: str | None = None,
+    publish: tuple[Message, ...] = (),
+) -> list[str]:
+    """Type `lines` into the REPL (the last ones only after `wait_for` was printed), the session publishing
+    `publish` once the REPL has subscribed; returns printed lines."""
     printed: list[str] = []
     with create_pipe_input() as inp:
         first, rest = (lines[:-1], lines[-1:]) if wait_for else (lines, [])
@@ -115,6 +101,10 @@ def drive(session: FakeSession, lines: list[str], tmp_path, wait_for: str | None
 
         def later() -> None:
             deadline = time.monotonic() + 5
+            while not session.bus._subs and time.monotonic() < deadline:
+                time.sleep(0.01)
+            for m in publish:
+                session.emit(m)
             while not any(wait_for in p for p in printed) and time.monotonic() < deadline:
                 time.sleep(0.01)
             inp.send_text("".join(rest))
@@ -129,18 +119,21 @@ def drive(session: FakeSession, lines: list[str], tmp_path, wait_for: str | None
 
 
 def test_repl_submits_helps_reports_errors_and_quits(tmp_path) -> None:
-    s = FakeSession()
-    s.sub.q.put(EpochEnded(0, {"train_loss": 1.0, "valid_loss": 0.5}))
+    s = FakeSession(state="idle")
     printed = drive(
-        s, ["set lr=1e-2\n", "help set\n", "fti 3\n", "cb add nope\n", "\n", "quit\n"], tmp_path, "epoch 0"
+        s,
+        ["set lr=1e-2\n", "help set\n", "fti 3\n", "cb add nope\n", "\n", "quit\n"],
+        tmp_path,
+        "epoch 0",
+        publish=(EpochEnded(0, {"train_loss": 1.0, "valid_loss": 0.5}),),
     )
-    assert s.submitted == ["set lr=1e-2", "cb add nope"]  # help and typos never reach the session
-    assert "queued: set lr=1e-2" in printed
+    assert s.received == ["set lr=1e-2", "cb add nope"]  # help and typos never reach the session
+    assert "set lr=0.01; later fits start from this lr" in printed  # idle: applied at once
     assert any(p.startswith("usage: set NAME=VALUE") for p in printed)
     assert any(p.startswith("error: unknown command 'fti'; did you mean 'fit'?") for p in printed)
-    assert "error: unknown callback 'nope'" in printed
-    assert "epoch 0  train_loss 1  valid_loss 0.5" in printed
-    assert s.sub.closed
+    assert any(p.startswith("error: ") and "'nope'" in p for p in printed)
+    assert "epoch 0  train_loss 1.0000  valid_loss 0.5000" in printed
+    assert not s.bus._subs  # the REPL closed its subscription
     history = (tmp_path / "hist").read_text()
     assert "set lr=1e-2" in history and "help set" in history
 
@@ -148,21 +141,19 @@ def test_repl_submits_helps_reports_errors_and_quits(tmp_path) -> None:
 def test_repl_asks_before_quitting_a_live_run(tmp_path) -> None:
     s = FakeSession(state="running")
     printed = drive(s, ["quit\n", "n\n", "status\n", "exit\n", "y\n"], tmp_path)
-    assert s.submitted == ["status", "stop"]
-    assert "queued: stop" in printed
+    assert s.received == ["status", "stop"]
+    assert "queued: 'stop' applies at the next batch" in printed
 
 
 def test_repl_ctrl_d_quits_when_idle(tmp_path) -> None:
-    s = FakeSession()
+    s = FakeSession(state="idle")
     printed = drive(s, ["status\n", "\x04"], tmp_path)
-    assert s.submitted == ["status"] and printed == ["queued: status"]
+    assert s.received == ["status"] and len(printed) == 1 and printed[0].startswith("session fake: idle")
 
 
 def test_repl_prints_progress_throttled(tmp_path) -> None:
-    s = FakeSession()
-    for i in range(50):
-        s.sub.q.put(Progress(0, "train", i, 50, i, 1.0, 1.0, (1e-3,), (0.9,), 1.0, 1.0, 1.0))
-    s.sub.q.put(Log("info", "done"))
-    printed = drive(s, ["quit\n"], tmp_path, wait_for="done")
+    s = FakeSession(state="idle")
+    msgs = [Progress(0, "train", i, 50, i, 1.0, 1.0, (1e-3,), (0.9,), 1.0, 1.0, 1.0) for i in range(50)]
+    printed = drive(s, ["quit\n"], tmp_path, wait_for="done", publish=(*msgs, Log("info", "done")))
     progress_lines = [p for p in printed if p.startswith("epoch 0 train")]
     assert len(progress_lines) == 1  # 50 updates in well under progress_interval: one line

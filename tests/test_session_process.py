@@ -87,7 +87,7 @@ def test_child_start_up_error_is_shown_not_a_hang(tmp_path: Path):
 
 
 def test_bad_targets_fail_before_any_process_starts(tmp_path: Path):
-    with pytest.raises(LabconError, match="no session named 'nope'"):
+    with pytest.raises(LabconError, match="'nope' is not a config file, a preset"):
         session_name_for("nope", tmp_path)
     with pytest.raises(LabconError, match="does not exist"):
         session_name_for(str(tmp_path / "missing.toml"), tmp_path)
@@ -96,6 +96,7 @@ def test_bad_targets_fail_before_any_process_starts(tmp_path: Path):
     with pytest.raises(LabconError, match="train"):
         session_name_for(str(bad), tmp_path)
     assert session_name_for(None, tmp_path) == "default"
+    assert session_name_for("mnist_tiny", tmp_path) == "mnist_tiny"  # a preset, as `labcon run` takes
 
 
 def test_shutdown_op_is_refused_unless_the_process_offers_it(tmp_path: Path):

@@ -35,6 +35,8 @@ def test_rules_follow_the_course() -> None:
     assert [tt.TK_WREP, "4", "good"] == toks[toks.index(tt.TK_WREP) : toks.index(tt.TK_WREP) + 3]
     assert "\n" in toks and "<" not in toks and "br" not in toks  # <br /> became a newline
     assert "&" in toks and "amp" not in toks and ";" not in toks  # HTML entity fixed
+    mixed = tt.Tokenizer().tokenize_one("Awful awful AWFUL awful.")
+    assert mixed[1:5] == [tt.TK_WREP, "4", tt.TK_MAJ, "awful"]  # repetition whatever the case
 
 
 def test_special_tokens_kept_whole_and_slash_hash_split() -> None:
@@ -211,3 +213,19 @@ def test_folder_and_file_sources(tmp_path: Path) -> None:
     docs = FileSource(big)()
     assert [d.text for d in docs] == ["First para\nstill first.", "Second para.", "Third.\n"]
     assert docs[1].where == "corpus.txt line 4"
+
+
+def test_builtin_pydoc_corpus_and_run_presets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from labcon.data.text_datasets import ensure_pydoc
+    from labcon.session.target import resolve_target
+
+    monkeypatch.setenv("LABCON_DATA", str(tmp_path))
+    folder = ensure_pydoc()
+    assert folder == tmp_path / "pydoc" and ensure_pydoc() == folder  # written once
+    items = CsvSource(folder / "texts.csv", "text", "label", "is_valid")()
+    assert len(items) > 500 and {it.label for it in items} == {"module", "class", "function"}
+    assert 0.15 < sum(bool(it.is_valid) for it in items) / len(items) < 0.25
+    for preset, kind in (("pydoc", "text_lm"), ("pydoc_cls", "text_cls")):
+        cfg = resolve_target(preset, tmp_path / "sessions").config
+        assert cfg is not None
+        assert cfg.data.raw["kind"] == kind and cfg.model.arch == "awd_lstm"

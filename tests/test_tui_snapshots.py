@@ -1,6 +1,9 @@
-"""Snapshot tests of every pane at 100x30 on the FakeSession (fixed data, no clocks)."""
+"""Snapshot tests of every pane at 100x30 on the FakeSession (fixed data, no clocks; journal rows are real rows
+written through the Journal, at fixed times shown in UTC)."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 from fakes import FakeSession
@@ -21,7 +24,22 @@ def _show(key: str):
     return run_before
 
 
+@pytest.fixture
+def utc(monkeypatch: pytest.MonkeyPatch):
+    """Journal times drawn the same in every time zone."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
 @pytest.mark.parametrize("pane", list(PANE_KEYS))
-def test_pane_snapshot(pane: str, snap_compare):
-    app = build_app(FakeSession(), images="halfcell")
-    assert snap_compare(app, terminal_size=(100, 30), run_before=_show(PANE_KEYS[pane]))
+def test_pane_snapshot(pane: str, snap_compare, utc):
+    fake = FakeSession()
+    try:
+        assert snap_compare(
+            build_app(fake, images="halfcell"), terminal_size=(100, 30), run_before=_show(PANE_KEYS[pane])
+        )
+    finally:
+        fake.close()

@@ -1,4 +1,5 @@
-"""`labcon bench matmul | backprop`: the course's foundations, timed in the terminal (table and bar chart)."""
+"""`labcon bench matmul | backprop`: the course's foundations, timed in the terminal (table and bar chart);
+`labcon profile CONFIG`: where a training step's time goes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,18 @@ import sys
 from typing import Any
 
 from labcon.errors import LabconError
+
+# On a small shared machine torch's threads can wait on each other for longer than a small product takes.
+THREADS_HELP = "torch CPU threads (default: torch's choice; 1 gives steadier times on a busy machine)"
+
+
+def _threads(n: int) -> None:
+    if n < 0:
+        raise LabconError(f"--threads must be 0 (torch's choice) or more, got {n}")
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
 
 
 def register(subparsers: Any) -> None:
@@ -29,9 +42,9 @@ def register(subparsers: Any) -> None:
         "--size",
         type=int,
         nargs="+",
-        default=[64],
+        default=[32],
         metavar="N",
-        help="N (N x N by N x N) or M K N (M x K by K x N); default 64",
+        help="N (N x N by N x N) or M K N (M x K by K x N); default 32 (every variant runs)",
     )
     q.add_argument(
         "--max-seconds",
@@ -40,6 +53,7 @@ def register(subparsers: Any) -> None:
         help="skip a variant whose estimated time is above this (default 5)",
     )
     q.add_argument("--no-gpu", action="store_true", help="leave the GPU out even when there is one")
+    q.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
     q.add_argument("--no-chart", action="store_true", help="the table only")
     q.set_defaults(func=cmd_matmul)
     q = sub.add_parser(
@@ -56,8 +70,22 @@ def register(subparsers: Any) -> None:
         default=[64, 50, 10],
         help="layer sizes, input first (default 64 50 10)",
     )
+    q.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
     q.add_argument("--no-chart", action="store_true", help="the table only")
     q.set_defaults(func=cmd_backprop)
+
+    p = subparsers.add_parser(
+        "profile", help="time N training steps part by part: data, forward, loss, backward, step, callbacks"
+    )
+    p.add_argument(
+        "target",
+        nargs="?",
+        help="CONFIG.toml, a preset, a data folder or a saved session; default: built-in shapes",
+    )
+    p.add_argument("--steps", type=int, default=20, help="steps to time, after one warm-up step (default 20)")
+    p.add_argument("--session", help="session name (default: the config's name)")
+    p.add_argument("--no-chart", action="store_true", help="the table only")
+    p.set_defaults(func=cmd_profile)
 
 
 def _fmt_s(s: float | None) -> str:
@@ -87,6 +115,7 @@ def cmd_matmul(args: argparse.Namespace) -> int:
     """Print the matmul ladder: time per product, speed-up, error vs a float64 reference."""
     from labcon.foundations.matmul import bench_matmul
 
+    _threads(args.threads)
     if len(args.size) not in (1, 3):
         raise LabconError(f"--size takes N or M K N, got {len(args.size)} numbers")
     m, k, n = args.size * 3 if len(args.size) == 1 else args.size
@@ -110,6 +139,7 @@ def cmd_backprop(args: argparse.Namespace) -> int:
     """Print hand-written vs autograd gradients (largest difference) and times, for MSE and cross-entropy."""
     from labcon.foundations.backprop import bench_backprop
 
+    _threads(args.threads)
     if args.n < 1 or len(args.sizes) < 2 or min(args.sizes) < 1:
         raise LabconError(
             "--n must be positive and --sizes needs at least two positive sizes (input ... output)"
@@ -132,3 +162,42 @@ def cmd_backprop(args: argparse.Namespace) -> int:
         values = [1e3 * v for r in rows for v in (r.manual_s, r.autograd_s)]
         print(bar_chart(labels, values, "ms per forward+backward"))
     return 0 if worst < 1e-9 else 1
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """Profile a config's training step in a session (journaled as an event), print the table and a chart."""
+    from labcon.session.messages import Log
+    from labcon.session.session import Session
+    from labcon.session.target import resolve_target
+
+    if args.steps < 1:
+        raise LabconError(f"--steps must be at least 1, got {args.steps}")
+    t = resolve_target(args.target, args.sessions_dir)
+    if t.config is None:  # a saved session: profile it as it stands
+        session = Session.resume(args.session or t.name, args.sessions_dir)
+    else:
+        config = t.config.replace(name=args.session) if args.session else t.config
+        session = Session.from_config(config, args.sessions_dir)
+    sub = session.subscribe()
+    try:
+        reply = session.submit(f"profile {args.steps}")
+        if not reply.ok:
+            raise LabconError(reply.text)
+        session.wait()
+        errors = []
+        while (msg := sub.get(timeout=0)) is not None:
+            if isinstance(msg, Log) and msg.level == "error":
+                errors.append(msg.text)
+        rep = session.last_profile
+        if rep is None:
+            raise LabconError(errors[-1] if errors else "the profile produced no result")
+    finally:
+        sub.close()
+        session.close()
+    print(rep.table())
+    if not args.no_chart:
+        # One bar for all callbacks together: the table has them one by one.
+        cbs = sum(sec for name, sec in rep.rows if name.startswith("cb "))
+        rows = [(name, sec) for name, sec in rep.rows if not name.startswith("cb ")] + [("callbacks", cbs)]
+        print(bar_chart([n for n, _ in rows], [1e3 * sec for _, sec in rows], "ms per step"))
+    return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -40,11 +39,16 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "repl",
         help="the line console (prompt, history, tab completion) on a session or config",
-        description="Open a session (CONFIG.toml or a saved session's name) in the line console. "
+        description="Open a session (a CONFIG.toml, a dataset preset, a saved session's name or a data folder) "
+        "in the line console. "
         "A session already running headless is attached to instead.",
     )
     p.add_argument(
-        "target", nargs="?", default=None, metavar="SESSION|CONFIG", help="session name or config file"
+        "target",
+        nargs="?",
+        default=None,
+        metavar="TARGET",
+        help="config file, preset, saved session or data folder",
     )
     p.add_argument("--no-serve", action="store_true", help="do not listen on the session's control socket")
     p.set_defaults(func=repl)
@@ -67,13 +71,12 @@ def send_command(args: argparse.Namespace) -> int:
     ) as c:
         reply = c.submit(text)
     if args.json:
-        print(json.dumps({k: reply.get(k) for k in ("ok", "text", "data")}))
+        print(json.dumps(reply.to_dict()))
     else:
-        out = sys.stdout if reply.get("ok") else sys.stderr
         from labcon.progress import visible
 
-        print(visible(str(reply.get("text", ""))), file=out)
-    return 0 if reply.get("ok") else 1
+        print(visible(reply.text), file=sys.stdout if reply.ok else sys.stderr)
+    return 0 if reply.ok else 1
 
 
 def _run_front_end(session: Any, history: Path, want_repl: bool) -> None:
@@ -83,15 +86,12 @@ def _run_front_end(session: Any, history: Path, want_repl: bool) -> None:
     problem = None if want_repl else terminal_problem()
     if problem:
         print(f"labcon: {problem}; using the line console", file=sys.stderr)
-    if not want_repl and not problem:
-        try:
-            app = importlib.import_module("labcon.tui.app")
-        except ImportError as e:
-            print(f"labcon: the console is not available ({e}); using the line console", file=sys.stderr)
-        else:
-            app.run_console(session)
-            return
-    run_repl(session, history)
+    if want_repl or problem:
+        run_repl(session, history)
+        return
+    from labcon.tui.app import run_console
+
+    run_console(session)
 
 
 def attach(args: argparse.Namespace) -> int:
@@ -111,21 +111,16 @@ def repl(args: argparse.Namespace) -> int:
     """The line console on a local session (serving its control socket), or attached to a live one."""
     from labcon.remote.server import ControlServer, server_is_live
     from labcon.repl import run_repl
+    from labcon.session.session import Session
+    from labcon.session.target import resolve_target
 
     sessions_dir = getattr(args, "sessions_dir", None)
     target = args.target
-    if target is not None and not str(target).endswith(".toml") and not Path(target).is_file():
-        path = _socket_for(sessions_dir, target)
-        if server_is_live(path):
-            print(f"labcon: session '{target}' is running elsewhere; attaching", file=sys.stderr)
-            args.name, args.repl = target, True
-            return attach(args)
-    try:
-        from labcon.session.session import Session
-    except ImportError as e:
-        raise LabconError(
-            f"the session layer is not available ({e}); `labcon repl` needs labcon.session.session"
-        ) from e
+    name = resolve_target(target, sessions_dir).name
+    if server_is_live(_socket_for(sessions_dir, name)):
+        print(f"labcon: session '{name}' is running elsewhere; attaching", file=sys.stderr)
+        args.name, args.repl = name, True
+        return attach(args)
     session = Session.open_or_create(target, sessions_dir=sessions_dir)
     server = None
     try:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from labcon.errors import LabconError
+from labcon.fmt import fmt_duration, fmt_num
 from labcon.session.journal import Journal
 from labcon.session.paths import journal_path
 
@@ -256,20 +257,14 @@ def _pos(e: dict[str, Any]) -> str:
 
 
 def _duration(s: float | None) -> str:
-    if s is None:
-        return "-"
-    s = int(round(s))
-    if s >= 3600:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+    return "-" if s is None else fmt_duration(s)
 
 
 def _num(v: Any, sign: bool = False) -> str:
     if v is None:
         return "-"
-    if isinstance(v, float):
-        return f"{v:+.4g}" if sign else f"{v:.4g}"
-    return str(v)
+    text = fmt_num(v)
+    return f"+{text}" if sign and isinstance(v, int | float) and v > 0 else text
 
 
 def _metrics(m: dict[str, Any]) -> str:

@@ -10,7 +10,6 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any, TextIO
 
 from labcon.core.hypers import parse_cli_hyper
@@ -29,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "target",
         nargs="?",
-        help="CONFIG.toml or a dataset preset (shapes, mnist_tiny, imagenette); default: built-in shapes",
+        help="CONFIG.toml, a dataset preset (shapes, mnist_tiny, imagenette, imagewoof; text: pydoc, pydoc_cls), a saved session or a "
+        "data folder; default: built-in shapes",
     )
     p.add_argument("--session", help="session name (default: the config's name, or 'default')")
     p.add_argument("--epochs", type=parse_cli_hyper("epochs"), help="override [train] epochs (>= 1)")
@@ -69,7 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "It ends on a `shutdown` request (the console's quit), on Ctrl-C / SIGTERM (a live fit is stopped with a "
         "checkpoint), or when no fit is running and no console has been attached for --idle-exit seconds.",
     )
-    p.add_argument("target", nargs="?", metavar="CONFIG|SESSION", help="config file or session name")
+    p.add_argument(
+        "target", nargs="?", metavar="TARGET", help="config file, preset, saved session or data folder"
+    )
     p.add_argument(
         "--idle-exit",
         type=float,
@@ -127,6 +129,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a branch's total length in epochs (default: the original's); more than --until",
     )
     p.add_argument("--session", help="name of the new session (default: <session>-replay<RUN>)")
+    p.add_argument("--no-socket", action="store_true", help="do not serve sessions/<name>/control.sock")
     p.add_argument("--every", type=float, default=10.0, help="seconds between progress lines (default 10)")
     p.add_argument("--json", action="store_true", help="print the deviation report as JSON")
     p.add_argument(
@@ -136,25 +139,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "if they still have the journaled hash",
     )
     p.set_defaults(func=cmd_replay)
-
-
-def resolve_config(target: str | None, name: str | None) -> Any:
-    """A Config from a TOML path, a preset name, or nothing (the built-in dataset)."""
-    from labcon.data.datasets import PRESETS
-    from labcon.session.config import load_config, parse_config
-
-    if target is None:
-        config = parse_config("", source="<built-in defaults>").replace(name="default")
-    elif target in PRESETS:
-        config = parse_config(
-            f'name = "{target}"\n[data]\npreset = "{target}"\n', source=f"<preset {target}>"
-        )
-    else:
-        path = Path(target)
-        if not path.is_file():
-            raise LabconError(f"{target!r} is neither a config file nor a preset ({', '.join(PRESETS)})")
-        config = load_config(path)
-    return config.replace(name=name) if name else config
 
 
 class HeadlessPrinter:
@@ -168,8 +152,8 @@ class HeadlessPrinter:
         self._thread.start()
 
     def _loop(self) -> None:
-        from labcon.progress import format_row
         from labcon.session import messages as M
+        from labcon.session.describe import describe, describe_progress
 
         losses_seen = False
         while not self._stop.is_set():
@@ -178,33 +162,20 @@ class HeadlessPrinter:
                 continue
             if isinstance(m, M.BatchStats) and m.losses:
                 losses_seen = True
-            if isinstance(m, M.Progress):
+            if isinstance(m, M.Progress):  # one line every `every` seconds
                 now = time.monotonic()
-                if now - self._last >= self.every and m.phase == "train":
-                    self._last = now
-                    # The recorder copies losses to the host in batches: until the first copy there is no loss
-                    # to show (a nan there would read as a diverged run).
-                    loss = f"loss {m.smooth_loss:.4f} " if losses_seen or math.isfinite(m.smooth_loss) else ""
-                    self._line(
-                        f"epoch {m.epoch} batch {m.iter}/{m.n_iter} {loss}"
-                        f"lr {m.lrs[-1]:.2e} eta {m.eta_epoch:.0f}s (fit {m.eta_fit:.0f}s)"
-                    )
-            elif isinstance(m, M.EpochEnded):
-                self._line(format_row(m.row))
-            elif isinstance(m, M.FitStarted):
-                self._line(
-                    f"run {m.run_id}: fit {m.n_epochs} epoch(s) from epoch {m.epoch_start}, {m.n_train} batches each"
-                )
-            elif isinstance(m, M.FitEnded):
-                self._line(f"fit {m.status}" + (f": {m.reason}" if m.reason else ""))
-            elif isinstance(m, (M.CommandApplied,)):
-                self._line(f"applied '{m.text}' at epoch {m.epoch}, iteration {m.iter}: {m.reply}")
-            elif isinstance(m, M.CommandFailed):
-                self._line(f"command '{m.text}' failed: {m.error}")
-            elif isinstance(m, M.Log):
-                self._line(f"{m.level}: {m.text}")
-            elif isinstance(m, M.StateChanged) and m.state == "paused":
-                self._line(f"paused{': ' + m.reason if m.reason else ''} (send 'resume' to continue)")
+                if now - self._last < self.every or m.phase != "train":
+                    continue
+                self._last = now
+                # The recorder copies losses to the host in batches: until the first copy there is no loss to
+                # show (a nan there would read as a diverged run).
+                self._line(describe_progress(m, show_loss=losses_seen or math.isfinite(m.smooth_loss)))
+                continue
+            if isinstance(m, M.StateChanged) and m.state != "paused":
+                continue  # the rest follow from the fit's own lines
+            text = describe(m)
+            if text is not None:
+                self._line(text + (" (send 'resume' to continue)" if isinstance(m, M.StateChanged) else ""))
 
     def _line(self, text: str) -> None:
         from labcon.progress import visible
@@ -333,16 +304,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         init_distributed()
         device = local_device(env)
     from labcon.session.session import Session
+    from labcon.session.target import resolve_target
 
-    config = resolve_config(args.target, args.session)
-    session = Session.from_config(
-        config,
-        args.sessions_dir,
-        rank=env.rank,
-        world_size=env.world_size,
-        device=device,
-        trust_code=args.trust_code,
-    )
+    t = resolve_target(args.target, args.sessions_dir)
+    kw: dict[str, Any] = {
+        "rank": env.rank,
+        "world_size": env.world_size,
+        "device": device,
+        "trust_code": args.trust_code,
+    }
+    if t.config is None:  # a saved session: train it more
+        session = Session.resume(args.session or t.name, args.sessions_dir, **kw)
+    else:
+        config = t.config.replace(name=args.session) if args.session else t.config
+        session = Session.from_config(config, args.sessions_dir, **kw)
     try:
         return serve_headless(
             session, not args.no_socket, args.every, lambda: session.start_fit(args.epochs, args.lr)
@@ -406,7 +381,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         trust_code=args.trust_code,
     )
     code = serve_headless(
-        session, False, args.every, lambda: print(f"replaying run {plan.run_id} as session {session.name}")
+        session,
+        not args.no_socket,
+        args.every,
+        lambda: print(f"replaying run {plan.run_id} as session {session.name}"),
     )
     rep = report(session, plan.run_id, args.until)  # the session is closed; its history is still in memory
     if args.json:

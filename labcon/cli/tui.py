@@ -15,12 +15,17 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "open",
         help="open the lab console on a session (default: the built-in dataset's default session)",
-        description="Open the lab console. TARGET is a session CONFIG.toml or the name of a saved session. "
+        description="Open the lab console. TARGET is a CONFIG.toml, a dataset preset (shapes, mnist_tiny, "
+        "imagenette, imagewoof), the name of a saved session or a data folder. "
         "The session trains in its own process (`labcon serve`) and the console attaches to it; a session "
         "that is already live is attached to.",
     )
     p.add_argument(
-        "target", nargs="?", default=None, metavar="CONFIG|SESSION", help="config file or session name"
+        "target",
+        nargs="?",
+        default=None,
+        metavar="TARGET",
+        help="config file, preset, saved session or data folder",
     )
     p.add_argument(
         "--in-process",

@@ -138,6 +138,9 @@ class CommandHost(Protocol):
         """The data's stage-by-stage report."""
         ...
 
+    def replay(self, run: str) -> Answer:
+        """Start a replay of a journaled run (its own session process); where to find it."""
+
     def interrupted_fit(self) -> tuple[list[dict[str, Any]], float] | None:
         """The schedule changes list and position of a stopped fit that can continue, or None."""
         ...

@@ -9,13 +9,14 @@ from typing import Any, ClassVar
 from labcon.commands.base import Answer, Args, Command, CommandHost, command, suggest
 from labcon.commands.lex import fmt_path, unquote
 from labcon.errors import CommandError
+from labcon.fmt import fmt_value
 
 _LABEL_OK = frozenset("-_.")
 
 
 def format_status(st: dict[str, Any]) -> str:
     """A session status as a few readable lines."""
-    hy = "  ".join(f"{k}={','.join(f'{v:.3g}' for v in vals)}" for k, vals in st["hypers"].items())
+    hy = "  ".join(f"{k}={','.join(fmt_value(v) for v in vals)}" for k, vals in st["hypers"].items())
     lines = [
         f"session {st['name']}: {st['state']}  epoch {st['epoch']}  batch {st['iter']}/{st['n_iter']}  "
         f"iteration {st['train_iter']}  run {st['run_id']}",
@@ -150,9 +151,11 @@ class Replay(Command):
     """Re-run a past run from the journal with its commands at the same (epoch, iteration)."""
 
     name: ClassVar[str] = "replay"
-    when: ClassVar[str] = "idle"
+    when: ClassVar[str] = "now"  # starts its own session process: this session's state does not matter
     usage: ClassVar[str] = "replay RUN"
-    summary: ClassVar[str] = "re-run a past run with its commands at the same (epoch, iteration)"
+    summary: ClassVar[str] = (
+        "re-run a past run (its own session process) with its commands at the same points"
+    )
     example: ClassVar[str] = "replay 12"
     run: str
 
@@ -165,6 +168,9 @@ class Replay(Command):
         run = a.one("a run id (see journal)")
         a.allow(())
         return cls(run)
+
+    def apply(self, host: CommandHost) -> Answer:
+        return host.replay(self.run)
 
 
 @command

@@ -1,4 +1,4 @@
-"""Commands that start or steer training: fit, fit_one_cycle, lr_find, pause, resume, stop."""
+"""Commands that start or steer training: fit, fit_one_cycle, lr_find, profile, pause, resume, stop."""
 
 from __future__ import annotations
 
@@ -165,6 +165,32 @@ class LrFind(Command):
         except HyperParamError as e:
             raise CommandError(f"{e} (lr_find sweeps from start_lr up to end_lr)") from None
         return cls(tuple(out))
+
+
+@command
+@dataclass(frozen=True)
+class Profile(Command):
+    """Time n training steps part by part (model, optimizer and counters restored afterwards)."""
+
+    name: ClassVar[str] = "profile"
+    when: ClassVar[str] = "idle"
+    usage: ClassVar[str] = "profile [N]"
+    summary: ClassVar[str] = (
+        "time N training steps (default 20): data, forward, loss, backward, optimizer step and each callback, "
+        "with shares; model and optimizer are restored afterwards"
+    )
+    example: ClassVar[str] = "profile 20"
+    n: int = 20  # not replayed (the default): it puts everything back, so there is nothing to repeat
+
+    @property
+    def text(self) -> str:
+        return f"profile {self.n}"
+
+    @classmethod
+    def parse(cls, a: Args) -> Command:
+        pos = a.positional(0, 1)
+        a.allow(())
+        return cls(whole(pos[0], "number of steps", a.key, lo=1)) if pos else cls()
 
 
 @command

@@ -21,7 +21,7 @@ from labcon.commands.base import (
 from labcon.commands.cmd_hyper import Opt, Sched, Set, ShowSched
 from labcon.commands.cmd_model import NORM_KINDS, CbAdd, CbList, CbRm, Norm, ShowLoop
 from labcon.commands.cmd_session import DataSummary, Help, Note, Replay, Save, SearchJournal, Status
-from labcon.commands.cmd_train import Fit, FitOneCycle, LrFind, Pause, Resume, Stop
+from labcon.commands.cmd_train import Fit, FitOneCycle, LrFind, Pause, Profile, Resume, Stop
 from labcon.commands.cmd_transfer import FineTune, Freeze, Summary, Unfreeze, UnfreezeTo
 from labcon.commands.cmd_watch import HOOK_KINDS, HookAdd, HookRm, ListHooks, SetTelemetry
 from labcon.commands.completion import apply_completion, complete
@@ -54,6 +54,7 @@ __all__ = [
     "HookRm",
     "ListHooks",
     "LrFind",
+    "Profile",
     "Norm",
     "Note",
     "Opt",

@@ -20,6 +20,7 @@ FAMILIES: tuple[str, ...] = (
     "cmd_watch",
     "cmd_transfer",
     "cmd_session",
+    "cmd_text",
 )
 for _family in FAMILIES:
     importlib.import_module(f"labcon.commands.{_family}")

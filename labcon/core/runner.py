@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from labcon.core.events import (
 from labcon.core.hooks import HookRegistry
 from labcon.core.losses import cross_entropy
 from labcon.core.optim import Adam, get_hyper, set_hyper
+from labcon.core.timing import InputMeter
 
 _CONTROL_FLOW = tuple(CANCEL_EXCEPTIONS.values())
 
@@ -73,6 +75,11 @@ class Runner:
         self._epoch_complete = False
         self.skip_batches = 0  # training batches of the next epoch already done (mid-epoch resume)
         self.stop_reason: str | None = None  # why the last fit was cancelled (None: it ran to the end)
+        self.data_time = 0.0  # seconds the last batch took to come out of the loader
+        self.input_meter = InputMeter()  # input-bound vs compute-bound, from the same two clock readings
+        # Maps (event, bound methods) to what the loop calls: the profiler times every callback this way, at
+        # no cost to the loop when unset (the table is rebuilt, not checked per call).
+        self._event_wrapper: Callable[[str, list[Callable[[], Any]]], list[Callable[[], Any]]] | None = None
         self.recorder = Recorder()
         if default_cbs:
             self.add_cbs([TrainEvalCallback(), DeviceCallback(), self.recorder])
@@ -147,7 +154,19 @@ class Runner:
             }
 
         # Batch events pick the table of the running phase; the others are the same in both.
-        self._table_train, self._table_valid = table("train"), table("valid")
+        train, valid = table("train"), table("valid")
+        if self._event_wrapper is not None:
+            train = {e: self._event_wrapper(e, ms) for e, ms in train.items()}
+            valid = {e: self._event_wrapper(e, ms) for e, ms in valid.items()}
+        self._table_train, self._table_valid = train, valid
+
+    def set_event_wrapper(
+        self, wrapper: Callable[[str, list[Callable[[], Any]]], list[Callable[[], Any]]] | None
+    ) -> None:
+        """Route every event's callback list through `wrapper(event, methods)` (None: back to plain calls).
+        Each returned callable needs a `__self__` (the Callback named in errors and in `show_loop`)."""
+        self._event_wrapper = wrapper
+        self._rebuild()
 
     def __call__(self, event: str) -> None:
         table = self._table_train if self.training or event in TRAIN_EVENTS else self._table_valid
@@ -207,10 +226,24 @@ class Runner:
     def _all_batches(self, dl: Iterable[Any]) -> None:
         self.n_iter = len(dl) if hasattr(dl, "__len__") else 0
         skip, self.skip_batches = (self.skip_batches, 0) if self.training else (0, self.skip_batches)
-        for i, batch in enumerate(dl):
-            if i < skip:
-                continue  # resuming mid-epoch: drawn (so later random streams line up) but not trained on
-            self._one_batch(i, batch)
+        meter = self.input_meter if self.training else None
+        now = time.perf_counter
+        it = iter(dl)
+        i = 0
+        while True:
+            t0 = now()
+            try:
+                batch = next(it)
+            except StopIteration:
+                break
+            t1 = now()
+            self.data_time = t1 - t0
+            # Resuming mid-epoch: the first `skip` batches are drawn (so later random streams line up), not trained.
+            if i >= skip:
+                self._one_batch(i, batch)
+                if meter is not None:
+                    meter.add(t1 - t0, now() - t1)
+            i += 1
 
     def _do_train(self) -> None:
         self._all_batches(self.dls.train)

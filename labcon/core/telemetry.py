@@ -123,13 +123,29 @@ class Telemetry(Callback):
             flat = flat_view(x)
             step = -(-flat.numel() // self.max_samples) if self.max_samples else 1
             # An odd step, so the subset does not keep hitting the same position of each feature map.
-            sub = flat[:: step | 1]
-            self._subs.append(sub.float() if sub.dtype != torch.float32 else sub.contiguous())
-            self._pending_idx.append(i)
-            self._n_act[i] += 1
-            self._n_sub[i] += sub.numel()
+            # A strided view, copied with all the other layers' in one kernel right after the forward pass (so
+            # no activation is held beyond it). Only a per-layer list, emptied after each forward, is touched
+            # here: under torch.compile the hook traces into the graph with stable guards (nothing to recompile on).
+            slot.append(flat[:: step | 1])
 
+        slot = self._slots[i]
         return record
+
+    def _collect(self) -> None:
+        """Copy the subsets the hooks took in this forward pass into one float32 tensor (one kernel) and note
+        which layer each part belongs to."""
+        views: list[Tensor] = []
+        for i, got in enumerate(self._slots):
+            if got:
+                for sub in got:
+                    views.append(sub if sub.dtype == torch.float32 else sub.float())
+                    self._pending_idx.append(i)
+                    self._sizes.append(sub.numel())
+                    self._n_act[i] += 1
+                    self._n_sub[i] += sub.numel()
+                got.clear()
+        if views:
+            self._subs.append(torch.cat(views))
 
     def _cached(self, key: tuple[Any, ...], dtype: torch.dtype) -> Tensor:
         # Cached so that the steady state makes no host->device copies.
@@ -148,7 +164,8 @@ class Telemetry(Callback):
         self._gn = torch.zeros(n, device=dev)
         self._upd = torch.full((n,), float("nan"), device=dev)
         self._n_act, self._n_sub, self._n_grad = [0] * n, [0] * n, 0
-        self._subs: list[Tensor] = []
+        self._subs: list[Tensor] = []  # one float32 tensor per sampled forward pass
+        self._sizes: list[int] = []  # elements of each layer's part, in order
         self._pending_idx: list[int] = []
         self._prev: list[Tensor] | None = None
 
@@ -162,6 +179,7 @@ class Telemetry(Callback):
         self._remove_hooks()
         modules = dict(model.named_modules())
         self._modules = [modules.get(p) for p in self.layers]
+        self._slots: list[list[Tensor]] = [[] for _ in self.layers]
         # Registered but detached: attached for sampled batches only, so the others run torch's fast call path.
         self._hooks = [
             reg.add(p, "forward", self._make_hook(i), owner=OWNER, scope="fit", attached=False)
@@ -241,6 +259,7 @@ class Telemetry(Callback):
         # The forward pass is over: off the modules again until the next sampled batch.
         if self._active:
             self._detach_hooks()
+            self._collect()
 
     def _detach_hooks(self) -> None:
         for h in self._hooks:
@@ -276,8 +295,8 @@ class Telemetry(Callback):
         many layers and batches are pending, and no host sync."""
         if not self._pending_idx:
             return
-        idx, sizes = tuple(self._pending_idx), tuple(t.numel() for t in self._subs)
-        x = torch.cat(self._subs)
+        idx, sizes = tuple(self._pending_idx), tuple(self._sizes)
+        x = torch.cat(self._subs) if len(self._subs) > 1 else self._subs[0]
         lengths, index = self._cached(sizes, torch.long), self._cached(idx, torch.long)
         n = self._cached(sizes, torch.float32)
         # unsafe=True: the lengths are ours and valid; the checks would cost two host syncs on a GPU.
@@ -294,7 +313,7 @@ class Telemetry(Callback):
         b = ((x - lo) * (self.n_bins / (hi - lo))).floor_().clamp_(0, self.n_bins - 1)
         b = torch.where(valid, b, 0).long() + self._segments(idx, sizes) * self.n_bins
         self._hist.view(-1).index_add_(0, b, valid.float())
-        self._subs, self._pending_idx = [], []
+        self._subs, self._pending_idx, self._sizes = [], [], []
 
     def _segments(self, idx: tuple[int, ...], sizes: tuple[int, ...]) -> Tensor:
         """Layer index of every element of the concatenated subsets (cached per layout)."""
@@ -311,6 +330,7 @@ class Telemetry(Callback):
         if not self._active:
             return
         self._detach_hooks()  # a batch cancelled before after_pred
+        self._collect()
         if self._reporting:
             self._flush_pending()
             self._report(self.runner.train_iter)

@@ -26,6 +26,7 @@ ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
 DEFAULT_TYPES: tuple[type[nn.Module], ...] = (
     nn.modules.conv._ConvNd,
     nn.Linear,
+    nn.LSTM,  # output (out, (h, c)): first_tensor reads out
     *NORM_TYPES,
     *ACTIVATION_TYPES,
 )

@@ -219,6 +219,10 @@ def block_from_config(table: dict[str, Any], base_dir: Path) -> DataBlock:
 
     if not isinstance(table, dict):
         raise _err("data", "must be a table")
+    if "kind" in table:  # text data has its own keys (labcon.data.text_config)
+        from labcon.data.text_config import text_block_from_config
+
+        return text_block_from_config(table, base_dir)  # type: ignore[return-value]
     for k in table:
         if k not in KEYS:
             raise _err(f"data.{k}", f"unknown key; known keys: {', '.join(KEYS)}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -103,6 +104,11 @@ class EpochSampler(Sampler):
         return iter([(i, seeds[i]) for i in perm[self.rank :: self.world_size]])
 
 
+# What a batch goes through, as seen from the training process (with workers, the first stage is the wait
+# for them). Host clock: on a GPU the transfer and batch transforms are queued, not finished, when timed.
+STAGES: tuple[str, ...] = ("read, decode, item tfms, collate", "transfer", "batch tfms")
+
+
 class ImageLoader:
     """Iterates (x float on device, y int64 on device); `.to(device)`, `set_epoch`, `state_dict`."""
 
@@ -126,6 +132,8 @@ class ImageLoader:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.skipped: list[str] = []
         self._dl: DataLoader | None = None
+        # Host seconds spent in each stage, summed since the loader was made (the profiler reads differences).
+        self.stage_seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
 
     @property
     def epoch(self) -> int:
@@ -199,11 +207,24 @@ class ImageLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         gen = self.sampler.generator(stream=1)
         nb = self.device.type == "cuda"
+        st, now = self.stage_seconds, time.perf_counter
+        raw = self.raw_batches()
         try:
-            for b in self.raw_batches():
+            while True:
+                t0 = now()
+                b = next(raw, None)
+                if b is None:
+                    break
+                t1 = now()
                 x = b["x"].to(self.device, non_blocking=nb)
                 y = b["y"].to(self.device, non_blocking=nb)
-                yield self.batch_tfms(x, self.shuffle, gen), y
+                t2 = now()
+                x = self.batch_tfms(x, self.shuffle, gen)
+                t3 = now()
+                st[STAGES[0]] += t1 - t0
+                st[STAGES[1]] += t2 - t1
+                st[STAGES[2]] += t3 - t2
+                yield x, y
         finally:
             self.sampler.epoch += 1 if self.shuffle else 0
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import random
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,21 @@ def describe(v: Any) -> str:
             f"range [{fmt.format(lo)}, {fmt.format(hi)}]"
         )
     return f"{type(v).__name__} {v!r}"
+
+
+def _ms(seconds: float) -> str:
+    return f"{1e3 * seconds:8.3f} ms"
+
+
+def _timed_trace(steps: list[tuple[str, Any, float]]) -> Callable[[str, Any], None]:
+    """A trace callback that also keeps the time since the previous stage ended (its own time excluded)."""
+    last = [time.perf_counter()]
+
+    def trace(name: str, v: Any) -> None:
+        steps.append((name, v, time.perf_counter() - last[0]))
+        last[0] = time.perf_counter()
+
+    return trace
 
 
 def summary(
@@ -75,21 +92,24 @@ def summary(
         )
     if prep.valid_only:
         out.append(f"   ! labels only in validation (dropped): {', '.join(sorted(prep.valid_only))}")
-    out.append("5. item transforms (training, in run order; workers, uint8):")
-    steps: list[tuple[str, Any]] = []
+    out.append("5. item transforms (training, in run order; workers, uint8; time per item):")
+    steps: list[tuple[str, Any, float]] = []
     pipe = block.item_pipeline()
-    x = pipe(first, random.Random(0), True, trace=lambda name, v: steps.append((name, v)))
-    out += [f"   {name:<38} {describe(v)}" for name, v in steps]
-    xb = x.unsqueeze(0).expand(block.bs, *x.shape)
-    out.append(f"6. collate    (bs={block.bs}) {describe(xb)}")
+    x = pipe(first, random.Random(0), True, trace=_timed_trace(steps))
+    out += [f"   {name:<38} {_ms(dt)}  {describe(v)}" for name, v, dt in steps]
+    t = time.perf_counter()
+    xb = torch.stack([x] * block.bs)
+    per_item = (time.perf_counter() - t) / block.bs
+    out.append(f"6. collate    (bs={block.bs}) {_ms(per_item)} per item  {describe(xb)}")
+    t = time.perf_counter()
     xb = x.unsqueeze(0).to(dev)
-    out.append(f"7. to device  {describe(xb)}")
-    out.append("8. batch transforms (training, on the device):")
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    out.append(f"7. to device  {_ms(time.perf_counter() - t)} per item  {describe(xb)}")
+    out.append("8. batch transforms (training, on the device; time for this one item):")
     steps = []
-    block.batch_pipeline()(
-        xb, True, torch.Generator().manual_seed(0), trace=lambda n, v: steps.append((n, v))
-    )
-    out += [f"   {name:<38} {describe(v)}" for name, v in steps]
+    block.batch_pipeline()(xb, True, torch.Generator().manual_seed(0), trace=_timed_trace(steps))
+    out += [f"   {name:<38} {_ms(dt)}  {describe(v)}" for name, v, dt in steps]
     return "\n".join(out)
 
 

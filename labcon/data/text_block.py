@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
 
 from labcon.data.processors import Category
 from labcon.data.text_loaders import ClsLoader, LMLoader, TextDataLoaders
@@ -203,7 +204,33 @@ class TextBlock:
             out.append(f"   tokens   {_clip(' '.join(repr(t) if t.isspace() else t for t in toks), width)}")
             out.append(f"   ids      {_clip(' '.join(map(str, ids[:40].tolist())), width)}")
             out.append(f"   decoded  {_clip(prep.vocab.textify(ids[:60]), width)}")
+        out.append(
+            f"-- a training batch (first rows; pad = xxpad count, {'pad-first' if self.kind == 'text_cls' else 'no padding'}):"
+        )
+        out += [f"   {row}" for row in self.batch_rows(6, width=width)]
         return "\n".join(out)
+
+    def batch_rows(self, n: int = 8, valid: bool = False, width: int = 120) -> list[str]:
+        """The first rows of a batch decoded back to tokens (padding shown as a count), with labels."""
+        dls = self.dataloaders()
+        x, y = dls.one_batch(valid)
+        vocab, rows = dls.vocab, []
+        for k in range(min(n, x.shape[0])):
+            ids = x[k].tolist()
+            n_pad = len(ids) - len([i for i in ids if i != vocab.pad])
+            label = dls.classes[int(y[k])] if self.kind == "text_cls" else "next: " + vocab.itos[int(y[k][0])]
+            body = vocab.textify(i for i in ids if i != vocab.pad)
+            rows.append(_clip(f"[{label}] len {len(ids) - n_pad} pad {n_pad} | {body}", width))
+        return rows
+
+    def show_batch(self, n: int = 8, augment: bool = True, path: Any = None) -> Image.Image:
+        """An image of decoded batch rows (training batch; validation when augment is False)."""
+        rows = self.batch_rows(n, valid=not augment)
+        img = Image.new("RGB", (8 * 122, 16 * len(rows) + 8), (255, 255, 255))
+        draw = ImageDraw.Draw(img)
+        for k, row in enumerate(rows):
+            draw.text((4, 4 + 16 * k), row, fill=(0, 0, 0))
+        return img
 
     def __repr__(self) -> str:
         return f"TextBlock({self.kind!r}, {self.source!r}, bs={self.bs})"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import importlib.metadata
 import inspect
 import multiprocessing
 import os
@@ -29,7 +30,7 @@ CHUNK = 500  # documents per task sent to a worker
 
 _RE_SPACES = re.compile(r" {2,}")
 _RE_REP = re.compile(r"(\S)(\1{3,})")
-_RE_WREP = re.compile(r"\b(\w+)((?:\s+\1\b){3,})")
+_RE_WREP = re.compile(r"\b(\w+)((?:\s+\1\b){3,})", re.IGNORECASE)
 _RE_SPEC = re.compile(r"([/#\\])")
 _RE_BR = re.compile(r"<\s*br\s*/?>", re.IGNORECASE)
 _RE_CTRL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -118,14 +119,24 @@ POST_RULES: tuple[Callable[[list[str]], list[str]], ...] = (replace_all_caps, de
 
 
 def rules_fingerprint() -> str:
-    """A hash of the rules' source: any change to a rule invalidates cached tokens."""
+    """A hash of the rules' source and patterns and spaCy's version: any change invalidates cached tokens."""
     h = hashlib.sha256()
-    for f in (*PRE_RULES, *POST_RULES, _tokenize_chunk):
+    for f in (*PRE_RULES, *POST_RULES, _tokenize_chunk, _nlp):
         try:
             h.update(inspect.getsource(f).encode())
         except (OSError, TypeError):  # no source (a builtin, a frozen app): its name stands in
             h.update(f"{getattr(f, '__module__', '')}.{getattr(f, '__qualname__', repr(f))}".encode())
     h.update("|".join(SPECIAL_TOKENS).encode())
+    h.update(importlib.metadata.version("spacy").encode())  # its tokenizer rules change between releases
+    for rx in (
+        _RE_SPACES,
+        _RE_REP,
+        _RE_WREP,
+        _RE_SPEC,
+        _RE_BR,
+        _RE_CTRL,
+    ):  # the rules' patterns live outside them
+        h.update(f"{rx.pattern}/{rx.flags}".encode())
     return h.hexdigest()[:16]
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from labcon.errors import LabconError
+from labcon.nn.awd_lstm import classifier_splitter, lm_splitter
 from labcon.nn.layers import Flatten
 from labcon.nn.norms import NORM_TYPES
 
@@ -138,6 +139,8 @@ SPLITTERS: dict[str, Splitter] = {
     "xresnet18": xresnet_splitter,
     "xresnet34": xresnet_splitter,
     "xresnet50": xresnet_splitter,
+    "awd_lstm_lm": lm_splitter,
+    "awd_lstm_classifier": classifier_splitter,
 }
 
 

@@ -9,14 +9,16 @@ import os
 import queue
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from labcon.errors import LabconError
 from labcon.remote.server import MAX_LINE, check_socket_path
-from labcon.remote.wire import RemoteReply, RemoteTelemetrySnapshot, image_from_b64
-from labcon.session.messages import Message, message_from_dict
+from labcon.remote.wire import RemoteTelemetrySnapshot, image_from_b64
+from labcon.session.api import JournalView, Reply, SnapshotContext
+from labcon.session.messages import LIVE_STATES, Message, message_from_dict
 
 _CLOSED = object()
 # Reports of per-layer history sent with each telemetry read (the console's sparklines show 12).
@@ -112,9 +114,10 @@ class ControlClient:
             raise LabconError(f"the session closed the connection before answering '{op}'")
         return reply
 
-    def submit(self, text: str) -> dict[str, Any]:
-        """Submit a command line; the reply dict has ok, text, data."""
-        return self.request("submit", text=text)
+    def submit(self, text: str) -> Reply:
+        """Submit a command line; the session's Reply."""
+        r = self.request("submit", text=text)
+        return Reply(bool(r.get("ok")), str(r.get("text", "")), r.get("data"))
 
     def subscribe(self) -> None:
         """Ask the server to push every session message to this connection."""
@@ -190,11 +193,11 @@ class RemoteSubscription:
         self._client.close()
 
 
-def _local_journal(home: Path) -> Any:
+def _local_journal(home: Path) -> JournalView | None:
     """The sessions directory's journal, read directly (SQLite WAL lets a reader in beside the running writer).
 
     The socket lives in sessions/<name>/, so the console on the same machine reads journal.db next to it, as
-    `labcon journal` does; None when there is no journal there or it cannot be opened (the pane says so).
+    `labcon journal` does; None while there is no journal there or it cannot be opened (the pane says so).
     """
     from labcon.session.journal import Journal, JournalError
     from labcon.session.paths import JOURNAL_FILE
@@ -214,15 +217,23 @@ class RemoteSession:
         self.path = Path(path)
         self._client = ControlClient(self.path, timeout=timeout)
         self._subs: list[RemoteSubscription] = []
-        self._journal = _local_journal(self.path.parent.parent)
-        self.remote = True
+        self._journal: JournalView | None = None
+        self._closed = False
+
+    remote = True  # the run lives in the serving process
 
     @property
-    def journal(self) -> Any:
-        """The sessions directory's journal, opened once it exists (a fresh directory has none until a run)."""
-        if self._journal is None and not self._client.closed:
+    def journal(self) -> JournalView | None:
+        """The local journal beside the session folder, opened once it exists (a fresh directory has none at
+        first: the first fit creates it)."""
+        if self._journal is None and not self._closed:
             self._journal = _local_journal(self.path.parent.parent)
         return self._journal
+
+    @property
+    def folder(self) -> Path:
+        """The session's folder: the one its socket lives in."""
+        return self.path.parent
 
     @property
     def name(self) -> str:
@@ -235,10 +246,9 @@ class RemoteSession:
             raise LabconError(str(r.get("text")))
         return r.get("data")
 
-    def submit(self, text: str) -> RemoteReply:
+    def submit(self, text: str) -> Reply:
         """Submit a command line; returns the session's Reply (ok, text, data)."""
-        r = self._client.submit(text)
-        return RemoteReply(bool(r.get("ok")), str(r.get("text", "")), r.get("data"))
+        return self._client.submit(text)
 
     def subscribe(self) -> RemoteSubscription:
         """A new subscription to the session's messages (its own connection)."""
@@ -262,9 +272,13 @@ class RemoteSession:
         """Installed hooks."""
         return self._data("hooks")
 
+    def module_paths(self) -> list[str]:
+        """Every module path of the model."""
+        return list(self._data("module_paths"))
+
     def data_summary(self) -> str:
         """Description of the session's data."""
-        return str(self._client.request("data_summary").get("text", ""))
+        return str(self._data("data_summary"))
 
     def sample_batch_image(self, augment: bool = True) -> Any:
         """A grid image (PIL) of training samples, drawn by the session and sent as PNG."""
@@ -285,6 +299,19 @@ class RemoteSession:
 
         return RemoteTelemetrySnapshot(d, fetch)
 
+    def context(self) -> SnapshotContext:
+        """Validation and completion context read from the session's snapshots."""
+        return SnapshotContext(self)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Poll the session's status until no fit is live; False on timeout."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while self.status().get("state") in LIVE_STATES:
+            if end is not None and time.monotonic() >= end:
+                return False
+            time.sleep(0.1)
+        return True
+
     def detach(self) -> None:
         """Disconnect this front end; training carries on in the headless session."""
         self.close()
@@ -295,6 +322,7 @@ class RemoteSession:
             s.close()
         self._subs.clear()
         self._client.close()
+        self._closed = True
         if self._journal is not None:
-            self._journal.close()
+            self._journal.close()  # type: ignore[attr-defined]
             self._journal = None

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import re
 import select
 import socket
@@ -24,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from labcon.errors import LabconError
-from labcon.remote.wire import image_to_b64, jsonable, reply_fields, snapshot_to_dict
+from labcon.remote.wire import image_to_b64, jsonable, snapshot_to_dict
+from labcon.session.api import POLL_S, SessionAPI, Subscription
+from labcon.session.messages import Message
 
 MAX_LINE = 64 * 1024
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes including the terminating NUL
@@ -44,6 +45,7 @@ OPS: tuple[str, ...] = (
     "history",
     "batch_history",
     "hooks",
+    "module_paths",
     "data_summary",
     "sample_batch",
     "telemetry",
@@ -235,11 +237,11 @@ def _ok(rid: Any, text: str = "", data: Any = None) -> dict[str, Any]:
 
 
 class ControlServer:
-    """Serves a Session-like `handler` (submit, status, history, ...) on a Unix socket; see module doc."""
+    """Serves a session (labcon.session.api.SessionAPI) on a Unix socket; see module doc."""
 
     def __init__(
         self,
-        handler: Any,
+        handler: SessionAPI,
         path: str | os.PathLike[str],
         *,
         follow: bool = True,
@@ -259,7 +261,7 @@ class ControlServer:
         self._sock: socket.socket | None = None
         self._inode: int | None = None
         self._threads: list[threading.Thread] = []
-        self._sub: Any = None
+        self._sub: Subscription | None = None
 
     # ----- lifecycle ------------------------------------------------------------------------------
     def start(self) -> ControlServer:
@@ -284,7 +286,7 @@ class ControlServer:
         sock.settimeout(0.2)
         self._sock, self._inode = sock, self.path.stat().st_ino
         self._spawn(self._accept_loop, "labcon-ctl-accept")
-        if self.follow and callable(getattr(self.handler, "subscribe", None)):
+        if self.follow:
             self._sub = self.handler.subscribe()
             self._spawn(self._follow_loop, "labcon-ctl-follow")
         return self
@@ -300,8 +302,7 @@ class ControlServer:
         for t in self._threads:
             t.join(timeout=2.0)
         if self._sub is not None:
-            with contextlib.suppress(Exception):
-                self._sub.close()
+            self._sub.close()
         with self._lock:
             clients = list(self._clients)
         for c in clients:
@@ -347,11 +348,9 @@ class ControlServer:
                 threading.Timer(0.5, client.close).start()
 
     def _follow_loop(self) -> None:
+        assert self._sub is not None
         while not self._stop.is_set():
-            try:
-                msg = self._sub.get(timeout=0.2)
-            except queue.Empty:
-                continue
+            msg = self._sub.get(timeout=POLL_S)
             if msg is not None:
                 self.publish(msg)
 
@@ -361,9 +360,9 @@ class ControlServer:
                 self._clients.remove(client)
 
     # ----- messages -------------------------------------------------------------------------------
-    def publish(self, message: Any) -> None:
+    def publish(self, message: Message) -> None:
         """Send a session message to every subscriber (never blocks on a slow client)."""
-        d = message.to_dict() if hasattr(message, "to_dict") else dict(message)
+        d = message.to_dict()
         line = json.dumps(d, default=jsonable).encode() + b"\n"
         is_progress = d.get("type") == "Progress"
         with self._lock:
@@ -387,8 +386,7 @@ class ControlServer:
             text = req.get("text")
             if not isinstance(text, str):
                 return _error(rid, 'submit needs "text": the command line, e.g. "set lr=1e-3"')
-            ok, reply_text, data = reply_fields(h.submit(text))
-            return {"id": rid, "type": "reply", "ok": ok, "text": reply_text, "data": data}
+            return {"id": rid, "type": "reply", **h.submit(text).to_dict()}
         if op == "status":
             return _ok(rid, data=h.status())
         if op == "history":
@@ -397,16 +395,16 @@ class ControlServer:
             return _ok(rid, data=h.batch_history())
         if op == "hooks":
             return _ok(rid, data=h.hooks_table())
+        if op == "module_paths":
+            return _ok(rid, data=h.module_paths())
         if op == "data_summary":
-            return _ok(rid, text=str(h.data_summary()))
+            return _ok(rid, data=h.data_summary())
         if op == "sample_batch":
-            getter = getattr(h, "sample_batch_image", None)
-            if not callable(getter):
-                return _error(rid, "this session has no sample images")
-            return _ok(rid, data={"png": image_to_b64(getter(augment=bool(req.get("augment", True))))})
+            return _ok(
+                rid, data={"png": image_to_b64(h.sample_batch_image(augment=bool(req.get("augment", True))))}
+            )
         # telemetry
-        fn = getattr(h, "telemetry_snapshot", None)
-        snap = fn() if callable(fn) else None
+        snap = h.telemetry_snapshot()
         if snap is None:
             return _ok(rid, "no telemetry", None)
         layers, tail = req.get("layers"), req.get("tail")

@@ -19,7 +19,6 @@ from pathlib import Path
 from labcon.errors import LabconError
 from labcon.remote.client import ControlClient
 from labcon.remote.server import control_socket_path, server_is_live
-from labcon.session.paths import config_file
 
 # How long a new session process may take to import torch, build its data and start serving.
 START_TIMEOUT_S = 180.0
@@ -30,22 +29,11 @@ LOG_TAIL_LINES = 15
 
 
 def session_name_for(target: str | None, home: Path) -> str:
-    """The name of the session `labcon open TARGET` opens (a config's `name`, or a saved session's).
+    """The name of the session `labcon open TARGET` opens, checked here before a child process imports torch, so
+    a typo fails at once."""
+    from labcon.session.target import resolve_target
 
-    Checked here, before a child process imports torch, so a typo fails at once (as Session.open_or_create would).
-    """
-    from labcon.session.config import load_config
-    from labcon.session.paths import DEFAULT_SESSION, no_such_session, validate_session_name
-
-    if target is None:
-        return DEFAULT_SESSION
-    path = config_file(target)
-    if path is not None:
-        return load_config(path).name
-    name = validate_session_name(target)
-    if name != DEFAULT_SESSION and not (home / name / "session.toml").is_file():
-        raise no_such_session(name, target, home)
-    return name
+    return resolve_target(target, home).name
 
 
 @dataclass
@@ -107,7 +95,10 @@ def spawn_session(
     A child that exits first raises LabconError with the end of its log (its own clear error message).
     `on_line` gets each line the child logs while starting (what it is doing: a silent wait looked like a hang).
     """
-    name = session_name_for(target, home)
+    from labcon.session.target import resolve_target
+
+    t = resolve_target(target, home)
+    name = t.name
     sock = control_socket_path(home, name)
     if server_is_live(sock):
         raise LabconError(f"session '{name}' is already served on {sock}; attach with `labcon attach {name}`")
@@ -115,8 +106,7 @@ def spawn_session(
     log.parent.mkdir(parents=True, exist_ok=True)
     start = log.stat().st_size if log.exists() else 0
     cmd = [sys.executable, "-m", "labcon", "--sessions-dir", str(home), "serve"]
-    cfg = config_file(target) if target is not None else None
-    cmd += [str(cfg.resolve()) if cfg is not None else name]
+    cmd += [t.argument] if t.argument is not None else []
     if idle_exit is not None:
         cmd += ["--idle-exit", str(idle_exit)]
     if trust_code:

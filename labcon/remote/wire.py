@@ -1,4 +1,4 @@
-"""What crosses the control socket: JSON-ready conversions of replies and telemetry snapshots."""
+"""What crosses the control socket: JSON-ready conversions of telemetry snapshots and sample images."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import dataclasses
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labcon.core.telemetry_history import FIELDS, LayerStats
 from labcon.errors import LabconError
 
 
@@ -25,25 +25,6 @@ def jsonable(obj: Any) -> Any:
     if hasattr(obj, "tolist"):  # numpy arrays and scalars, tensors
         return obj.tolist()
     return repr(obj)
-
-
-def reply_fields(reply: Any) -> tuple[bool, str, Any]:
-    """(ok, text, data) of a Session reply: an object with those attributes, a dict, or a tuple."""
-    if isinstance(reply, dict):
-        return bool(reply.get("ok", False)), str(reply.get("text", "")), reply.get("data")
-    if isinstance(reply, tuple):
-        ok, text, *rest = reply
-        return bool(ok), str(text), rest[0] if rest else None
-    return bool(reply.ok), str(reply.text), getattr(reply, "data", None)
-
-
-@dataclass(frozen=True)
-class RemoteReply:
-    """A Session reply received over the socket."""
-
-    ok: bool
-    text: str
-    data: Any = None
 
 
 def snapshot_to_dict(
@@ -72,19 +53,8 @@ def snapshot_to_dict(
     return out
 
 
-@dataclass(frozen=True)
-class RemoteLayerStats:
-    """One layer's latest statistics (same fields as labcon.core.telemetry's LayerStats)."""
-
-    mean: float = math.nan
-    std: float = math.nan
-    near_zero: float = math.nan
-    grad_norm: float = math.nan
-    update_ratio: float = math.nan
-
-
 class RemoteTelemetrySnapshot:
-    """TelemetrySnapshot's read API over data fetched from a control socket.
+    """A TelemetryView (labcon/session/api.py) over data fetched from a control socket.
 
     The first reply may carry only the last reports of each layer (`tail`, enough for sparklines); a full history
     and heat maps are fetched per layer when asked for (`fetch(layer)` -> {"history": ..., "heatmap": ...}).
@@ -93,7 +63,7 @@ class RemoteTelemetrySnapshot:
     def __init__(self, d: dict[str, Any], fetch: Any = None):
         self.train_iter: int = int(d.get("train_iter", 0))
         self.layers: tuple[str, ...] = tuple(d.get("layers", ()))
-        self.latest = {k: RemoteLayerStats(**_floats(v)) for k, v in d.get("latest", {}).items()}
+        self.latest = {k: LayerStats(**_floats(v)) for k, v in d.get("latest", {}).items()}
         lo, hi = d.get("hist_range", (0.0, 1.0))
         self.hist_range = (float(lo), float(hi))
         self.flags: dict[str, str] = dict(d.get("flags", {}))
@@ -135,10 +105,8 @@ class RemoteTelemetrySnapshot:
 
 
 def _floats(v: Any) -> dict[str, float]:
-    names = {f.name for f in dataclasses.fields(RemoteLayerStats)}
-    if not isinstance(v, dict):
-        return {}
-    return {k: (math.nan if x is None else float(x)) for k, x in v.items() if k in names}
+    v = v if isinstance(v, dict) else {}
+    return {f: (math.nan if v.get(f) is None else float(v[f])) for f in FIELDS}
 
 
 def image_to_b64(img: Any) -> str:

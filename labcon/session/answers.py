@@ -6,9 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 from labcon.commands import grammar as C
 from labcon.commands.apply import apply_command
+from labcon.commands.base import Answer
 from labcon.commands.cmd_session import format_status
 from labcon.errors import CommandError, LabconError
-from labcon.session.bus import Reply
+from labcon.fmt import fmt_num
+from labcon.session.api import Reply
 
 if TYPE_CHECKING:
     from labcon.session.session import Session
@@ -68,12 +70,20 @@ class SessionHost:
         """The data report."""
         return self.s.data_summary()
 
+    def replay(self, run: str) -> Answer:
+        """Start the replay of a journaled run in its own session process."""
+        from labcon.session.replay_process import launch_replay
+
+        return launch_replay(self.s, run)
+
     def interrupted_fit(self) -> tuple[list[dict[str, Any]], float] | None:
         """The stopped fit's schedule changes (kept in its plan) and where it stopped, if it can continue."""
-        plan, r = self.s.persist.plan, self.runner
-        if not plan or plan["start_epoch"] + plan["n"] <= r.epoch:
+        persist, r = self.s.persist, self.runner
+        plan = persist.plan
+        if plan is None or plan.remaining(r.epoch) < 1:
             return None
-        return plan.setdefault("sched_edits", []), (r.train_iter - plan["start_iter"]) / max(1, plan["total"])
+        # The live list: a `set` appends to it, and the continued fit starts from it (Persistence.live_plan).
+        return persist.sched_edits, (r.train_iter - plan.start_iter) / max(1, plan.total)
 
 
 def answer(s: Session, cmd: C.Command) -> Reply:
@@ -84,5 +94,7 @@ def answer(s: Session, cmd: C.Command) -> Reply:
 
 def _run_line(r: dict) -> str:
     metrics = r.get("final_metrics") or {}
-    shown = "  ".join(f"{k} {v:.4f}" for k, v in list(metrics.items())[:3] if isinstance(v, (int, float)))
+    shown = "  ".join(
+        f"{k} {fmt_num(v)}" for k, v in list(metrics.items())[:3] if isinstance(v, (int, float))
+    )
     return f"run {r.get('id')}  {r.get('session')}  {r.get('status')}  {shown}"

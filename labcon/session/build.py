@@ -15,6 +15,7 @@ from torch import nn
 from labcon.core.callbacks.guards import GradientAccumulation, GradientClip, NaNGuard
 from labcon.core.callbacks.precision import MixedPrecision
 from labcon.core.callbacks.registry import CALLBACKS
+from labcon.core.callbacks.speed import ChannelsLast, Compile
 from labcon.core.events import Callback
 from labcon.core.losses import LOSSES
 from labcon.core.metrics import METRICS
@@ -23,6 +24,7 @@ from labcon.core.runner import Runner, default_device
 from labcon.core.schedules import parse_sched
 from labcon.data.block import DataBlock
 from labcon.errors import ConfigError, LabconError
+from labcon.session.build_text import build_text, is_text
 from labcon.session.config import Config, add_location
 
 
@@ -183,6 +185,10 @@ def build_callbacks(config: Config, device: torch.device) -> list[Callback]:
     cbs: list[Callback] = [NaNGuard()]
     if t.precision != "fp32":
         cbs.append(MixedPrecision(t.precision))
+    if t.channels_last:
+        cbs.append(ChannelsLast())
+    if t.compile:
+        cbs.append(Compile())
     if t.grad_clip:
         cbs.append(GradientClip(t.grad_clip))
     if t.grad_accum:
@@ -227,27 +233,37 @@ def build(
     world_size: int = 1,
     device: torch.device | None = None,
     home: Path | None = None,
+    session_dir: Path | None = None,
 ) -> Built:
-    """Seed, then build data, model, optimizer settings and the Runner described by config."""
+    """Seed, then build data, model, optimizer settings and the Runner described by config.
+
+    `session_dir` is where text sessions cache tokens, keep their vocab and write their LM encoder."""
     seed_everything(config.seed)
     device = device or resolve_device(config.train.device)
-    block = build_block(config)
-    skipped = block.drop_bad_files()  # every bad file listed now, not one per run mid-epoch
-    if skipped:
-        warnings.warn(
-            f"skip_bad: leaving out {len(skipped)} unreadable image(s), e.g. {skipped[0]}", stacklevel=2
-        )
-    dls = block.dataloaders(seed=config.seed, rank=rank, world_size=world_size)
-    n_out = getattr(dls, "c", None)
-    if not n_out:
-        raise LabconError("the data has no classes; check the labeller in [data]")
-    _check_targets(config, dls)
-    # LSUV's shifts live in GeneralRelu attributes that DDP does not broadcast: every rank must measure
-    # the same batch, so with several ranks it comes from the unsharded loader.
-    lsuv_dls = dls
-    if world_size > 1 and config.model.init == "lsuv":
-        lsuv_dls = block.dataloaders(seed=config.seed, num_workers=0)
-    model, notes = build_model(config, 3, n_out, dls=lsuv_dls, home=home)
+    text_kw: dict[str, Any] = {"metrics": None, "splitter": None, "cbs": []}
+    if is_text(config):
+        if world_size > 1:
+            raise ConfigError("text sessions run on one process; drop the distributed launch")
+        block, dls, model, text_kw = build_text(config, device, session_dir, rank)
+        notes: list[str] = []
+    else:
+        block = build_block(config)
+        skipped = block.drop_bad_files()  # every bad file listed now, not one per run mid-epoch
+        if skipped:
+            warnings.warn(
+                f"skip_bad: leaving out {len(skipped)} unreadable image(s), e.g. {skipped[0]}", stacklevel=2
+            )
+        dls = block.dataloaders(seed=config.seed, rank=rank, world_size=world_size)
+        n_out = getattr(dls, "c", None)
+        if not n_out:
+            raise LabconError("the data has no classes; check the labeller in [data]")
+        _check_targets(config, dls)
+        # LSUV's shifts live in GeneralRelu attributes that DDP does not broadcast: every rank must measure
+        # the same batch, so with several ranks it comes from the unsharded loader.
+        lsuv_dls = dls
+        if world_size > 1 and config.model.init == "lsuv":
+            lsuv_dls = block.dataloaders(seed=config.seed, num_workers=0)
+        model, notes = build_model(config, 3, n_out, dls=lsuv_dls, home=home)
     t = config.train
     opt_kw: dict[str, Any] = {"wd": t.wd}
     if t.mom is not None:
@@ -259,8 +275,10 @@ def build(
 
     opt_func.__name__ = t.opt  # shown by `status`
     loss_func = build_loss(config)
-    metrics = [METRICS[m] for m in t.metrics]
+    metrics = text_kw["metrics"] or [METRICS[m] for m in t.metrics]
     split_name, splitter = splitter_for(config)
+    if splitter is None and text_kw["splitter"] is not None:
+        split_name, splitter = text_kw["splitter"]
     if splitter is not None:
         from labcon.nn.transfer import check_groups
 
@@ -278,5 +296,5 @@ def build(
     )
     if isinstance(t.schedule, tuple):  # [train.schedule]: run in every fit (fit_one_cycle keeps its lr, mom)
         runner.schedules = {k: parse_sched(v) for k, v in t.schedule if k != "policy"}
-    runner.add_cbs(build_callbacks(config, device))
+    runner.add_cbs([*build_callbacks(config, device), *text_kw["cbs"]])
     return Built(block, dls, model, runner, notes)

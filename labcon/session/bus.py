@@ -4,29 +4,23 @@ from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass
-from typing import Any
 
-from labcon.session.messages import BatchStats, Message, Progress
+from labcon.session.messages import Message
 
 
-@dataclass(frozen=True)
-class Reply:
-    """The immediate answer to session.submit(text)."""
-
-    ok: bool
-    text: str
-    data: dict[str, Any] | None = None
-
-
-class Subscription:
-    """A thread-safe queue of messages for one reader; when full, the oldest droppable message goes."""
+class BusSubscription:
+    """A Subscription (labcon/session/api.py) on a local Bus; when full, the oldest message goes."""
 
     def __init__(self, bus: Bus, maxsize: int = 2000):
         self._bus = bus
         self._q: queue.Queue[Message] = queue.Queue(maxsize)
         self.dropped = 0
-        self.closed = False
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether close() was called (a local bus itself never goes away)."""
+        return self._closed
 
     def put(self, msg: Message) -> None:
         """Deliver (called by the bus); drops the oldest message rather than block the trainer."""
@@ -59,7 +53,7 @@ class Subscription:
 
     def close(self) -> None:
         """Stop receiving."""
-        self.closed = True
+        self._closed = True
         self._bus.unsubscribe(self)
 
 
@@ -67,17 +61,17 @@ class Bus:
     """Publishes each message to every subscriber."""
 
     def __init__(self) -> None:
-        self._subs: list[Subscription] = []
+        self._subs: list[BusSubscription] = []
         self._lock = threading.Lock()
 
-    def subscribe(self) -> Subscription:
+    def subscribe(self) -> BusSubscription:
         """A new subscription that sees messages from now on."""
-        sub = Subscription(self)
+        sub = BusSubscription(self)
         with self._lock:
             self._subs.append(sub)
         return sub
 
-    def unsubscribe(self, sub: Subscription) -> None:
+    def unsubscribe(self, sub: BusSubscription) -> None:
         """Remove a subscription (idempotent)."""
         with self._lock:
             self._subs = [s for s in self._subs if s is not sub]
@@ -88,7 +82,3 @@ class Bus:
             subs = list(self._subs)
         for s in subs:
             s.put(msg)
-
-
-# Messages a slow reader may lose without losing meaning (a newer one supersedes them).
-DROPPABLE = (Progress, BatchStats)

@@ -26,7 +26,7 @@ from labcon.session.toml_io import (  # dump_toml and dump_value are re-exported
     dump_value,
 )
 
-ARCHS = ("simple_cnn", "xresnet18", "xresnet34", "xresnet50")
+ARCHS = ("simple_cnn", "xresnet18", "xresnet34", "xresnet50", "awd_lstm")
 NORMS = ("batch", "running", "layer", "group", "instance")
 INITS = ("kaiming", "lsuv", "default")
 OPTS = ("adam", "sgd", "lamb")
@@ -76,6 +76,12 @@ class ModelConfig:
     splitter: str | None = None  # parameter groups for freezing / discriminative lrs (a SPLITTERS name)
     body: str | None = None  # load the body from this session's (or checkpoint file's) weights, new head
     head_dropout: float | None = None  # dropout of the course head added with body (default 0.5)
+    # AWD-LSTM (text data): sizes, dropout scale, and a language model's saved encoder (ULMFiT).
+    emb_sz: int | None = None
+    n_hid: int | None = None
+    n_layers: int | None = None
+    drop_mult: float | None = None
+    encoder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,8 @@ class TrainConfig:
     grad_clip: float | None = None
     grad_accum: int | None = None
     device: str = "auto"
+    channels_last: bool = False
+    compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -422,6 +430,11 @@ _FIELDS: dict[str, dict[str, _Check]] = {
         "splitter": lambda v, x, p: v.choice(x, p, _splitter_names()),
         "body": lambda v, x, p: v.str_(x, p),
         "head_dropout": lambda v, x, p: v.num(x, p, ge=0, le=0.99),
+        "emb_sz": lambda v, x, p: v.int_(x, p, lo=1),
+        "n_hid": lambda v, x, p: v.int_(x, p, lo=1),
+        "n_layers": lambda v, x, p: v.int_(x, p, lo=1),
+        "drop_mult": lambda v, x, p: v.num(x, p, ge=0, le=2),
+        "encoder": lambda v, x, p: v.str_(x, p),
     },
     "train": {
         "epochs": lambda v, x, p: v.hyper(v.int_(x, p), p),
@@ -437,6 +450,8 @@ _FIELDS: dict[str, dict[str, _Check]] = {
         "grad_clip": lambda v, x, p: v.num(x, p, gt=0),
         "grad_accum": lambda v, x, p: v.int_(x, p, lo=1),
         "device": lambda v, x, p: v.device(x, p),
+        "channels_last": lambda v, x, p: v.bool_(x, p),
+        "compile": lambda v, x, p: v.bool_(x, p),
     },
     "telemetry": {
         "enabled": lambda v, x, p: v.bool_(x, p),

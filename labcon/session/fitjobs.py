@@ -6,14 +6,14 @@ import queue
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from labcon.commands import grammar as C
 from labcon.core.distributed import PEER_TIMEOUT_ENV, lost_peer
 from labcon.core.events import CallbackError
 from labcon.errors import LabconError
-from labcon.session.bus import Reply
+from labcon.session.api import Reply
 from labcon.session.fitplan import FitPlan, plan_for
 from labcon.session.messages import CommandApplied, FitEnded, FitStarted, Log, LrFound
 from labcon.session.runstate import RunState
@@ -56,9 +56,6 @@ class FitJobs:
     # ----- submitting --------------------------------------------------------------------------------
     def submit(self, cmd: C.Command) -> Reply:
         """Queue a fit-like command; the reply says whether it starts now or after the current work."""
-        if isinstance(cmd, C.Replay):
-            # A replay is a new session (its own process); this session cannot become another one.
-            return Reply(False, f"replay starts a new session: run `labcon replay {cmd.run}` in a shell")
         busy = not self._idle.is_set()
         if not busy:
             # Running from now on (not from when the worker picks it up), so `pause` right after `fit` works.
@@ -126,6 +123,8 @@ class FitJobs:
             return
         if isinstance(job, C.LrFind):
             self._lr_find(job)
+        elif isinstance(job, C.Profile):
+            self._profile(job)
         elif isinstance(job, FitPlan):
             self._fit(job, new_run=False)
         elif isinstance(job, C.FineTune):
@@ -200,8 +199,9 @@ class FitJobs:
             s.publish(Log(level="error", text=f"training failed: {reason}"))
             s.persist.log("error", f"{reason}\n{traceback.format_exc(limit=8)}")
         s.persist.fit_ended(status, reason, run.clock.seconds())
-        # A stopped or failed fit keeps its plan (with its schedule changes) so `resume` can finish it.
-        s.persist.plan = None if status == "done" else replace(plan, sched_edits=tuple(edits))
+        # A stopped or failed fit keeps its plan so `resume` can finish it; its schedule changes stay live in
+        # persist.sched_edits (a `set` while stopped adds to them) until it continues.
+        s.persist.plan = None if status == "done" else plan
         run.set_state("idle", reason)
         s.publish(FitEnded(status=status, reason=reason))
         return status
@@ -239,5 +239,30 @@ class FitJobs:
             s.persist.log_command(cmd.text, "idle", reply=text)
         except Exception as e:  # noqa: BLE001 - the worker's boundary, as in _fit
             s.publish(Log(level="error", text=f"lr_find failed: {type(e).__name__}: {e}"))
+        finally:
+            self.run_state.set_state("idle")
+
+    def _profile(self, cmd: C.Profile) -> None:
+        from labcon.core.profiler import run_profile
+        from labcon.progress import ProgressReporter
+        from labcon.session.control import SessionBridge, SessionControl
+
+        s = self.s
+        self.run_state.set_state("running", "profile")
+        try:
+            # The front ends' callbacks sit out: the profile is of the training step, and is not a fit to show.
+            front = [
+                c for c in s.runner.cbs if isinstance(c, (SessionControl, SessionBridge, ProgressReporter))
+            ]
+            rep = run_profile(s.runner, cmd.n, sit_out=front)
+            s.last_profile = rep
+            text = f"{cmd.text}:\n{rep.table()}"
+            s.publish(Log(level="info", text=text))
+            s.persist.log_command(
+                cmd.text, "idle", reply=f"{rep.bound}-bound, {1e3 * rep.step_s:.2f} ms/step"
+            )
+            s.persist.log("info", text, data={"profile": rep.as_dict()})
+        except Exception as e:  # noqa: BLE001 - the worker's boundary, as in _fit
+            s.publish(Log(level="error", text=f"profile failed: {type(e).__name__}: {e}"))
         finally:
             self.run_state.set_state("idle")

@@ -47,11 +47,3 @@ def config_file(target: str | os.PathLike[str]) -> Path | None:
     if not path.is_file():
         raise LabconError(f"config file {path} does not exist")
     return path
-
-
-def no_such_session(name: str, target: str, home: Path) -> LabconError:
-    """The error for a TARGET that is neither a config file nor a saved session."""
-    return LabconError(
-        f"no session named '{name}' under {home} and no config file {target!r}; "
-        f"give a CONFIG.toml, or list sessions with `ls {home}`"
-    )

@@ -88,7 +88,11 @@ class Persistence:
 
     def _open_session(self, session: Session) -> None:
         """Check the journal, then write session.toml (private) and mark runs whose process died."""
-        self.journal.quick_check()  # a damaged journal is said now, not as a thread traceback mid-fit
+        journal_file = session.home / "journal.db"
+        check_private(journal_file, "journal")
+        have_journal = journal_file.exists()  # a new one is created with the first run, not now
+        if have_journal:
+            self.journal.quick_check()  # a damaged journal is said now, not as a thread traceback mid-fit
         cfg = session.dir / "session.toml"
         check_private(cfg, "session config")
         if not cfg.exists():
@@ -98,7 +102,7 @@ class Persistence:
                 f.write(portable_config(session.config).replace(name=session.name).to_toml())
             tmp.replace(cfg)
         # Runs whose process died (kill -9, power loss) are marked now, not left 'running' forever.
-        for rid in self.journal.recover_stale():
+        for rid in self.journal.recover_stale() if have_journal else ():
             self.notices.append(f"run {rid} was left 'running' by a process that died; marked crashed")
 
     # ----- journal ------------------------------------------------------------------------------------
@@ -171,9 +175,9 @@ class Persistence:
         data.update(extra or {})
         self._event("command", text, data)
 
-    def log(self, kind: str, text: str) -> None:
-        """Journal an error, info or cancel event."""
-        self._event(kind, text)
+    def log(self, kind: str, text: str, data: dict[str, Any] | None = None) -> None:
+        """Journal an error, info or cancel event (with plain-valued `data`, e.g. a profile's figures)."""
+        self._event(kind, text, data)
 
     def note(self, text: str) -> int:
         """Attach a note to the open run, or to the last one (a finished run takes notes); its id."""

@@ -196,7 +196,7 @@ def start_replay(
     if seed is not None:
         config = config.replace(seed=int(seed))
     new_name = name or f"{info['session']}-replay{run_id}"
-    if (home / new_name).exists():
+    if (home / new_name / "session.toml").exists():  # a folder holding only a replay's log is free
         raise LabconError(f"session '{new_name}' already exists; pass --session NAME for the replay")
     session = Session(config, home, name=new_name, trust_code=trust_code)
     try:

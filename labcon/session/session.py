@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,27 +16,28 @@ from labcon.commands.apply import RunnerContext, apply_command
 from labcon.commands.usercode import code_sha256
 from labcon.core.hypers import check_hyper
 from labcon.errors import CommandError, LabconError
+from labcon.session.api import JournalView, Reply, Subscription, TelemetryView
 from labcon.session.build import build
-from labcon.session.bus import Bus, Reply, Subscription
-from labcon.session.config import Config, load_config, parse_config
+from labcon.session.build_text import is_text, link_text_runs
+from labcon.session.bus import Bus
+from labcon.session.config import Config, load_config
 from labcon.session.control import SessionBridge, SessionControl
 from labcon.session.fitjobs import FitJobs
 from labcon.session.fitplan import FitPlan
 from labcon.session.messages import CommandApplied, CommandFailed, Log, Message
-from labcon.session.paths import (
-    DEFAULT_SESSION,
-    config_file,
-    no_such_session,
-    sessions_home,
-    validate_session_name,
-)
+from labcon.session.paths import sessions_home, validate_session_name
 from labcon.session.persist import Persistence, portable_config
 from labcon.session.runstate import RunState
 from labcon.session.safety import check_session_files
 
 
 class Session:
-    """A named experiment: build it from a Config, drive it with submit(text), watch it with subscribe()."""
+    """A named experiment: build it from a Config, drive it with submit(text), watch it with subscribe().
+
+    Implements labcon.session.api.SessionAPI in this process.
+    """
+
+    remote = False  # the run lives in this process
 
     def __init__(
         self,
@@ -55,7 +58,9 @@ class Session:
         self.config = config
         self.rank, self.world_size = rank, world_size
         self.is_main = rank == 0
-        built = build(config, rank=rank, world_size=world_size, device=device, home=self.home)
+        built = build(
+            config, rank=rank, world_size=world_size, device=device, home=self.home, session_dir=self.dir
+        )
         self.block, self.dls, self.runner = built.block, built.dls, built.runner
         self.build_notes = list(built.notes)
         guard = self.runner.cb("nan_guard")
@@ -63,10 +68,14 @@ class Session:
             guard.on_nan = self._on_nan
         self.bus = Bus()
         self.last_error: str | None = None
+        self.last_profile: Any = None  # the latest `profile` result (labcon.core.profiler.ProfileReport)
         # One owner of the run state (state, queues, pause/stop); the callbacks and fit jobs are handed it.
         self.run_state = RunState(self.bus.publish, world_size=world_size, is_main=self.is_main)
         self.persist = Persistence(self, journal=journal and self.is_main)
+        if is_text(config):
+            link_text_runs(self)
         self.jobs = FitJobs(self, self.run_state, self._apply_safely)
+        self.children: list[subprocess.Popen[bytes]] = []  # replay processes this session started
         control = SessionControl(self.run_state, self._apply_safely, self.persist)
         self.runner.add_cbs([control, SessionBridge(self.bus.publish, self.persist, control)])
         if world_size > 1:
@@ -82,21 +91,14 @@ class Session:
         sessions_dir: str | os.PathLike[str] | None = None,
         **kw: Any,
     ) -> Session:
-        """A session from a config file, an existing session's name (resumed), or the built-in default."""
-        home = sessions_home(sessions_dir)
-        if target is None:
-            target = DEFAULT_SESSION
-        path = config_file(target)
-        if path is not None:
-            return cls.from_config(load_config(path), home, **kw)
-        name = validate_session_name(str(target))
-        if (home / name / "session.toml").is_file():
-            return cls.resume(name, home, **kw)
-        if name == DEFAULT_SESSION:
-            return cls(
-                parse_config("", source="<built-in defaults>").replace(name=DEFAULT_SESSION), home, **kw
-            )
-        raise no_such_session(name, str(target), home)
+        """The session TARGET names (labcon/session/target.py): a config file, a preset or a data folder (new, or
+        the saved one of the same name and config), a saved session (resumed), or the built-in default."""
+        from labcon.session.target import resolve_target
+
+        t = resolve_target(target, sessions_dir)
+        if t.config is None:
+            return cls.resume(t.name, sessions_dir, **kw)
+        return cls.from_config(t.config, sessions_dir, **kw)
 
     @classmethod
     def from_config(
@@ -242,6 +244,9 @@ class Session:
             "last_error": self.last_error,
             # The fit under way (or stopped, to be resumed): front ends count its epochs and batches from it.
             "fit": _fit_span(self.persist.plan),
+            # From two clock readings the Runner takes per training batch: None until 20 batches have run.
+            "bound": r.input_meter.bound,
+            "input_share": r.input_meter.share,
         }
 
     def history(self) -> list[dict[str, float]]:
@@ -258,7 +263,7 @@ class Session:
             "moms": [x[-1] if x and not math.isnan(x[-1]) else math.nan for x in rec.moms[-limit:]],
         }
 
-    def telemetry_snapshot(self) -> Any:
+    def telemetry_snapshot(self) -> TelemetryView | None:
         """Host-side telemetry, or None when telemetry is off."""
         tel = self.runner.cb("telemetry")
         return tel.snapshot() if tel is not None else None
@@ -266,6 +271,15 @@ class Session:
     def hooks_table(self) -> list[dict[str, Any]]:
         """Every installed hook: id, module, kind, owner, scope."""
         return self.runner.hooks.table()
+
+    @property
+    def folder(self) -> Path:
+        """The session's folder (checkpoints, logs, command history)."""
+        return self.dir
+
+    def module_paths(self) -> list[str]:
+        """Every module path of the model ('' is the model itself)."""
+        return [n for n, _ in self.runner.model.named_modules()]
 
     def data_summary(self) -> str:
         """The DataBlock's stage-by-stage report."""
@@ -276,8 +290,11 @@ class Session:
         return self.block.show_batch(augment=augment)
 
     @property
-    def journal(self) -> Any:
-        """The journal (reader side)."""
+    def journal(self) -> JournalView | None:
+        """The journal (reader side), with every row written so far; None when this session keeps none."""
+        if self.persist.writer is None:
+            return None
+        self.persist.writer.flush()
         return self.persist.journal
 
     # ----- lifecycle --------------------------------------------------------------------------------
@@ -304,7 +321,7 @@ class Session:
         if plan is None or plan.remaining(self.runner.epoch) < 1:
             return False
         self.run_state.begin(f"resuming '{plan.text}'")  # running at once, as a typed fit is
-        self.jobs.put(plan)
+        self.jobs.put(self.persist.live_plan())  # with the schedule changes made while it was stopped
         return True
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -315,7 +332,9 @@ class Session:
         """Front end leaves; training continues (headless sessions keep serving their socket)."""
 
     def close(self) -> None:
-        """Stop work, flush the journal, end the run."""
+        """Stop work, flush the journal, end the run (replays this session started run on by themselves)."""
+        for proc in self.children:
+            proc.poll()  # reap the ones that have ended
         self.jobs.shutdown()
         self.persist.close()
         closer = getattr(self.dls, "close", None)

@@ -12,10 +12,10 @@ from textual.app import App, SystemCommand
 from textual.screen import Screen
 from textual.widgets import Input, TabbedContent
 
+from labcon.session.api import SessionAPI
 from labcon.session.messages import LIVE_STATES
 from labcon.tui.bridge import submit_safely
 from labcon.tui.commandline import CommandLine
-from labcon.tui.history import session_dir
 from labcon.tui.journal import JournalPane
 from labcon.tui.panes import FOCUS, PANES
 from labcon.tui.screens import ConfirmScreen, HelpScreen, QuitScreen
@@ -24,7 +24,7 @@ from labcon.tui.screens import ConfirmScreen, HelpScreen, QuitScreen
 class ConsoleActions(App[None]):
     """What the console's keys do; LabconApp adds the session traffic (run_command, main, _error, ...)."""
 
-    session: Any
+    session: SessionAPI
     session_lost: bool
     detached: bool
     _help_text: Any
@@ -89,8 +89,7 @@ class ConsoleActions(App[None]):
         """Save the screen as SVG into the session folder (or the current folder when there is none)."""
         if self.screen is not self.main:
             return  # a dialog is open: its keys (a typed command's space, s, q) must not act on the run
-        folder = session_dir(self.session)
-        folder = folder if folder is not None and folder.is_dir() else Path.cwd()
+        folder = self.session.folder if self.session.folder.is_dir() else Path.cwd()
         name = time.strftime("screenshot-%Y%m%d-%H%M%S.svg")
         try:
             path = self.save_screenshot(name, str(folder))
@@ -140,13 +139,7 @@ class ConsoleActions(App[None]):
         """Keys and commands."""
         if self.screen is not self.main:
             return  # a dialog is open: its keys (a typed command's space, s, q) must not act on the run
-        text = ""
-        if self._help_text is not None:
-            try:
-                text = self._help_text(None)
-            except Exception:  # noqa: BLE001 - keys help is still worth showing
-                text = ""
-        self.push_screen(HelpScreen(text))
+        self.push_screen(HelpScreen(self._help_text(None)))
 
     def action_request_quit(self) -> None:
         """Quit; when a run is live, ask whether to stop it, keep it running headless, or stay."""
@@ -156,15 +149,13 @@ class ConsoleActions(App[None]):
         if state not in LIVE_STATES:
             self.exit()
             return
-        self.push_screen(
-            QuitScreen(state, callable(getattr(self.session, "detach", None))), self._quit_answer
-        )
+        self.push_screen(QuitScreen(state), self._quit_answer)
 
     def _quit_answer(self, choice: str | None) -> None:
         if choice == "stop":
             r = submit_safely(self.session, "stop")
             if not r.ok:
-                self._error("stop", r.reply_text)
+                self._error("stop", r.text)
                 return
             self.exit()
         elif choice == "detach":

@@ -17,6 +17,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Input, Label, TabbedContent, TabPane
 
+from labcon.session.api import Reply, SessionAPI
 from labcon.session.messages import (
     CommandApplied,
     CommandFailed,
@@ -26,10 +27,10 @@ from labcon.session.messages import (
     StateChanged,
 )
 from labcon.tui.actions import ConsoleActions
-from labcon.tui.bridge import CommandResult, CommandSender, ConnectionLost, UpdateBatch, pump
+from labcon.tui.bridge import CommandSender, ConnectionLost, UpdateBatch, pump
 from labcon.tui.budget import MAX_UPDATES_PER_S, Throttle, UiBudget
 from labcon.tui.commandline import CommandLine, Completions, PastedLines, load_help
-from labcon.tui.history import HISTORY_FILE, append_history, load_history, session_dir
+from labcon.tui.history import HISTORY_FILE, append_history, load_history
 from labcon.tui.hooks import HooksPane
 from labcon.tui.keyhints import KeyHints
 from labcon.tui.pane import Pane
@@ -58,9 +59,9 @@ class SessionUpdate(Message):
 class CommandDone(Message):
     """The session answered a command (posted from the sender thread)."""
 
-    def __init__(self, result: CommandResult) -> None:
+    def __init__(self, text: str, reply: Reply) -> None:
         super().__init__()
-        self.result = result
+        self.text, self.reply = text, reply
 
 
 class LabconApp(ConsoleActions):
@@ -89,7 +90,11 @@ class LabconApp(ConsoleActions):
     ]
 
     def __init__(
-        self, session: Any, journal: Any = None, images: str = "auto", max_rate: float = MAX_UPDATES_PER_S
+        self,
+        session: SessionAPI,
+        journal: Any = None,
+        images: str = "auto",
+        max_rate: float = MAX_UPDATES_PER_S,
     ):
         super().__init__()
         if "TEXTUAL_ANIMATIONS" not in os.environ:
@@ -107,7 +112,7 @@ class LabconApp(ConsoleActions):
         self._stop = threading.Event()
         self._sub: Any = None
         self._pump: threading.Thread | None = None
-        self.sender = CommandSender(session, lambda r: self.post_message(CommandDone(r)))
+        self.sender = CommandSender(session, lambda t, r: self.post_message(CommandDone(t, r)))
         self._help_text = load_help()
         self._main: Screen | None = None
         self._panes: list[Pane] = []
@@ -159,8 +164,8 @@ class LabconApp(ConsoleActions):
     def on_mount(self) -> None:
         # Modal screens (help, quit) sit on top later; updates must still find the main screen's widgets.
         self._main = self.screen
-        folder = session_dir(self.session)
-        self.history_path = folder / HISTORY_FILE if folder is not None and folder.is_dir() else None
+        folder = self.session.folder
+        self.history_path = folder / HISTORY_FILE if folder.is_dir() else None
         if self.history_path is not None:
             self.main.query_one(CommandLine).load(load_history(self.history_path))
         self.refresh_status()
@@ -246,13 +251,13 @@ class LabconApp(ConsoleActions):
         self.status_bar.set_status(st)
 
     def run_command(self, text: str) -> None:
-        """Echo `text` in the console and submit it (help is answered locally when the grammar is present)."""
+        """Echo `text` in the console and submit it (help is answered locally from the grammar)."""
         text = text.strip()
         if not text:
             return
         self.console_pane.write(f"› {text}", "bold")
         words = text.split()
-        if words[0] == "help" and self._help_text is not None:
+        if words[0] == "help":
             try:
                 self.console_pane.write(self._help_text(" ".join(words[1:]) or None))
             except Exception as e:  # noqa: BLE001 - unknown topic etc.: show the message
@@ -262,12 +267,12 @@ class LabconApp(ConsoleActions):
 
     def on_command_done(self, message: CommandDone) -> None:
         """Show the session's reply; a refusal is an error in the console and a notification."""
-        r = message.result
+        r = message.reply
         if r.ok:
-            self.console_pane.write(r.reply_text or "ok", "green" if r.reply_text == "queued" else "")
+            self.console_pane.write(r.text or "ok")
         else:
-            self._error(r.text, r.reply_text)
-        if r.text.startswith("hook"):
+            self._error(message.text, r.text)
+        if message.text.startswith("hook"):
             self.main.query_one(HooksPane).mark_dirty()
         self.refresh_status()
 
@@ -318,12 +323,12 @@ class LabconApp(ConsoleActions):
         self.main.set_focus(line)
 
 
-def build_app(session: Any, journal: Any = None, *, images: str = "auto") -> LabconApp:
+def build_app(session: SessionAPI, journal: Any = None, *, images: str = "auto") -> LabconApp:
     """The console for `session` (tests inject a fake session and a temp journal; images='halfcell' is deterministic)."""
     return LabconApp(session, journal=journal, images=images)
 
 
-def run_console(session: Any) -> bool:
+def run_console(session: SessionAPI) -> bool:
     """Run the console in this terminal until the user quits; True when they chose to keep the run going.
 
     An in-process session kept running is waited for here (the terminal stays with it); a remote one is not.
@@ -332,10 +337,9 @@ def run_console(session: Any) -> bool:
     # Python's default GIL switch interval (5 ms) is kept: 1 ms cost the trainer ~5 % of its steps in
     # bench/console_overhead.py --session and did not shorten key-to-screen latency once rendering got cheap.
     app.run()
-    waiter = getattr(session, "wait", None)
-    if app.detached and callable(waiter):
+    if app.detached and not session.remote:
         print("labcon: the run continues headless; Ctrl-C stops it", file=sys.stderr)
-        waiter()
+        session.wait()
     return app.detached
 
 

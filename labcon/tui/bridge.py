@@ -7,8 +7,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
+from labcon.session.api import Reply, SessionAPI, Subscription
 from labcon.session.messages import BatchStats, Log, Message, Progress, TelemetryUpdated
 from labcon.tui.budget import Throttle
 
@@ -93,16 +93,8 @@ def _concat(a: BatchStats, b: BatchStats) -> BatchStats:
     )
 
 
-def _get(sub: Any, timeout: float) -> Message | None:
-    """One message or None; subscriptions may signal a timeout by returning None or raising queue.Empty."""
-    try:
-        return sub.get(timeout=timeout)
-    except queue.Empty:
-        return None
-
-
 def pump(
-    sub: Any,
+    sub: Subscription,
     post: Callable[[UpdateBatch], None],
     stop: threading.Event,
     throttle: Throttle,
@@ -118,12 +110,12 @@ def pump(
         interval = throttle.interval
         now = time.monotonic()
         wait = max(0.0, min(0.05, last + interval - now)) if merger else 0.05
-        msg = _get(sub, wait)
+        msg = sub.get(timeout=wait)
         if msg is not None:
             merger.add(msg)
-        elif getattr(sub, "closed", False) and not stop.is_set():
+        elif sub.closed and not stop.is_set():
             # A remote session's socket closed: hand over what was read, say so once, and stop pumping.
-            while (msg := _get(sub, 0)) is not None:
+            while (msg := sub.get(timeout=0)) is not None:
                 merger.add(msg)
             merger.add(CONNECTION_LOST)
             post(merger.take())
@@ -135,20 +127,10 @@ def pump(
             last = now
 
 
-@dataclass(frozen=True)
-class CommandResult:
-    """What became of one submitted command: the session's reply, or the exception it raised."""
-
-    text: str
-    ok: bool
-    reply_text: str
-    data: dict | None = None
-
-
 class CommandSender:
     """Submits commands on one background thread, in order, so a slow `save` never blocks the UI."""
 
-    def __init__(self, session: Any, on_result: Callable[[CommandResult], None]) -> None:
+    def __init__(self, session: SessionAPI, on_result: Callable[[str, Reply], None]) -> None:
         self._session = session
         self._on_result = on_result
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -181,15 +163,13 @@ class CommandSender:
             if text is None:
                 return
             self._busy = True
-            self._on_result(submit_safely(self._session, text))
+            self._on_result(text, submit_safely(self._session, text))
             self._busy = not self._queue.empty()
 
 
-def submit_safely(session: Any, text: str) -> CommandResult:
-    """session.submit(text) turned into a CommandResult; an exception becomes a failed result, never a crash."""
+def submit_safely(session: SessionAPI, text: str) -> Reply:
+    """session.submit(text); an exception (a lost connection, a bug) becomes a refusal, never a crash."""
     try:
-        reply = session.submit(text)
+        return session.submit(text)
     except Exception as e:  # noqa: BLE001 - any failure in a command must reach the console, not kill the UI
-        return CommandResult(text, False, f"{type(e).__name__}: {e}")
-    ok = bool(getattr(reply, "ok", False))
-    return CommandResult(text, ok, str(getattr(reply, "text", "")), getattr(reply, "data", None))
+        return Reply(False, f"{type(e).__name__}: {e}")

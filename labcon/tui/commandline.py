@@ -18,7 +18,7 @@ def load_completer() -> Callable[[str], list[str]]:
     return complete
 
 
-def load_help() -> Callable[[str | None], str] | None:
+def load_help() -> Callable[[str | None], str]:
     """The command language's help text."""
     return help_text
 

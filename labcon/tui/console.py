@@ -8,7 +8,8 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Label, RichLog
 
-from labcon.session.messages import CommandApplied, FitEnded, FitStarted, Log, StateChanged
+from labcon.session.describe import describe
+from labcon.session.messages import CommandApplied, CommandFailed, FitEnded, Log, Message, StateChanged
 from labcon.tui.bridge import UpdateBatch
 from labcon.tui.pane import Pane
 
@@ -36,17 +37,21 @@ class ConsolePane(Pane):
 
     def apply(self, update: UpdateBatch) -> None:
         for ev in update.events:
-            if isinstance(ev, CommandApplied):
-                self.write(f"applied {ev.text!r} at epoch {ev.epoch} batch {ev.iter}: {ev.reply}", "green")
-            elif isinstance(ev, Log):
-                self.write(f"{ev.level}: {ev.text}", _LEVEL_STYLE.get(ev.level, ""))
-            elif isinstance(ev, StateChanged):
-                self.write(f"session is {ev.state}" + (f" ({ev.reason})" if ev.reason else ""), "dim")
-            elif isinstance(ev, FitStarted):
-                self.write(
-                    f"fit started: run {ev.run_id}, {ev.n_epochs} epoch(s) from epoch {ev.epoch_start}",
-                    "cyan",
-                )
-            elif isinstance(ev, FitEnded):
-                style = "bold red" if ev.status == "failed" else "cyan"
-                self.write(f"fit {ev.status}" + (f": {ev.reason}" if ev.reason else ""), style)
+            if isinstance(ev, CommandFailed):
+                continue  # the app writes refusals, once
+            text = describe(ev)
+            if text is not None:
+                self.write(text, _style(ev))
+
+
+def _style(ev: Message) -> str:
+    """Colour by kind; the words are describe()'s, the same as the REPL's and the headless printer's."""
+    if isinstance(ev, CommandApplied):
+        return "green"
+    if isinstance(ev, Log):
+        return _LEVEL_STYLE.get(ev.level, "")
+    if isinstance(ev, StateChanged):
+        return "dim"
+    if isinstance(ev, FitEnded):
+        return "bold red" if ev.status == "failed" else "cyan"
+    return "cyan"

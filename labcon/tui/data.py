@@ -52,9 +52,7 @@ class DataPane(Pane):
     @work(thread=True, exclusive=True, group="data-summary")
     def _summarise(self) -> None:
         try:
-            getter = getattr(self.session, "data_summary", None)
-            text = str(getter()) if getter is not None else "no data summary"
-            failed = False
+            text, failed = self.session.data_summary(), False
         except Exception as e:  # noqa: BLE001 - a data error must show up, not kill the console
             text, failed = f"data summary failed: {type(e).__name__}: {e}", True
         self.app.call_from_thread(self._show_summary, text, failed)
@@ -73,10 +71,8 @@ class DataPane(Pane):
 
     @work(thread=True, exclusive=True, group="data-sample")
     def _sample(self, augment: bool) -> None:
-        getter = getattr(self.session, "sample_batch_image", None)
         try:
-            img = getter(augment=augment) if getter is not None else None
-            err = None if img is not None else "this session has no sample images"
+            img, err = self.session.sample_batch_image(augment=augment), None
         except Exception as e:  # noqa: BLE001 - a data error must show up, not kill the console
             img, err = None, f"{type(e).__name__}: {e}"
         self.app.call_from_thread(self._show, img, err)

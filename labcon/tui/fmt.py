@@ -1,4 +1,5 @@
-"""Small formatting helpers shared by the panes (numbers, durations, sparklines, downsampling)."""
+"""Small drawing helpers shared by the panes (progress lines, sparklines, downsampling); numbers and durations
+come from labcon/fmt.py."""
 
 from __future__ import annotations
 
@@ -7,32 +8,11 @@ from collections.abc import Sequence
 
 from rich.text import Text
 
+from labcon.fmt import fmt_duration, fmt_num
+
+__all__ = ["downsample", "finite_pairs", "fmt_duration", "fmt_num", "progress_line", "sparkline"]
+
 _SPARKS = "▁▂▃▄▅▆▇█"
-
-
-def fmt_num(x: object, digits: int = 4) -> str:
-    """A float in a short form ('0.1234', '1.2e-05', 'nan'); other values as str."""
-    if isinstance(x, bool) or not isinstance(x, int | float):
-        return "" if x is None else str(x)
-    if isinstance(x, int):
-        return str(x)
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e5):
-        return f"{x:.{max(1, digits - 2)}e}"
-    return f"{x:.{digits}f}"
-
-
-def fmt_duration(seconds: float | None) -> str:
-    """Seconds as 'm:ss' or 'h:mm:ss'; '--' when unknown."""
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return "--"
-    s = int(round(seconds))
-    h, rem = divmod(s, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def progress_line(label: str, frac: float, info: str, width: int) -> Text:

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
 
 from labcon.session.paths import HISTORY_FILE
 
 # Lines read back at start-up (the newest are kept).
 MAX_LOADED = 1000
-
-
-def session_dir(session: Any) -> Path | None:
-    """The session's folder: a local Session's `dir`, an attached one's socket folder; None when unknown."""
-    d = getattr(session, "dir", None)
-    if d is None and isinstance(getattr(session, "path", None), Path):
-        d = session.path.parent
-    return Path(d) if d is not None else None
 
 
 def load_history(path: Path) -> list[str]:
@@ -50,4 +41,4 @@ def append_history(path: Path, entry: str) -> str | None:
     return None
 
 
-__all__ = ["HISTORY_FILE", "append_history", "load_history", "session_dir"]
+__all__ = ["HISTORY_FILE", "append_history", "load_history"]

@@ -1,4 +1,4 @@
-"""Hooks pane: the module tree with the hooks on each module, their latest stats; add/remove when paused."""
+"""Hooks pane: the module tree with the hooks on each module, their latest stats; add/remove at any time."""
 
 from __future__ import annotations
 
@@ -22,19 +22,6 @@ class ModuleTree(Tree[str]):
     BINDINGS = [Binding("space", "app.toggle_pause", "Pause", show=False)]
 
 
-def module_paths(session: Any) -> list[str]:
-    """Module paths known to the session: its own list if it has one, else telemetry layers and hooked modules."""
-    paths: list[str] = []
-    getter = getattr(session, "module_paths", None)
-    if callable(getter):
-        paths = list(getter())
-    snap = session.telemetry_snapshot() if hasattr(session, "telemetry_snapshot") else None
-    if snap is not None:
-        paths += [p for p in snap.layers if p not in paths]
-    paths += [h["module"] for h in session.hooks_table() if h.get("module") not in paths]
-    return paths
-
-
 class HooksPane(Pane):
     """Tree of modules (with hook counts) | hooks of the selected subtree + the module's latest statistics."""
 
@@ -54,7 +41,7 @@ class HooksPane(Pane):
             yield Label("", id="hooks-title")
             yield DataTable(id="hooks-table", cursor_type="row", zebra_stripes=True)
             yield Label("", id="module-stats")
-            yield Label("a add a hook here · x remove the selected hook (paused)", classes="hint")
+            yield Label("a add a hook here · x remove the selected hook (at the next batch)", classes="hint")
 
     def on_mount(self) -> None:
         table = self.query_one("#hooks-table", DataTable)
@@ -77,7 +64,7 @@ class HooksPane(Pane):
 
     def redraw(self) -> None:
         self.hooks = list(self.safe(self.session.hooks_table, default=[]) or [])
-        paths = self.safe(module_paths, self.session, default=[]) or []
+        paths = [p for p in self.safe(self.session.module_paths, default=[]) or [] if p]
         tree = self.query_one("#module-tree", ModuleTree)
         tree.clear()
         tree.root.data = ""
@@ -124,7 +111,7 @@ class HooksPane(Pane):
         self._show_stats()
 
     def _show_stats(self) -> None:
-        snap = self.safe(getattr(self.session, "telemetry_snapshot", lambda: None))
+        snap = self.safe(self.session.telemetry_snapshot)
         st = snap.latest.get(self.selected) if snap is not None and self.selected else None
         label = self.query_one("#module-stats", Label)
         if st is None:
@@ -138,26 +125,15 @@ class HooksPane(Pane):
             )
         )
 
-    def _paused(self) -> bool:
-        state = (self.safe(self.session.status, default={}) or {}).get("state")
-        if state in ("paused", "idle"):
-            return True
-        self.app.notify(
-            "hooks can be changed while paused: press space first", severity="warning", markup=False
-        )
-        return False
-
     def action_add_hook(self) -> None:
-        """Prefill the command line with `hook add MODULE`."""
-        if not self._paused():
-            return
+        """Prefill the command line with `hook add MODULE` (applied at the next batch, also while training)."""
         module = self.selected or "MODULE_PATH"
         self.app.prefill_command(f"hook add {module} kind=forward")  # type: ignore[attr-defined]
 
     def action_remove_hook(self) -> None:
         """Remove the hook highlighted in the hooks table."""
         table = self.query_one("#hooks-table", DataTable)
-        if table.row_count == 0 or not self._paused():
+        if table.row_count == 0:
             return
         hook_id = table.get_row_at(table.cursor_row)[0]
         self.app.confirm(f"Remove hook {hook_id}?", f"hook rm {hook_id}")  # type: ignore[attr-defined]

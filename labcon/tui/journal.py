@@ -12,6 +12,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, DataTable, Input, Static
 from textual_plotext import PlotextPlot
 
+from labcon.session.api import JournalView
 from labcon.session.messages import EpochEnded, FitEnded, FitStarted
 from labcon.tui.bridge import UpdateBatch
 from labcon.tui.journal_fmt import cell, columns, format_diff, format_record, value
@@ -48,9 +49,9 @@ class JournalPane(Pane):
         self._more = 0  # columns that did not fit
 
     @property
-    def journal(self) -> Any:
+    def journal(self) -> JournalView | None:
         """The journal searched: the injected one, else the session's (None until the journal file exists)."""
-        return self._journal if self._journal is not None else getattr(self.session, "journal", None)
+        return self._journal if self._journal is not None else self.session.journal
 
     def compose(self) -> ComposeResult:
         yield Input(
@@ -205,7 +206,7 @@ class JournalPane(Pane):
     def _chart(self) -> None:
         """Overlay the marked runs' per-epoch curves of the chosen metric (their epochs read in a worker)."""
         missing = [r for r in self.marked if r not in self.chart_runs]
-        if missing and self.journal is not None and hasattr(self.journal, "epochs"):
+        if missing and self.journal is not None:
             self._load_epochs(missing)
             return
         colours = ("cyan", "orange", "green", "magenta")

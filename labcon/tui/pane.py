@@ -6,6 +6,7 @@ from typing import Any
 
 from textual.containers import Container
 
+from labcon.session.api import SessionAPI
 from labcon.tui.bridge import UpdateBatch
 
 
@@ -15,7 +16,7 @@ class Pane(Container):
     Panes redraw expensive parts only when shown (`dirty` + `on_show`), so hidden panes cost nothing.
     """
 
-    def __init__(self, session: Any, **kwargs: Any) -> None:
+    def __init__(self, session: SessionAPI, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.session = session
         self.dirty = True

@@ -59,18 +59,16 @@ class QuitScreen(ModalScreen[str]):
         Binding("h", "choose('detach')", "Headless"),
     ]
 
-    def __init__(self, state: str, can_detach: bool) -> None:
+    def __init__(self, state: str) -> None:
         super().__init__()
         self.state = state
-        self.can_detach = can_detach
 
     def compose(self) -> ComposeResult:
         with Vertical(id="quit-box"):
             yield Label(f"A run is {self.state}. What should happen to it?")
             with Horizontal(id="quit-buttons"):
                 yield Button("Stop it and quit (s)", id="stop", variant="error")
-                if self.can_detach:
-                    yield Button("Keep running headless (h)", id="detach", variant="primary")
+                yield Button("Keep running headless (h)", id="detach", variant="primary")
                 yield Button("Cancel (esc)", id="cancel")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -78,9 +76,8 @@ class QuitScreen(ModalScreen[str]):
         self.dismiss(event.button.id or "cancel")
 
     def action_choose(self, choice: str) -> None:
-        """Answer from a key (h only where headless is offered)."""
-        if choice != "detach" or self.can_detach:
-            self.dismiss(choice)
+        """Answer from a key."""
+        self.dismiss(choice)
 
 
 class ConfirmScreen(ModalScreen[bool]):

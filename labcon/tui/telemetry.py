@@ -10,6 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Label
 
+from labcon.core.telemetry_history import LayerStats
 from labcon.tui.bridge import UpdateBatch
 from labcon.tui.fmt import fmt_num, sparkline
 from labcon.tui.heatmap import Heatmap
@@ -50,7 +51,7 @@ class TelemetryPane(Pane):
             self.mark_dirty()
 
     def redraw(self) -> None:
-        snap = self.safe(getattr(self.session, "telemetry_snapshot", lambda: None))
+        snap = self.safe(self.session.telemetry_snapshot)
         self.snapshot = snap
         info = self.query_one("#telemetry-info", Label)
         if snap is None:
@@ -123,10 +124,11 @@ class TelemetryPane(Pane):
         self.query_one("#heatmap", Heatmap).set_grid(grid)
 
 
-def outside_share(stats: Any, lo: float, hi: float) -> float:
+def outside_share(stats: LayerStats | None, lo: float, hi: float) -> float:
     """The share of a layer's values outside lo..hi, estimated from its mean and std as a normal distribution."""
-    mean, std = getattr(stats, "mean", math.nan), getattr(stats, "std", math.nan)
-    near_zero = getattr(stats, "near_zero", math.nan)
+    if stats is None:
+        return 0.0
+    mean, std, near_zero = stats.mean, stats.std, stats.near_zero
     if not (math.isfinite(mean) and math.isfinite(std)):
         return 0.0
     if std <= 0:

@@ -87,7 +87,7 @@ class TrainingPane(Pane):
 
     def on_mount(self) -> None:
         self.rows = list(self.safe(self.session.history, default=[]) or [])
-        bh = self.safe(getattr(self.session, "batch_history", dict), default={}) or {}
+        bh = self.safe(self.session.batch_history, default={}) or {}
         self.batches = {k: list(bh.get(k, []))[-BATCH_HISTORY_CAP:] for k in _SERIES}
         st = self.safe(self.session.status, default={}) or {}
         self.position.set_status(st)
@@ -111,8 +111,7 @@ class TrainingPane(Pane):
 
     def _redraw_if_stale(self) -> None:
         # The console's throttle stretches the plot interval too when rendering is expensive on this machine.
-        throttle = getattr(self.app, "throttle", None)
-        every = PLOT_INTERVAL_S * (throttle.slowdown if throttle is not None else 1.0)
+        every = PLOT_INTERVAL_S * self.app.throttle.slowdown  # type: ignore[attr-defined]
         now = time.monotonic()
         if self._stale and now - self._last_plot >= every - 1e-3:
             self._stale = False
@@ -157,7 +156,7 @@ class TrainingPane(Pane):
 
     @work(thread=True, exclusive=True, group="training-markers")
     def _load_markers(self, run_id: Any) -> None:
-        journal = getattr(self.session, "journal", None)
+        journal = self.session.journal
         try:
             events = list(journal.events(run_id, kinds=("command",))) if journal is not None else []
         except Exception:  # noqa: BLE001 - no markers is better than a console error for a read-only extra

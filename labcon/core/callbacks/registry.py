@@ -7,6 +7,7 @@ from labcon.core.callbacks.mixup import Mixup
 from labcon.core.callbacks.monitor import EarlyStopping, ReduceLROnPlateau, SaveBest
 from labcon.core.callbacks.precision import MixedPrecision
 from labcon.core.callbacks.rnn import RNNTrainer
+from labcon.core.callbacks.speed import ChannelsLast, Compile
 from labcon.core.events import Callback
 from labcon.core.telemetry import Telemetry
 
@@ -21,4 +22,6 @@ CALLBACKS: dict[str, type[Callback]] = {
     "nan_guard": NaNGuard,
     "telemetry": Telemetry,
     "rnn_trainer": RNNTrainer,
+    "channels_last": ChannelsLast,
+    "compile": Compile,
 }

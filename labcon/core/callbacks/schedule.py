@@ -62,6 +62,9 @@ class ParamScheduler(Callback):
     """
 
     order = 1
+    removable = (
+        False  # `sched NAME=off` stops one schedule; removing the scheduler mid-fit would break the fit
+    )
 
     def __init__(
         self, scheds: dict[str, Schedule | Sequence[Schedule]], edits: list[dict[str, Any]] | None = None

@@ -1,0 +1,95 @@
+"""Speed switches: channels-last and torch.compile as callbacks and [train] keys; Telemetry under a compiled
+model (no recompiles after the first sampled batches, same module paths and state_dict keys); the graph-break
+report of labcon's own callbacks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+from torch.nn import functional as F
+
+from labcon.core.callbacks.speed import ChannelsLast, Compile, graph_breaks
+from labcon.core.events import Callback
+from labcon.core.runner import Runner
+from labcon.core.telemetry import Telemetry
+from labcon.data.loaders import DataLoaders
+from labcon.nn.models import simple_cnn
+from labcon.session.config import parse_config
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a busy 2-core box: one thread avoids hand-off stalls."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _runner(cbs, n: int = 8) -> Runner:
+    g = torch.Generator().manual_seed(0)
+    b = [(torch.randn(4, 1, 16, 16, generator=g), torch.randint(0, 10, (4,), generator=g)) for _ in range(n)]
+    torch.manual_seed(0)
+    model = simple_cnn(1, 10, channels=(8, 16))
+    return Runner(model, DataLoaders(b, b[:1]), loss_func=F.cross_entropy, cbs=cbs, device="cpu")
+
+
+def test_channels_last_model_and_batches_same_numbers() -> None:
+    seen: list[bool] = []
+
+    class Look(Callback):
+        order = 0
+
+        def before_batch(self) -> None:
+            seen.append(self.runner.xb.is_contiguous(memory_format=torch.channels_last))
+
+    fast = _runner([ChannelsLast(), Look()])
+    fast.fit(1)
+    plain = _runner([])
+    plain.fit(1)
+    assert seen and all(seen)
+    conv = fast.model[0][0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(
+        torch.tensor(fast.recorder.losses), torch.tensor(plain.recorder.losses), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_compiled_model_with_telemetry_reaches_a_steady_state() -> None:
+    counters.clear()
+    tel = Telemetry(every=4, sample_every=2)
+    r = _runner([tel, Compile(backend="eager")])
+    keys = list(r.model.state_dict())
+    r.fit(1)
+    frames = counters["frames"]["total"]
+    r.fit(1)
+    assert counters["frames"]["total"] == frames  # no recompile on later sampled batches
+    assert not any("recompile" in k.lower() for k in counters["unimplemented"])
+    assert list(r.model.state_dict()) == keys  # compiled in place: same paths, checkpoints unchanged
+    snap = tel.snapshot()
+    assert snap.n_reports >= 4 and all(
+        not torch.isnan(torch.tensor(snap.latest[p].mean)) for p in snap.layers
+    )
+
+
+def test_graph_breaks_of_labcons_callbacks() -> None:
+    tel = Telemetry()
+    r = _runner([tel])
+    before = {k: v.clone() for k, v in r.model.state_dict().items()}
+    res = graph_breaks(r)
+    assert res["hooks attached"]["hooks"] == len(tel.layers) > 0
+    assert res["hooks attached"]["breaks"] == 0 and res["no hooks"]["breaks"] == 0
+    assert (r.epoch, r.train_iter) == (0, 0) and r.recorder.losses == []
+    for k, v in r.model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_config_keys_install_the_switches() -> None:
+    from labcon.session.build import build_callbacks
+
+    cfg = parse_config("[train]\nchannels_last = true\ncompile = true\n", source="<test>")
+    names = [c.name for c in build_callbacks(cfg, torch.device("cpu"))]
+    assert "channels_last" in names and "compile" in names
+    with pytest.raises(Exception, match="compile"):
+        parse_config('[train]\ncompile = "yes"\n', source="<test>")
