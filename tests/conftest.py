@@ -42,3 +42,12 @@ def labcon_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home.mkdir()
     monkeypatch.setenv("LABCON_HOME", str(home))
     return home
+
+
+@pytest.fixture(autouse=True)
+def _end_started_labcon():
+    """Whatever a test asserts, the labcon processes it started (and torchrun's workers) end with it."""
+    yield
+    from tests.helpers import end_started
+
+    end_started()

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -86,3 +91,34 @@ def tiny_config(data: Path, name: str = "t", epochs: int = 3, extra: str = "", t
         f"[train]\nepochs = {epochs}\nlr = 1e-2\n{extra}"
         f"[telemetry]\nenabled = {'true' if telemetry else 'false'}\nevery = 4\n"
     )
+
+
+STARTED: list[subprocess.Popen] = []  # ended by conftest's autouse fixture after each test
+
+
+def start_labcon(home: Path, *args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+    """`python -m labcon --sessions-dir HOME ARGS` from this checkout, in its own process group (stdout+stderr
+    as text), registered so that the test's teardown ends it and every worker it started, pass or fail."""
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labcon", "--sessions-dir", str(home), *args],
+        cwd=repo,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(repo), **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        **kw,
+    )
+    STARTED.append(proc)
+    return proc
+
+
+def end_started() -> None:
+    """Kill the process group of every labcon process a test started that is still running."""
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)

@@ -295,16 +295,9 @@ def test_launch_runs_workers_under_torchrun(tmp_path: Path) -> None:
 
 
 def _labcon(home: Path, *args: str) -> subprocess.Popen:
-    repo = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "labcon", "--sessions-dir", str(home), *args],
-        cwd=repo,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    from tests.helpers import start_labcon
+
+    return start_labcon(home, *args, env={"OMP_NUM_THREADS": "1"})
 
 
 def test_two_nodes_continue_an_existing_session(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -11,22 +10,13 @@ import time
 from pathlib import Path
 
 from labcon.session.checkpoint import list_checkpoints, load_latest
-from tests.helpers import make_image_folder, tiny_config
+from tests.helpers import make_image_folder, start_labcon, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _labcon(*args: str, home: Path, **kw) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "labcon", "--sessions-dir", str(home), *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        **kw,
-    )
+    return start_labcon(home, *args, **kw)
 
 
 def test_kill_9_mid_epoch_then_resume(tmp_path):
