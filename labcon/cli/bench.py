@@ -75,7 +75,10 @@ def register(subparsers: Any) -> None:
     q.set_defaults(func=cmd_backprop)
 
     p = subparsers.add_parser(
-        "profile", help="time N training steps part by part: data, forward, loss, backward, step, callbacks"
+        "profile",
+        help="time N training steps part by part: data, forward, loss, backward, step, callbacks",
+        description="Train a session's model for N steps and report where each step's time goes: loading "
+        "the batch, forward, loss, backward, optimizer step and callbacks.",
     )
     p.add_argument(
         "target",
