@@ -34,18 +34,19 @@ EVENTS: tuple[str, ...] = (
 _EVENT_SET = frozenset(EVENTS)
 # Events of the training phase / the validation phase (a callback's run_train / run_valid gate them);
 # the batch-level events belong to whichever phase is running.
+# The events of one training step, in order (the profiler times the work between them).
+STEP_EVENTS: tuple[str, ...] = (
+    "before_batch",
+    "after_pred",
+    "after_loss",
+    "before_backward",
+    "after_backward",
+    "before_step",
+    "after_step",
+    "after_batch",
+)
 BATCH_EVENTS: frozenset[str] = frozenset(
-    (
-        "before_batch",
-        "after_pred",
-        "after_loss",
-        "before_backward",
-        "after_backward",
-        "before_step",
-        "after_step",
-        "after_batch",
-        *(f"after_cancel_{lvl}" for lvl in ("batch", "backward", "step")),
-    )
+    (*STEP_EVENTS, *(f"after_cancel_{lvl}" for lvl in ("batch", "backward", "step")))
 )
 TRAIN_EVENTS: frozenset[str] = frozenset(("before_train", "after_train", "after_cancel_train"))
 VALID_EVENTS: frozenset[str] = frozenset(("before_validate", "after_validate", "after_cancel_validate"))

@@ -10,23 +10,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from labcon.core.events import Callback, CancelFitException, CancelValidateException
+from labcon.core.events import STEP_EVENTS, Callback, CancelFitException, CancelValidateException
 from labcon.core.timing import InputMeter, clock_for
 
 if TYPE_CHECKING:
     from labcon.core.runner import Runner
 
 # The batch-level events the profiler puts marks around (the others do not happen per step).
-BATCH_EVENTS: tuple[str, ...] = (
-    "before_batch",
-    "after_pred",
-    "after_loss",
-    "before_backward",
-    "after_backward",
-    "before_step",
-    "after_step",
-    "after_batch",
-)
+BATCH_EVENTS = STEP_EVENTS
 # Loop phases: the work between the end of one event and the start of the next.
 PHASES: tuple[tuple[str, str, str], ...] = (
     ("forward", "before_batch", "after_pred"),
