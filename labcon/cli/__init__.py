@@ -28,13 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for area in _AREAS:
-        try:
-            mod = importlib.import_module(f"labcon.cli.{area}")
-        except ModuleNotFoundError as e:
-            if e.name != f"labcon.cli.{area}":
-                raise
-            continue
-        mod.register(sub)
+        importlib.import_module(f"labcon.cli.{area}").register(sub)
     for p in _all_parsers(parser):
         p.formatter_class = WrapFormatter
     return parser

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from labcon.errors import CheckpointError
@@ -173,19 +174,14 @@ def rng_state() -> dict[str, Any]:
         "python": {"version": version, "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
         "torch": torch.get_rng_state(),
     }
-    try:
-        import numpy as np
-    except ImportError:  # numpy is optional for the engine's RNG bookkeeping
-        np = None
-    if np is not None:
-        kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
-        state["numpy"] = {
-            "kind": str(kind),
-            "keys": torch.from_numpy(keys.astype(np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached_gaussian": float(cached),
-        }
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    state["numpy"] = {
+        "kind": str(kind),
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached_gaussian": float(cached),
+    }
     if torch.cuda.is_available():
         state["cuda"] = list(torch.cuda.get_rng_state_all())
     return state
@@ -200,8 +196,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     if "torch" in state:
         torch.set_rng_state(torch.as_tensor(state["torch"], dtype=torch.uint8).cpu())
     if "numpy" in state:
-        import numpy as np
-
         n = state["numpy"]
         keys = torch.as_tensor(n["keys"]).numpy().astype(np.uint32)
         np.random.set_state(
