@@ -58,7 +58,9 @@ def test_console_in_tmux(tmp_path: Path):
         _tmux("send-keys", "-t", session, "-l", ":set lr=0.02")
         _tmux("send-keys", "-t", session, "Enter")
         _escape(session)
-        _wait_for(session, "lr 0.020")
+        # Applied: numbered in the plots' change legend (the status bar's lr then follows the rescaled schedule,
+        # so its value depends on when the fake's next batches run).
+        _wait_for(session, "set lr=0.02 (epoch")
         _tmux("send-keys", "-t", session, "2")
         _wait_for(session, "layers.1.conv2 dead")
         _tmux("send-keys", "-t", session, "6")
