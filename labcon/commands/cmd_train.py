@@ -35,9 +35,23 @@ def _lr_plan(lr: GroupValue | None, n_groups: int) -> float | list[float] | None
     return vals[0] if len(set(vals)) == 1 and not isinstance(lr, tuple) else list(vals)
 
 
+class _FitLr:
+    """The lr option of `fit` and `fit_one_cycle`: checked against the param groups, planned per group."""
+
+    lr: GroupValue | None
+
+    def check(self, ctx: CommandContext) -> None:
+        if self.lr is not None:
+            check_groups("lr", self.lr, ctx.n_groups)
+
+    def lr_plan(self, n_groups: int) -> float | list[float] | None:
+        """The (peak) lr to start with, one or one per group; None for the configured one."""
+        return _lr_plan(self.lr, n_groups)
+
+
 @command
 @dataclass(frozen=True)
-class Fit(Command):
+class Fit(_FitLr, Command):
     """Train for n more epochs, at the configured lr (or lr=) and the session's schedules."""
 
     name: ClassVar[str] = "fit"
@@ -60,18 +74,10 @@ class Fit(Command):
         opts = dict(a.allow(cls.options))
         return cls(n, group_value(opts["lr"], "lr") if "lr" in opts else None)
 
-    def check(self, ctx: CommandContext) -> None:
-        if self.lr is not None:
-            check_groups("lr", self.lr, ctx.n_groups)
-
-    def lr_plan(self, n_groups: int) -> float | list[float] | None:
-        """The lr to start with (one, or one per group), None for the configured one."""
-        return _lr_plan(self.lr, n_groups)
-
 
 @command
 @dataclass(frozen=True)
-class FitOneCycle(Command):
+class FitOneCycle(_FitLr, Command):
     """Train n epochs with the one-cycle policy (lr: peak lr, one per param group allowed)."""
 
     name: ClassVar[str] = "fit_one_cycle"
@@ -111,14 +117,6 @@ class FitOneCycle(Command):
             except CommandError:
                 raise CommandError(f"pct_start must be one number between 0 and 1, got {pct}") from None
         return cls(n, lr, pct)
-
-    def check(self, ctx: CommandContext) -> None:
-        if self.lr is not None:
-            check_groups("lr", self.lr, ctx.n_groups)
-
-    def lr_plan(self, n_groups: int) -> float | list[float] | None:
-        """The peak lr (one, or one per group), None for the configured one."""
-        return _lr_plan(self.lr, n_groups)
 
 
 @command

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from labcon.data.augment import BatchPipeline
-from labcon.data.loaders import DataLoaders
+from labcon.data.loaders import DataLoaders, EpochPosition
 from labcon.data.transforms import ItemPipeline, TransformError
 from labcon.errors import DataError
 
@@ -232,7 +232,7 @@ class ImageLoader:
         return f"ImageLoader({len(self.dataset)} items, bs={self.bs}, {len(self)} batches)"
 
 
-class BlockDataLoaders(DataLoaders):
+class BlockDataLoaders(EpochPosition, DataLoaders):
     """DataLoaders built by a DataBlock: adds `vocab`, `c`, `set_epoch` and resumable `state_dict`."""
 
     def __init__(
@@ -257,19 +257,6 @@ class BlockDataLoaders(DataLoaders):
     def multi_label(self) -> bool:
         """Whether targets are label sets (multi-hot), from a labeller with a delimiter."""
         return bool(getattr(getattr(self.block, "processors", [None])[0], "multi", False))
-
-    def set_epoch(self, epoch: int) -> None:
-        """Fix the epoch of the next training pass (its order and augmentation)."""
-        self.train.set_epoch(epoch)
-
-    def state_dict(self) -> dict[str, int]:
-        """Loader position (epoch, seed) for checkpoints."""
-        return self.train.state_dict()
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Restore the loader position from a checkpoint."""
-        self.train.load_state_dict(state)
-        self.valid.load_state_dict({**state, "epoch": 0})
 
     def close(self) -> None:
         """Shut down the loaders' worker processes."""

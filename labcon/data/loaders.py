@@ -28,3 +28,23 @@ class DataLoaders:
             return str(len(dl)) if hasattr(dl, "__len__") else "?"
 
         return f"DataLoaders(train={n(self.train)} batches, valid={n(self.valid)} batches)"
+
+
+class EpochPosition:
+    """Loader position for checkpoints, kept by the training loader (validation always starts at epoch 0)."""
+
+    train: Any
+    valid: Any
+
+    def set_epoch(self, epoch: int) -> None:
+        """Fix the epoch of the next training pass (its order and augmentation)."""
+        self.train.set_epoch(epoch)
+
+    def state_dict(self) -> dict[str, int]:
+        """Loader position (epoch, seed) for checkpoints."""
+        return self.train.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Restore the loader position from a checkpoint."""
+        self.train.load_state_dict(state)
+        self.valid.load_state_dict({**state, "epoch": 0})

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from labcon.data.loaders import DataLoaders
+from labcon.data.loaders import DataLoaders, EpochPosition
 from labcon.errors import DataError
 
 
@@ -198,7 +198,7 @@ class ClsLoader(_EpochLoader):
         return f"ClsLoader({len(self.docs)} texts, bs={self.bs}, {len(self)} batches)"
 
 
-class TextDataLoaders(DataLoaders):
+class TextDataLoaders(EpochPosition, DataLoaders):
     """Train/valid text loaders with the token `vocab`, class names (`classes`) and `c` outputs."""
 
     def __init__(
@@ -211,19 +211,6 @@ class TextDataLoaders(DataLoaders):
     def c(self) -> int:
         """Model outputs: the number of classes, or the vocab size for a language model."""
         return len(self.classes) if self.kind == "text_cls" else len(self.vocab)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Fix the epoch of the next training pass."""
-        self.train.set_epoch(epoch)
-
-    def state_dict(self) -> dict[str, int]:
-        """Loader position for checkpoints."""
-        return self.train.state_dict()
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Restore the loader position."""
-        self.train.load_state_dict(state)
-        self.valid.load_state_dict({**state, "epoch": 0})
 
     def close(self) -> None:
         """Nothing to shut down."""
