@@ -328,6 +328,9 @@ def test_model_summary_and_schedule_plan(impl: Impl) -> None:
     assert after is not None
     ratios = {round(b / a, 6) for a, b in zip(lr, after["series"]["lr"], strict=True) if a > 1e-9}
     assert len(ratios) == 1 and ratios != {1.0}  # rescaled, shape kept
+    assert s.submit("pause").ok
+    _take(sub, _applied("pause"))
+    assert s.model_summary()["rows"][0]["params"] == root["params"]  # a paused fit answers too
     s.submit("stop")
     _take(sub, lambda m: isinstance(m, FitEnded))
     assert s.schedule_plan() is None
