@@ -46,6 +46,8 @@ OPS: tuple[str, ...] = (
     "batch_history",
     "hooks",
     "module_paths",
+    "model_summary",
+    "schedule_plan",
     "data_summary",
     "sample_batch",
     "telemetry",
@@ -397,6 +399,10 @@ class ControlServer:
             return _ok(rid, data=h.hooks_table())
         if op == "module_paths":
             return _ok(rid, data=h.module_paths())
+        if op == "model_summary":
+            return _ok(rid, data=h.model_summary())
+        if op == "schedule_plan":
+            return _ok(rid, data=h.schedule_plan())
         if op == "data_summary":
             return _ok(rid, data=h.data_summary())
         if op == "sample_batch":
