@@ -170,3 +170,47 @@ def test_cli_profile(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out
     assert "forward" in out and "backward" in out and "profiler overhead" in out and "ms per step" in out
     assert main(["--sessions-dir", str(tmp_path / "home"), "profile", str(cfg), "--steps", "0"]) == 2
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_loader_stages_are_timed_where_they_run_only_while_profiling(
+    data: Path, tmp_path: Path, workers: int
+) -> None:
+    """read / decode / item tfms / collate: inside the worker processes (carried back with each batch) or, with
+    no workers, in the step's own data time; the loader is untimed again afterwards."""
+    from labcon.session.config import parse_config
+
+    cfg = tiny_config(data, name=f"w{workers}", epochs=1).replace(
+        "num_workers = 0", f"num_workers = {workers}"
+    )
+    s = Session(parse_config(cfg), tmp_path / "home")
+    try:
+        dl = s.runner.dls.train
+        assert len(next(iter(dl.sampler))) == 2  # untimed keys: nothing extra per item
+        assert s.submit("profile 3").ok and s.wait(120)
+        rep = s.last_profile
+        assert rep is not None
+        parts = dict(rep.rows)
+        # Still the whole step (the stages are the loader's clock readings, the step's data time the Runner's).
+        assert sum(parts.values()) == pytest.approx(rep.step_s, rel=0.05)
+        stages = ("read", "decode", "item tfms", "collate")
+        if workers:
+            assert "data: wait for workers" in parts and not any(f"data: {k}" in parts for k in stages)
+            assert rep.workers == workers and [k for k, _ in rep.worker_rows] == list(stages)
+            assert all(v > 0 for _, v in rep.worker_rows)
+            assert "inside the 2 loader workers" in rep.table()
+            assert [p["part"] for p in rep.as_dict()["worker_parts"]] == list(stages)
+        else:
+            assert all(parts[f"data: {k}"] > 0 for k in stages) and "data: loader (rest)" in parts
+            assert rep.worker_rows == () and rep.workers == 0
+        assert "data: transfer" in parts and "data: batch tfms" in parts
+        # Off again: plain keys, batches without stage times, the three stages seen from this process.
+        assert not dl.sampler.timed and len(next(iter(dl.sampler))) == 2
+        assert dl.worker_seconds is None
+        first = "wait for workers" if workers else "read, decode, item tfms, collate"
+        assert list(dl.stage_seconds) == [first, "transfer", "batch tfms"]
+        raw = dl.raw_batches()
+        assert "stages" not in next(raw)
+        raw.close()
+    finally:
+        s.close()

@@ -70,6 +70,10 @@ class ProfileReport:
     clock: str
     input_share: float
     notes: tuple[str, ...] = field(default=())
+    # Seconds per batch inside the loader's worker processes (read, decode, item tfms, collate): they run in
+    # parallel with the step, so they are not among `rows`; `workers` is how many there are.
+    worker_rows: tuple[tuple[str, float], ...] = field(default=())
+    workers: int = 0
 
     @property
     def bound(self) -> str:
@@ -87,6 +91,10 @@ class ProfileReport:
         for name, s in self.rows:
             lines.append(f"{name:<{w}} {1e3 * s:>9.3f} {100 * self.share(s):>6.1f}%")
         lines.append(f"{'step (total)':<{w}} {1e3 * self.step_s:>9.3f} {100.0:>6.1f}%")
+        if self.worker_rows:
+            lines.append(f"inside the {self.workers} loader workers, per batch (in parallel with the step):")
+            for name, s in self.worker_rows:
+                lines.append(f"{'  ' + name:<{w}} {1e3 * s:>9.3f} {100 * self.share(s):>6.1f}%")
         lines.append(
             f"profiler overhead {1e3 * self.overhead_s:.3f} ms/step ({100 * self.share(self.overhead_s):.1f}% of "
             f"the step, included above); clock: {self.clock}; {self.n_steps} steps; "
@@ -106,6 +114,9 @@ class ProfileReport:
             "clock": self.clock,
             "input_share": self.input_share,
             "bound": self.bound,
+            "worker_parts": [{"part": n, "ms": 1e3 * s, "share": self.share(s)} for n, s in self.worker_rows],
+            "workers": self.workers,
+            "notes": list(self.notes),
         }
 
 
@@ -140,7 +151,15 @@ class Profiler(Callback):
         r = self.runner
         self.clock = clock_for(r.device)
         self._totals, self._n, self._seen = {}, 0, 0
-        self._stages = getattr(r.dls.train, "stage_seconds", None)
+        dl = r.dls.train
+        # A loader that can time its stages where they run (labcon's image loader, in its workers) does so only
+        # while the profiler runs: it costs nothing per item otherwise.
+        self._time_stages = getattr(dl, "time_stages", None)
+        if self._time_stages is not None:
+            self._time_stages(True)
+        self._stages = getattr(dl, "stage_seconds", None)
+        self._worker_stages = getattr(dl, "worker_seconds", None)
+        self._n_workers = int(getattr(dl, "num_workers", 0) or 0)
         self._mark_stages()
         r.set_event_wrapper(self._wrap)
         self._per_mark = self._calibrate()
@@ -148,6 +167,8 @@ class Profiler(Callback):
     def after_fit(self) -> None:
         self._on = False
         self.runner.set_event_wrapper(None)
+        if self._time_stages is not None:
+            self._time_stages(False)
 
     def before_validate(self) -> None:
         if self.n_steps is not None:
@@ -195,6 +216,8 @@ class Profiler(Callback):
         # The loader's stage times for the next batch accrue from here (it is fetched before before_batch).
         if self._stages is not None:
             self._stage_start = dict(self._stages)
+        if self._worker_stages is not None:
+            self._worker_start = dict(self._worker_stages)
 
     def _close_step(self) -> None:
         r, c, e = self.runner, self.clock, self._edges
@@ -206,6 +229,9 @@ class Profiler(Callback):
                 parts[f"data: {k}"] = v - self._stage_start.get(k, 0.0)
         else:
             parts["data loading"] = r.data_time
+        if self._worker_stages is not None:
+            for k, v in self._worker_stages.items():
+                t[f"__w{k}"] = t.get(f"__w{k}", 0.0) + v - self._worker_start.get(k, 0.0)
         data = r.data_time
         for name, a, b in PHASES:
             if (a, True) in e and (b, False) in e:
@@ -244,6 +270,12 @@ class Profiler(Callback):
         notes = []
         if self._stages is None:
             notes.append("(the loader exposes no per-stage times: data loading is one figure)")
+        work = sum(v for k, v in t.items() if k.startswith("__w")) / n
+        if self._worker_stages is not None and self._n_workers:
+            notes.append(
+                f"the workers do {1e3 * work:.3f} ms of work per batch: {self._n_workers} in parallel make one "
+                f"batch per ~{1e3 * work / self._n_workers:.3f} ms against a step of {1e3 * step:.3f} ms"
+            )
         return ProfileReport(
             n_steps=n,
             step_s=step,
@@ -252,6 +284,8 @@ class Profiler(Callback):
             clock=self.clock.name,
             input_share=(t["__data"] / n) / step if step > 0 else 0.0,
             notes=tuple(notes),
+            worker_rows=tuple((k[3:], v / n) for k, v in t.items() if k.startswith("__w")),
+            workers=self._n_workers if self._worker_stages is not None else 0,
         )
 
 

@@ -36,20 +36,65 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor | None, Any, str | None]:
-        i, seed = key if isinstance(key, tuple) else (key, key)
+    def __getitem__(self, key: int | tuple[int, ...]) -> tuple[Any, ...]:
+        """(x uint8, label, None) or (None, index, error); a key (i, seed, True) from a timed pass adds a
+        fourth element, the item's seconds per stage (read, decode, item tfms)."""
+        if isinstance(key, tuple):
+            if len(key) == 3:
+                marks = [time.perf_counter()]
+                return (
+                    *self._get(key[0], key[1], marks),
+                    dict(zip(ITEM_STAGES, _diffs(marks), strict=False)),
+                )
+            i, seed = key
+        else:
+            i, seed = key, key
+        return self._get(i, seed, None)
+
+    def _get(
+        self, i: int, seed: int, marks: list[float] | None
+    ) -> tuple[torch.Tensor | None, Any, str | None]:
         try:
-            return self.pipeline(self.items[i], random.Random(seed), self.train), self.labels[i], None
+            return (
+                self.pipeline(self.items[i], random.Random(seed), self.train, marks=marks),
+                self.labels[i],
+                None,
+            )
         except TransformError as e:
             return None, i, _FATAL + str(e)  # not the file's fault: stops the run even with skip_bad
         except DataError as e:
             return None, i, str(e)
 
 
-def collate(samples: list[tuple[torch.Tensor | None, int, str | None]]) -> dict[str, Any]:
-    """Stack good samples (uint8) and labels (int64); carry bad-file messages to the main process."""
-    good = [(x, y) for x, y, err in samples if err is None]
-    bad = [err for _, _, err in samples if err is not None]
+# Stages timed inside the loader (in the worker processes when there are workers) while the profiler runs.
+ITEM_STAGES: tuple[str, ...] = ("read", "decode", "item tfms")
+WORKER_STAGES: tuple[str, ...] = (*ITEM_STAGES, "collate")
+
+
+def _diffs(marks: list[float]) -> list[float]:
+    # A file that fails stops the marks early: its item has only the stages it reached.
+    return [b - a for a, b in zip(marks, marks[1:], strict=False)]
+
+
+def collate(samples: list[tuple[Any, ...]]) -> dict[str, Any]:
+    """Stack good samples (uint8) and labels (int64); carry bad-file messages to the main process, and, in a
+    timed pass, the batch's seconds per stage (`stages`: summed over its items, plus collate itself)."""
+    timed = len(samples[0]) == 4
+    t0 = time.perf_counter() if timed else 0.0
+    out = _collate(samples)
+    if timed:
+        st = dict.fromkeys(WORKER_STAGES, 0.0)
+        for s in samples:
+            for k, v in s[3].items():
+                st[k] += v
+        st["collate"] = time.perf_counter() - t0
+        out["stages"] = st
+    return out
+
+
+def _collate(samples: list[tuple[Any, ...]]) -> dict[str, Any]:
+    good = [(s[0], s[1]) for s in samples if s[2] is None]
+    bad = [s[2] for s in samples if s[2] is not None]
     out: dict[str, Any] = {"x": None, "y": None, "bad": bad, "fatal": None}
     fatal = [err for err in bad if err.startswith(_FATAL)]
     if fatal:
@@ -83,6 +128,8 @@ class EpochSampler(Sampler):
             raise DataError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
         self.n, self.shuffle, self.seed, self.rank, self.world_size = n, shuffle, seed, rank, world_size
         self.epoch = 0
+        # While the profiler runs: keys become (index, seed, True), asking the dataset to time its stages.
+        self.timed = False
 
     def generator(self, stream: int = 0) -> torch.Generator:
         """A CPU generator seeded by (seed, epoch, stream)."""
@@ -93,20 +140,29 @@ class EpochSampler(Sampler):
             return math.ceil(self.n / self.world_size)
         return len(range(self.rank, self.n, self.world_size))
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def __iter__(self) -> Iterator[tuple[int, ...]]:
+        if self.timed:
+            return iter([(i, seed, True) for i, seed in self._keys()])
+        return iter(self._keys())
+
+    def _keys(self) -> list[tuple[int, int]]:
         if not self.shuffle:
-            return iter([(i, i) for i in range(self.rank, self.n, self.world_size)])
+            return [(i, i) for i in range(self.rank, self.n, self.world_size)]
         g = self.generator()
         perm = torch.randperm(self.n, generator=g).tolist()
         seeds = torch.randint(0, 2**62, (self.n,), generator=g).tolist()
         total = len(self) * self.world_size
         perm = (perm * math.ceil(total / max(self.n, 1)))[:total]  # pad by wrapping, like DistributedSampler
-        return iter([(i, seeds[i]) for i in perm[self.rank :: self.world_size]])
+        return [(i, seeds[i]) for i in perm[self.rank :: self.world_size]]
 
 
-# What a batch goes through, as seen from the training process (with workers, the first stage is the wait
-# for them). Host clock: on a GPU the transfer and batch transforms are queued, not finished, when timed.
+# What a batch goes through, as seen from the training process: getting the collated batch (with workers, the
+# wait for them), the transfer, the batch transforms. Host clock: on a GPU the transfer and batch transforms are
+# queued, not finished, when timed.
 STAGES: tuple[str, ...] = ("read, decode, item tfms, collate", "transfer", "batch tfms")
+WAIT = "wait for workers"
+# Timed without workers the first stage is split (the rest: the DataLoader's own work around the stages).
+REST = "loader (rest)"
 
 
 class ImageLoader:
@@ -132,8 +188,19 @@ class ImageLoader:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.skipped: list[str] = []
         self._dl: DataLoader | None = None
-        # Host seconds spent in each stage, summed since the loader was made (the profiler reads differences).
-        self.stage_seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        # Host seconds spent in each stage in this process, and (timed, with workers) inside the workers, summed
+        # since the loader was made or `time_stages` was called (the profiler reads differences).
+        self.stage_seconds: dict[str, float] = {}
+        self.worker_seconds: dict[str, float] | None = None
+        self.time_stages(False)
+
+    def time_stages(self, on: bool) -> None:
+        """Time read / decode / item tfms / collate per batch where they run (in the workers, carried back with
+        the batch) from the next pass on; off: only the three stages seen from this process (no per-item cost)."""
+        self.sampler.timed = on
+        first = (WAIT,) if self.num_workers > 0 else (*WORKER_STAGES, REST) if on else STAGES[:1]
+        self.stage_seconds = dict.fromkeys((*first, *STAGES[1:]), 0.0)
+        self.worker_seconds = dict.fromkeys(WORKER_STAGES, 0.0) if on and self.num_workers > 0 else None
 
     @property
     def epoch(self) -> int:
@@ -207,7 +274,8 @@ class ImageLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         gen = self.sampler.generator(stream=1)
         nb = self.device.type == "cuda"
-        st, now = self.stage_seconds, time.perf_counter
+        now = time.perf_counter
+        first = WAIT if self.num_workers > 0 else STAGES[0]
         raw = self.raw_batches()
         try:
             while True:
@@ -221,12 +289,28 @@ class ImageLoader:
                 t2 = now()
                 x = self.batch_tfms(x, self.shuffle, gen)
                 t3 = now()
-                st[STAGES[0]] += t1 - t0
+                st = self.stage_seconds  # replaced when the timing is switched
+                if "stages" in b:
+                    self._add_stages(b["stages"], t1 - t0)
+                else:
+                    st[first] += t1 - t0
                 st[STAGES[1]] += t2 - t1
                 st[STAGES[2]] += t3 - t2
                 yield x, y
         finally:
             self.sampler.epoch += 1 if self.shuffle else 0
+
+    def _add_stages(self, stages: dict[str, float], got: float) -> None:
+        """A timed batch: its stage times go to the workers' sums, or, in this process, split what it took."""
+        st, ws = self.stage_seconds, self.worker_seconds
+        if ws is not None:
+            st[WAIT] += got
+            for k, v in stages.items():
+                ws[k] += v
+            return
+        for k, v in stages.items():
+            st[k] += v
+        st[REST] += max(0.0, got - sum(stages.values()))
 
     def __repr__(self) -> str:
         return f"ImageLoader({len(self.dataset)} items, bs={self.bs}, {len(self)} batches)"

@@ -9,8 +9,10 @@ inside the resize), then make-RGB on the small image, then warps and flips. Rand
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import random
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -250,9 +252,16 @@ class ItemPipeline:
         self.crop = crops[0] if crops else None
 
     def __call__(
-        self, path: Path, rng: random.Random, train: bool, trace: Trace | None = None
+        self,
+        path: Path,
+        rng: random.Random,
+        train: bool,
+        trace: Trace | None = None,
+        marks: list[float] | None = None,
     ) -> torch.Tensor:
-        img = self._decode(path, rng, train, trace)
+        """`marks` (the profiler's, only while it times the loader): gets the clock after the file is read,
+        after it is decoded and at the end, so read / decode / item tfms can be told apart."""
+        img = self._decode(path, rng, train, trace, marks)
         for t in self.tfms:
             if t is self.crop or (t.random and not train):
                 continue
@@ -266,18 +275,26 @@ class ItemPipeline:
         x = torch.from_numpy(arr).permute(2, 0, 1)
         if trace:
             trace("to tensor (uint8 CHW)", x)
+        if marks is not None:
+            marks.append(time.perf_counter())
         return x
 
-    def _decode(self, path: Path, rng: random.Random, train: bool, trace: Trace | None) -> Image.Image:
+    def _decode(
+        self, path: Path, rng: random.Random, train: bool, trace: Trace | None, marks: list[float] | None
+    ) -> Image.Image:
         # Only decoding blames the file; a crop whose settings fail is the config's fault (_blame_transform).
         with _blame_file(path):
-            img = Image.open(path)
+            # Timed: the bytes are read first, so reading the file and decoding it are two figures.
+            img = Image.open(path if marks is None else _read(path, marks))
         if trace:
             trace(f"open ({img.format}, mode {img.mode})", img)
         if self.crop is None:
             with _blame_file(path):
                 img.load()
-                return _prepare_mode(img)
+                img = _prepare_mode(img)
+            if marks is not None:
+                marks.append(time.perf_counter())
+            return img
         w, h = img.size
         with _blame_transform(self.crop, path):
             box, out = self.crop.plan((w, h), rng, train)
@@ -291,6 +308,8 @@ class ItemPipeline:
                     box = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
             img.load()
             img = _prepare_mode(img)
+        if marks is not None:
+            marks.append(time.perf_counter())  # the crop's resize counts as an item transform
         with _blame_transform(self.crop, path):
             img = img.resize(out, Image.BILINEAR, box=box)
         if trace:
@@ -299,3 +318,10 @@ class ItemPipeline:
 
     def __repr__(self) -> str:
         return f"ItemPipeline({self.tfms})"
+
+
+def _read(path: Path, marks: list[float]) -> io.BytesIO:
+    """The file's bytes in memory, with the clock after reading them in `marks`."""
+    data = path.read_bytes()
+    marks.append(time.perf_counter())
+    return io.BytesIO(data)
