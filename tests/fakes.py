@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw
 
 from labcon.commands import grammar as C
 from labcon.commands.cmd_watch import USER_HOOK_OWNER
+from labcon.core.profiler import ProfileReport
 from labcon.core.schedules import Schedule, one_cycle_scheds, scaled
 from labcon.core.telemetry_history import FIELDS, History, TelemetrySnapshot, make_snapshot
 from labcon.errors import CommandError, LabconError
@@ -38,6 +39,7 @@ from labcon.session.messages import (
     FitStarted,
     Log,
     Message,
+    Profiled,
     Progress,
     StateChanged,
     TelemetryUpdated,
@@ -101,6 +103,7 @@ class FakeSession:
             {"start_epoch": 0, "n": n_epochs, "start_iter": 0, "total": n_epochs * N_TRAIN} if live else None
         )
         self._live: threading.Thread | None = None
+        self._profile_report: dict[str, Any] | None = None
         self._stop_live = threading.Event()
         # The one-cycle schedules of the live fit (the real ones, so the plan is what a real session plans).
         self._scheds: dict[str, Schedule] = {}
@@ -263,6 +266,8 @@ class FakeSession:
             return self._replay(cmd)
         if isinstance(cmd, (C.Fit, C.FitOneCycle)):
             return self._start_fit(cmd)
+        if isinstance(cmd, C.Profile):
+            return self._profile(cmd)
         if cmd.when == "now" and not isinstance(cmd, C.Save):
             raise CommandError(f"'{cmd.text}' is not answered by the test fake")
         if self.state == "idle":
@@ -338,6 +343,30 @@ class FakeSession:
         self._set_state("running")
         self._fit_end = self.epoch + n
         return Reply(True, f"started: '{cmd.text}'")
+
+    def _profile(self, cmd: C.Profile) -> Reply:
+        """As the real session's profile job: running, the table as a Log, the figures, idle again."""
+        if self.state != "idle":
+            raise CommandError(
+                f"cannot start 'profile' while the session is {self.state}; stop it first or wait"
+            )
+        self._set_state("running", "profile")
+        rows = (
+            ("data: wait for workers", 4e-3),
+            ("forward", 3e-3),
+            ("backward", 2e-3),
+            ("cb recorder.after_batch", 1e-3),
+        )
+        rep = ProfileReport(cmd.n, sum(s for _, s in rows), rows, 1e-5, "wall", 0.4)
+        self._profile_report = rep.as_dict()
+        self.emit(Log(level="info", text=f"{cmd.text}:\n{rep.table()}"))
+        self.emit(Profiled(rep.as_dict()))
+        self._set_state("idle")
+        return Reply(True, f"started: '{cmd.text}'")
+
+    def profile_report(self) -> dict[str, Any] | None:
+        """The last profile's figures (None before the first)."""
+        return self._profile_report
 
     def _end_fit(self, status: str, reason: str = "") -> None:
         assert self._journal is not None

@@ -25,7 +25,16 @@ from labcon.remote.client import RemoteSession
 from labcon.remote.server import ControlServer, control_socket_path
 from labcon.session.api import Reply, SessionAPI, Subscription
 from labcon.session.config import parse_config
-from labcon.session.messages import CommandApplied, CommandFailed, FitEnded, FitStarted, Message, StateChanged
+from labcon.session.messages import (
+    CommandApplied,
+    CommandFailed,
+    FitEnded,
+    FitStarted,
+    Log,
+    Message,
+    Profiled,
+    StateChanged,
+)
 from labcon.session.session import Session
 from tests.helpers import make_image_folder, tiny_config
 
@@ -334,3 +343,23 @@ def test_model_summary_and_schedule_plan(impl: Impl) -> None:
     s.submit("stop")
     _take(sub, lambda m: isinstance(m, FitEnded))
     assert s.schedule_plan() is None
+
+
+def test_a_profile_is_published_and_kept_for_clients_that_come_later(impl: Impl) -> None:
+    s = impl.s
+    assert s.profile_report() is None  # none yet (nor in a fresh journal)
+    sub = s.subscribe()
+    assert s.submit("profile 2") == Reply(True, "started: 'profile 2'")
+    msgs = _take(sub, lambda m: isinstance(m, StateChanged) and m.state == "idle")
+    (table,) = [m for m in msgs if isinstance(m, Log) and m.text.startswith("profile 2:")]
+    (done,) = [m for m in msgs if isinstance(m, Profiled)]
+    assert msgs.index(table) < msgs.index(done)  # the words first, then the figures the console charts
+    rep = done.report
+    assert {"n_steps", "step_ms", "parts", "overhead_ms", "overhead_share", "clock", "input_share", "bound",
+            "worker_parts", "workers", "notes"} <= set(rep)  # fmt: skip
+    assert rep["n_steps"] == 2 and rep["bound"] in ("input", "compute") and rep["clock"] == "wall"
+    assert all(set(p) == {"part", "ms", "share"} for p in rep["parts"]) and "forward" in table.text
+    assert {"forward", "backward"} <= {p["part"] for p in rep["parts"]}
+    assert sum(p["ms"] for p in rep["parts"]) == pytest.approx(rep["step_ms"], rel=0.05)
+    assert s.profile_report() == rep  # what a console attaching now is shown
+    assert s.status()["state"] == "idle"

@@ -159,8 +159,15 @@ def test_profile_command_in_a_session_is_journaled(data: Path, tmp_path: Path) -
         prof = [e for e in events if e["kind"] == "info" and "profile 3" in e["text"]]
         assert prof and prof[0]["data"]["profile"]["n_steps"] == 3
         assert any(e["kind"] == "command" and e["text"] == "profile 3" for e in events)
+        assert s.profile_report() == rep.as_dict()
     finally:
         s.close()
+    # A console that attaches to the session in a later process is shown that profile, from the journal.
+    again = Session.resume("p", tmp_path / "home")
+    try:
+        assert again.last_profile is None and again.profile_report() == rep.as_dict()
+    finally:
+        again.close()
 
 
 def test_cli_profile(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -288,6 +288,10 @@ class RemoteSession:
         """Description of the session's data."""
         return str(self._data("data_summary"))
 
+    def profile_report(self) -> dict[str, Any] | None:
+        """The session's latest profile's figures, or None."""
+        return self._data("profile")
+
     def sample_batch_image(self, augment: bool = True) -> Any:
         """A grid image (PIL) of training samples, drawn by the session and sent as PNG."""
         return image_from_b64(self._data("sample_batch", augment=augment)["png"])

@@ -50,6 +50,7 @@ OPS: tuple[str, ...] = (
     "schedule_plan",
     "data_summary",
     "sample_batch",
+    "profile",
     "telemetry",
     "subscribe",
     "ping",
@@ -405,6 +406,8 @@ class ControlServer:
             return _ok(rid, data=h.schedule_plan())
         if op == "data_summary":
             return _ok(rid, data=h.data_summary())
+        if op == "profile":
+            return _ok(rid, data=h.profile_report())
         if op == "sample_batch":
             return _ok(
                 rid, data={"png": image_to_b64(h.sample_batch_image(augment=bool(req.get("augment", True))))}

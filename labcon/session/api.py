@@ -179,6 +179,10 @@ class SessionAPI(Protocol):
         """The DataBlock's stage-by-stage report."""
         ...
 
+    def profile_report(self) -> dict[str, Any] | None:
+        """The session's latest `profile N` (ProfileReport.as_dict(); also read back from its journal), or None."""
+        ...
+
     def sample_batch_image(self, augment: bool = True) -> Image:
         """A grid image of training samples with their labels."""
         ...

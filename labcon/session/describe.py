@@ -14,6 +14,7 @@ from labcon.session.messages import (
     Log,
     LrFound,
     Message,
+    Profiled,
     Progress,
     StateChanged,
     TelemetryUpdated,
@@ -52,6 +53,6 @@ def describe(msg: Message) -> str | None:
         return f"failed '{msg.text}': {msg.error}"
     if isinstance(msg, Log):
         return msg.text if msg.level == "info" else f"{msg.level}: {msg.text}"
-    if isinstance(msg, (BatchStats, TelemetryUpdated, LrFound)):
-        return None  # plots show these; an lr_find's words come as a Log line
+    if isinstance(msg, (BatchStats, TelemetryUpdated, LrFound, Profiled)):
+        return None  # plots show these; an lr_find's or a profile's words come as a Log line
     return str(msg)

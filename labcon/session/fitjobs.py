@@ -15,7 +15,7 @@ from labcon.core.events import CallbackError
 from labcon.errors import LabconError
 from labcon.session.api import Reply
 from labcon.session.fitplan import FitPlan, plan_for
-from labcon.session.messages import CommandApplied, FitEnded, FitStarted, Log, LrFound
+from labcon.session.messages import CommandApplied, FitEnded, FitStarted, Log, LrFound, Profiled
 from labcon.session.runstate import RunState
 
 if TYPE_CHECKING:
@@ -258,6 +258,7 @@ class FitJobs:
             s.last_profile = rep
             text = f"{cmd.text}:\n{rep.table()}"
             s.publish(Log(level="info", text=text))
+            s.publish(Profiled(rep.as_dict()))
             s.persist.log_command(
                 cmd.text, "idle", reply=f"{rep.bound}-bound, {1e3 * rep.step_s:.2f} ms/step"
             )

@@ -114,6 +114,13 @@ class LrFound(Message):
 
 
 @dataclass(frozen=True)
+class Profiled(Message):
+    """A `profile N` finished: its figures as plain values (ProfileReport.as_dict(): parts, shares, overhead)."""
+
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class TelemetryUpdated(Message):
     """New telemetry reached the host; read it with session.telemetry_snapshot()."""
 
@@ -140,6 +147,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         CommandApplied,
         CommandFailed,
         LrFound,
+        Profiled,
         TelemetryUpdated,
         Log,
     )

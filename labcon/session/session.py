@@ -70,6 +70,7 @@ class Session:
         self.bus = Bus()
         self.last_error: str | None = None
         self.last_profile: Any = None  # the latest `profile` result (labcon.core.profiler.ProfileReport)
+        self._journaled_profile: dict[str, Any] | None | bool = False  # False: not looked up yet
         # One owner of the run state (state, queues, pause/stop); the callbacks and fit jobs are handed it.
         self.run_state = RunState(self.bus.publish, world_size=world_size, is_main=self.is_main)
         self.persist = Persistence(self, journal=journal and self.is_main)
@@ -299,6 +300,14 @@ class Session:
         """A grid image (PIL) of training samples with labels."""
         return self.block.show_batch(augment=augment)
 
+    def profile_report(self) -> dict[str, Any] | None:
+        """The latest `profile N`'s figures; in a resumed session, until it profiles, the last one it journaled."""
+        if self.last_profile is not None:
+            return self.last_profile.as_dict()
+        if self._journaled_profile is False:  # looked up once: a console attaching later asks again
+            self._journaled_profile = _journaled_profile(self.journal, self.name)
+        return self._journaled_profile or None
+
     @property
     def journal(self) -> JournalView | None:
         """The journal (reader side), with every row written so far; None when this session keeps none."""
@@ -352,6 +361,24 @@ class Session:
             closer()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def _journaled_profile(journal: JournalView | None, name: str, runs: int = 20) -> dict[str, Any] | None:
+    """The figures of the newest profile journaled in session `name`'s last `runs` runs (None: none)."""
+    if journal is None:
+        return None
+    try:
+        for run in journal.search(f"session:{name}", limit=runs):
+            found = [
+                e["data"]["profile"]
+                for e in journal.events(run["id"], ["info"])
+                if "profile" in (e["data"] or {})
+            ]
+            if found:
+                return found[-1]
+    except LabconError:
+        return None  # an unreadable journal: no profile to show, the session itself is fine
+    return None
 
 
 def _fit_span(plan: FitPlan | None) -> dict[str, int] | None:
