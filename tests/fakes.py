@@ -25,6 +25,7 @@ from labcon.commands.cmd_watch import USER_HOOK_OWNER
 from labcon.core.profiler import ProfileReport
 from labcon.core.schedules import Schedule, one_cycle_scheds, scaled
 from labcon.core.telemetry_history import FIELDS, History, TelemetrySnapshot, make_snapshot
+from labcon.core.timing import InputMeter
 from labcon.errors import CommandError, LabconError
 from labcon.session.answers import format_status
 from labcon.session.api import Reply, SnapshotContext
@@ -46,6 +47,7 @@ from labcon.session.messages import (
 )
 
 N_TRAIN, N_VALID = 100, 20
+INPUT_BOUND = InputMeter.INPUT_BOUND
 LAYERS = (
     "stem.0",
     "stem.1",
@@ -104,6 +106,7 @@ class FakeSession:
         )
         self._live: threading.Thread | None = None
         self._profile_report: dict[str, Any] | None = None
+        self.input_share: float | None = None  # share of training time waiting for data (None: no reading)
         self._stop_live = threading.Event()
         # The one-cycle schedules of the live fit (the real ones, so the plan is what a real session plans).
         self._scheds: dict[str, Schedule] = {}
@@ -142,8 +145,13 @@ class FakeSession:
             "built": [],  # what the build chose or changed (notes); nothing here
             "last_error": None,
             "fit": dict(self._plan) if self._plan else None,
-            "bound": None,  # the input-pipeline meter has no reading here
-            "input_share": None,
+            # The input meter's reading, as the real status words it (None until a test sets a share).
+            "bound": None
+            if self.input_share is None
+            else "input"
+            if self.input_share >= INPUT_BOUND
+            else "compute",
+            "input_share": self.input_share,
         }
 
     def history(self) -> list[dict[str, float]]:

@@ -19,6 +19,7 @@ from textual.widgets import Input, Label, TabbedContent, TabPane
 
 from labcon.session.api import Reply, SessionAPI
 from labcon.session.messages import (
+    LIVE_STATES,
     CommandApplied,
     CommandFailed,
     FitEnded,
@@ -46,6 +47,8 @@ _STATUS_EVENTS = (StateChanged, FitStarted, FitEnded, CommandApplied)
 ERROR_DEDUP_S = 5.0
 # Seconds over which the console measures its own CPU use to adapt its update rate.
 BUDGET_WINDOW_S = 2.0
+# While a fit runs, the status is re-read this often (its input-/compute-bound reading moves between events).
+STATUS_EVERY_S = 2.0
 
 
 class SessionUpdate(Message):
@@ -180,6 +183,7 @@ class LabconApp(ConsoleActions):
         self._pump.start()
         self._budget = UiBudget(self.throttle)
         self.set_interval(BUDGET_WINDOW_S, self._budget.check)
+        self.set_interval(STATUS_EVERY_S, self._poll_status)
         self.call_after_refresh(self._budget.freeze_gc)
 
     async def action_quit(self) -> None:
@@ -249,6 +253,10 @@ class LabconApp(ConsoleActions):
             return
         self.position.set_status(st)
         self.status_bar.set_status(st)
+
+    def _poll_status(self) -> None:
+        if self.status_bar.status.get("state") in LIVE_STATES:
+            self.refresh_status()
 
     def run_command(self, text: str) -> None:
         """Echo `text` in the console and submit it (help is answered locally from the grammar)."""

@@ -1,4 +1,4 @@
-"""One-line status: session, state, epoch / batch position, learning rate, run and device."""
+"""One-line status: session, state, epoch / batch position, learning rate, input- or compute-bound, run, device."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-from labcon.session.messages import Progress
+from labcon.session.messages import LIVE_STATES, Progress
 from labcon.tui.fmt import fmt_num
 from labcon.tui.position import FitPosition
 
@@ -18,6 +18,17 @@ _STATE_STYLE = {
     "idle": "dim",
     "lost": "bold white on red",
 }
+
+
+def bound_text(status: dict[str, Any]) -> tuple[str, str] | None:
+    """(words, style) for whether a live run waits for its data loader: the status's `bound` and `input_share`
+    (the Runner's own two clock readings per batch, nothing measured here); None before its first reading."""
+    bound, share = status.get("bound"), status.get("input_share")
+    if status.get("state") not in LIVE_STATES or bound is None or share is None:
+        return None
+    if bound == "input":
+        return f"input-bound {100 * float(share):.0f}%", "bold yellow"
+    return f"compute-bound (data {100 * float(share):.0f}%)", "dim"
 
 
 class StatusBar(Static):
@@ -53,6 +64,10 @@ class StatusBar(Static):
         lrs = (s.get("hypers") or {}).get("lr") or []
         if lrs:
             text.append(f"  lr {fmt_num(float(lrs[-1]), 3)}")
+        bound = bound_text(s)
+        if bound is not None:
+            text.append("  ")
+            text.append(*bound)
         if s.get("run_id") is not None:
             text.append(f"  run {s['run_id']}")
         if s.get("device"):
