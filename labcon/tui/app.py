@@ -255,8 +255,16 @@ class LabconApp(ConsoleActions):
         self.status_bar.set_status(st)
 
     def _poll_status(self) -> None:
-        if self.status_bar.status.get("state") in LIVE_STATES:
-            self.refresh_status()
+        """Only the input meter's reading: the counters move with the messages, which redraw the status bar and
+        the fit bars together (taking them from here too would let the two disagree for a moment)."""
+        if self.session_lost or self.status_bar.status.get("state") not in LIVE_STATES:
+            return
+        try:
+            st = self.session.status()
+        except Exception as e:  # noqa: BLE001 - as refresh_status: a status bug must not crash the console
+            self.notify(f"status: {e}", severity="error", markup=False)
+            return
+        self.status_bar.set_bound(st)
 
     def run_command(self, text: str) -> None:
         """Echo `text` in the console and submit it (help is answered locally from the grammar)."""

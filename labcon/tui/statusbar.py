@@ -45,6 +45,11 @@ class StatusBar(Static):
         self.status = dict(status)
         self._draw()
 
+    def set_bound(self, status: dict[str, Any]) -> None:
+        """Take only the input meter's reading (`bound`, `input_share`) from a newer status."""
+        self.status["bound"], self.status["input_share"] = status.get("bound"), status.get("input_share")
+        self._draw()
+
     def set_progress(self, p: Progress) -> None:
         """Show the newest Progress (already folded into the shared position)."""
         if p.lrs:
