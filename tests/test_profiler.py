@@ -221,3 +221,22 @@ def test_loader_stages_are_timed_where_they_run_only_while_profiling(
         raw.close()
     finally:
         s.close()
+
+
+def test_a_timed_batch_after_timing_is_switched_off_counts_as_the_wait(data: Path) -> None:
+    """Batches already timed when the profiler stops still count, as the plain first stage."""
+    from labcon.session.build import build_block
+    from labcon.session.config import parse_config
+
+    block = build_block(parse_config(tiny_config(data, name="off")))
+    for workers in (0, 2):
+        dl = block.dataloaders(num_workers=workers).train
+        dl.time_stages(True)
+        it = iter(dl)
+        next(it)
+        dl.time_stages(False)  # the pass goes on with batches timed before
+        next(it)
+        first = "wait for workers" if workers else "read, decode, item tfms, collate"
+        assert dl.stage_seconds[first] > 0 and dl.worker_seconds is None
+        it.close()
+        dl.close()

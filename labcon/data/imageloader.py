@@ -291,7 +291,7 @@ class ImageLoader:
                 t3 = now()
                 st = self.stage_seconds  # replaced when the timing is switched
                 if "stages" in b:
-                    self._add_stages(b["stages"], t1 - t0)
+                    self._add_stages(b["stages"], t1 - t0, first)
                 else:
                     st[first] += t1 - t0
                 st[STAGES[1]] += t2 - t1
@@ -300,9 +300,12 @@ class ImageLoader:
         finally:
             self.sampler.epoch += 1 if self.shuffle else 0
 
-    def _add_stages(self, stages: dict[str, float], got: float) -> None:
+    def _add_stages(self, stages: dict[str, float], got: float, first: str) -> None:
         """A timed batch: its stage times go to the workers' sums, or, in this process, split what it took."""
         st, ws = self.stage_seconds, self.worker_seconds
+        if ws is None and REST not in st:  # switched off while this pass still had timed batches on the way
+            st[first] += got
+            return
         if ws is not None:
             st[WAIT] += got
             for k, v in stages.items():
