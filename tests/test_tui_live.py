@@ -230,25 +230,43 @@ def _paste(text: str):
     return events.Paste(text)
 
 
-async def test_heat_map_says_when_a_layer_has_values_outside_its_range(tmp_path):
-    """Conv and batch-norm outputs (recorded before their ReLU) are half negative: the title says so; ReLU's not."""
-    s = _session(tmp_path, epochs=1)
+async def test_heat_map_draws_each_layer_on_its_own_range(short_dir):
+    """Batch-norm outputs (recorded before their ReLU) are half negative: their heat map spans both sides of zero
+    (axis labels -R, 0, R), with every value counted; the ReLU's keeps 0..10. Locally and on an attached console."""
+    s = _session(short_dir, epochs=1)
+    home = short_dir / "home"
+    server = ControlServer(s, control_socket_path(home, s.name)).start()
+    remote = RemoteSession(control_socket_path(home, s.name))
     try:
         assert s.submit("fit 1").ok and s.jobs.wait_idle(120)
-        app = build_app(s, images="halfcell")
-        async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("2")
-            pane = app.query_one("#pane-telemetry")
-            await _until(pilot, lambda: pane.snapshot is not None, 20)
-            notes = {}
-            for layer in ("0.1", "0.2"):  # the first block's batch norm, then its ReLU
-                pane.selected_layer = layer
-                pane._show_heatmap()
-                await pilot.pause()
-                notes[layer] = str(app.query_one("#heatmap-title").render())
-            assert "outside 0.00..10.00" in notes["0.1"] and "not drawn" in notes["0.1"], notes
-            assert "not drawn" not in notes["0.2"], notes
+        lo, hi = s.telemetry_snapshot().hist_ranges["0.1"]
+        assert lo == -hi > -100 and s.telemetry_snapshot().hist_ranges["0.2"] == (0.0, 10.0)
+        counts = s.telemetry_snapshot().heatmap("0.1")[-1]
+        assert sum(counts[:20]) > 0.3 * sum(counts)  # the negative half is counted
+        for session in (s, remote):
+            app = build_app(session, images="halfcell")
+            async with app.run_test(size=SIZE) as pilot:
+                await pilot.press("2")
+                pane = app.query_one("#pane-telemetry")
+                await _until(pilot, lambda p=pane: p.snapshot is not None, 20)
+                shown = {}
+                for layer in ("0.1", "0.2"):  # the first block's batch norm, then its ReLU
+                    pane.selected_layer = layer
+                    pane._show_heatmap()
+                    await pilot.pause()
+                    heat = app.query_one("#heatmap")
+                    lines = [line.text for line in (heat.render_line(y) for y in range(heat.size.height))]
+                    shown[layer] = (str(app.query_one("#heatmap-title").render()), lines)
+                title, lines = shown["0.1"]
+                assert f"bins {lo:.2f}..{hi:.2f}" in title and "not drawn" not in title, title
+                axis = [ln.split("┤")[0].strip() for ln in lines]
+                assert axis[0] == f"{hi:.4g}" and axis[-1] == f"{lo:.4g}" and "0" in axis[1:-1], axis
+                title, lines = shown["0.2"]
+                assert "bins 0.00..10.00" in title and "not drawn" not in title, title
+                assert lines[0].split("┤")[0].strip() == "10" and lines[-1].split("┤")[0].strip() == "0"
     finally:
+        remote.close()
+        server.close()
         s.close()
 
 
@@ -329,6 +347,49 @@ async def test_journal_diff_shows_differences_and_marked_runs_are_charted(tmp_pa
     finally:
         for s in sessions:
             s.close()
+
+
+async def test_journal_pane_shows_a_branch_from_another_session_with_its_deviation(tmp_path):
+    """A branch of the console's run, made by another session (as `labcon replay --until --then` does): the shown
+    pane lists it without any message from it, and its detail leads with its per-epoch deviation from the parent."""
+    from labcon.session.replay import start_replay
+
+    data = make_image_folder(tmp_path / "img", n_train=24)
+    home = tmp_path / "home"
+    s = Session(parse_config(tiny_config(data, name="p", epochs=2, telemetry=False)), home)
+    branch = None
+    try:
+        assert s.submit("fit 2").ok and s.jobs.wait_idle(120)
+        s.persist.writer.flush()
+        parent = s.persist.run_id
+        app = build_app(s, images="halfcell")
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("5")
+            pane = app.query_one(JournalPane)
+            await _until(pilot, lambda: len(pane.results) == 1, 20)
+            branch, _ = start_replay(parent, home, until=1, then="set lr=0.5", name="p-branch")
+            assert branch.wait(120)
+            rid = branch.persist.run_id
+            branch.close()
+            branch = None
+            await _until(
+                pilot, lambda: any(r["id"] == rid and r["status"] == "done" for r in pane.results), 30
+            )
+            pane.show_run(next(r for r in pane.results if r["id"] == rid))
+            await pilot.pause()
+            detail = str(pane.query_one("#journal-detail").render())
+            head = f"branch of run {parent}\nafter epoch 1 with:\n  set lr=0.5\nminus parent:\n"
+            assert head in detail, detail
+            block = detail.split("minus parent:")[1].split("parent_id")[0]
+            # The parent trained 2 epochs: one after the branch point.
+            assert " epoch 1\n  valid_loss " in block and "epoch 2" not in block, block
+            values = [float(v) for v in re.findall(r"[a-z_]+ ([+-][0-9.]+(?:e[+-]?\d+)?)", block)]
+            assert len(values) >= 3 and any(v != 0 for v in values), block
+            assert "parent_id: " + str(parent) in detail  # and the record below it
+    finally:
+        if branch is not None:
+            branch.close()
+        s.close()
 
 
 def test_attached_session_opens_the_journal_once_its_file_exists(short_dir):
