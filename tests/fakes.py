@@ -525,7 +525,8 @@ def fake_telemetry(train_iter: int = 300, n: int = 60) -> TelemetrySnapshot:
             row[i, : len(FIELDS)] = s
             row[i, len(FIELDS) :] = counts
         hist.append(t * 5, row)
-    return make_snapshot(hist, train_iter, (lo, hi), dead_frac=0.5, explode_std=10.0)
+    hist.ranges[:] = (lo, hi)
+    return make_snapshot(hist, train_iter, dead_frac=0.5, explode_std=10.0)
 
 
 def make_history(n: int) -> list[dict[str, float]]:

@@ -105,7 +105,7 @@ def test_statistics_match_hand_computation() -> None:
     snap = tel.snapshot()
     assert list(snap.layers) == ref.paths
     assert snap.n_reports == 8  # 8 training batches, validation not recorded
-    assert snap.train_iter == 8 and snap.hist_range == (-3.0, 3.0)
+    assert snap.train_iter == 8 and set(snap.hist_ranges.values()) == {(-3.0, 3.0)}
     for li, path in enumerate(snap.layers):
         h = snap.history(path)
         assert h["iters"] == list(range(1, 9))
@@ -133,6 +133,7 @@ TELEMETRY_FILES = {
     for m in (
         importlib.import_module("labcon.core.telemetry"),
         importlib.import_module("labcon.core.telemetry_history"),
+        importlib.import_module("labcon.core.telemetry_fold"),
     )
 }
 
@@ -334,6 +335,63 @@ def test_snapshot_is_immutable_and_state_dict_round_trips(tmp_path: Path) -> Non
         assert s2.heatmap(layer) == snap.heatmap(layer)
     with pytest.raises(LabconError, match="no layer"):
         s2.history("nope")
+    assert s2.hist_ranges == snap.hist_ranges and set(s2.hist_ranges) == set(snap.layers)
+    # A state saved when one range served every layer: its rows were binned on that range.
+    legacy = {k: v for k, v in tel.state_dict().items() if k != "ranges"} | {"hist_range": [0.0, 10.0]}
+    old = Telemetry(every=2)
+    old.load_state_dict(legacy)
+    assert set(old.snapshot().hist_ranges.values()) == {(0.0, 10.0)}
+
+
+def test_each_layer_gets_a_histogram_range_that_covers_its_values() -> None:
+    """Conv and batch-norm outputs (before their ReLU) go negative: their bins span both sides of zero, chosen
+    from the first sampled batch, so the counts cover them (a fixed 0..10 dropped about half); ReLU-like outputs
+    keep the course's 0..10; ranges stay fixed across fits, so a layer's rows stay comparable."""
+    tel = Telemetry(every=1, max_samples=None)
+    runner = make_runner(tel)
+    ref = Reference(tel.select_layers(runner.model))
+    runner.add_cbs([ref])
+    runner.fit(1)
+    snap = tel.snapshot()
+    kinds = dict(runner.model.named_modules())
+    assert set(snap.hist_ranges) == set(snap.layers)
+    for li, path in enumerate(snap.layers):
+        lo, hi = snap.hist_ranges[path]
+        acts = [b[li] for b in ref.acts]
+        heat = np.array(snap.heatmap(path))
+        if isinstance(kinds[path], (nn.Conv2d, nn.BatchNorm2d, nn.Linear)):
+            first = acts[0]
+            assert lo == -hi and hi >= 2 * first.abs().max().item() and np.log2(hi) == round(np.log2(hi)), (
+                path
+            )
+            counted = heat[-1].sum()
+            assert counted == pytest.approx(acts[-1].numel()), path  # every value of the batch is in a bin
+            assert heat[-1][:20].sum() > 0.2 * counted, path  # the negative half is drawn
+            old = torch.histc(acts[-1], 40, 0.0, 10.0).sum().item()
+            assert old < 0.8 * acts[-1].numel(), path  # what the fixed 0..10 counted
+        else:
+            assert (lo, hi) == (0.0, 10.0), path  # GeneralRelu without leak or sub: non-negative
+        np.testing.assert_allclose(heat[-1], torch.histc(acts[-1], 40, lo, hi).numpy(), atol=1e-3)
+    runner.fit(1)  # a second fit: the same ranges
+    assert tel.snapshot().hist_ranges == snap.hist_ranges
+
+
+def test_histogram_range_by_layer_kind() -> None:
+    from labcon.core.telemetry_layers import kind_range
+    from labcon.nn.layers import GeneralRelu
+
+    assert kind_range(nn.ReLU()) == (0.0, 10.0) and kind_range(nn.ReLU6()) == (0.0, 6.0)
+    assert kind_range(nn.Tanh()) == (-1.0, 1.0) and kind_range(nn.Sigmoid()) == (0.0, 1.0)
+    assert kind_range(GeneralRelu(sub=0.4)) == (-0.4, 10.0)  # the shift moves its floor below zero
+    assert kind_range(GeneralRelu(sub=0.4, maxv=6.0)) == (-0.4, 6.0)
+    for m in (
+        GeneralRelu(leak=0.1, sub=0.4),
+        nn.Conv2d(1, 1, 1),
+        nn.Linear(1, 1),
+        nn.BatchNorm1d(1),
+        nn.GELU(),
+    ):
+        assert kind_range(m) is None, m  # may go negative by an amount only its values tell
 
 
 def test_not_run_during_lr_find() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -119,9 +121,37 @@ def _type_line(session: str, text: str) -> None:
     _escape(session)
 
 
+def _journal_rows(work: Path) -> list[dict]:
+    """`labcon journal search --json` in `work` (the user's directory): every run, newest first."""
+    out = subprocess.run(
+        [sys.executable, "-m", "labcon", "journal", "search", "--json"],
+        cwd=work,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return json.loads(out.stdout)
+
+
+def _wait_for_row(session: str, pattern: str, timeout: float) -> str:
+    """Wait until a line of the screen matches `pattern` (a regex, per line)."""
+    end = time.monotonic() + timeout
+    screen = ""
+    while time.monotonic() < end:
+        screen = _tmux("capture-pane", "-p", "-t", session)
+        if re.search(pattern, screen, re.M):
+            return screen
+        time.sleep(0.3)
+    raise AssertionError(f"no line matched {pattern!r}; screen was:\n{screen}")
+
+
 def test_live_loop_in_tmux(tmp_path: Path):
     """The loop a new user lives, on the real `labcon` in a fresh directory: open -> fit_one_cycle 3 -> set lr
-    mid-fit (numbered marker and legend) -> the Journal pane lists the run without reopening -> R replays it."""
+    mid-fit (numbered marker and legend) -> the Journal pane lists the run without reopening -> R replays it (its
+    run appears in the pane and in `labcon journal`, done) -> a branch with a higher lr from a shell beside it
+    trains on to the parent's 3 epochs, and the pane shows its per-epoch deviation from the parent, not zero."""
     from tests.helpers import make_image_folder, tiny_config
 
     work = tmp_path / "fresh"
@@ -132,6 +162,7 @@ def test_live_loop_in_tmux(tmp_path: Path):
     session = _start(
         f"cd {work} && PYTHONPATH={ROOT} {sys.executable} -m labcon open loop.toml; echo LABCON-EXIT=$?; sleep 60"
     )
+    branch = ""
     try:
         _tmux("resize-window", "-t", session, "-x", "120", "-y", "36")
         screen = _wait_for(session, "● idle", timeout=180)
@@ -150,15 +181,71 @@ def test_live_loop_in_tmux(tmp_path: Path):
         _tmux("send-keys", "-t", session, "1")
         _wait_for(session, "epochs done 3", timeout=300)
         _tmux("send-keys", "-t", session, "5")
-        end = time.monotonic() + 60  # the run's row says done (the status bar's "epochs done" is not it)
-        while not re.search(r"^\s*1\s+done\s", _tmux("capture-pane", "-p", "-t", session), re.M):
-            assert time.monotonic() < end, _tmux("capture-pane", "-p", "-t", session)
-            time.sleep(0.3)
+        # The run's row says done (the status bar's "epochs done" is not it).
+        _wait_for_row(session, r"^\s*1\s+done\s", timeout=60)
         _tmux("send-keys", "-t", session, "R")
         _tmux("send-keys", "-t", session, "6")
         # What R starts is the session's answer to `replay 1`; the console must send it and show the answer.
         _wait_for(session, "› replay 1", timeout=30)
-        screen = _wait_for(session, "replay", timeout=60)
+        screen = _wait_for(session, "as session 'loop-replay1'", timeout=60)
+        assert "Traceback" not in screen
+        # Meanwhile a branch, as a user types it in a shell beside the console (the console's `replay` takes a
+        # run only): run 1's first epoch replayed, then a 30x higher lr, trained on to run 1's 3 epochs. Its own
+        # tmux session: a second window would resize the console's to tmux's default size.
+        branch = _start(
+            f"cd {work} && PYTHONPATH={ROOT} {sys.executable} -m labcon replay 1 --until 1 --then 'set lr=3e-2' "
+            "--session loop-branch; echo BRANCH-EXIT=$?; sleep 120"
+        )
+        _tmux("resize-window", "-t", branch, "-x", "160", "-y", "40")
+        end = time.monotonic() + 400
+        out = ""
+        while "BRANCH-EXIT=" not in out:
+            assert time.monotonic() < end, out
+            time.sleep(1)
+            out = _tmux("capture-pane", "-p", "-J", "-S", "-200", "-t", branch)
+        assert "BRANCH-EXIT=0" in out, out
+        found = re.search(r"replay of run 1 -> run (\d+)", out)
+        assert found and "branch after epoch 1 with 'set lr=0.03', 3 epoch(s) trained" in out, out
+        branch_run = int(found.group(1))
+        # R's replay: its run (id from `labcon journal`) appears in the Journal pane, which it sends nothing, and
+        # ends done there.
+        end = time.monotonic() + 120
+        while not (replays := [r for r in _journal_rows(work) if r["session"] == "loop-replay1"]):
+            assert time.monotonic() < end, "R's replay never journaled a run"
+            time.sleep(2)
+        _tmux("send-keys", "-t", session, "5")
+        _wait_for_row(session, rf"^\s*{replays[0]['id']}\s+done\s", timeout=400)
+        runs = {r["id"]: r for r in _journal_rows(work)}
+        replays = [r for r in runs.values() if r["session"] == "loop-replay1"]
+        assert [r["status"] for r in replays] == ["done"] and replays[0]["parent_id"] == 1, replays
+        assert runs[branch_run]["status"] == "done" and runs[branch_run]["parent_id"] == 1
+        # The branch in the pane: filtered to its run, Enter shows how far it went from its parent, per epoch.
+        _tmux("send-keys", "-t", session, "/")
+        _tmux("send-keys", "-t", session, "-l", f"run:{branch_run}")
+        _tmux("send-keys", "-t", session, "Enter")
+        rows = r"^\s*(\d+)\s+(?:done|running|stopped|failed|crashed)\s"
+        end = time.monotonic() + 60
+        screen = _tmux("capture-pane", "-p", "-t", session)
+        while re.findall(rows, screen, re.M) != [str(branch_run)]:
+            assert time.monotonic() < end, screen
+            time.sleep(0.3)
+            screen = _tmux("capture-pane", "-p", "-t", session)
+        # Enter on the row (the results take the focus once shown; an Enter that beat it re-ran the search).
+        end = time.monotonic() + 60
+        while "minus parent:" not in screen:
+            assert time.monotonic() < end, screen
+            _tmux("send-keys", "-t", session, "Enter")
+            for _ in range(20):
+                time.sleep(0.3)
+                screen = _tmux("capture-pane", "-p", "-t", session)
+                if "minus parent:" in screen:
+                    break
+        assert "branch of run 1" in screen and "after epoch 1 with:" in screen and "set lr=0.03" in screen
+        # From the branch point to the parent's length, every metric, not all zero.
+        block = screen.split("minus parent:")[1]
+        assert re.search(r"epoch 1\b.*\n.*valid_loss [+-]", block) and re.search(r"epoch 2\b", block), screen
+        values = [float(v) for v in re.findall(r"(?:loss|accuracy) ([+-][0-9.]+(?:e[+-]?\d+)?)", block)]
+        assert len(values) == 6 and any(v != 0 for v in values), screen  # 3 metrics x 2 epochs
         assert "Traceback" not in screen
     finally:
         subprocess.run(["tmux", "send-keys", "-t", session, "q"], capture_output=True)
@@ -166,6 +253,8 @@ def test_live_loop_in_tmux(tmp_path: Path):
         subprocess.run(["tmux", "send-keys", "-t", session, "s"], capture_output=True)
         time.sleep(5)
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        if branch:
+            subprocess.run(["tmux", "kill-session", "-t", branch], capture_output=True)
 
 
 def test_no_typed_or_pasted_command_is_lost_while_training(tmp_path: Path):

@@ -230,25 +230,43 @@ def _paste(text: str):
     return events.Paste(text)
 
 
-async def test_heat_map_says_when_a_layer_has_values_outside_its_range(tmp_path):
-    """Conv and batch-norm outputs (recorded before their ReLU) are half negative: the title says so; ReLU's not."""
-    s = _session(tmp_path, epochs=1)
+async def test_heat_map_draws_each_layer_on_its_own_range(short_dir):
+    """Batch-norm outputs (recorded before their ReLU) are half negative: their heat map spans both sides of zero
+    (axis labels -R, 0, R), with every value counted; the ReLU's keeps 0..10. Locally and on an attached console."""
+    s = _session(short_dir, epochs=1)
+    home = short_dir / "home"
+    server = ControlServer(s, control_socket_path(home, s.name)).start()
+    remote = RemoteSession(control_socket_path(home, s.name))
     try:
         assert s.submit("fit 1").ok and s.jobs.wait_idle(120)
-        app = build_app(s, images="halfcell")
-        async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("2")
-            pane = app.query_one("#pane-telemetry")
-            await _until(pilot, lambda: pane.snapshot is not None, 20)
-            notes = {}
-            for layer in ("0.1", "0.2"):  # the first block's batch norm, then its ReLU
-                pane.selected_layer = layer
-                pane._show_heatmap()
-                await pilot.pause()
-                notes[layer] = str(app.query_one("#heatmap-title").render())
-            assert "outside 0.00..10.00" in notes["0.1"] and "not drawn" in notes["0.1"], notes
-            assert "not drawn" not in notes["0.2"], notes
+        lo, hi = s.telemetry_snapshot().hist_ranges["0.1"]
+        assert lo == -hi > -100 and s.telemetry_snapshot().hist_ranges["0.2"] == (0.0, 10.0)
+        counts = s.telemetry_snapshot().heatmap("0.1")[-1]
+        assert sum(counts[:20]) > 0.3 * sum(counts)  # the negative half is counted
+        for session in (s, remote):
+            app = build_app(session, images="halfcell")
+            async with app.run_test(size=SIZE) as pilot:
+                await pilot.press("2")
+                pane = app.query_one("#pane-telemetry")
+                await _until(pilot, lambda p=pane: p.snapshot is not None, 20)
+                shown = {}
+                for layer in ("0.1", "0.2"):  # the first block's batch norm, then its ReLU
+                    pane.selected_layer = layer
+                    pane._show_heatmap()
+                    await pilot.pause()
+                    heat = app.query_one("#heatmap")
+                    lines = [line.text for line in (heat.render_line(y) for y in range(heat.size.height))]
+                    shown[layer] = (str(app.query_one("#heatmap-title").render()), lines)
+                title, lines = shown["0.1"]
+                assert f"bins {lo:.2f}..{hi:.2f}" in title and "not drawn" not in title, title
+                axis = [ln.split("┤")[0].strip() for ln in lines]
+                assert axis[0] == f"{hi:.4g}" and axis[-1] == f"{lo:.4g}" and "0" in axis[1:-1], axis
+                title, lines = shown["0.2"]
+                assert "bins 0.00..10.00" in title and "not drawn" not in title, title
+                assert lines[0].split("┤")[0].strip() == "10" and lines[-1].split("┤")[0].strip() == "0"
     finally:
+        remote.close()
+        server.close()
         s.close()
 
 

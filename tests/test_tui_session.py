@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -90,3 +91,46 @@ async def test_console_drives_a_real_session(tmp_path):
     assert s.history(), "at least one epoch ran"
     ends = [m for m in sub.drain() if type(m).__name__ == "FitEnded"]
     assert ends[-1].status == "stopped" and ends[-1].reason == "stopped by user", ends
+
+
+async def test_journal_pane_shows_a_branch_from_another_session_with_its_deviation(tmp_path):
+    """A branch of the console's run, made by another session (as `labcon replay --until --then` does): the shown
+    pane lists it without any message from it, and its detail leads with its per-epoch deviation from the parent."""
+    from labcon.session.replay import start_replay
+
+    data = make_image_folder(tmp_path / "img", n_train=24)
+    home = tmp_path / "home"
+    s = Session(parse_config(tiny_config(data, name="p", epochs=2, telemetry=False)), home)
+    branch = None
+    try:
+        assert s.submit("fit 2").ok and s.jobs.wait_idle(120)
+        s.persist.writer.flush()
+        parent = s.persist.run_id
+        app = build_app(s, images="halfcell")
+        async with app.run_test(size=(120, 36)) as pilot:
+            await pilot.press("5")
+            pane = app.query_one(JournalPane)
+            await _until(pilot, lambda: len(pane.results) == 1, 20)
+            branch, _ = start_replay(parent, home, until=1, then="set lr=0.5", name="p-branch")
+            assert branch.wait(120)
+            rid = branch.persist.run_id
+            branch.close()
+            branch = None
+            await _until(
+                pilot, lambda: any(r["id"] == rid and r["status"] == "done" for r in pane.results), 30
+            )
+            pane.show_run(next(r for r in pane.results if r["id"] == rid))
+            await pilot.pause()
+            detail = str(pane.query_one("#journal-detail").render())
+            head = f"branch of run {parent}\nafter epoch 1 with:\n  set lr=0.5\nminus parent:\n"
+            assert head in detail, detail
+            block = detail.split("minus parent:")[1].split("parent_id")[0]
+            # The parent trained 2 epochs: one after the branch point.
+            assert " epoch 1\n  valid_loss " in block and "epoch 2" not in block, block
+            values = [float(v) for v in re.findall(r"[a-z_]+ ([+-][0-9.]+(?:e[+-]?\d+)?)", block)]
+            assert len(values) >= 3 and any(v != 0 for v in values), block
+            assert "parent_id: " + str(parent) in detail  # and the record below it
+    finally:
+        if branch is not None:
+            branch.close()
+        s.close()

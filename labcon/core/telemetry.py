@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from labcon.core.distributed import unwrap_model
 from labcon.core.events import Callback
 from labcon.core.hooks import Hook, HookRegistry
+from labcon.core.telemetry_fold import IndexCache, fold, per_layer_norm
 from labcon.core.telemetry_history import (
     FIELDS,
     N_FIELDS,
@@ -23,7 +24,14 @@ from labcon.core.telemetry_history import (
     TelemetrySnapshot,
     make_snapshot,
 )
-from labcon.core.telemetry_layers import DEFAULT_TYPES, first_tensor, flat_view, spread
+from labcon.core.telemetry_layers import (
+    DEFAULT_HI,
+    DEFAULT_TYPES,
+    first_tensor,
+    flat_view,
+    kind_range,
+    select_layers,
+)
 from labcon.errors import LabconError
 
 __all__ = ["DEFAULT_TYPES", "FIELDS", "LayerStats", "Telemetry", "TelemetrySnapshot"]
@@ -41,7 +49,11 @@ class Telemetry(Callback):
     sample_every: measure activations and gradients on every k-th batch (report batches always).
     spatial_stride: measure every s-th position along each spatial axis. horizon: history rows kept on the
     host (older rows are merged pairwise when full). near_zero: |x| below this counts as near zero.
-    hist_range/n_bins: fixed histogram range (values outside are not counted) and bin count.
+    n_bins: histogram bins. hist_range: None (default) chooses each layer's range: by its kind where that fixes
+    it (ReLU: (0, 10), GeneralRelu: (-sub, maxv or 10), Tanh: (-1, 1) ...), else from its first sampled values
+    ((0, R) or (-R, R), R a power of two with headroom), so pre-activation outputs are counted on both sides of
+    zero. A (low, high) pair: that range for every layer. A layer's range then stays fixed for the history's
+    life (values outside it are not counted; the snapshot's `hist_ranges` says each layer's).
     max_samples: activation statistics use at most this many elements per layer and batch, an evenly
     strided subset (None: every element); it keeps the cost per layer small and fixed on CPU and GPU.
     """
@@ -58,7 +70,7 @@ class Telemetry(Callback):
         horizon: int = 512,
         near_zero: float = 1e-2,
         n_bins: int = 40,
-        hist_range: tuple[float, float] = (0.0, 10.0),
+        hist_range: tuple[float, float] | None = None,
         max_samples: int | None = 512,
         max_layers: int = 32,
         dead_frac: float = 0.9,
@@ -67,14 +79,14 @@ class Telemetry(Callback):
         for name, v in (("every", every), ("sample_every", sample_every), ("spatial_stride", spatial_stride)):
             if not isinstance(v, int) or v < 1:
                 raise LabconError(f"Telemetry {name} must be a positive integer, got {v!r}")
-        if not hist_range[0] < hist_range[1]:
+        if hist_range is not None and not hist_range[0] < hist_range[1]:
             raise LabconError(f"Telemetry hist_range must be (low, high) with low < high, got {hist_range}")
         if n_bins < 1 or max_layers < 1:
             raise LabconError("Telemetry n_bins and max_layers must be at least 1")
         self.layer_spec = list(layers) if layers is not None else None
         self.every, self.sample_every, self.spatial_stride = every, sample_every, spatial_stride
         self.horizon, self.near_zero, self.n_bins = horizon, near_zero, n_bins
-        self.hist_range = (float(hist_range[0]), float(hist_range[1]))
+        self.hist_range = None if hist_range is None else (float(hist_range[0]), float(hist_range[1]))
         self.max_samples = max_samples
         self.max_layers, self.dead_frac, self.explode_std = max_layers, dead_frac, explode_std
         self.layers: list[str] = []
@@ -91,20 +103,7 @@ class Telemetry(Callback):
     # ----- layer selection -------------------------------------------------------------------------
     def select_layers(self, model: nn.Module) -> list[str]:
         """The module paths this telemetry would record on `model`."""
-        named = [(n, m) for n, m in model.named_modules() if n]
-        if self.layer_spec is None:
-            return spread([n for n, m in named if isinstance(m, DEFAULT_TYPES)], self.max_layers)
-        reg = HookRegistry(model)
-        paths: list[str] = []
-        for spec in self.layer_spec:
-            if isinstance(spec, str):
-                reg.resolve(spec)  # clear error with close matches
-                paths.append(spec)
-            elif isinstance(spec, type) and issubclass(spec, nn.Module):
-                paths += spread([n for n, m in named if isinstance(m, spec)], self.max_layers)
-            else:
-                raise LabconError(f"Telemetry layers must be module paths or nn.Module types, got {spec!r}")
-        return list(dict.fromkeys(paths))
+        return select_layers(model, self.layer_spec, self.max_layers)
 
     # ----- device-side recording -------------------------------------------------------------------
     def _make_hook(self, i: int) -> Any:
@@ -147,20 +146,12 @@ class Telemetry(Callback):
         if views:
             self._subs.append(torch.cat(views))
 
-    def _cached(self, key: tuple[Any, ...], dtype: torch.dtype) -> Tensor:
-        # Cached so that the steady state makes no host->device copies.
-        t = self._idx_cache.get((key, dtype))
-        if t is None:
-            if len(self._idx_cache) > 256:  # varying batch shapes (e.g. text): keep the cache bounded
-                self._idx_cache.clear()
-            t = self._idx_cache[(key, dtype)] = torch.tensor(key, device=self._device, dtype=dtype)
-        return t
-
     def _alloc(self) -> None:
         n, dev = len(self.layers), self._device
         self._acc = torch.zeros(n, 2, device=dev)  # sums over sampled batches of mean and std
         self._nz = torch.zeros(n, device=dev)  # near-zero counts in the subsets
         self._hist = torch.zeros(n, self.n_bins, device=dev)
+        self._alloc_ranges()
         self._gn = torch.zeros(n, device=dev)
         self._upd = torch.full((n,), float("nan"), device=dev)
         self._n_act, self._n_sub, self._n_grad = [0] * n, [0] * n, 0
@@ -168,6 +159,16 @@ class Telemetry(Callback):
         self._sizes: list[int] = []  # elements of each layer's part, in order
         self._pending_idx: list[int] = []
         self._prev: list[Tensor] | None = None
+
+    def _alloc_ranges(self) -> None:
+        """Each layer's histogram range on the device: the history's where chosen before, else the fixed
+        `hist_range`, else the layer kind's; the rest (`_unranged`) are read from their first sampled values."""
+        known = self._history.ranges.copy()
+        for i, m in enumerate(self._modules):
+            if np.isnan(known[i]).any():
+                known[i] = self.hist_range or kind_range(m, DEFAULT_HI) or (np.nan, np.nan)
+        self._ranges = torch.tensor(known, dtype=torch.float32, device=self._device)
+        self._unranged = {i for i in range(len(self.layers)) if np.isnan(known[i]).any()}
 
     def _bind(self, model: nn.Module) -> None:
         """Hook the selected modules and index their own parameters (for grad norms and update ratios)."""
@@ -195,9 +196,8 @@ class Telemetry(Callback):
                     owners.append(i)
         self._owners = tuple(owners)
         self._one_dtype = all(p.dtype == torch.float32 for p in self._params)
-        if getattr(self, "_cache_device", None) != self._device:
-            self._idx_cache: dict[Any, Tensor] = {}
-            self._cache_device = self._device
+        if getattr(self, "_cache", None) is None or self._cache.device != self._device:
+            self._cache = IndexCache(self._device)
 
     def _remove_hooks(self) -> None:
         for h in self._hooks:
@@ -208,12 +208,7 @@ class Telemetry(Callback):
         self._hooks = []
 
     def _per_layer_norm(self, tensors: list[Tensor], owners: tuple[int, ...]) -> Tensor:
-        norms = torch._foreach_norm(tensors)
-        norms = torch.stack(norms if self._one_dtype else [t.float() for t in norms])
-        sq = torch.zeros(len(self.layers), device=self._device).index_add_(
-            0, self._cached(owners, torch.long), norms * norms
-        )
-        return sq.sqrt()
+        return per_layer_norm(tensors, owners, len(self.layers), self._cache, self._one_dtype)
 
     # ----- events ----------------------------------------------------------------------------------
     def before_fit(self) -> None:
@@ -296,35 +291,11 @@ class Telemetry(Callback):
         if not self._pending_idx:
             return
         idx, sizes = tuple(self._pending_idx), tuple(self._sizes)
-        x = torch.cat(self._subs) if len(self._subs) > 1 else self._subs[0]
-        lengths, index = self._cached(sizes, torch.long), self._cached(idx, torch.long)
-        n = self._cached(sizes, torch.float32)
-        # unsafe=True: the lengths are ours and valid; the checks would cost two host syncs on a GPU.
-        s1 = torch.segment_reduce(x, "sum", lengths=lengths, unsafe=True)
-        s2 = torch.segment_reduce(x * x, "sum", lengths=lengths, unsafe=True)
-        nz = torch.segment_reduce((x.abs() < self.near_zero).float(), "sum", lengths=lengths, unsafe=True)
-        mean = s1 / n
-        # Per layer and batch: mean and std of that batch, summed here and averaged at the report.
-        std = ((s2 - s1 * mean) / (n - 1).clamp_min(1)).clamp_min(0).sqrt()
-        self._acc.index_add_(0, index, torch.stack([mean, std], 1))
-        self._nz.index_add_(0, index, nz)
-        lo, hi = self.hist_range
-        valid = (x >= lo) & (x <= hi)  # torch.histc semantics: hi falls in the last bin, nan nowhere
-        b = ((x - lo) * (self.n_bins / (hi - lo))).floor_().clamp_(0, self.n_bins - 1)
-        b = torch.where(valid, b, 0).long() + self._segments(idx, sizes) * self.n_bins
-        self._hist.view(-1).index_add_(0, b, valid.float())
+        new = tuple(sorted(self._unranged.intersection(idx)))
+        out = (self._acc, self._nz, self._hist, self._ranges)
+        fold(self._subs, idx, sizes, self._cache, out, self.near_zero, new)
+        self._unranged.difference_update(new)
         self._subs, self._pending_idx, self._sizes = [], [], []
-
-    def _segments(self, idx: tuple[int, ...], sizes: tuple[int, ...]) -> Tensor:
-        """Layer index of every element of the concatenated subsets (cached per layout)."""
-        key = ("seg", idx, sizes)
-        t = self._idx_cache.get(key)
-        if t is None:
-            if len(self._idx_cache) > 256:
-                self._idx_cache.clear()
-            ids = torch.tensor(idx, dtype=torch.long).repeat_interleave(torch.tensor(sizes))
-            t = self._idx_cache[key] = ids.to(self._device)
-        return t
 
     def after_batch(self) -> None:
         if not self._active:
@@ -351,11 +322,19 @@ class Telemetry(Callback):
     def _report(self, train_iter: int) -> None:
         """One device->host transfer of everything accumulated since the last report, then reset."""
         n = len(self.layers)
-        device_rows = [self._acc.flatten(), self._nz, self._gn, self._upd, self._hist.flatten()]
+        device_rows = [
+            self._acc.flatten(),
+            self._nz,
+            self._gn,
+            self._upd,
+            self._ranges.flatten(),
+            self._hist.flatten(),
+        ]
         payload = torch.cat(device_rows).cpu().numpy()
         acc = payload[: 2 * n].reshape(n, 2).astype(np.float64)
         nz, gn, upd = payload[2 * n : 3 * n], payload[3 * n : 4 * n], payload[4 * n : 5 * n]
-        hist = payload[5 * n :].reshape(n, self.n_bins)
+        ranges = payload[5 * n : 7 * n].reshape(n, 2).astype(np.float64)
+        hist = payload[7 * n :].reshape(n, self.n_bins)
         n_act = np.array(self._n_act, dtype=np.float64)
         numel = np.array(self._n_sub, dtype=np.float64)
         row = np.full((n, N_FIELDS + self.n_bins), np.nan, dtype=np.float32)
@@ -372,6 +351,7 @@ class Telemetry(Callback):
         bad = seen & ~(np.isfinite(row[:, 0]) & np.isfinite(row[:, 1]))
         with self._lock:
             self._history.append(int(train_iter), row)
+            self._history.ranges[:] = ranges  # the ranges chosen so far ride along with the report
             self._last_iter = int(train_iter)
             self._nonfinite = frozenset(self.layers[i] for i in np.flatnonzero(bad))
             self._snapshot = None
@@ -391,7 +371,6 @@ class Telemetry(Callback):
                 self._snapshot = make_snapshot(
                     self._history,
                     self._last_iter,
-                    self.hist_range,
                     self.dead_frac,
                     self.explode_std,
                     self._nonfinite,
@@ -404,7 +383,7 @@ class Telemetry(Callback):
             if self._history is None:
                 return {}
             state = self._history.state_dict()
-        state.update(last_iter=self._last_iter, hist_range=list(self.hist_range))
+        state.update(last_iter=self._last_iter)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -414,7 +393,6 @@ class Telemetry(Callback):
         with self._lock:
             self._history = History.from_state(state, self.horizon)
             self._last_iter = int(state.get("last_iter", 0))
-            self.hist_range = tuple(float(v) for v in state.get("hist_range", self.hist_range))
             self.n_bins = self._history.n_bins
             self.layers = list(self._history.layers)
             self._snapshot = None

@@ -39,6 +39,9 @@ class History:
         self.rows = np.zeros((horizon, len(layers), N_FIELDS + n_bins), dtype=np.float32)
         self.iters = np.zeros(horizon, dtype=np.int64)
         self.weights = np.zeros(horizon, dtype=np.float64)
+        # Each layer's histogram range (low, high), fixed for the history's life so its rows stay comparable;
+        # nan until the layer's range is chosen (by its kind, or from its first sampled values).
+        self.ranges = np.full((len(layers), 2), np.nan, dtype=np.float64)
         self.n = 0
 
     def append(self, it: int, row: np.ndarray) -> None:
@@ -78,12 +81,19 @@ class History:
             "rows": torch.from_numpy(self.rows[: self.n].copy()),
             "iters": torch.from_numpy(self.iters[: self.n].copy()),
             "weights": torch.from_numpy(self.weights[: self.n].copy()),
+            "ranges": torch.from_numpy(self.ranges.copy()),
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any], horizon: int | None = None) -> History:
-        """Rebuild a History from `state_dict()` output (compacting if it exceeds `horizon`)."""
+        """Rebuild a History from `state_dict()` output (compacting if it exceeds `horizon`).
+
+        A state saved before ranges were per layer has one `hist_range` that every layer's rows were binned on."""
         h = cls(state["layers"], int(state["n_bins"]), int(horizon or state["horizon"]))
+        if "ranges" in state:
+            h.ranges[:] = state["ranges"].numpy()
+        elif "hist_range" in state:
+            h.ranges[:] = [float(v) for v in state["hist_range"]]
         rows, iters, weights = state["rows"].numpy(), state["iters"].numpy(), state["weights"].numpy()
         for r, it, w in zip(rows, iters, weights, strict=True):
             h.append(int(it), r)
@@ -98,7 +108,7 @@ class TelemetrySnapshot:
     train_iter: int
     layers: tuple[str, ...]
     latest: dict[str, LayerStats]
-    hist_range: tuple[float, float]
+    hist_ranges: dict[str, tuple[float, float]]  # layer -> (low, high) of its histogram bins (once chosen)
     flags: dict[str, str]
     _iters: np.ndarray = field(repr=False)
     _rows: np.ndarray = field(repr=False)
@@ -162,7 +172,6 @@ def flag_layers(
 def make_snapshot(
     hist: History,
     train_iter: int,
-    hist_range: tuple[float, float],
     dead_frac: float,
     explode_std: float,
     nonfinite: frozenset[str] = frozenset(),
@@ -179,7 +188,11 @@ def make_snapshot(
         train_iter=train_iter,
         layers=tuple(hist.layers),
         latest=latest,
-        hist_range=hist_range,
+        hist_ranges={
+            name: (float(lo), float(hi))
+            for name, (lo, hi) in zip(hist.layers, hist.ranges, strict=True)
+            if np.isfinite(lo) and np.isfinite(hi)
+        },
         flags=flag_layers(latest, dead_frac, explode_std, nonfinite),
         _iters=iters,
         _rows=rows,

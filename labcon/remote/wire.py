@@ -40,7 +40,7 @@ def snapshot_to_dict(
         "train_iter": int(snap.train_iter),
         "layers": all_layers,
         "latest": {k: jsonable(v) for k, v in snap.latest.items()},
-        "hist_range": list(snap.hist_range),
+        "hist_ranges": {k: list(v) for k, v in snap.hist_ranges.items()},
         "flags": dict(snap.flags),
     }
     if tail is None:
@@ -64,8 +64,8 @@ class RemoteTelemetrySnapshot:
         self.train_iter: int = int(d.get("train_iter", 0))
         self.layers: tuple[str, ...] = tuple(d.get("layers", ()))
         self.latest = {k: LayerStats(**_floats(v)) for k, v in d.get("latest", {}).items()}
-        lo, hi = d.get("hist_range", (0.0, 1.0))
-        self.hist_range = (float(lo), float(hi))
+        ranges = d.get("hist_ranges", {})
+        self.hist_ranges = {k: (float(v[0]), float(v[1])) for k, v in ranges.items() if k in self.layers}
         self.flags: dict[str, str] = dict(d.get("flags", {}))
         self._history: dict[str, dict[str, list[float]]] = d.get("history", {})
         self._tail: dict[str, dict[str, list[float]]] = d.get("tail", {})

@@ -66,7 +66,7 @@ class TelemetryView(Protocol):
     train_iter: int
     layers: Sequence[str]
     latest: Mapping[str, LayerStats]
-    hist_range: tuple[float, float]
+    hist_ranges: Mapping[str, tuple[float, float]]  # layer -> (low, high) of its histogram bins, once chosen
     flags: Mapping[str, str]
 
     def history(self, layer: str) -> dict[str, list[float]]:

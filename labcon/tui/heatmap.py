@@ -13,6 +13,8 @@ from rich.text import Text
 from textual.strip import Strip
 from textual.widget import Widget
 
+from labcon.fmt import fmt_value
+
 # A viridis-like ramp: dark (few values) -> yellow (many).
 _RAMP = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37))
 
@@ -94,8 +96,25 @@ def render_heatmap(grid: Sequence[Sequence[float]], width: int, height: int) -> 
     return text
 
 
+def axis_labels(lo: float, hi: float, height: int) -> list[str]:
+    """The value axis beside a map of `height` rows: `hi` on the top row, `lo` on the bottom one and 0 on its
+    row when the range spans zero (row y shows bins from hi - y/height of the range down); blank elsewhere."""
+    labels = [""] * max(0, height)
+    if height <= 0 or not lo < hi:
+        return labels
+    labels[0] = fmt_value(hi)
+    if height > 1:
+        labels[-1] = fmt_value(lo)
+    if lo < 0 < hi and height > 2:
+        y = min(height - 1, int((hi - 0.0) / (hi - lo) * height))
+        if not labels[y]:
+            labels[y] = "0"
+    return labels
+
+
 class Heatmap(Widget):
-    """Shows `grid` (rows = time, cols = histogram bins) scaled to the widget's size."""
+    """Shows `grid` (rows = time, cols = histogram bins) scaled to the widget's size, with the bins' value axis
+    (`axis` = (low, high)) down its left side."""
 
     DEFAULT_CSS = """
     Heatmap { height: 1fr; width: 1fr; }
@@ -104,11 +123,15 @@ class Heatmap(Widget):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.grid: list[list[float]] = []
+        self.axis: tuple[float, float] | None = None
         self._strips: tuple[tuple[int, int], list[Strip]] | None = None
 
-    def set_grid(self, grid: Sequence[Sequence[float]] | None) -> None:
-        """Replace the data (any 2-d sequence, numpy arrays included)."""
+    def set_grid(
+        self, grid: Sequence[Sequence[float]] | None, axis: tuple[float, float] | None = None
+    ) -> None:
+        """Replace the data (any 2-d sequence, numpy arrays included) and the bins' range (low, high)."""
         self.grid = [list(map(float, row)) for row in grid] if grid is not None else []
+        self.axis = axis
         self._strips = None
         self.refresh()
 
@@ -116,10 +139,20 @@ class Heatmap(Widget):
         """One row of the map (rows are built once per grid and size)."""
         size = (self.size.width, self.size.height)
         if self._strips is None or self._strips[0] != size:
-            rows = heatmap_rows(self.grid, *size)
-            if not rows and self.grid == []:
-                note = Segment(NO_DATA[: size[0]], Style(dim=True))
-                rows = [[note]]
-            self._strips = (size, [Strip(r).adjust_cell_length(size[0]) for r in rows])
+            self._strips = (size, self._build(*size))
         strips = self._strips[1]
         return strips[y] if y < len(strips) else Strip.blank(size[0])
+
+    def _build(self, width: int, height: int) -> list[Strip]:
+        labels = axis_labels(*self.axis, height) if self.axis is not None and self.grid else []
+        gutter = min(max((len(t) for t in labels), default=0), 10)
+        gutter = gutter + 1 if gutter and gutter + 8 <= width else 0  # a narrow pane keeps the map
+        rows = heatmap_rows(self.grid, width - gutter, height)
+        if not rows and self.grid == []:
+            return [Strip([Segment(NO_DATA[:width], Style(dim=True))]).adjust_cell_length(width)]
+        style = Style(dim=True)
+        strips = []
+        for y, r in enumerate(rows):
+            head = [Segment(labels[y][: gutter - 1].rjust(gutter - 1) + "┤", style)] if gutter else []
+            strips.append(Strip(head + r).adjust_cell_length(width))
+        return strips

@@ -15,13 +15,16 @@ from textual_plotext import PlotextPlot
 from labcon.session.api import JournalView
 from labcon.session.messages import EpochEnded, FitEnded, FitStarted
 from labcon.tui.bridge import UpdateBatch
-from labcon.tui.journal_fmt import cell, columns, format_diff, format_record, value
+from labcon.tui.journal_fmt import cell, columns, format_branch, format_diff, format_record, value
 from labcon.tui.pane import Pane
 from labcon.tui.plots import int_ticks
 
 # Runs marked at once: the overlay chart draws them all, `d` diffs the last two.
 MAX_MARKED = 4
 _RUN_EVENTS = (FitStarted, FitEnded, EpochEnded)
+# Runs of other processes (a replay R started, a branch from a shell, another session) send this console no
+# messages: while shown, the pane looks at the journal this often and redraws when its rows changed.
+POLL_SECONDS = 2.0
 
 
 class JournalPane(Pane):
@@ -70,6 +73,13 @@ class JournalPane(Pane):
                     yield Button("Diff d", id="journal-diff", compact=True)
                     yield Button("Replay R", id="journal-replay", compact=True, variant="warning")
 
+    def on_mount(self) -> None:
+        self.set_interval(POLL_SECONDS, self._poll)
+
+    def _poll(self) -> None:
+        if self.shown and self.journal is not None:
+            self._search(self.query_text, False, True, True)
+
     def apply(self, update: UpdateBatch) -> None:
         """A run started, ended or finished an epoch: search again (now if shown, else when shown)."""
         if any(isinstance(e, _RUN_EVENTS) for e in update.events):
@@ -105,18 +115,26 @@ class JournalPane(Pane):
         self._search(self.query_text, focus_results, quiet)
 
     @work(thread=True, exclusive=True, group="journal-search")
-    def _search(self, query: str, focus_results: bool, quiet: bool) -> None:
+    def _search(self, query: str, focus_results: bool, quiet: bool, polled: bool = False) -> None:
         try:
             rows, err = list(self.journal.search(query)), None
         except Exception as e:  # noqa: BLE001 - a bad query must show its message, not crash
             rows, err = [], str(e)
-        self.app.call_from_thread(self._show_results, query, rows, err, focus_results, quiet)
+        self.app.call_from_thread(self._show_results, query, rows, err, focus_results, quiet, polled)
 
     def _show_results(
-        self, query: str, rows: list[dict[str, Any]], err: str | None, focus_results: bool, quiet: bool
+        self,
+        query: str,
+        rows: list[dict[str, Any]],
+        err: str | None,
+        focus_results: bool,
+        quiet: bool,
+        polled: bool = False,
     ) -> None:
         if query != self.query_text:
             return  # typed on since: a newer search is on its way
+        if polled and (err is not None or rows == self.results):
+            return  # nothing new: leave the table (and its cursor) alone
         if err is not None:
             if not quiet:
                 self._detail(f"query error: {err}", style="red")
@@ -172,10 +190,12 @@ class JournalPane(Pane):
         self.current = self._run_id(row)
         try:
             rec = self.journal.get_run(self.current)
+            branch = format_branch(self.journal.events(self.current, kinds=["info"]))
         except Exception as e:  # noqa: BLE001 - a journal error must show, not crash
             self._detail(str(e), style="red")
             return
-        self._detail(f"run {self.current}", format_record(rec))
+        # A branch leads with how far it went from its parent: what it was made to show.
+        self._detail(f"run {self.current}", "\n".join(t for t in (branch, format_record(rec)) if t))
 
     def action_mark(self) -> None:
         """Mark / unmark the highlighted run: marked runs are charted together; `d` diffs the last two."""

@@ -92,6 +92,29 @@ def format_record(d: Any, indent: str = "") -> str:
     return "\n".join(lines)
 
 
+def format_branch(events: list[dict[str, Any]]) -> str:
+    """A branch's journaled deviation (its info events with `deltas`) in lines short enough for the detail box of
+    an 80-column console: where it branched and with what, then per epoch after the branch point each metric
+    minus the parent's (valid_loss first); '' for a run that is no branch."""
+    out = []
+    for e in events:
+        d = e.get("data") or {}
+        if not (isinstance(d, dict) and isinstance(d.get("deltas"), list) and "parent" in d):
+            continue
+        out += [
+            f"branch of run {d['parent']}",
+            f"after epoch {d.get('after_epoch')} with:",
+            f"  {d.get('then')}",
+        ]
+        out.append("minus parent:")
+        for row in d["deltas"]:
+            out.append(f" epoch {row.get('epoch')}")
+            names = sorted((k for k in row if k != "epoch"), key=lambda k: k != "valid_loss")
+            values = [f"  {k} {row[k]:+.3g}" for k in names if isinstance(row[k], int | float)]
+            out += values or ["  no common metrics"]
+    return "\n".join(out)
+
+
 def _same(a: Any, b: Any) -> bool:
     try:
         return bool(a == b) or (fmt_num(a) == fmt_num(b))
@@ -148,4 +171,4 @@ def _metric_line(m: dict[str, Any], indent: str = "  ") -> str:
     return f"{indent}{m.get('name')}: {fmt_num(m.get('a'))} -> {fmt_num(m.get('b'))}{tail}"
 
 
-__all__ = ["cell", "columns", "format_diff", "format_record", "metric_names", "value"]
+__all__ = ["cell", "columns", "format_branch", "format_diff", "format_record", "metric_names", "value"]

@@ -101,27 +101,27 @@ class TelemetryPane(Pane):
         title = self.query_one("#heatmap-title", Label)
         if snap is None or self.selected_layer is None:
             return
-        lo, hi = snap.hist_range
         grid = self.safe(snap.heatmap, self.selected_layer, default=None)
         n = len(grid) if grid is not None else 0
         flag = snap.flags.get(self.selected_layer)
+        rng = snap.hist_ranges.get(self.selected_layer)
+        bins = f"bins {fmt_num(rng[0], 2)}..{fmt_num(rng[1], 2)}" if rng is not None else "no range yet"
         text = Text(
-            f"histogram of {self.selected_layer}: {n} reports (time ->), bins {fmt_num(lo, 2)}..{fmt_num(hi, 2)} "
-            "(bottom..top), log counts"
+            f"histogram of {self.selected_layer}: {n} reports (time ->), {bins} (bottom..top), log counts"
         )
         if flag:
             text.append(f"  {flag}", style=_FLAG_STYLE.get(flag, ""))
-        outside = outside_share(snap.latest.get(self.selected_layer), lo, hi)
+        outside = outside_share(snap.latest.get(self.selected_layer), *rng) if rng is not None else 0.0
         if outside >= OUTSIDE_NOTE:
-            # The histogram's range is fixed (0..10 suits post-ReLU activations); a layer recorded before its
-            # activation has negative values the map cannot show: say how many, never drop them silently.
+            # Each layer's range is fixed (by its kind, or from its first sampled values); activations that grew
+            # past it are not counted: say how many, never drop them silently.
             text.append(
-                f"\n~{100 * outside:.0f}% of this layer's values lie outside {fmt_num(lo, 2)}..{fmt_num(hi, 2)} "
+                f"\n~{100 * outside:.0f}% of this layer's values lie outside {fmt_num(rng[0], 2)}..{fmt_num(rng[1], 2)} "
                 "(estimated from its mean/std) and are not drawn",
                 style="bold yellow",
             )
         title.update(text)
-        self.query_one("#heatmap", Heatmap).set_grid(grid)
+        self.query_one("#heatmap", Heatmap).set_grid(grid, rng)
 
 
 def outside_share(stats: LayerStats | None, lo: float, hi: float) -> float:
