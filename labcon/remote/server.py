@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from labcon.errors import LabconError
-from labcon.remote.wire import image_to_b64, jsonable, snapshot_to_dict
+from labcon.remote.wire import answer_data, jsonable
 from labcon.session.api import POLL_S, SessionAPI, Subscription
 from labcon.session.messages import Message
 
@@ -48,6 +48,7 @@ OPS: tuple[str, ...] = (
     "module_paths",
     "data_summary",
     "sample_batch",
+    "text_batch",
     "telemetry",
     "subscribe",
     "ping",
@@ -399,16 +400,5 @@ class ControlServer:
             return _ok(rid, data=h.module_paths())
         if op == "data_summary":
             return _ok(rid, data=h.data_summary())
-        if op == "sample_batch":
-            return _ok(
-                rid, data={"png": image_to_b64(h.sample_batch_image(augment=bool(req.get("augment", True))))}
-            )
-        # telemetry
-        snap = h.telemetry_snapshot()
-        if snap is None:
-            return _ok(rid, "no telemetry", None)
-        layers, tail = req.get("layers"), req.get("tail")
-        if tail is not None and (not isinstance(tail, int) or isinstance(tail, bool) or tail < 1):
-            return _error(rid, f'"tail" must be a positive number of reports, got {tail!r}')
-        heatmap = bool(req.get("heatmap", False))
-        return _ok(rid, data=snapshot_to_dict(snap, layers=layers, heatmap=heatmap, tail=tail))
+        text, data = answer_data(h, op, req)  # sample_batch, text_batch, telemetry
+        return _ok(rid, text, data)

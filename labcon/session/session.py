@@ -15,6 +15,7 @@ from labcon.commands import grammar as C
 from labcon.commands.apply import RunnerContext, apply_command
 from labcon.commands.usercode import code_sha256
 from labcon.core.hypers import check_hyper
+from labcon.data.text_show import TextBatchView, sample_text_batch
 from labcon.errors import CommandError, LabconError
 from labcon.session.api import JournalView, Reply, Subscription, TelemetryView
 from labcon.session.build import build
@@ -288,6 +289,10 @@ class Session:
     def sample_batch_image(self, augment: bool = True) -> Any:
         """A grid image (PIL) of training samples with labels."""
         return self.block.show_batch(augment=augment)
+
+    def text_batch(self, draw: int = 0) -> TextBatchView | None:
+        """A decoded training batch of a text session (draw k: another batch per k); None for image data."""
+        return sample_text_batch(self.block, draw) if is_text(self.config) else None
 
     @property
     def journal(self) -> JournalView | None:
