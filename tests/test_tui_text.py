@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from labcon.remote.client import RemoteSession
 from labcon.remote.server import ControlServer, control_socket_path
@@ -29,6 +30,15 @@ SIZE = (120, 40)
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    # On a shared 2-core box OpenMP spin-waiting makes two threads cost several times the CPU of one here.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

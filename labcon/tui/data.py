@@ -72,7 +72,7 @@ class DataPane(Pane):
             self.app.notify(text, severity="error", markup=False)
 
     def action_resample(self) -> None:
-        """Ask the session for a new augmented batch (in a worker: it may take a moment)."""
+        """Ask the session for a new batch: new augments, or another text batch (in a worker: it may take a moment)."""
         self.n_draws += 1
         title = "#data-text-title" if self._text else "#data-image-title"
         self.query_one(title, Label).update("sample batch: drawing ...")
