@@ -1,7 +1,9 @@
 """ULMFiT from scratch on imdb_sample, full size: LM epochs then a classifier on its encoder, through real sessions.
 
-    python bench/imdb_ulmfit.py [--data ../shared/data/imdb_sample] [--lm-epochs 2] [--cls-epochs 6] [--emb 32] [--hid 64] [--max-vocab 2000]
-                                [--bs 64] [--bptt 60] [--seed 0] [--threads 1]
+    python bench/imdb_ulmfit.py [--data ../shared/data/imdb_sample] [--lm-epochs 2] [--cls-epochs 6] [--emb 32]
+        [--hid 64] [--max-vocab 2000] [--bs 64] [--bptt 60] [--seed 0] [--threads 1]
+
+--data defaults to $LABCON_SHARED_DATA/imdb_sample, else ../shared/data/imdb_sample beside the checkout.
 
 Prints the LM's validation perplexity per epoch, the classifier's validation accuracy per epoch against the
 majority class, and the wall and CPU seconds of each stage (tests/test_text_imdb.py runs a smaller version as a test).
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import resource
 import sys
 import tempfile
@@ -79,7 +82,10 @@ def main() -> None:
         ("threads", 1),
     ):
         ap.add_argument(f"--{k}", type=int, default=v)
-    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/imdb_sample"))
+    shared = Path(
+        os.environ.get("LABCON_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+    )
+    ap.add_argument("--data", default=str(shared / "imdb_sample"))
     a = ap.parse_args()
     # One thread by default: on a shared 2-core box OpenMP spin-waiting costs several times the CPU of one.
     torch.set_num_threads(a.threads)
