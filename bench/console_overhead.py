@@ -180,7 +180,7 @@ def _abba(rounds: int, base: Callable[[], float], other: Callable[[], float], na
 
 def session_main(rounds: int, epochs: int, workers: int | None) -> None:
     """Real Session on the built-in data: headless and console rounds alternate in one process."""
-    from labcon.cli.run import HeadlessPrinter
+    from labcon.cli.printer import HeadlessPrinter
     from labcon.session.config import parse_config
     from labcon.session.session import Session
 

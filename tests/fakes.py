@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw
 
 from labcon.commands import grammar as C
 from labcon.commands.cmd_watch import USER_HOOK_OWNER
+from labcon.core.schedules import Schedule, one_cycle_scheds, scaled
 from labcon.core.telemetry_history import FIELDS, History, TelemetrySnapshot, make_snapshot
 from labcon.errors import CommandError, LabconError
 from labcon.session.answers import format_status
@@ -101,6 +102,8 @@ class FakeSession:
         )
         self._live: threading.Thread | None = None
         self._stop_live = threading.Event()
+        # The one-cycle schedules of the live fit (the real ones, so the plan is what a real session plans).
+        self._scheds: dict[str, Schedule] = {}
 
     # -- the protocol ------------------------------------------------------------------------------
     @property
@@ -163,6 +166,32 @@ class FakeSession:
             parts = layer.split(".")
             paths += [p for p in (".".join(parts[: i + 1]) for i in range(len(parts))) if p not in paths]
         return paths
+
+    def model_summary(self) -> dict[str, Any]:
+        """Fixed per-module rows: every LAYERS module a conv, containers summing their subtree."""
+        leaves = {m: (100 * (i + 1), 1000 * (i + 1)) for i, m in enumerate(LAYERS)}
+        rows = []
+        for path in self.module_paths():
+            under = [v for k, v in leaves.items() if not path or k == path or k.startswith(path + ".")]
+            n = sum(p for p, _ in under)
+            kind = "Conv2d" if path in leaves else "Sequential"
+            rows.append(
+                {"path": path, "kind": kind, "shape": [16, 8, 8], "params": n, "trainable": n,
+                 "macs": sum(m for _, m in under)}
+            )  # fmt: skip
+        return {"batch": 2, "rows": rows}
+
+    def schedule_plan(self) -> dict[str, Any] | None:
+        """The live fit's schedules sampled over the whole fit, as the real session samples them."""
+        if self._plan is None or self.state == "idle":
+            return None
+        n = 161
+        series = {k: [float(f(i / (n - 1))) for i in range(n)] for k, f in self._scheds.items()}
+        return {"start_iter": self._plan["start_iter"], "total": self._plan["total"], "pos": self._pos(),
+                "series": series}  # fmt: skip
+
+    def _pos(self) -> float:
+        return (self.train_iter - self._plan["start_iter"]) / self._plan["total"] if self._plan else 0.0
 
     def data_summary(self) -> str:
         """A DataBlock summary's text."""
@@ -271,6 +300,9 @@ class FakeSession:
         elif isinstance(cmd, C.Set):
             for name, v in cmd.values:
                 self.hypers[name] = [float(x) for x in v] if isinstance(v, tuple) else [float(v)]
+                now = self._scheds[name](self._pos()) if name in self._scheds and self.state != "idle" else 0
+                if now:  # as the real scheduler: the rest of the schedule is rescaled so it is this value now
+                    self._scheds[name] = scaled(self._scheds[name], self.hypers[name][-1] / now)
             reply = "set " + " ".join(f"{n}={self.hypers[n][0]:g}" for n, _ in cmd.values)
             if self.state == "idle" and any(n == "lr" for n, _ in cmd.values):
                 reply += "; later fits start from this lr"  # as the real `set` says between fits
@@ -303,6 +335,9 @@ class FakeSession:
         )
         self.n_epochs = n
         self._plan = {"start_epoch": self.epoch, "n": n, "start_iter": self.train_iter, "total": n * N_TRAIN}
+        lr = cmd.lr if isinstance(cmd.lr, float) else self.hypers["lr"][-1]  # type: ignore[attr-defined]
+        one = isinstance(cmd, C.FitOneCycle)
+        self._scheds = dict(one_cycle_scheds(lr, cmd.pct_start or 0.25)) if one else {}  # type: ignore[attr-defined]
         self.emit(FitStarted(self.run_id, self.epoch, n, N_TRAIN, N_VALID))
         self._set_state("running")
         self._fit_end = self.epoch + n

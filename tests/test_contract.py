@@ -298,6 +298,46 @@ def test_replay_starts_a_session_process_and_says_where(impl: Impl) -> None:
         assert replayed[0]["final_metrics"]["valid_loss"] == pytest.approx(run["final_metrics"]["valid_loss"])
 
 
+def test_model_summary_and_schedule_plan(impl: Impl) -> None:
+    s = impl.s
+    sub = s.subscribe()
+    summary = s.model_summary()
+    rows = summary["rows"]
+    assert summary["batch"] >= 1 and [r["path"] for r in rows] == s.module_paths()
+    for r in rows:
+        assert set(r) == {"path", "kind", "shape", "params", "trainable", "macs"}
+        assert isinstance(r["shape"], list) and r["trainable"] <= r["params"] and r["macs"] >= 0
+    root, children = rows[0], [r for r in rows if r["path"] and "." not in r["path"]]
+    assert root["params"] == sum(r["params"] for r in children) > 0  # counts are over the subtree
+    assert root["macs"] == sum(r["macs"] for r in children) > 0
+    assert s.schedule_plan() is None  # no fit running
+    assert s.submit("fit_one_cycle 1000 lr=0.01").ok
+    impl.batches(2)
+    plan = s.schedule_plan()
+    assert plan is not None
+    fit = s.status()["fit"]
+    assert (plan["start_iter"], plan["total"]) == (fit["start_iter"], fit["total"]) and 0 <= plan[
+        "pos"
+    ] < 0.01
+    lr = plan["series"]["lr"]
+    peak = max(range(len(lr)), key=lr.__getitem__)
+    assert lr[0] == pytest.approx(0.01 / 25) and lr[peak] == pytest.approx(0.01)
+    assert peak == round(0.25 * (len(lr) - 1)) and lr[-1] == pytest.approx(0.01 / 1e5)
+    assert [r["path"] for r in s.model_summary()["rows"]] == s.module_paths()  # also while training
+    assert s.submit("set lr=0.001").ok
+    _take(sub, _applied("set lr=0.001"))
+    after = s.schedule_plan()
+    assert after is not None
+    ratios = {round(b / a, 6) for a, b in zip(lr, after["series"]["lr"], strict=True) if a > 1e-9}
+    assert len(ratios) == 1 and ratios != {1.0}  # rescaled, shape kept
+    assert s.submit("pause").ok
+    _take(sub, _applied("pause"))
+    assert s.model_summary()["rows"][0]["params"] == root["params"]  # a paused fit answers too
+    s.submit("stop")
+    _take(sub, lambda m: isinstance(m, FitEnded))
+    assert s.schedule_plan() is None
+
+
 # -- text sessions (the fake has image data only: its text_batch is None, as asserted above) ----------------------
 @pytest.fixture(scope="module")
 def text_data() -> Iterator[Path]:

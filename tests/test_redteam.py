@@ -173,7 +173,7 @@ def test_journal_and_sessions_folder_are_private(data, tmp_path):
 def test_headless_printer_shows_control_characters(data, tmp_path):
     import io
 
-    from labcon.cli.run import HeadlessPrinter
+    from labcon.cli.printer import HeadlessPrinter
 
     s = _session(data, tmp_path / "s")
     out = io.StringIO()
@@ -520,7 +520,7 @@ def test_output_piped_into_head_is_not_a_traceback(data, tmp_path):
 def test_first_progress_lines_never_say_loss_nan(data, tmp_path):
     import io
 
-    from labcon.cli.run import HeadlessPrinter
+    from labcon.cli.printer import HeadlessPrinter
 
     s = _session(data, tmp_path / "s", epochs=2)
     out = io.StringIO()

@@ -60,7 +60,7 @@ def test_headless_printer_and_console_pane_use_the_same_words() -> None:
 
     from fakes import FakeSession
 
-    from labcon.cli.run import HeadlessPrinter
+    from labcon.cli.printer import HeadlessPrinter
 
     fake = FakeSession(state="idle")
     out = io.StringIO()

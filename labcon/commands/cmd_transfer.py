@@ -189,7 +189,12 @@ class Summary(Command):
         from labcon.core.summary import format_summary, model_summary
 
         runner = host.runner
-        dls = runner.dls
-        xb = dls.one_batch(valid=True)[0] if hasattr(dls, "one_batch") else next(iter(dls.valid))[0]
-        xb = xb[:2].to(runner.device)
+        xb = summary_batch(runner)
         return format_summary(model_summary(runner.model, xb), runner.model, len(xb))
+
+
+def summary_batch(runner: Any) -> Any:
+    """Two validation items on the runner's device: what a summary runs through the model."""
+    dls = runner.dls
+    xb = dls.one_batch(valid=True)[0] if hasattr(dls, "one_batch") else next(iter(dls.valid))[0]
+    return xb[:2].to(runner.device)

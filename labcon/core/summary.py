@@ -75,6 +75,66 @@ def model_summary(model: nn.Module, xb: Tensor) -> list[LayerRow]:
     return rows
 
 
+@dataclass(frozen=True)
+class ModuleStats:
+    """One module of the tree (containers included): its first output's shape, and over its whole subtree the
+    parameters (trainable among them) and the multiply-adds of the batch."""
+
+    path: str
+    kind: str
+    out_shape: tuple[int, ...]
+    params: int
+    trainable: int
+    macs: int
+
+
+def module_stats(model: nn.Module, xb: Tensor) -> list[ModuleStats]:
+    """Every module of the model (named_modules order, '' is the model) as ModuleStats, from one forward of xb
+    (eval mode, no grad; mode restored). A module that did not run has an empty shape and no multiply-adds."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    leaf_macs: dict[str, int] = {}
+    named = list(model.named_modules())
+
+    def grab(path: str, leaf: bool) -> Any:
+        def fn(m: nn.Module, _inp: object, out: object) -> None:
+            t = out if isinstance(out, Tensor) else None
+            if t is None and isinstance(out, (tuple, list)):
+                t = next((o for o in out if isinstance(o, Tensor)), None)
+            if t is None:
+                return
+            shapes.setdefault(path, tuple(t.shape))  # a module called again keeps its first shape
+            if leaf:
+                leaf_macs[path] = leaf_macs.get(path, 0) + _macs(m, t)
+
+        return fn
+
+    hooks = [Hook(m, grab(n, not any(True for _ in m.children()))) for n, m in named]
+    was = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(xb)
+    finally:
+        model.train(was)
+        for h in hooks:
+            h.remove()
+    out = []
+    for path, m in named:
+        ps = list(m.parameters())  # shared parameters count once, as named_modules lists the module once
+        under = [v for k, v in leaf_macs.items() if not path or k == path or k.startswith(path + ".")]
+        out.append(
+            ModuleStats(
+                path,
+                type(m).__name__,
+                shapes.get(path, ()),
+                sum(p.numel() for p in ps),
+                sum(p.numel() for p in ps if p.requires_grad),
+                sum(under),
+            )
+        )
+    return out
+
+
 def _count(n: int) -> str:
     for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if n >= div:

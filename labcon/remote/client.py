@@ -277,6 +277,14 @@ class RemoteSession:
         """Every module path of the model."""
         return list(self._data("module_paths"))
 
+    def model_summary(self) -> dict[str, Any]:
+        """Per-module output shape, parameters and multiply-adds (the session computes it)."""
+        return dict(self._data("model_summary"))
+
+    def schedule_plan(self) -> dict[str, Any] | None:
+        """The running fit's planned schedules, or None."""
+        return self._data("schedule_plan")
+
     def data_summary(self) -> str:
         """Description of the session's data."""
         return str(self._data("data_summary"))

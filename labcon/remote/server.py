@@ -39,14 +39,20 @@ MAX_QUEUED_BYTES = 16 * 1024 * 1024
 IDLE_TIMEOUT_S = 30.0
 # The "id" at the head of a request line, recovered from a line too long to parse so its reply matches.
 _HEAD_ID = re.compile(rb'^\s*\{\s*"id"\s*:\s*(-?\d{1,18}|"[^"\\]{0,64}")\s*[,}]')
+# Requests answered by one argument-free SessionAPI read (the data ops with fields are in wire.answer_data).
+SNAPSHOT_OPS: dict[str, Callable[[SessionAPI], Any]] = {
+    "status": lambda h: h.status(),
+    "history": lambda h: h.history(),
+    "batch_history": lambda h: h.batch_history(),
+    "hooks": lambda h: h.hooks_table(),
+    "module_paths": lambda h: h.module_paths(),
+    "model_summary": lambda h: h.model_summary(),
+    "schedule_plan": lambda h: h.schedule_plan(),
+    "data_summary": lambda h: h.data_summary(),
+}
 OPS: tuple[str, ...] = (
     "submit",
-    "status",
-    "history",
-    "batch_history",
-    "hooks",
-    "module_paths",
-    "data_summary",
+    *SNAPSHOT_OPS,
     "sample_batch",
     "text_batch",
     "telemetry",
@@ -388,17 +394,7 @@ class ControlServer:
             if not isinstance(text, str):
                 return _error(rid, 'submit needs "text": the command line, e.g. "set lr=1e-3"')
             return {"id": rid, "type": "reply", **h.submit(text).to_dict()}
-        if op == "status":
-            return _ok(rid, data=h.status())
-        if op == "history":
-            return _ok(rid, data=h.history())
-        if op == "batch_history":
-            return _ok(rid, data=h.batch_history())
-        if op == "hooks":
-            return _ok(rid, data=h.hooks_table())
-        if op == "module_paths":
-            return _ok(rid, data=h.module_paths())
-        if op == "data_summary":
-            return _ok(rid, data=h.data_summary())
+        if op in SNAPSHOT_OPS:
+            return _ok(rid, data=SNAPSHOT_OPS[op](h))
         text, data = answer_data(h, op, req)  # sample_batch, text_batch, telemetry
         return _ok(rid, text, data)

@@ -164,6 +164,18 @@ class SessionAPI(Protocol):
         """Every module path of the model ('' is the model itself)."""
         ...
 
+    def model_summary(self) -> dict[str, Any]:
+        """Every module (containers too, named_modules order, '' the model) from one forward of two items:
+        {"batch": 2, "rows": [{path, kind, shape (per item; [] if it did not run), params, trainable, macs}]}, the
+        counts over the module's subtree, macs per item. Raises LabconError when it cannot be computed."""
+        ...
+
+    def schedule_plan(self) -> dict[str, Any] | None:
+        """The running fit's schedules over the whole fit, as `show sched` describes them (last param group):
+        {"start_iter", "total", "pos" (0..1 now), "series": {name: values at x = start_iter + total * i / (n - 1)}};
+        None when no fit is running."""
+        ...
+
     def data_summary(self) -> str:
         """The DataBlock's stage-by-stage report."""
         ...

@@ -40,9 +40,11 @@ class SessionControl(Callback):
         run = self.run_state
         self._apply_all(run.replay.batch.pop(self.runner.train_iter, ()), "batch")
         self._apply_all(run.take_batch(), "batch")
+        run.run_calls()
         while run.wait_paused():
             # Paused ranks all loop here, so rank 0's `resume` / `stop` reaches the others the same way.
             self._apply_all(run.take_batch(), "batch")
+            run.run_calls()
         if run.take_stop():
             self.persist.save(mid_epoch=True)
             raise CancelFitException("stopped by user")

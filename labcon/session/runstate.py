@@ -68,6 +68,8 @@ class RunState:
         self._batch_q: deque[C.Command] = deque()
         self._epoch_q: deque[C.Command] = deque()
         self._stop = False
+        # Reads that must run the model (the console's summary): on the training thread between batches.
+        self._calls: deque[Callable[[], None]] = deque()
         self.replay = ReplaySchedule()
         self.clock = TrainClock()
 
@@ -140,6 +142,35 @@ class RunState:
                 mine = [c.text for c in q]
                 q.clear()
         return [C.parse(t) for t in broadcast_texts(mine)]
+
+    # ----- reads at a safe point --------------------------------------------------------------------
+    def call_at_batch(self, fn: Callable[[], None]) -> None:
+        """Run `fn` at the next batch boundary of a live fit (or by `run_calls_if_idle` when there is none)."""
+        with self.lock:
+            self._calls.append(fn)
+            self._wake.notify_all()
+
+    def drop_call(self, fn: Callable[[], None]) -> None:
+        """Forget a call that has not run (its caller stopped waiting)."""
+        with self.lock:
+            if fn in self._calls:
+                self._calls.remove(fn)
+
+    def run_calls(self) -> None:
+        """Run the waiting calls (the training thread, at a batch boundary: nothing else touches the model)."""
+        if not self._calls:
+            return  # the common case, every batch: no lock
+        with self.lock:
+            fns = list(self._calls)
+            self._calls.clear()
+        for fn in fns:
+            fn()
+
+    def run_calls_if_idle(self) -> None:
+        """Run the waiting calls on this thread when no fit is live; the lock keeps a fit from starting meanwhile."""
+        with self.lock:
+            if self._state == "idle":
+                self.run_calls()
 
     # ----- pause and stop ----------------------------------------------------------------------------
     def request_stop(self) -> None:

@@ -30,6 +30,7 @@ from labcon.session.paths import sessions_home, validate_session_name
 from labcon.session.persist import Persistence, portable_config
 from labcon.session.runstate import RunState
 from labcon.session.safety import check_session_files
+from labcon.session.views import SummaryView, schedule_plan
 
 
 class Session:
@@ -76,6 +77,7 @@ class Session:
         if is_text(config):
             link_text_runs(self)
         self.jobs = FitJobs(self, self.run_state, self._apply_safely)
+        self.summary_view = SummaryView(self.runner, self.run_state)
         self.children: list[subprocess.Popen[bytes]] = []  # replay processes this session started
         control = SessionControl(self.run_state, self._apply_safely, self.persist)
         self.runner.add_cbs([control, SessionBridge(self.bus.publish, self.persist, control)])
@@ -281,6 +283,14 @@ class Session:
     def module_paths(self) -> list[str]:
         """Every module path of the model ('' is the model itself)."""
         return [n for n, _ in self.runner.model.named_modules()]
+
+    def model_summary(self) -> dict[str, Any]:
+        """Per module: output shape, parameters and multiply-adds per item (computed once per model change)."""
+        return self.summary_view.get()
+
+    def schedule_plan(self) -> dict[str, Any] | None:
+        """The running fit's planned schedules over the whole fit, or None when no fit runs."""
+        return schedule_plan(self.runner, self.persist.plan)
 
     def data_summary(self) -> str:
         """The DataBlock's stage-by-stage report."""

@@ -1,19 +1,37 @@
-"""Hooks pane: the module tree with the hooks on each module, their latest stats; add/remove at any time."""
+"""Hooks pane: the module tree with the hooks on each module and each module's summary (output shape, parameters,
+multiply-adds), their latest stats; add/remove hooks at any time."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import DataTable, Label, Tree
+from textual.widgets import DataTable, Label, Static, Tree
 
-from labcon.session.messages import CommandApplied
+from labcon.session.messages import CommandApplied, FitEnded
 from labcon.tui.bridge import UpdateBatch
 from labcon.tui.fmt import fmt_num
 from labcon.tui.pane import Pane
+
+# Commands after which the module tree or its counts may differ (fine_tune's fits freeze and unfreeze groups).
+_MODEL_CHANGES = ("norm", "model", "cb", "freeze", "unfreeze", "unfreeze_to", "fine_tune")
+
+
+def count_text(n: int) -> str:
+    """1234567 -> '1.23M' (params, multiply-adds)."""
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= div:
+            return f"{n / div:.3g}{unit}"
+    return str(n)
+
+
+def shape_text(shape: list[int]) -> str:
+    """[16, 8, 8] -> '16x8x8' (per item; '-' for a module that did not run)."""
+    return "x".join(str(d) for d in shape) if shape else "-"
 
 
 class ModuleTree(Tree[str]):
@@ -25,6 +43,7 @@ class ModuleTree(Tree[str]):
 class HooksPane(Pane):
     """Tree of modules (with hook counts) | hooks of the selected subtree + the module's latest statistics."""
 
+    DEFAULT_CSS = "#module-summary { width: 1fr; height: auto; }"  # wraps at 80 columns instead of cropping
     BINDINGS = [
         Binding("a", "add_hook", "Add hook"),
         Binding("x,delete", "remove_hook", "Remove hook"),
@@ -34,10 +53,16 @@ class HooksPane(Pane):
         super().__init__(session, **kwargs)
         self.selected = ""
         self.hooks: list[dict[str, Any]] = []
+        self.summary: dict[str, dict[str, Any]] = {}  # path -> model_summary row
+        self.summary_items = 0
+        self.summary_error = ""
+        self._summary_due = True  # fetched when the pane is shown, once per model change
+        self._tree_nodes: dict[str, Any] = {}
 
     def compose(self) -> ComposeResult:
         yield ModuleTree("model", id="module-tree")
         with Vertical(id="hooks-side"):
+            yield Static("", id="module-summary")
             yield Label("", id="hooks-title")
             yield DataTable(id="hooks-table", cursor_type="row", zebra_stripes=True)
             yield Label("", id="module-stats")
@@ -50,7 +75,11 @@ class HooksPane(Pane):
         self.mark_dirty()
 
     def apply(self, update: UpdateBatch) -> None:
-        if any(isinstance(e, CommandApplied) and e.text.startswith("hook") for e in update.events):
+        words = [(e.text.split() or [""])[0] for e in update.events if isinstance(e, CommandApplied)]
+        if any(isinstance(e, FitEnded) for e in update.events) or any(w in _MODEL_CHANGES for w in words):
+            self._summary_due = True
+            self.mark_dirty()
+        elif "hook" in words:
             self.mark_dirty()
         elif update.telemetry_iter is not None and self.shown:
             self._show_stats()  # hidden: on_show refreshes them (a hidden label update still costs a layout pass)
@@ -68,27 +97,82 @@ class HooksPane(Pane):
         tree = self.query_one("#module-tree", ModuleTree)
         tree.clear()
         tree.root.data = ""
-        counts: dict[str, int] = {}
-        for h in self.hooks:
-            counts[h["module"]] = counts.get(h["module"], 0) + 1
         nodes: dict[str, Any] = {"": tree.root}
         for path in paths:
             parts = path.split(".")
             for i in range(len(parts)):
                 key = ".".join(parts[: i + 1])
                 if key not in nodes:
-                    n = counts.get(key, 0)
-                    label = Text(parts[i])
-                    if n:
-                        label.append(f"  {n} hook{'s' if n != 1 else ''}", style="bold cyan")
-                    nodes[key] = nodes[".".join(parts[:i])].add(label, data=key, expand=True)
+                    nodes[key] = nodes[".".join(parts[:i])].add(parts[i], data=key, expand=True)
         tree.root.expand()
+        self._tree_nodes = nodes
+        self._label_nodes()
         self._show_hooks()
+        if self._summary_due:
+            self._summary_due = False
+            self._fetch_summary()
+
+    @work(thread=True, exclusive=True, group="model-summary")
+    def _fetch_summary(self) -> None:
+        """Off the UI thread: a live fit computes it at its next batch (a round trip over the socket)."""
+        try:
+            data, error = self.session.model_summary(), ""
+        except Exception as e:  # noqa: BLE001 - shown in the pane; the tree and hooks stay usable
+            data, error = None, str(e)
+        self.app.call_from_thread(self._take_summary, data, error)
+
+    def _take_summary(self, data: dict[str, Any] | None, error: str) -> None:
+        self.summary_error = error
+        if data is not None:
+            self.summary = {r["path"]: r for r in data["rows"]}
+            self.summary_items = int(data.get("batch", 0))
+        self._label_nodes()
+        self._show_summary()
+
+    def _label_nodes(self) -> None:
+        """Each node: its name, hooks count, and (dim) output shape and parameters from the summary."""
+        counts: dict[str, int] = {}
+        for h in self.hooks:
+            counts[h["module"]] = counts.get(h["module"], 0) + 1
+        for key, node in self._tree_nodes.items():
+            row = self.summary.get(key)
+            label = Text(key.rsplit(".", 1)[-1] if key else "model")
+            if row is not None:
+                params = f" {count_text(row['params'])}p" if row["params"] else ""
+                label.append(f" {shape_text(row['shape'])}{params}", style="dim")
+            n = counts.get(key, 0)
+            if n:
+                label.append(f"  {n} hook{'s' if n != 1 else ''}", style="bold cyan")
+            node.set_label(label)
+
+    def _show_summary(self) -> None:
+        """The selected module's shape, parameters and multiply-adds per item, and the model's totals."""
+        label = self.query_one("#module-summary", Static)
+        if self.summary_error:
+            label.update(Text(f"summary: {self.summary_error}", style="red"))
+            return
+        row, total = self.summary.get(self.selected), self.summary.get("")
+        if total is None:
+            label.update(Text("summary: computing (one forward of two items)...", style="dim"))
+            return
+        text = Text(no_wrap=False)
+        if row is not None and self.selected:
+            text.append(f"{self.selected} ", style="bold")
+            text.append(f"{row['kind']}: out {shape_text(row['shape'])}, {row['params']:,} params")
+            if row["trainable"] != row["params"]:
+                text.append(f" ({row['trainable']:,} trainable)")
+            share = row["macs"] / total["macs"] if total["macs"] else 0.0
+            text.append(f", {count_text(row['macs'])} MACs/item ({100 * share:.0f}%)\n")
+        text.append("model: ", style="bold")
+        text.append(f"{total['params']:,} params ({total['trainable']:,} trainable), ")
+        text.append(f"{count_text(total['macs'])} MACs/item, out {shape_text(total['shape'])}")
+        label.update(text)
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[str]) -> None:
         """Show the hooks of the highlighted module's subtree."""
         self.selected = event.node.data or ""
         self._show_hooks()
+        self._show_summary()
 
     def _show_hooks(self) -> None:
         sel = self.selected

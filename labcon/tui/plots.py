@@ -5,13 +5,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from textual_plotext import PlotextPlot
 
+from labcon.session.messages import LrFound
 from labcon.tui.fmt import downsample, finite_pairs
 
 # A series: (legend label, ys, colour).
 Series = tuple[str, Sequence[float], str]
+# A guide: (legend label, xs, ys, colour) with its own xs, drawn under the series (e.g. a fit's planned schedule).
+Guide = tuple[str, Sequence[float], Sequence[float], Any]
 MARKER_COLOUR = "red"
 
 
@@ -52,8 +56,10 @@ def draw(
     int_x: bool = True,
     log_x: bool = False,
     points: Sequence[tuple[float, float, str]] = (),
+    guides: Sequence[Guide] = (),
 ) -> None:
-    """Redraw `plot`: each series against the tail of `xs`, markers as numbered lines, `points` as labelled dots."""
+    """Redraw `plot`: each series against the tail of `xs`, `guides` beneath them against their own xs, markers as
+    numbered lines, `points` as labelled dots."""
     plt = plot.plt
     plt.clear_data()
     plt.clear_figure()
@@ -67,10 +73,13 @@ def draw(
     # (400 points cost 18 ms per plot, 60 cost 6 ms).
     n = max(32, plot.size.width)
     lo, hi, ymax = math.inf, -math.inf, -math.inf
-    for label, ys, colour in series:
-        px, py = finite_pairs(*downsample(list(xs[-len(ys) :]) if ys else [], list(ys), n))
+    legend = len(series) + len(guides) > 1
+    lines = [(label, gx, gy, colour) for label, gx, gy, colour in guides]
+    lines += [(label, list(xs[-len(ys) :]) if ys else [], ys, colour) for label, ys, colour in series]
+    for label, lx, ly, colour in lines:
+        px, py = finite_pairs(*downsample(list(lx), list(ly), n))
         if py:
-            plt.plot(px, py, label=label if len(series) > 1 else None, color=colour, marker="braille")
+            plt.plot(px, py, label=label if legend else None, color=colour, marker="braille")
             lo, hi, ymax = min(lo, px[0]), max(hi, px[-1]), max(ymax, max(py))
     for x, y, label in points:
         if math.isfinite(x) and math.isfinite(y):
@@ -88,4 +97,34 @@ def draw(
     plot.refresh()
 
 
-__all__ = ["MARKER_COLOUR", "Marker", "Series", "draw", "int_ticks"]
+def draw_lr_find(plot: PlotextPlot, lf: LrFound) -> None:
+    """lr_find's curve (loss against log lr) with its valley and steepest points."""
+    points = [
+        (lf.valley, _loss_at(lf, lf.valley), "valley"),
+        (lf.steepest, _loss_at(lf, lf.steepest), "steep"),
+    ]
+    draw(
+        plot,
+        f"lr_find: suggests {lf.suggestion:.1e} (L uses it)",
+        [("loss", lf.losses, "cyan")],
+        list(lf.lrs),
+        xlabel="lr (log)",
+        ylabel="loss",
+        log_x=True,
+        int_x=False,
+        points=points,
+    )
+
+
+def _loss_at(lf: LrFound, lr: float) -> float:
+    """The smoothed loss lr_find saw at the tried lr nearest to `lr`."""
+    if not lf.lrs or not math.isfinite(lr):
+        return math.nan
+    i = min(
+        range(len(lf.lrs)),
+        key=lambda j: abs(math.log(lf.lrs[j]) - math.log(lr)) if lf.lrs[j] > 0 else math.inf,
+    )
+    return float(lf.losses[i]) if i < len(lf.losses) else math.nan
+
+
+__all__ = ["MARKER_COLOUR", "Guide", "Marker", "Series", "draw", "draw_lr_find", "int_ticks"]

@@ -19,8 +19,9 @@ from labcon.session.messages import CommandApplied, EpochEnded, FitStarted, LrFo
 from labcon.tui.bridge import BATCH_HISTORY_CAP, UpdateBatch
 from labcon.tui.fmt import fmt_duration, fmt_num, progress_line
 from labcon.tui.pane import Pane
-from labcon.tui.plots import Marker, draw
+from labcon.tui.plots import Marker, draw, draw_lr_find
 from labcon.tui.position import FitPosition
+from labcon.tui.schedplan import PlanGuide
 
 _SERIES = ("losses", "smooth_losses", "lrs", "moms")
 _NOT_METRICS = ("epoch", "train_loss", "valid_loss", "time")
@@ -68,6 +69,7 @@ class TrainingPane(Pane):
         self._bars: dict[str, Static] = {}
         self._last_plot = 0.0
         self.wide = True
+        self.plan = PlanGuide()  # the fit's planned lr/mom schedules, drawn dim beside the values so far
 
     def compose(self) -> ComposeResult:
         with Vertical(id="progress-box"):
@@ -99,6 +101,7 @@ class TrainingPane(Pane):
             self._load_markers(st["run_id"])  # changes applied before this console attached
         self.mark_dirty()
         self._stale = False
+        self._fetch_plan()
         self.set_interval(PLOT_INTERVAL_S / 2, self._redraw_if_stale)
 
     def on_resize(self, event: Resize) -> None:
@@ -127,8 +130,10 @@ class TrainingPane(Pane):
             elif isinstance(ev, FitStarted):
                 self.lr_find = None
                 self._rate_at, self.rate = None, None
+                self.plan.want()
             elif isinstance(ev, CommandApplied) and is_change(ev.text):
                 self.add_marker(ev)
+                self.plan.want()  # `set lr=` rescales the plan, `sched` replaces part of it
             elif isinstance(ev, LrFound):
                 self.lr_find = ev
                 self._metric_rows_drawn = -1
@@ -150,9 +155,27 @@ class TrainingPane(Pane):
         if update.progress is not None:
             self.progress = update.progress
             self._measure_rate(update.progress)
+        if self.plan.due and not self.plan.fetching and (update.batch_stats is not None or update.events):
+            self._fetch_plan()  # once per change; a fit's scheduler exists once its batches run
         if (update.progress is not None or update.events) and self.shown:
             self._show_progress()  # hidden: on_show draws them (five updates a second for nobody to see)
             self._show_stats()
+
+    def _fetch_plan(self) -> None:
+        self.plan.fetching = True
+        self._read_plan()
+
+    @work(thread=True, exclusive=True, group="training-plan")
+    def _read_plan(self) -> None:
+        try:
+            plan = self.session.schedule_plan()
+        except Exception:  # noqa: BLE001 - no guide line is better than a console error for a read-only extra
+            plan = None
+        self.app.call_from_thread(self._take_plan, plan)
+
+    def _take_plan(self, plan: dict[str, Any] | None) -> None:
+        if self.plan.take(plan, self.position.live):
+            self._stale = True
 
     @work(thread=True, exclusive=True, group="training-markers")
     def _load_markers(self, run_id: Any) -> None:
@@ -299,7 +322,7 @@ class TrainingPane(Pane):
             markers=marks,
         )
         if self.lr_find is not None:
-            self._draw_lr_find()
+            draw_lr_find(self._plot("#plot-lr"), self.lr_find)
         else:
             draw(
                 self._plot("#plot-lr"),
@@ -308,6 +331,7 @@ class TrainingPane(Pane):
                 xs,
                 xlabel="batch",
                 markers=marks,
+                guides=self.plan.guide("lr"),
             )
         if not self.wide:
             return  # the two plots below are hidden
@@ -318,6 +342,7 @@ class TrainingPane(Pane):
             xs,
             xlabel="batch",
             markers=marks,
+            guides=self.plan.guide("mom"),
         )
         if len(self.rows) != self._metric_rows_drawn:  # epoch-level data: redraw only when a row arrives
             self._metric_rows_drawn = len(self.rows)
@@ -332,35 +357,5 @@ class TrainingPane(Pane):
                 self._plot("#plot-metrics"), "metrics", series, ex, xlabel="epoch", markers=self.epoch_markers
             )
 
-    def _draw_lr_find(self) -> None:
-        lf = self.lr_find
-        assert lf is not None
-        points = [
-            (lf.valley, _loss_at(lf, lf.valley), "valley"),
-            (lf.steepest, _loss_at(lf, lf.steepest), "steep"),
-        ]
-        draw(
-            self._plot("#plot-lr"),
-            f"lr_find: suggests {lf.suggestion:.1e} (L uses it)",
-            [("loss", lf.losses, "cyan")],
-            list(lf.lrs),
-            xlabel="lr (log)",
-            ylabel="loss",
-            log_x=True,
-            int_x=False,
-            points=points,
-        )
-
     def _plot(self, wid: str) -> PlotextPlot:
         return self.query_one(wid, PlotextPlot)
-
-
-def _loss_at(lf: LrFound, lr: float) -> float:
-    """The smoothed loss lr_find saw at the tried lr nearest to `lr`."""
-    if not lf.lrs or not math.isfinite(lr):
-        return math.nan
-    i = min(
-        range(len(lf.lrs)),
-        key=lambda j: abs(math.log(lf.lrs[j]) - math.log(lr)) if lf.lrs[j] > 0 else math.inf,
-    )
-    return float(lf.losses[i]) if i < len(lf.losses) else math.nan
