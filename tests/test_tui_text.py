@@ -136,6 +136,7 @@ async def test_lm_batch_perplexity_and_lstm_telemetry(texts: Path, home: Path) -
             await app.workers.wait_for_complete()
             await pilot.pause()
             assert "draw #2" in screen_text(app)
+            assert "r Another batch" in screen_text(app) and "New augments" not in screen_text(app)
             # Train: the Training pane shows perplexity, the Telemetry pane the LSTM layers.
             assert s.submit("fit 2").ok
             assert s.wait(300)

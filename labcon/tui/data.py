@@ -26,7 +26,8 @@ from labcon.tui.textbatch import TextBatch
 class DataPane(Pane):
     """Summary text | sample batch (images, or decoded text rows); `r` redraws the batch (new augments / batch)."""
 
-    BINDINGS = [Binding("r", "resample", "New augments")]
+    # One key, two words: the key line says what `r` does for this session's data (check_action hides the other).
+    BINDINGS = [Binding("r", "resample", "New augments"), Binding("r", "next_text_batch", "Another batch")]
 
     def __init__(self, session: Any, images: str = "auto", **kwargs: Any) -> None:
         super().__init__(session, **kwargs)
@@ -71,6 +72,16 @@ class DataPane(Pane):
         if failed:
             self.app.notify(text, severity="error", markup=False)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`resample` for image data, `next_text_batch` for text (False: off and hidden from the key line)."""
+        if action in ("resample", "next_text_batch"):
+            return (action == "next_text_batch") == bool(self._text)
+        return True
+
+    def action_next_text_batch(self) -> None:
+        """Draw another text batch."""
+        self.action_resample()
+
     def action_resample(self) -> None:
         """Ask the session for a new batch: new augments, or another text batch (in a worker: it may take a moment)."""
         self.n_draws += 1
@@ -114,7 +125,9 @@ class DataPane(Pane):
         title.update(f"sample batch #{self.n_draws} (r: redraw with new augments)")
 
     def _show_text(self, view: TextBatchView | None, err: str | None) -> None:
-        self._text = True
+        if not self._text:
+            self._text = True
+            self.refresh_bindings()
         self.query_one("#data-image-box").display = False
         self.query_one("#data-text-box").display = True
         title = self.query_one("#data-text-title", Label)
