@@ -230,6 +230,10 @@ class FakeSession:
             draw.ellipse([x0 + 14 + shift // 2, y0 + 14, x0 + 44 + shift // 2, y0 + 44], fill=(240, 240, 240))
         return img
 
+    def text_batch(self, draw: int = 0) -> None:
+        """Image data, as the real sessions answer for an image session: no text batch."""
+        return None
+
     def context(self) -> SnapshotContext:
         """Validation context from this fake's own snapshots (never stale: the fake changes at once)."""
         return SnapshotContext(self, max_age=0.0)

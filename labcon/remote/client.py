@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from labcon.data.text_show import TextBatchView
 from labcon.errors import LabconError
 from labcon.remote.server import MAX_LINE, check_socket_path
 from labcon.remote.wire import RemoteTelemetrySnapshot, image_from_b64
@@ -295,6 +296,11 @@ class RemoteSession:
     def sample_batch_image(self, augment: bool = True) -> Any:
         """A grid image (PIL) of training samples, drawn by the session and sent as PNG."""
         return image_from_b64(self._data("sample_batch", augment=augment)["png"])
+
+    def text_batch(self, draw: int = 0) -> TextBatchView | None:
+        """A decoded training batch of a text session (None for image data), drawn by the session."""
+        d = self._data("text_batch", draw=draw)
+        return None if d is None else TextBatchView.from_dict(d)
 
     def telemetry_snapshot(self) -> RemoteTelemetrySnapshot | None:
         """Latest telemetry, or None when there is none.

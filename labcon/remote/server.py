@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from labcon.errors import LabconError
-from labcon.remote.wire import image_to_b64, jsonable, snapshot_to_dict
+from labcon.remote.wire import answer_data, jsonable
 from labcon.session.api import POLL_S, SessionAPI, Subscription
 from labcon.session.messages import Message
 
@@ -39,18 +39,23 @@ MAX_QUEUED_BYTES = 16 * 1024 * 1024
 IDLE_TIMEOUT_S = 30.0
 # The "id" at the head of a request line, recovered from a line too long to parse so its reply matches.
 _HEAD_ID = re.compile(rb'^\s*\{\s*"id"\s*:\s*(-?\d{1,18}|"[^"\\]{0,64}")\s*[,}]')
+# Requests answered by one argument-free SessionAPI read (the data ops with fields are in wire.answer_data).
+SNAPSHOT_OPS: dict[str, Callable[[SessionAPI], Any]] = {
+    "status": lambda h: h.status(),
+    "history": lambda h: h.history(),
+    "batch_history": lambda h: h.batch_history(),
+    "hooks": lambda h: h.hooks_table(),
+    "module_paths": lambda h: h.module_paths(),
+    "model_summary": lambda h: h.model_summary(),
+    "schedule_plan": lambda h: h.schedule_plan(),
+    "data_summary": lambda h: h.data_summary(),
+    "profile": lambda h: h.profile_report(),
+}
 OPS: tuple[str, ...] = (
     "submit",
-    "status",
-    "history",
-    "batch_history",
-    "hooks",
-    "module_paths",
-    "model_summary",
-    "schedule_plan",
-    "data_summary",
+    *SNAPSHOT_OPS,
     "sample_batch",
-    "profile",
+    "text_batch",
     "telemetry",
     "subscribe",
     "ping",
@@ -390,34 +395,7 @@ class ControlServer:
             if not isinstance(text, str):
                 return _error(rid, 'submit needs "text": the command line, e.g. "set lr=1e-3"')
             return {"id": rid, "type": "reply", **h.submit(text).to_dict()}
-        if op == "status":
-            return _ok(rid, data=h.status())
-        if op == "history":
-            return _ok(rid, data=h.history())
-        if op == "batch_history":
-            return _ok(rid, data=h.batch_history())
-        if op == "hooks":
-            return _ok(rid, data=h.hooks_table())
-        if op == "module_paths":
-            return _ok(rid, data=h.module_paths())
-        if op == "model_summary":
-            return _ok(rid, data=h.model_summary())
-        if op == "schedule_plan":
-            return _ok(rid, data=h.schedule_plan())
-        if op == "data_summary":
-            return _ok(rid, data=h.data_summary())
-        if op == "profile":
-            return _ok(rid, data=h.profile_report())
-        if op == "sample_batch":
-            return _ok(
-                rid, data={"png": image_to_b64(h.sample_batch_image(augment=bool(req.get("augment", True))))}
-            )
-        # telemetry
-        snap = h.telemetry_snapshot()
-        if snap is None:
-            return _ok(rid, "no telemetry", None)
-        layers, tail = req.get("layers"), req.get("tail")
-        if tail is not None and (not isinstance(tail, int) or isinstance(tail, bool) or tail < 1):
-            return _error(rid, f'"tail" must be a positive number of reports, got {tail!r}')
-        heatmap = bool(req.get("heatmap", False))
-        return _ok(rid, data=snapshot_to_dict(snap, layers=layers, heatmap=heatmap, tail=tail))
+        if op in SNAPSHOT_OPS:
+            return _ok(rid, data=SNAPSHOT_OPS[op](h))
+        text, data = answer_data(h, op, req)  # sample_batch, text_batch, telemetry
+        return _ok(rid, text, data)

@@ -134,3 +134,25 @@ def image_from_b64(text: str) -> Any:
     except (ValueError, UnidentifiedImageError, OSError) as e:
         raise LabconError(f"the session sent an unreadable sample image ({e})") from e
     return img
+
+
+def _whole(req: dict[str, Any], key: str, default: int | None, low: int, what: str) -> int | None:
+    v = req.get(key, default)
+    if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < low):
+        raise LabconError(f'"{key}" must be {what}, got {v!r}')
+    return v
+
+
+def answer_data(h: Any, op: str, req: dict[str, Any]) -> tuple[str, Any]:
+    """(text, data) of a data request (sample_batch, text_batch, telemetry) to a session; bad fields raise."""
+    if op == "sample_batch":
+        return "", {"png": image_to_b64(h.sample_batch_image(augment=bool(req.get("augment", True))))}
+    if op == "text_batch":
+        view = h.text_batch(_whole(req, "draw", 0, 0, "a whole number >= 0 (which batch to draw)"))
+        return "", None if view is None else view.to_dict()
+    snap = h.telemetry_snapshot()
+    if snap is None:
+        return "no telemetry", None
+    tail = _whole(req, "tail", None, 1, "a positive number of reports")
+    heatmap = bool(req.get("heatmap", False))
+    return "", snapshot_to_dict(snap, layers=req.get("layers"), heatmap=heatmap, tail=tail)

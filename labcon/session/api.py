@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from labcon.core.telemetry_history import LayerStats
+from labcon.data.text_show import TextBatchView
 from labcon.session.messages import Message
 
 if TYPE_CHECKING:
@@ -185,6 +186,10 @@ class SessionAPI(Protocol):
 
     def sample_batch_image(self, augment: bool = True) -> Image:
         """A grid image of training samples with their labels."""
+        ...
+
+    def text_batch(self, draw: int = 0) -> TextBatchView | None:
+        """A decoded training batch of a text session (each draw another batch); None when the data is images."""
         ...
 
     def context(self) -> CommandContext:

@@ -15,6 +15,7 @@ from labcon.commands import grammar as C
 from labcon.commands.apply import RunnerContext, apply_command
 from labcon.commands.usercode import code_sha256
 from labcon.core.hypers import check_hyper
+from labcon.data.text_show import TextBatchView, sample_text_batch
 from labcon.errors import CommandError, LabconError
 from labcon.session.api import JournalView, Reply, Subscription, TelemetryView
 from labcon.session.build import build
@@ -307,6 +308,10 @@ class Session:
         if self._journaled_profile is False:  # looked up once: a console attaching later asks again
             self._journaled_profile = _journaled_profile(self.journal, self.name)
         return self._journaled_profile or None
+
+    def text_batch(self, draw: int = 0) -> TextBatchView | None:
+        """A decoded training batch of a text session (draw k: another batch per k); None for image data."""
+        return sample_text_batch(self.block, draw) if is_text(self.config) else None
 
     @property
     def journal(self) -> JournalView | None:
