@@ -366,6 +366,7 @@ def test_a_profile_is_published_and_kept_for_clients_that_come_later(impl: Impl)
     assert s.profile_report() == rep  # what a console attaching now is shown
     assert s.status()["state"] == "idle"
 
+
 # -- text sessions (the fake has image data only: its text_batch is None, as asserted above) ----------------------
 @pytest.fixture(scope="module")
 def text_data() -> Iterator[Path]:
