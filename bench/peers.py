@@ -6,6 +6,9 @@ Optional dependencies: a peer that is not installed is skipped with a note (inst
 `pip install fastai lightning "torch==$(python -c 'import torch; print(torch.__version__)')"`). Not run in CI.
 Prints JSON: per peer, steps/s and the ratio of the raw loop's step time over the peer's (1.0: no cost).
 Usage: python bench/peers.py [--model small_cnn|xresnet18] [--rounds 3] [--batches 30] [--threads N]
+       [--clock wall|cpu]
+       python bench/peers.py --pipeline [--data DIR] [--n 2560] [--workers 2]   (image pipelines,
+       bench/peers_data.py)
 """
 
 from __future__ import annotations
@@ -57,43 +60,49 @@ def fastai_peer(model: torch.nn.Module, lock: Lockstep, valid: list, dev: torch.
         dls, model, loss_func=F.cross_entropy, opt_func=partial(OptimWrapper, opt=torch.optim.Adam), lr=1e-3
     )
     learn.remove_cbs([cb for cb in learn.cbs if type(cb).__name__ == "ProgressCallback"])
+    learn.logger = lambda *_a, **_k: None  # without its progress bar fastai prints each epoch's metrics
     return lambda: learn.fit(1, lr=1e-3)
 
 
 def lightning_peer(model: torch.nn.Module, lock: Lockstep, valid: list, dev: torch.device) -> Fit:
-    """Lightning's Trainer (one epoch per call), no logger, checkpointing or progress bar."""
+    """Lightning's Trainer, one Trainer and one optimizer for every round (each call trains one more epoch),
+    no logger, checkpointing, progress bar, model summary or validation."""
+    import logging
+
     import lightning as L
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # its per-fit banners, not its errors
 
     class Module(L.LightningModule):
         def __init__(self) -> None:
             super().__init__()
             self.model = model
+            # One optimizer across fits, as the other peers keep theirs (Lightning asks again on every fit).
+            self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
 
         def training_step(self, batch: Any, _i: int) -> torch.Tensor:
             xb, yb = batch
             return F.cross_entropy(self.model(xb), yb)
 
         def configure_optimizers(self) -> torch.optim.Optimizer:
-            return torch.optim.Adam(self.parameters(), lr=1e-3)
+            return self.opt
 
     module = Module()
-    acc = "gpu" if dev.type == "cuda" else "cpu"
-    epochs = [0]
+    trainer = L.Trainer(
+        max_epochs=0,
+        accelerator="gpu" if dev.type == "cuda" else "cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
 
     def fit() -> None:
-        epochs[0] += 1
-        trainer = L.Trainer(
-            max_epochs=epochs[0],
-            accelerator=acc,
-            devices=1,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            limit_val_batches=0,
-        )
-        trainer.fit(module, train_dataloaders=lock, ckpt_path=None)
+        trainer.fit_loop.max_epochs = trainer.current_epoch + 1
+        trainer.fit(module, train_dataloaders=lock)
 
     return fit
 
@@ -105,6 +114,17 @@ PEERS: dict[str, tuple[str | None, Callable[..., Fit]]] = {
 }
 
 
+def versions() -> dict[str, str]:
+    """torch's and each installed peer's version."""
+    out = {"torch": torch.__version__}
+    for dist in ("fastai", "lightning", "torchvision"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=["small_cnn", "xresnet18"], default="small_cnn")
@@ -112,7 +132,20 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=30)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="cpu: this process's CPU time")
+    ap.add_argument("--pipeline", action="store_true", help="image pipelines instead of training steps")
+    ap.add_argument(
+        "--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/imagenette2-160")
+    )
+    ap.add_argument("--n", type=int, default=2560, help="images per pipeline pass")
+    ap.add_argument("--workers", type=int, default=2, help="loader worker processes (pipelines)")
     args = ap.parse_args()
+    if args.pipeline:
+        from peers_data import run_pipelines
+
+        res = run_pipelines(Path(args.data), args.n, 64, args.workers, args.rounds)
+        print(json.dumps({**res, "versions": versions()}, indent=2))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -130,6 +163,8 @@ def main() -> None:
         "model": args.model,
         "batch_size": bs,
         "device": str(dev),
+        "threads": torch.get_num_threads(),
+        "clock": args.clock,
     }
     out["versions"] = {"torch": torch.__version__}
     fits: dict[str, tuple[Fit, Lockstep]] = {}
@@ -141,9 +176,8 @@ def main() -> None:
                 out[name] = {"skipped": f"{dist} is not installed"}
                 continue
         m_fw, m_raw = twin(base, dev)
-        lock = Lockstep(
-            train, raw_step_fn(m_raw, torch.optim.Adam(m_raw.parameters(), lr=1e-3), F.cross_entropy)
-        )
+        raw = raw_step_fn(m_raw, torch.optim.Adam(m_raw.parameters(), lr=1e-3), F.cross_entropy)
+        lock = Lockstep(train, raw, args.clock)
         try:
             fits[name] = (make(m_fw, lock, valid, dev), lock)
             fits[name][0]()  # warm-up
@@ -159,6 +193,13 @@ def main() -> None:
         s = lock.summary()
         out[name] = {**s, "steps_per_s": round(1e3 / s["framework_ms_median"], 2)}
     print(json.dumps(out, indent=2))
+    for name in fits:
+        v = out[name]
+        print(
+            f"{args.model:<10} {name:<10} {v['steps_per_s']:8.2f} steps/s  raw/{name} {v['ratio_trimmed']:.3f}"
+            f" (totals {v['ratio_of_totals']:.3f})",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":
