@@ -73,6 +73,28 @@ def test_compiled_model_with_telemetry_reaches_a_steady_state() -> None:
     )
 
 
+def test_compile_captures_the_whole_forward_in_one_graph() -> None:
+    graphs: list[torch.fx.GraphModule] = []
+
+    def backend(gm: torch.fx.GraphModule, _inputs: list) -> object:
+        graphs.append(gm)
+        return gm.forward
+
+    r = _runner([Compile(backend=backend)])
+    keys = list(r.model.state_dict())
+    r.fit(1)  # training, then validation under no_grad: one graph each
+    assert len(graphs) == 2
+    for gm in graphs:  # the convs, norms and the head are in the graph, not run eagerly around it
+        code = gm.code
+        assert code.count("conv2d") == 2 and "batch_norm" in code and "linear" in code, code
+    assert list(r.model.state_dict()) == keys
+    plain = _runner([])
+    plain.fit(1)
+    torch.testing.assert_close(
+        torch.tensor(r.recorder.losses), torch.tensor(plain.recorder.losses), rtol=1e-4, atol=1e-5
+    )
+
+
 def test_graph_breaks_of_labcons_callbacks() -> None:
     tel = Telemetry()
     r = _runner([tel])

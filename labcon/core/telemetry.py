@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from labcon.core.callbacks.speed import is_compiled
 from labcon.core.distributed import unwrap_model
 from labcon.core.events import Callback
 from labcon.core.hooks import Hook, HookRegistry
@@ -96,7 +97,7 @@ class Telemetry(Callback):
         self._snapshot: TelemetrySnapshot | None = None
         self._last_iter = 0
         self._nonfinite: frozenset[str] = frozenset()
-        self._active = self._reporting = False
+        self._active = self._reporting = self._pinned = False
         self._modules: list[nn.Module] = []
         self._device: torch.device | None = None
 
@@ -183,7 +184,7 @@ class Telemetry(Callback):
         self._slots: list[list[Tensor]] = [[] for _ in self.layers]
         # Registered but detached: attached for sampled batches only, so the others run torch's fast call path.
         self._hooks = [
-            reg.add(p, "forward", self._make_hook(i), owner=OWNER, scope="fit", attached=False)
+            reg.add(p, "forward", self._make_hook(i), owner=OWNER, scope="fit", attached=self._pinned)
             for i, p in enumerate(self.layers)
             if p in modules
         ]
@@ -228,6 +229,9 @@ class Telemetry(Callback):
                 self._history = History(layers, self.n_bins, self.horizon)
                 self._snapshot = None
         self.layers = layers
+        # A compiled model does not notice hooks put on or taken off after it compiled (Dynamo skips hook
+        # guards): keep them on for the whole fit, gated by `_active`, which its graphs guard on.
+        self._pinned = is_compiled(model)
         self._bind(model)
         self._alloc()
 
@@ -257,6 +261,8 @@ class Telemetry(Callback):
             self._collect()
 
     def _detach_hooks(self) -> None:
+        if self._pinned:
+            return
         for h in self._hooks:
             h.detach()
 

@@ -4,6 +4,7 @@ breaks the installed callbacks cause in the compiled forward."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -28,20 +29,43 @@ class ChannelsLast(Callback):
 
 
 class Compile(Callback):
-    """Compiles the model's forward in place (`nn.Module.compile`): the module, its paths and state_dict keys
-    stay the same, so hooks, telemetry and checkpoints work unchanged. The first batches pay the compile."""
+    """Compiles the model's call in place (as `nn.Module.compile` means to): the module, its paths and
+    state_dict keys stay the same, so hooks, telemetry and checkpoints work unchanged. The first batches pay
+    the compile."""
 
     order = -13
 
-    def __init__(self, backend: str = "inductor", mode: str | None = None):
+    def __init__(self, backend: str | Callable[..., Any] = "inductor", mode: str | None = None):
         self.backend, self.mode = backend, mode
         self._compiled: int | None = None
 
     def before_fit(self) -> None:
         model = unwrap_model(self.runner.model)
         if self._compiled != id(model):  # once per model object (a resumed session builds a new one)
-            model.compile(backend=self.backend, mode=self.mode)
+            compile_in_place(model, backend=self.backend, mode=self.mode)
             self._compiled = id(model)
+
+
+def compile_in_place(
+    model: nn.Module, backend: str | Callable[..., Any] = "inductor", mode: str | None = None
+) -> None:
+    """`model.compile()` that captures the whole forward: calls to `model` run a compiled graph of its
+    `_call_impl` (hooks included), the module object and its state_dict keys unchanged."""
+    call = model._call_impl
+
+    # nn.Module.compile() hands torch.compile the bound `_call_impl`, a frame in torch/nn/modules/module.py,
+    # which Dynamo skips (torch 2.13: "frame is in the Dynamo skipfiles list"): only the leaf forwards written
+    # outside torch get compiled, every conv and norm runs eagerly, and the step is slower than without
+    # compile. A frame of labcon's own is traced, and Dynamo inlines the module call from there.
+    def compiled_call(*args: Any, **kwargs: Any) -> Any:
+        return call(*args, **kwargs)
+
+    model._compiled_call_impl = torch.compile(compiled_call, backend=backend, mode=mode)
+
+
+def is_compiled(model: nn.Module) -> bool:
+    """Whether calls to `model` run a compiled graph (`compile_in_place` or `nn.Module.compile`)."""
+    return getattr(model, "_compiled_call_impl", None) is not None
 
 
 class _BreakProbe(Callback):
