@@ -2,8 +2,9 @@
 loop, labcon's Runner, fastai's Learner and Lightning's Trainer, each in lockstep with its own raw twin (a raw
 step after each framework step, bench/lockstep.py), rounds interleaved, in one process.
 
-Optional dependencies: a peer that is not installed is skipped with a note (install with torch pinned, e.g.
-`pip install fastai lightning "torch==$(python -c 'import torch; print(torch.__version__)')"`). Not run in CI.
+Optional dependencies: a peer that is not installed is skipped with a note. Install them in a virtual
+environment of their own with torch pinned (README.md: torch 2.13.0, torchvision 0.28.0, fastai 2.8.12,
+lightning 2.6.6; torchvision must be the build made for that torch: PyPI's pair, or both `+cpu`). Not in CI.
 Prints JSON: per peer, steps/s and the ratio of the raw loop's step time over the peer's (1.0: no cost).
 Usage: python bench/peers.py [--model small_cnn|xresnet18] [--rounds 3] [--batches 30] [--threads N]
        [--clock wall|cpu]
