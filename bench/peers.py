@@ -198,7 +198,7 @@ def main() -> None:
         v = out[name]
         print(
             f"{args.model:<10} {name:<10} {v['steps_per_s']:8.2f} steps/s  raw/{name} {v['ratio_trimmed']:.3f}"
-            f" (totals {v['ratio_of_totals']:.3f})",
+            f" (totals {v['ratio_of_totals']:.3f}), overhead {v['overhead_ms_median']:+.2f} ms/step",
             file=sys.stderr,
         )
 
