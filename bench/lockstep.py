@@ -64,7 +64,13 @@ class Lockstep:
     def __len__(self) -> int:
         return len(self.batches)
 
+    def _drop_unpaired(self) -> None:
+        # A framework that stops after len(self) batches (Lightning) never asks for the next one, so its last
+        # step of a pass is not timed: drop that batch's raw time, keeping the two lists paired batch by batch.
+        del self.raw[len(self.framework) :]
+
     def __iter__(self) -> Iterator[Batch]:
+        self._drop_unpaired()
         last: float | None = None
         for b in self.batches:
             self._sync()
@@ -87,12 +93,14 @@ class Lockstep:
 
     def ratio(self) -> float:
         """Raw time over framework time, summed over every step (1.0: no framework cost)."""
+        self._drop_unpaired()
         return sum(self.raw) / sum(self.framework)
 
     def step_ratio(self) -> float:
         """Ratio of totals over the step pairs (raw and framework on the same batch) where neither step took
         over twice its median: robust to a step another process on the machine slowed down, while a cost the
         framework pays on some steps only (Telemetry's sampled and report batches) still counts in full."""
+        self._drop_unpaired()
         mr, mf = statistics.median(self.raw), statistics.median(self.framework)
         pairs = [
             (r, f) for r, f in zip(self.raw, self.framework, strict=False) if r <= 2 * mr and f <= 2 * mf
@@ -102,6 +110,7 @@ class Lockstep:
     def summary(self) -> dict[str, Any]:
         """Plain figures: steps, medians per step (ms), the median per-step overhead (ms), the trimmed ratio and
         the plain ratio of totals."""
+        self._drop_unpaired()
         return {
             "steps": len(self.framework),
             "raw_ms_median": round(1e3 * statistics.median(self.raw), 3),
