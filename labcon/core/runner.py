@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from labcon.core.cbhost import CallbackHost
 from labcon.core.events import (
     BATCH_EVENTS,
     CANCEL_EXCEPTIONS,
@@ -19,7 +20,6 @@ from labcon.core.events import (
     Callback,
     CallbackError,
     CancelFitException,
-    check_callback,
 )
 from labcon.core.hooks import HookRegistry
 from labcon.core.losses import cross_entropy
@@ -34,7 +34,7 @@ def default_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
-class Runner:
+class Runner(CallbackHost):
     """Fits a model on `dls` (.train/.valid iterables of (x, y)) with callbacks at every event."""
 
     def __init__(
@@ -84,56 +84,6 @@ class Runner:
         if default_cbs:
             self.add_cbs([TrainEvalCallback(), DeviceCallback(), self.recorder])
         self.add_cbs(cbs)
-
-    # ----- callbacks -------------------------------------------------------------------------------
-    def add_cbs(self, cbs: Iterable[Callback]) -> None:
-        """Register callbacks permanently (checked for unknown event names and name clashes)."""
-        for cb in cbs:
-            check_callback(cb)
-            clash = self.cb(cb.name)
-            if clash is not None and clash is not cb:
-                raise ValueError(f"a callback named '{cb.name}' is already installed; remove it first")
-            if any(cb is c for c in self.cbs):
-                continue
-            cb.runner = self
-            self.cbs.append(cb)
-        self._rebuild()
-
-    def remove_cbs(self, cbs: Iterable[Callback | str]) -> None:
-        """Unregister callbacks (objects or names)."""
-        for cb in cbs:
-            obj = self.cb(cb) if isinstance(cb, str) else cb
-            if obj is None or not any(obj is c for c in self.cbs):
-                raise ValueError(
-                    f"no callback {cb!r} installed; installed: {', '.join(c.name for c in self.cbs)}"
-                )
-            self.cbs = [c for c in self.cbs if c is not obj]
-        self._rebuild()
-
-    @contextlib.contextmanager
-    def added_cbs(self, cbs: Iterable[Callback]) -> Iterator[None]:
-        """Callbacks installed only inside the with-block."""
-        cbs = list(cbs)
-        self.add_cbs(cbs)
-        try:
-            yield
-        finally:
-            self.remove_cbs([c for c in cbs if any(c is x for x in self.cbs)])
-
-    @contextlib.contextmanager
-    def removed_cbs(self, cbs: Iterable[Callback | str]) -> Iterator[None]:
-        """Callbacks taken out only inside the with-block."""
-        objs = [self.cb(c) if isinstance(c, str) else c for c in cbs]
-        objs = [c for c in objs if c is not None]
-        self.remove_cbs(objs)
-        try:
-            yield
-        finally:
-            self.add_cbs(objs)
-
-    def cb(self, name: str) -> Callback | None:
-        """The installed callback with this name, or None."""
-        return next((c for c in self.cbs if c.name == name), None)
 
     def _rebuild(self) -> None:
         """Precompute, per event, the bound methods to call: the hot loop then does no lookups."""

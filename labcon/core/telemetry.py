@@ -374,13 +374,8 @@ class Telemetry(Callback):
             if self._history is None:
                 return None
             if self._snapshot is None:
-                self._snapshot = make_snapshot(
-                    self._history,
-                    self._last_iter,
-                    self.dead_frac,
-                    self.explode_std,
-                    self._nonfinite,
-                )
+                h, it = self._history, self._last_iter
+                self._snapshot = make_snapshot(h, it, self.dead_frac, self.explode_std, self._nonfinite)
             return self._snapshot
 
     def state_dict(self) -> dict[str, Any]:
