@@ -115,3 +115,28 @@ def test_config_keys_install_the_switches() -> None:
     assert "channels_last" in names and "compile" in names
     with pytest.raises(Exception, match="compile"):
         parse_config('[train]\ncompile = "yes"\n', source="<test>")
+
+
+def test_a_hook_added_or_removed_by_command_reaches_a_compiled_model() -> None:
+    """Dynamo does not guard on module hooks: without a retrace a `hook add` on a compiled model never ran (and a
+    removed hook kept running inside the graph). The command's reply says the model is traced again."""
+    from types import SimpleNamespace
+
+    from labcon.commands.cmd_watch import HookAdd, HookRm
+
+    r = _runner([Compile(backend="eager")])
+    r.fit(1)  # compiled and traced without the hook
+    host = SimpleNamespace(runner=r)
+    xb = torch.randn(4, 1, 16, 16)
+    reply = HookAdd("0.0").apply(host)  # type: ignore[arg-type]
+    assert "traced again" in reply, reply
+    (hook,) = [h for h in r.hooks._hooks.values() if h.path == "0.0"]
+    with torch.no_grad():
+        r.model(xb)
+    assert hook.fn.calls == 1  # the hook runs inside the compiled model
+    assert "traced again" in HookRm(hook.id).apply(host)  # type: ignore[arg-type]
+    with torch.no_grad():
+        r.model(xb)
+    assert hook.fn.calls == 1  # and stops when removed
+    plain = _runner([])
+    assert "traced" not in HookAdd("0.0").apply(SimpleNamespace(runner=plain))  # type: ignore[arg-type]

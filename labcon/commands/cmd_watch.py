@@ -14,6 +14,13 @@ HOOK_KINDS: tuple[str, ...] = ("forward", "backward")
 USER_HOOK_OWNER = "console"
 
 
+def _retraced(host: CommandHost) -> str:
+    """What a hook change costs a compiled model (its graphs are traced again with the hooks it has now)."""
+    from labcon.core.callbacks.speed import retrace
+
+    return "; the compiled model is traced again at its next batch" if retrace(host.runner.model) else ""
+
+
 @command
 @dataclass(frozen=True)
 class ListHooks(Command):
@@ -77,9 +84,8 @@ class HookAdd(Command):
         hook = host.runner.hooks.add(
             self.module, self.kind, ActivationStats(), owner=USER_HOOK_OWNER, scope="session"
         )
-        return (
-            f"hook {hook.id}: {self.kind} stats on {self.module or '(model)'} (hook rm {hook.id} to remove)"
-        )
+        where = self.module or "(model)"
+        return f"hook {hook.id}: {self.kind} stats on {where} (hook rm {hook.id} to remove){_retraced(host)}"
 
     @classmethod
     def complete_words(cls, ctx: CommandContext | None) -> list[str]:
@@ -119,7 +125,7 @@ class HookRm(Command):
 
     def apply(self, host: CommandHost) -> str:
         host.runner.hooks.remove(self.id)
-        return f"removed hook {self.id}"
+        return f"removed hook {self.id}{_retraced(host)}"
 
     @classmethod
     def complete_words(cls, ctx: CommandContext | None) -> list[str]:

@@ -68,6 +68,17 @@ def is_compiled(model: nn.Module) -> bool:
     return getattr(model, "_compiled_call_impl", None) is not None
 
 
+def retrace(model: nn.Module) -> bool:
+    """Drop a compiled model's graphs so its next call traces the hooks it has now; False when not compiled.
+
+    Dynamo does not guard on module hooks: a hook put on (or taken off) a submodule after the model compiled
+    would silently not run (or keep running) inside the graph until something else forced a recompile."""
+    if not is_compiled(unwrap_model(model)):
+        return False
+    torch._dynamo.reset()
+    return True
+
+
 class _BreakProbe(Callback):
     """At the first training batch, after every callback's before_batch (hooks attached as for a sampled
     batch), explains the forward with and without the attached hooks, then ends the fit (nothing trains)."""
