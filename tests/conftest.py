@@ -51,3 +51,9 @@ def _end_started_labcon():
     from tests.helpers import end_started
 
     end_started()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """The console's pilot tests run on asyncio (Textual's loop)."""
+    return "asyncio"

@@ -28,11 +28,6 @@ SIZE = (100, 30)
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def until(pilot, cond: Callable[[], bool], timeout: float = 3.0) -> None:
     """Let the app run until `cond()` holds (the pump and the sender are threads)."""
     end = time.monotonic() + timeout

@@ -20,14 +20,10 @@ from labcon.tui.commandline import CommandLine
 from labcon.tui.journal import JournalPane
 from labcon.tui.training import TrainingPane
 from tests.helpers import make_image_folder, tiny_config
+from tests.pilot import type_line, until
 
 pytestmark = pytest.mark.anyio
 SIZE = (120, 36)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture
@@ -43,19 +39,6 @@ def _session(
 ) -> Session:
     data = make_image_folder(root / "img", n_train=n_train)
     return Session(parse_config(tiny_config(data, name="live", epochs=epochs, extra=extra)), root / "home")
-
-
-async def _until(pilot, cond, timeout: float = 90.0, why=lambda: "") -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, f"condition not reached in time {why()}"
-        await pilot.pause(0.05)
-
-
-async def _type(pilot, text: str) -> None:
-    await pilot.press("escape", "colon")
-    await pilot.press(*text)
-    await pilot.press("enter")
 
 
 def _wait(cond, timeout: float = 90.0) -> None:
@@ -93,21 +76,19 @@ async def test_counters_agree_after_attach_mid_fit(tmp_path):
             assert "epoch 1/3" in status and "epoch 1/3" in fit, (status, fit)
             pct = int(re.search(r"(\d+)%", fit)[1])
             assert pct == int(100 * (s.runner.train_iter - 24) / 36), fit
-            await _type(pilot, "resume")
+            await type_line(pilot, "resume")
             # Into the fit's second epoch (global epoch 3), paused there: both say 2/3, and the fit is not done.
-            await _until(pilot, lambda: s.runner.epoch >= 3)
+            await until(pilot, lambda: s.runner.epoch >= 3)
             if s.submit("pause").ok:  # (the fit may end before the pause reaches a batch boundary)
-                await _until(
-                    pilot, lambda: s.state == "paused" or (s.state == "idle" and s.jobs.wait_idle(0))
-                )
+                await until(pilot, lambda: s.state == "paused" or (s.state == "idle" and s.jobs.wait_idle(0)))
                 if s.state == "paused" and s.runner.epoch == 3:
-                    await _until(pilot, lambda: "epoch 2/3" in _epochs_shown(app)[0], 20)
+                    await until(pilot, lambda: "epoch 2/3" in _epochs_shown(app)[0], 20)
                     status, fit = _epochs_shown(app)
                     assert "epoch 2/3" in fit and "100%" not in fit, (status, fit)
                 if s.state == "paused":
-                    await _type(pilot, "resume")
-            await _until(pilot, lambda: s.state == "idle" and s.jobs.wait_idle(0), 120)
-            await _until(pilot, lambda: "epochs done 5" in _epochs_shown(app)[0], 10)
+                    await type_line(pilot, "resume")
+            await until(pilot, lambda: s.state == "idle" and s.jobs.wait_idle(0), 120)
+            await until(pilot, lambda: "epochs done 5" in _epochs_shown(app)[0], 10)
     finally:
         s.close()
 
@@ -123,11 +104,11 @@ async def test_journal_pane_lists_the_first_run_of_a_fresh_directory(short_dir):
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("5")
             pane = app.query_one(JournalPane)
-            await _until(pilot, lambda: "no journal yet" in _screen(app) or "0 run(s)" in _screen(app), 10)
-            await _type(pilot, "fit 1")
+            await until(pilot, lambda: "no journal yet" in _screen(app) or "0 run(s)" in _screen(app), 10)
+            await type_line(pilot, "fit 1")
             await pilot.press("escape", "5")
-            await _until(pilot, lambda: len(pane.results) == 1 and s.jobs.wait_idle(0), 120)
-            await _until(pilot, lambda: pane.results[0]["status"] != "running", 20)
+            await until(pilot, lambda: len(pane.results) == 1 and s.jobs.wait_idle(0), 120)
+            await until(pilot, lambda: pane.results[0]["status"] != "running", 20)
             text = _screen(app)
             assert re.search(r"\d\d-\d\d \d\d:\d\d", text) and "e+09" not in text, text
     finally:
@@ -141,8 +122,8 @@ async def test_a_refused_command_is_shown_once_with_its_quotes(tmp_path):
     app = build_app(s, images="halfcell")
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await _type(pilot, "cb rm nosuchcb")
-            await _until(
+            await type_line(pilot, "cb rm nosuchcb")
+            await until(
                 pilot, lambda: app.sender.idle and any("error" in ln for ln in app.console_pane.lines)
             )
             await pilot.pause(0.5)  # the CommandFailed message has arrived too by now
@@ -178,8 +159,8 @@ async def test_applied_change_marker_lr_find_and_typed_commands(tmp_path):
         async with app.run_test(size=SIZE) as pilot:
             pane = app.query_one(TrainingPane)
             assert "fit_one_cycle 5" in _screen(app)  # the first screen suggests a first command
-            await _type(pilot, "lr_find num_it=12")
-            await _until(pilot, lambda: pane.lr_find is not None and s.jobs.wait_idle(0))
+            await type_line(pilot, "lr_find num_it=12")
+            await until(pilot, lambda: pane.lr_find is not None and s.jobs.wait_idle(0))
             await pilot.pause(2.5)
             assert "lr_find: suggests" in _screen(app)
             app.main.set_focus(app.query_one("#epoch-table"))
@@ -187,10 +168,10 @@ async def test_applied_change_marker_lr_find_and_typed_commands(tmp_path):
             line = app.query_one(CommandLine)
             assert line.value == f"fit_one_cycle 5 lr={pane.lr_find.suggestion:.2e}"
             line.value = ""
-            await _type(pilot, "fit 1000")
-            await _until(pilot, lambda: s.runner.train_iter >= 3)
-            await _type(pilot, "set lr=0.003")
-            await _until(pilot, lambda: len(pane.markers) == 1)
+            await type_line(pilot, "fit 1000")
+            await until(pilot, lambda: s.runner.train_iter >= 3)
+            await type_line(pilot, "set lr=0.003")
+            await until(pilot, lambda: len(pane.markers) == 1)
             m = pane.markers[0]
             assert m.text == "set lr=0.003" and m.x >= 3
             await pilot.pause(2.5)
@@ -203,12 +184,12 @@ async def test_applied_change_marker_lr_find_and_typed_commands(tmp_path):
             app.query_one(CommandLine).focus()
             app.query_one(CommandLine).post_message(_paste(":" + "\n".join(pasted) + "\n"))
             want = ["set lr=0.003", *typed, *pasted]
-            await _until(pilot, lambda: all(w in seen for w in want), 120, lambda: f"applied so far: {seen}")
+            await until(pilot, lambda: all(w in seen for w in want), 120, lambda: f"applied so far: {seen}")
             assert [t for t in seen if t in want] == want
             await pilot.press("escape", "s", "y")
-            await _until(pilot, lambda: s.state == "idle" and s.jobs.wait_idle(0))
+            await until(pilot, lambda: s.state == "idle" and s.jobs.wait_idle(0))
             await pilot.press("P")
-            await _until(pilot, lambda: list(s.dir.glob("screenshot-*.svg")), 10)
+            await until(pilot, lambda: list(s.dir.glob("screenshot-*.svg")), 10)
         history = (s.dir / "repl_history").read_text()
         assert "+set lr=0.003" in history and "+set mom=0.93" in history
         again = build_app(s, images="halfcell")
@@ -248,7 +229,7 @@ async def test_heat_map_draws_each_layer_on_its_own_range(short_dir):
             async with app.run_test(size=SIZE) as pilot:
                 await pilot.press("2")
                 pane = app.query_one("#pane-telemetry")
-                await _until(pilot, lambda p=pane: p.snapshot is not None, 20)
+                await until(pilot, lambda p=pane: p.snapshot is not None, 20)
                 shown = {}
                 for layer in ("0.1", "0.2"):  # the first block's batch norm, then its ReLU
                     pane.selected_layer = layer
@@ -282,7 +263,7 @@ async def test_data_pane_labels_samples_as_text_and_fills_its_width(short_dir):
             async with app.run_test(size=size) as pilot:
                 await pilot.press("4")
                 grid = app.query_one("#data-samples")
-                await _until(pilot, lambda g=grid: bool(g.labels_shown), 60)
+                await until(pilot, lambda g=grid: bool(g.labels_shown), 60)
                 await pilot.pause()
                 assert set(grid.labels_shown) <= {"red", "blue"} and len(grid.labels_shown) == 16
                 text = _screen(app)
@@ -309,7 +290,7 @@ async def test_changes_applied_before_attach_are_marked(tmp_path):
         app = build_app(s, images="halfcell")
         async with app.run_test(size=SIZE) as pilot:
             pane = app.query_one(TrainingPane)
-            await _until(pilot, lambda: len(pane.markers) == 1, 20)
+            await until(pilot, lambda: len(pane.markers) == 1, 20)
             assert pane.markers[0].text == "set lr=0.004" and pane.markers[0].x >= 3
     finally:
         s.close()
@@ -331,10 +312,10 @@ async def test_journal_diff_shows_differences_and_marked_runs_are_charted(tmp_pa
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("5")
             pane = app.query_one(JournalPane)
-            await _until(pilot, lambda: len(pane.results) == 2, 20)
+            await until(pilot, lambda: len(pane.results) == 2, 20)
             pane.query_one("#journal-results").focus()
             await pilot.press("m", "down", "m")
-            await _until(pilot, lambda: len(pane.chart_runs) == 2, 20)
+            await until(pilot, lambda: len(pane.chart_runs) == 2, 20)
             assert all(len(rows) == 2 for rows in pane.chart_runs.values())
             assert pane.query_one("#journal-chart").display
             await pilot.press("d")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,13 +20,9 @@ from labcon.tui.console import ConsolePane
 from labcon.tui.profile import bar, profile_text
 from tests.fakes import FakeSession, screen_text
 from tests.helpers import make_image_folder, tiny_config
+from tests.pilot import until
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +30,6 @@ def data() -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix="lcprof", dir="/tmp"))  # short: a socket path has at most 107 bytes
     yield make_image_folder(d / "img")
     shutil.rmtree(d, ignore_errors=True)
-
-
-async def _until(pilot, cond, timeout: float = 90.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "condition not reached in time"
-        await pilot.pause(0.05)
 
 
 def _shown_rows(app) -> list[str]:
@@ -62,7 +50,7 @@ async def test_profile_3_on_a_real_session_shows_its_table_and_bars(data: Path, 
             pane = app.query_one(ConsolePane)
             assert pane.profile is None and not app.query_one("#profile-box").display  # no profile yet
             await pilot.press("colon", *"profile 3", "enter")
-            await _until(pilot, lambda: pane.profile is not None)
+            await until(pilot, lambda: pane.profile is not None)
             await pilot.pause()
             report = pane.profile
             assert report["n_steps"] == 3 and report == s.profile_report()
@@ -91,7 +79,7 @@ async def test_a_console_attaching_later_over_the_socket_shows_the_last_profile(
         app = build_app(remote, images="halfcell")
         async with app.run_test(size=(100, 30)) as pilot:
             pane = app.query_one(ConsolePane)
-            await _until(pilot, lambda: pane.profile is not None)
+            await until(pilot, lambda: pane.profile is not None)
             assert pane.profile == s.last_profile.as_dict()
             await pilot.press("6")
             await pilot.pause()
@@ -114,12 +102,12 @@ async def test_status_bar_says_input_bound_in_a_warning_colour() -> None:
         async with app.run_test(size=(100, 30)) as pilot:
             assert "bound" not in top()  # no reading yet: nothing claimed
             fake.input_share = 0.634  # the status bar re-reads the status while a fit is live
-            await _until(pilot, lambda: "input-bound 63%" in top(), 20)
+            await until(pilot, lambda: "input-bound 63%" in top(), 20)
             rendered = app.status_bar.render()
             (span,) = [sp for sp in rendered.spans if rendered.plain[sp.start : sp.end] == "input-bound 63%"]
             assert "yellow" in str(span.style)
             fake.input_share = 0.05
-            await _until(pilot, lambda: "compute-bound (data 5%)" in top(), 20)
+            await until(pilot, lambda: "compute-bound (data 5%)" in top(), 20)
             fake.state = "idle"
             app.refresh_status()
             await pilot.pause()
@@ -136,12 +124,12 @@ async def test_status_bar_follows_a_real_fit_s_input_meter(data: Path, tmp_path:
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.press("colon", *"fit 1000", "enter")
             # The meter reads after 20 training batches; the status bar re-reads the status while a fit runs.
-            await _until(pilot, lambda: s.status()["bound"] is not None)
-            await _until(pilot, lambda: "-bound" in screen_text(app).splitlines()[0])
+            await until(pilot, lambda: s.status()["bound"] is not None)
+            await until(pilot, lambda: "-bound" in screen_text(app).splitlines()[0])
             st = s.status()
             assert f"{st['bound']}-bound" in screen_text(app).splitlines()[0]
             s.submit("stop")
-            await _until(pilot, lambda: s.state == "idle")
+            await until(pilot, lambda: s.state == "idle")
     finally:
         s.close()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
@@ -15,26 +14,9 @@ from labcon.tui.app import build_app
 from labcon.tui.journal import JournalPane
 from tests.fakes import screen_text
 from tests.helpers import make_image_folder, tiny_config
+from tests.pilot import type_line, until
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-async def _until(pilot, cond, timeout: float = 60.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "condition not reached in time"
-        await pilot.pause(0.05)
-
-
-async def _type(pilot, text: str) -> None:
-    await pilot.press("escape", "colon")
-    await pilot.press(*text)
-    await pilot.press("enter")
 
 
 async def test_console_drives_a_real_session(tmp_path):
@@ -47,40 +29,40 @@ async def test_console_drives_a_real_session(tmp_path):
     sub = s.subscribe()
     try:
         async with app.run_test(size=(100, 30)) as pilot:
-            await _type(pilot, "fit 1000")
-            await _until(pilot, lambda: s.runner.train_iter >= 3)
+            await type_line(pilot, "fit 1000")
+            await until(pilot, lambda: s.runner.train_iter >= 3)
             await pilot.press("escape", "space")  # pause key
-            await _until(pilot, lambda: s.state == "paused")
-            await _type(pilot, "set lr=0.003")
-            await _until(pilot, lambda: s.runner.hyper("lr") == [0.003])
-            await _type(pilot, "cb add gradient_clip max_norm=0.5")
-            await _until(pilot, lambda: s.runner.cb("gradient_clip") is not None)
+            await until(pilot, lambda: s.state == "paused")
+            await type_line(pilot, "set lr=0.003")
+            await until(pilot, lambda: s.runner.hyper("lr") == [0.003])
+            await type_line(pilot, "cb add gradient_clip max_norm=0.5")
+            await until(pilot, lambda: s.runner.cb("gradient_clip") is not None)
             await pilot.press("escape", "space")  # resume
-            await _until(pilot, lambda: s.state == "running")
+            await until(pilot, lambda: s.state == "running")
             # Hooks change while training (the grammar applies them at the next batch; no pause needed).
             await pilot.press("escape", "3")
             await pilot.pause()
             app.query_one("#module-tree").focus()
             await pilot.press("down", "a", "enter")
-            await _until(pilot, lambda: any(h["owner"] == USER_HOOK_OWNER for h in s.hooks_table()))
+            await until(pilot, lambda: any(h["owner"] == USER_HOOK_OWNER for h in s.hooks_table()))
             assert s.state == "running"
             it = s.runner.train_iter
-            await _until(pilot, lambda: s.runner.train_iter > it + 2)
+            await until(pilot, lambda: s.runner.train_iter > it + 2)
             await pilot.press("escape", "s", "y")  # stop key, confirmed
-            await _until(pilot, lambda: s.state == "idle" and s.jobs.wait_idle(0))
+            await until(pilot, lambda: s.state == "idle" and s.jobs.wait_idle(0))
             await pilot.press("5")
-            await _type(pilot, "journal status:stopped")
-            await _until(pilot, lambda: any("run 1" in str(line) for line in app.console_pane.lines), 10)
+            await type_line(pilot, "journal status:stopped")
+            await until(pilot, lambda: any("run 1" in str(line) for line in app.console_pane.lines), 10)
             # The Journal pane: real rows, with the run's final metrics.
             pane = app.query_one(JournalPane)
-            await _until(pilot, lambda: len(pane.results) == 1, 10)
+            await until(pilot, lambda: len(pane.results) == 1, 10)
             await pilot.pause()
             valid_loss = s.history()[-1]["valid_loss"]
             assert fmt_num(valid_loss) in screen_text(app) and "valid loss" in screen_text(app)
             # R replays the highlighted run in its own session process and says where to find it.
             pane.query_one("#journal-results").focus()
             await pilot.press("R")
-            await _until(pilot, lambda: any("replaying run 1" in line for line in app.console_pane.lines), 30)
+            await until(pilot, lambda: any("replaying run 1" in line for line in app.console_pane.lines), 30)
             assert "session 'ui-replay1'" in "\n".join(app.console_pane.lines)
             assert len(s.children) == 1
     finally:
@@ -110,13 +92,13 @@ async def test_journal_pane_shows_a_branch_from_another_session_with_its_deviati
         async with app.run_test(size=(120, 36)) as pilot:
             await pilot.press("5")
             pane = app.query_one(JournalPane)
-            await _until(pilot, lambda: len(pane.results) == 1, 20)
+            await until(pilot, lambda: len(pane.results) == 1, 20)
             branch, _ = start_replay(parent, home, until=1, then="set lr=0.5", name="p-branch")
             assert branch.wait(120)
             rid = branch.persist.run_id
             branch.close()
             branch = None
-            await _until(
+            await until(
                 pilot, lambda: any(r["id"] == rid and r["status"] == "done" for r in pane.results), 30
             )
             pane.show_run(next(r for r in pane.results if r["id"] == rid))

@@ -3,7 +3,6 @@ Session in this process and over the control socket."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -17,26 +16,9 @@ from labcon.tui.hooks import HooksPane
 from labcon.tui.training import TrainingPane
 from tests.fakes import screen_text
 from tests.helpers import make_image_folder, tiny_config
+from tests.pilot import type_line, until
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-async def _until(pilot, cond, timeout: float = 60.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "condition not reached in time"
-        await pilot.pause(0.05)
-
-
-async def _type(pilot, text: str) -> None:
-    await pilot.press("escape", "colon")
-    await pilot.press(*text)
-    await pilot.press("enter")
 
 
 def _plot_lines(pane: TrainingPane, wid: str) -> dict[str, tuple[list[float], list[float]]]:
@@ -56,8 +38,8 @@ async def test_lr_plot_draws_the_planned_one_cycle_and_redraws_it_after_set(tmp_
     try:
         async with app.run_test(size=(120, 34)) as pilot:
             pane = app.query_one(TrainingPane)
-            await _type(pilot, "fit_one_cycle 1000 lr=0.01")
-            await _until(pilot, lambda: "lr" in pane.plan.lines and "plan" in _plot_lines(pane, "#plot-lr"))
+            await type_line(pilot, "fit_one_cycle 1000 lr=0.01")
+            await until(pilot, lambda: "lr" in pane.plan.lines and "plan" in _plot_lines(pane, "#plot-lr"))
             xs, ys = _plot_lines(pane, "#plot-lr")["plan"]
             fit = s.status()["fit"]
             assert xs[0] == fit["start_iter"] and xs[-1] == pytest.approx(fit["start_iter"] + fit["total"])
@@ -66,14 +48,14 @@ async def test_lr_plot_draws_the_planned_one_cycle_and_redraws_it_after_set(tmp_
             assert xs[peak] == pytest.approx(fit["start_iter"] + 0.25 * fit["total"], rel=0.02)  # warm-up end
             assert "plan" in _plot_lines(pane, "#plot-mom")  # wide: the momentum plot carries its plan too
             version = pane.plan.version
-            await _type(pilot, "set lr=0.001")
-            await _until(pilot, lambda: pane.plan.version > version)
-            await _until(pilot, lambda: _plot_lines(pane, "#plot-lr")["plan"][1] != ys)
+            await type_line(pilot, "set lr=0.001")
+            await until(pilot, lambda: pane.plan.version > version)
+            await until(pilot, lambda: _plot_lines(pane, "#plot-lr")["plan"][1] != ys)
             after = _plot_lines(pane, "#plot-lr")["plan"][1]
             ratios = {round(b / a, 6) for a, b in zip(ys, after, strict=True) if a > 1e-9}
             assert len(ratios) == 1 and ratios != {1.0}  # rescaled, shape kept
-            await _type(pilot, "stop")
-            await _until(pilot, lambda: s.state == "idle" and s.jobs.wait_idle(0))
+            await type_line(pilot, "stop")
+            await until(pilot, lambda: s.state == "idle" and s.jobs.wait_idle(0))
     finally:
         s.close()
 
@@ -87,25 +69,23 @@ async def test_hooks_pane_summary_refreshes_after_norm_and_works_attached(tmp_pa
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.press("3")
             pane = app.query_one(HooksPane)
-            await _until(pilot, lambda: "" in pane.summary)
+            await until(pilot, lambda: "" in pane.summary)
             total = sum(p.numel() for p in s.runner.model.parameters())
             assert pane.summary[""]["params"] == total
-            await _until(pilot, lambda: f"model: {total:,} params ({total:,} trainable)" in screen_text(app))
+            await until(pilot, lambda: f"model: {total:,} params ({total:,} trainable)" in screen_text(app))
             text = screen_text(app)
             assert "MACs/item" in text
             conv = next(path for path, row in pane.summary.items() if row["kind"] == "Conv2d")
             assert f"{pane.summary[conv]['params']}p" in text  # each node: output shape and params
-            await _type(pilot, "fit 1000")
-            await _until(pilot, lambda: s.runner.train_iter >= 2)
-            await _type(pilot, "norm running")  # applied at the end of the epoch, while training
-            await _until(pilot, lambda: any(r["kind"] == "RunningBatchNorm" for r in pane.summary.values()))
+            await type_line(pilot, "fit 1000")
+            await until(pilot, lambda: s.runner.train_iter >= 2)
+            await type_line(pilot, "norm running")  # applied at the end of the epoch, while training
+            await until(pilot, lambda: any(r["kind"] == "RunningBatchNorm" for r in pane.summary.values()))
             assert s.state == "running" and pane.summary[""]["params"] > 0
             await pilot.press("escape", "3")
-            await _until(
-                pilot, lambda: "RunningBatchNorm" in screen_text(app) or "model:" in screen_text(app)
-            )
-            await _type(pilot, "stop")
-            await _until(pilot, lambda: s.state == "idle" and s.jobs.wait_idle(0))
+            await until(pilot, lambda: "RunningBatchNorm" in screen_text(app) or "model:" in screen_text(app))
+            await type_line(pilot, "stop")
+            await until(pilot, lambda: s.state == "idle" and s.jobs.wait_idle(0))
     finally:
         remote.close()
         server.close()

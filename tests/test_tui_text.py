@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,14 +21,10 @@ from labcon.tui.data import DataPane
 from labcon.tui.telemetry import TelemetryPane
 from labcon.tui.textbatch import PAD_STYLE, SPECIAL_STYLE, TextBatch, render_batch
 from tests.fakes import screen_text
+from tests.pilot import until
 
 pytestmark = pytest.mark.anyio
 SIZE = (120, 40)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(autouse=True)
@@ -89,14 +84,6 @@ every = 2
     return Session(parse_config(cfg), home)
 
 
-async def _until(pilot, cond, timeout: float = 60.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "condition not reached in time"
-        await pilot.pause(0.05)
-    await pilot.pause()
-
-
 def _styled(widget: TextBatch, style: str) -> set[str]:
     """The pieces of the shown batch drawn in `style`."""
     assert widget.view is not None
@@ -107,7 +94,7 @@ def _styled(widget: TextBatch, style: str) -> set[str]:
 async def _show_data(pilot, app) -> TextBatch:
     await pilot.press("4")
     widget = app.query_one(TextBatch)
-    await _until(pilot, lambda: widget.view is not None)
+    await until(pilot, lambda: widget.view is not None)
     await app.workers.wait_for_complete()
     await pilot.pause()
     return widget
@@ -132,7 +119,7 @@ async def test_lm_batch_perplexity_and_lstm_telemetry(texts: Path, home: Path) -
             assert {"xxmaj", "xxup"} <= _styled(widget, SPECIAL_STYLE)  # special tokens stand out
             assert "the" not in _styled(widget, SPECIAL_STYLE)
             await pilot.press("r")
-            await _until(pilot, lambda: widget.view is not None and widget.view.draw == 1)
+            await until(pilot, lambda: widget.view is not None and widget.view.draw == 1)
             await app.workers.wait_for_complete()
             await pilot.pause()
             assert "draw #2" in screen_text(app)
@@ -141,12 +128,12 @@ async def test_lm_batch_perplexity_and_lstm_telemetry(texts: Path, home: Path) -
             assert s.submit("fit 2").ok
             assert s.wait(300)
             await pilot.press("1")
-            await _until(pilot, lambda: "perplexity" in screen_text(app), 20)
+            await until(pilot, lambda: "perplexity" in screen_text(app), 20)
             ppl = s.history()[-1]["perplexity"]
             assert math.isfinite(ppl) and ppl > 1
             await pilot.press("2")
             pane = app.query_one(TelemetryPane)
-            await _until(pilot, lambda: pane.snapshot is not None and pane.snapshot.layers, 20)
+            await until(pilot, lambda: pane.snapshot is not None and pane.snapshot.layers, 20)
             snap = pane.snapshot
             rnns = [layer for layer in snap.layers if layer.startswith("encoder.rnns")]
             assert rnns, snap.layers
@@ -182,7 +169,7 @@ async def test_classifier_batch_labels_and_padding(texts: Path, home: Path, atta
             assert "xxbos" in _styled(widget, SPECIAL_STYLE)
             assert f"len {view.rows[0].length} pad {view.rows[0].n_pad}" in screen
             await pilot.press("r")
-            await _until(pilot, lambda: widget.view is not None and widget.view.draw == 1)
+            await until(pilot, lambda: widget.view is not None and widget.view.draw == 1)
             assert app.query_one(DataPane).n_draws == 2
     finally:
         if server is not None:

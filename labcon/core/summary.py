@@ -35,6 +35,19 @@ def _macs(m: nn.Module, out: Tensor) -> int:
     return 0
 
 
+def _observed_forward(model: nn.Module, xb: Tensor, hooks: list[Hook]) -> None:
+    """One forward of xb in eval mode without grad, watched by `hooks`; the mode is restored, the hooks removed."""
+    was = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(xb)
+    finally:
+        model.train(was)
+        for h in hooks:
+            h.remove()
+
+
 def model_summary(model: nn.Module, xb: Tensor) -> list[LayerRow]:
     """Run xb through the model (eval mode, no grad; mode restored) and describe every leaf layer that ran.
 
@@ -62,16 +75,7 @@ def model_summary(model: nn.Module, xb: Tensor) -> list[LayerRow]:
 
         return fn
 
-    hooks = [Hook(m, grab(n or "(model)")) for n, m in leaves]
-    was = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(xb)
-    finally:
-        model.train(was)
-        for h in hooks:
-            h.remove()
+    _observed_forward(model, xb, [Hook(m, grab(n or "(model)")) for n, m in leaves])
     return rows
 
 
@@ -108,16 +112,7 @@ def module_stats(model: nn.Module, xb: Tensor) -> list[ModuleStats]:
 
         return fn
 
-    hooks = [Hook(m, grab(n, not any(True for _ in m.children()))) for n, m in named]
-    was = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(xb)
-    finally:
-        model.train(was)
-        for h in hooks:
-            h.remove()
+    _observed_forward(model, xb, [Hook(m, grab(n, not any(True for _ in m.children()))) for n, m in named])
     out = []
     for path, m in named:
         ps = list(m.parameters())  # shared parameters count once, as named_modules lists the module once
