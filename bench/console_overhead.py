@@ -85,6 +85,10 @@ def bare(session: TrainingSession, seconds: float) -> float:
     return rate
 
 
+# Each key's latencies by the pane it shows (printed with the totals: which pane is slow to come up).
+BY_PANE: dict[str, list[float]] = {}
+
+
 async def _switch_panes(app: Any, busy: Callable[[], bool], latencies: list[float] | None) -> None:
     """While `busy()`: every 0.1 s press a pane key and time it until the pane is on screen (if measuring)."""
     keys = "2134"
@@ -101,6 +105,7 @@ async def _switch_panes(app: Any, busy: Callable[[], bool], latencies: list[floa
             while app.query_one("#panes").active != target or pane.region.width == 0:
                 await asyncio.sleep(0.001)
             latencies.append(time.perf_counter() - t0)
+            BY_PANE.setdefault(target, []).append(latencies[-1])
             i += 1
         await asyncio.sleep(0.1)
 
@@ -305,6 +310,11 @@ def _print_latency(lat: list[float]) -> None:
     print(
         f"key-press-to-screen under training load: n={len(lat)} p50 {p50:.1f} ms  p95 {p95:.1f} ms (target < 100)"
     )
+    per = ", ".join(
+        f"{k} {1000 * statistics.median(v):.0f}/{1000 * max(v):.0f}" for k, v in sorted(BY_PANE.items())
+    )
+    print(f"  by pane, median/max ms: {per}")
+    BY_PANE.clear()
 
 
 if __name__ == "__main__":

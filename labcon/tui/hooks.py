@@ -58,6 +58,10 @@ class HooksPane(Pane):
         self.summary_error = ""
         self._summary_due = True  # fetched when the pane is shown, once per model change
         self._tree_nodes: dict[str, Any] = {}
+        # The last telemetry read, kept until a new report arrives: each read is a round trip to the session
+        # process on the UI thread, and showing the pane must not wait for the busy trainer.
+        self._snap: Any = None
+        self._snap_stale = True
 
     def compose(self) -> ComposeResult:
         yield ModuleTree("model", id="module-tree")
@@ -81,8 +85,10 @@ class HooksPane(Pane):
             self.mark_dirty()
         elif "hook" in words:
             self.mark_dirty()
-        elif update.telemetry_iter is not None and self.shown:
-            self._show_stats()  # hidden: on_show refreshes them (a hidden label update still costs a layout pass)
+        if update.telemetry_iter is not None:
+            self._snap_stale = True
+            if self.shown:
+                self._show_stats()  # hidden: on_show refreshes them (a hidden label update still costs a layout pass)
 
     def on_show(self) -> None:
         """Rebuild if hooks changed meanwhile, else just bring the module's stats up to date."""
@@ -195,7 +201,9 @@ class HooksPane(Pane):
         self._show_stats()
 
     def _show_stats(self) -> None:
-        snap = self.safe(self.session.telemetry_snapshot)
+        if self.selected and self._snap_stale:  # nothing selected: nothing to read
+            self._snap, self._snap_stale = self.safe(self.session.telemetry_snapshot), False
+        snap = self._snap
         st = snap.latest.get(self.selected) if snap is not None and self.selected else None
         label = self.query_one("#module-stats", Label)
         if st is None:
