@@ -3,8 +3,8 @@
 Client -> server: `{"id": 1, "op": "submit", "text": "set lr=0.01"}` (ops in OPS).
 Server -> client: `{"id": 1, "type": "reply", "ok": true, "text": "...", "data": ...}`, and, after
 `subscribe`, every published session message as `msg.to_dict()` (its "type" is the message class).
-Slow subscribers never block the publisher: each client has a bounded queue that drops the oldest
-Progress (then the oldest message) when full.
+Slow subscribers never block the publisher: each client's bounded queue drops the oldest Progress (then the oldest
+message) when full.
 """
 
 from __future__ import annotations
