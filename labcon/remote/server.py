@@ -3,8 +3,7 @@
 Client -> server: `{"id": 1, "op": "submit", "text": "set lr=0.01"}` (ops in OPS).
 Server -> client: `{"id": 1, "type": "reply", "ok": true, "text": "...", "data": ...}`, and, after
 `subscribe`, every published session message as `msg.to_dict()` (its "type" is the message class).
-Slow subscribers never block the publisher: each client's bounded queue drops the oldest Progress (then the oldest
-message) when full.
+Slow subscribers never block the publisher: a client's full queue drops its oldest Progress, then oldest message.
 """
 
 from __future__ import annotations
