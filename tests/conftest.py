@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 SHARED_DATA = Path(
     os.environ.get("LABCON_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -59,13 +57,3 @@ def _end_started_labcon():
 def anyio_backend() -> str:
     """The console's pilot tests run on asyncio (Textual's loop)."""
     return "asyncio"
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Tiny models on a busy 2-core box: one torch thread (OpenMP hand-offs and spin-waits cost several times
-    the work); the thread count is restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from labcon.remote.client import RemoteSession
 from labcon.remote.server import ControlServer, control_socket_path
@@ -20,18 +21,32 @@ from labcon.tui.data import DataPane
 from labcon.tui.telemetry import TelemetryPane
 from labcon.tui.textbatch import PAD_STYLE, SPECIAL_STYLE, TextBatch, render_batch
 from tests.fakes import screen_text
-from tests.helpers import write_labelled_texts
 from tests.pilot import until
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("one_thread")]
+pytestmark = pytest.mark.anyio
 SIZE = (120, 40)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    # On a shared 2-core box OpenMP spin-waiting makes two threads cost several times the CPU of one here.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
 def texts() -> Iterator[Path]:
     """Labelled reviews of different lengths (so classifier batches are padded), some words in capitals."""
     d = Path(tempfile.mkdtemp(prefix="lctui", dir="/tmp"))
-    yield write_labelled_texts(d, 60)
+    words = ["good", "bad", "FINE", "dull", "great", "poor"]
+    lines = ["label,text,is_valid"]
+    for i in range(60):
+        body = " ".join(f"The film was {words[(i + k) % 6]}." for k in range(1 + i % 9))
+        lines.append(f"{'pos' if i % 2 else 'neg'},{body},{i % 6 == 5}")
+    (d / "texts.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    yield d / "texts.csv"
     shutil.rmtree(d, ignore_errors=True)
 
 
