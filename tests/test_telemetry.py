@@ -400,3 +400,19 @@ def test_not_run_during_lr_find() -> None:
     with runner.probe():
         runner.fit(1)
     assert tel.snapshot() is None and runner.hooks.table() == []
+
+
+def test_latest_gradient_norm_survives_a_fit_s_closing_report() -> None:
+    # 8 batches, a report every 3: the fit closes with a partial report (iter 8) that measured activations but
+    # no gradients. The latest gradient norm is the one measured at iter 6, not nan.
+    tel = Telemetry(every=3, sample_every=1, near_zero=0.05, hist_range=(-3.0, 3.0), max_samples=None)
+    runner = make_runner(tel)
+    runner.fit(1)
+    snap = tel.snapshot()
+    first = snap.layers[0]
+    h = snap.history(first)
+    assert h["iters"] == [3, 6, 8] and np.isnan(h["grad_norm"][-1]) and np.isnan(h["update_ratio"][-1])
+    assert snap.latest[first].grad_norm == h["grad_norm"][1] > 0
+    assert snap.latest[first].update_ratio == h["update_ratio"][1] > 0
+    assert snap.latest[first].mean == h["mean"][-1]  # activation statistics come from the closing report
+    assert np.isnan(snap.latest[snap.layers[2]].grad_norm)  # no parameters: never measured

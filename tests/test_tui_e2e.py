@@ -9,79 +9,52 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
+
+from tests.tmux import escape, quit_console, start, tmux, type_line, wait_for, wait_for_row
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
 
 
-def _tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True).stdout
-
-
-def _wait_for(session: str, needle: str, timeout: float = 20.0) -> str:
-    end = time.monotonic() + timeout
-    screen = ""
-    while time.monotonic() < end:
-        screen = _tmux("capture-pane", "-p", "-t", session)
-        if needle in screen:
-            return screen
-        time.sleep(0.2)
-    raise AssertionError(f"{needle!r} never appeared; screen was:\n{screen}")
-
-
-def _start(cmd: str) -> str:
-    """A detached 100x30 tmux session running `cmd`; its name."""
-    session = f"labcon-e2e-{uuid.uuid4().hex[:8]}"
-    _tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30", cmd)
-    return session
-
-
-def _escape(session: str) -> None:
-    # A lone Esc: keys sent right after it would be read as alt+key.
-    _tmux("send-keys", "-t", session, "Escape")
-    time.sleep(0.3)
-
-
 def test_console_in_tmux(tmp_path: Path):
     log = tmp_path / "out.txt"
-    session = _start(f"cd {ROOT} && {sys.executable} tests/fake_console.py {log}; sleep 30")
+    session = start(f"cd {ROOT} && {sys.executable} tests/fake_console.py {log}; sleep 30")
     try:
-        screen = _wait_for(session, "1 Training")
+        screen = wait_for(session, "1 Training")
         assert "running" in screen
-        _wait_for(session, "ETA")  # live progress arrives through the pump
-        _tmux("send-keys", "-t", session, "space")
-        _wait_for(session, "● paused")
+        wait_for(session, "ETA")  # live progress arrives through the pump
+        tmux("send-keys", "-t", session, "space")
+        wait_for(session, "● paused")
         # One burst, as a fast typist or a paste delivers it: every key after ':' must reach the command
         # line (a deferred focus once let 's' stop the run and '2' switch panes).
-        _tmux("send-keys", "-t", session, "-l", ":set lr=0.02")
-        _tmux("send-keys", "-t", session, "Enter")
-        _escape(session)
+        tmux("send-keys", "-t", session, "-l", ":set lr=0.02")
+        tmux("send-keys", "-t", session, "Enter")
+        escape(session)
         # Applied: numbered in the plots' change legend (the status bar's lr then follows the rescaled schedule,
         # so its value depends on when the fake's next batches run).
-        _wait_for(session, "set lr=0.02 (epoch")
-        _tmux("send-keys", "-t", session, "2")
-        _wait_for(session, "layers.1.conv2 dead")
-        _tmux("send-keys", "-t", session, "6")
-        _wait_for(session, "› set lr=0.02")
-        _tmux("send-keys", "-t", session, "q")
-        _wait_for(session, "What should happen to it?")
-        _escape(session)  # cancel
-        _tmux("send-keys", "-t", session, "space")  # resume
-        _wait_for(session, "● running")
-        _tmux("send-keys", "-t", session, "q")
-        _wait_for(session, "What should happen to it?")
-        _tmux("send-keys", "-t", session, "h")  # keep running headless
+        wait_for(session, "set lr=0.02 (epoch")
+        tmux("send-keys", "-t", session, "2")
+        wait_for(session, "layers.1.conv2 dead")
+        tmux("send-keys", "-t", session, "6")
+        wait_for(session, "› set lr=0.02")
+        tmux("send-keys", "-t", session, "q")
+        wait_for(session, "What should happen to it?")
+        escape(session)  # cancel
+        tmux("send-keys", "-t", session, "space")  # resume
+        wait_for(session, "● running")
+        tmux("send-keys", "-t", session, "q")
+        wait_for(session, "What should happen to it?")
+        tmux("send-keys", "-t", session, "h")  # keep running headless
         end = time.monotonic() + 15
         while time.monotonic() < end and "exited" not in (log.read_text() if log.exists() else ""):
             time.sleep(0.2)
         out = (
             log.read_text()
             if log.exists()
-            else "no output; screen:\n" + _tmux("capture-pane", "-p", "-t", session)
+            else "no output; screen:\n" + tmux("capture-pane", "-p", "-t", session)
         )
         assert "received=['pause', 'set lr=0.02', 'resume']" in out, out[-2000:]
         assert "detached=True" in out
@@ -92,19 +65,19 @@ def test_console_in_tmux(tmp_path: Path):
 def test_labcon_in_tmux(tmp_path: Path):
     """The real `labcon`: its session process starts, trains one epoch from the console, and quitting ends it."""
     home = tmp_path / "sessions"
-    session = _start(
+    session = start(
         f"cd {ROOT} && {sys.executable} -m labcon --sessions-dir {home}; echo LABCON-EXIT=$?; sleep 60"
     )
     try:
-        _wait_for(session, "1 Training", timeout=120)
-        _wait_for(session, "● idle", timeout=60)
-        _tmux("send-keys", "-t", session, "-l", ":fit 1")
-        _tmux("send-keys", "-t", session, "Enter")
-        _escape(session)
-        _tmux("send-keys", "-t", session, "6")
-        _wait_for(session, "fit done", timeout=180)
-        _tmux("send-keys", "-t", session, "q")  # idle: quits at once, and the session process is shut down
-        screen = _wait_for(session, "LABCON-EXIT=", timeout=120)
+        wait_for(session, "1 Training", timeout=120)
+        wait_for(session, "● idle", timeout=60)
+        tmux("send-keys", "-t", session, "-l", ":fit 1")
+        tmux("send-keys", "-t", session, "Enter")
+        escape(session)
+        tmux("send-keys", "-t", session, "6")
+        wait_for(session, "fit done", timeout=180)
+        tmux("send-keys", "-t", session, "q")  # idle: quits at once, and the session process is shut down
+        screen = wait_for(session, "LABCON-EXIT=", timeout=120)
         assert "LABCON-EXIT=0" in screen, screen
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
@@ -112,13 +85,6 @@ def test_labcon_in_tmux(tmp_path: Path):
     log = (home / "default" / "serve.log").read_text()
     assert "applied 'fit 1'" in log and "fit done" in log, log
     assert (home / "default" / "checkpoints").is_dir() and (home / "journal.db").is_file()
-
-
-def _type_line(session: str, text: str) -> None:
-    """':' + text + Enter as one burst (the priority ':' focuses the command line first), then leave the line."""
-    _tmux("send-keys", "-t", session, "-l", f":{text}")
-    _tmux("send-keys", "-t", session, "Enter")
-    _escape(session)
 
 
 def _journal_rows(work: Path) -> list[dict]:
@@ -135,18 +101,6 @@ def _journal_rows(work: Path) -> list[dict]:
     return json.loads(out.stdout)
 
 
-def _wait_for_row(session: str, pattern: str, timeout: float) -> str:
-    """Wait until a line of the screen matches `pattern` (a regex, per line)."""
-    end = time.monotonic() + timeout
-    screen = ""
-    while time.monotonic() < end:
-        screen = _tmux("capture-pane", "-p", "-t", session)
-        if re.search(pattern, screen, re.M):
-            return screen
-        time.sleep(0.3)
-    raise AssertionError(f"no line matched {pattern!r}; screen was:\n{screen}")
-
-
 def test_live_loop_in_tmux(tmp_path: Path):
     """The loop a new user lives, on the real `labcon` in a fresh directory: open -> fit_one_cycle 3 -> set lr
     mid-fit (numbered marker and legend) -> the Journal pane lists the run without reopening -> R replays it (its
@@ -159,50 +113,48 @@ def test_live_loop_in_tmux(tmp_path: Path):
     # Small pictures, enough of them that a fit lasts long enough to change it mid-way on a busy machine.
     data = make_image_folder(tmp_path / "img", n_train=160, size=16)
     (work / "loop.toml").write_text(tiny_config(data, name="loop", epochs=3))
-    session = _start(
+    session = start(
         f"cd {work} && PYTHONPATH={ROOT} {sys.executable} -m labcon open loop.toml; echo LABCON-EXIT=$?; sleep 60"
     )
     branch = ""
     try:
-        _tmux("resize-window", "-t", session, "-x", "120", "-y", "36")
-        screen = _wait_for(session, "● idle", timeout=180)
+        tmux("resize-window", "-t", session, "-x", "120", "-y", "36")
+        screen = wait_for(session, "● idle", timeout=180)
         assert "fit_one_cycle 5" in screen  # the first screen suggests a first command
-        _type_line(session, "fit_one_cycle 3")
-        _wait_for(session, "● running", timeout=60)
-        _wait_for(
-            session, "epoch 1/3", timeout=120
-        )  # the fit's own epochs, in the status bar and the fit bar
-        _type_line(session, "set lr=1e-3")
-        screen = _wait_for(session, "1 set lr=0.001 (epoch", timeout=120)  # the legend under the plots
+        type_line(session, "fit_one_cycle 3")
+        wait_for(session, "● running", timeout=60)
+        wait_for(session, "epoch 1/3", timeout=120)  # the fit's own epochs, in the status bar and the fit bar
+        type_line(session, "set lr=1e-3")
+        screen = wait_for(session, "1 set lr=0.001 (epoch", timeout=120)  # the legend under the plots
         assert "changes" in screen
-        _tmux("send-keys", "-t", session, "5")
-        screen = _wait_for(session, "running", timeout=30)  # the run, listed while it trains
+        tmux("send-keys", "-t", session, "5")
+        screen = wait_for(session, "running", timeout=30)  # the run, listed while it trains
         assert "e+09" not in screen
-        _tmux("send-keys", "-t", session, "1")
-        _wait_for(session, "epochs done 3", timeout=300)
-        _tmux("send-keys", "-t", session, "5")
+        tmux("send-keys", "-t", session, "1")
+        wait_for(session, "epochs done 3", timeout=300)
+        tmux("send-keys", "-t", session, "5")
         # The run's row says done (the status bar's "epochs done" is not it).
-        _wait_for_row(session, r"^\s*1\s+done\s", timeout=60)
-        _tmux("send-keys", "-t", session, "R")
-        _tmux("send-keys", "-t", session, "6")
+        wait_for_row(session, r"^\s*1\s+done\s", timeout=60)
+        tmux("send-keys", "-t", session, "R")
+        tmux("send-keys", "-t", session, "6")
         # What R starts is the session's answer to `replay 1`; the console must send it and show the answer.
-        _wait_for(session, "› replay 1", timeout=30)
-        screen = _wait_for(session, "as session 'loop-replay1'", timeout=60)
+        wait_for(session, "› replay 1", timeout=30)
+        screen = wait_for(session, "as session 'loop-replay1'", timeout=60)
         assert "Traceback" not in screen
         # Meanwhile a branch, as a user types it in a shell beside the console (the console's `replay` takes a
         # run only): run 1's first epoch replayed, then a 30x higher lr, trained on to run 1's 3 epochs. Its own
         # tmux session: a second window would resize the console's to tmux's default size.
-        branch = _start(
+        branch = start(
             f"cd {work} && PYTHONPATH={ROOT} {sys.executable} -m labcon replay 1 --until 1 --then 'set lr=3e-2' "
             "--session loop-branch; echo BRANCH-EXIT=$?; sleep 120"
         )
-        _tmux("resize-window", "-t", branch, "-x", "160", "-y", "40")
+        tmux("resize-window", "-t", branch, "-x", "160", "-y", "40")
         end = time.monotonic() + 400
         out = ""
         while "BRANCH-EXIT=" not in out:
             assert time.monotonic() < end, out
             time.sleep(1)
-            out = _tmux("capture-pane", "-p", "-J", "-S", "-200", "-t", branch)
+            out = tmux("capture-pane", "-p", "-J", "-S", "-200", "-t", branch)
         assert "BRANCH-EXIT=0" in out, out
         found = re.search(r"replay of run 1 -> run (\d+)", out)
         assert found and "branch after epoch 1 with 'set lr=0.03', 3 epoch(s) trained" in out, out
@@ -213,31 +165,31 @@ def test_live_loop_in_tmux(tmp_path: Path):
         while not (replays := [r for r in _journal_rows(work) if r["session"] == "loop-replay1"]):
             assert time.monotonic() < end, "R's replay never journaled a run"
             time.sleep(2)
-        _tmux("send-keys", "-t", session, "5")
-        _wait_for_row(session, rf"^\s*{replays[0]['id']}\s+done\s", timeout=400)
+        tmux("send-keys", "-t", session, "5")
+        wait_for_row(session, rf"^\s*{replays[0]['id']}\s+done\s", timeout=400)
         runs = {r["id"]: r for r in _journal_rows(work)}
         replays = [r for r in runs.values() if r["session"] == "loop-replay1"]
         assert [r["status"] for r in replays] == ["done"] and replays[0]["parent_id"] == 1, replays
         assert runs[branch_run]["status"] == "done" and runs[branch_run]["parent_id"] == 1
         # The branch in the pane: filtered to its run, Enter shows how far it went from its parent, per epoch.
-        _tmux("send-keys", "-t", session, "/")
-        _tmux("send-keys", "-t", session, "-l", f"run:{branch_run}")
-        _tmux("send-keys", "-t", session, "Enter")
+        tmux("send-keys", "-t", session, "/")
+        tmux("send-keys", "-t", session, "-l", f"run:{branch_run}")
+        tmux("send-keys", "-t", session, "Enter")
         rows = r"^\s*(\d+)\s+(?:done|running|stopped|failed|crashed)\s"
         end = time.monotonic() + 60
-        screen = _tmux("capture-pane", "-p", "-t", session)
+        screen = tmux("capture-pane", "-p", "-t", session)
         while re.findall(rows, screen, re.M) != [str(branch_run)]:
             assert time.monotonic() < end, screen
             time.sleep(0.3)
-            screen = _tmux("capture-pane", "-p", "-t", session)
+            screen = tmux("capture-pane", "-p", "-t", session)
         # Enter on the row (the results take the focus once shown; an Enter that beat it re-ran the search).
         end = time.monotonic() + 60
         while "minus parent:" not in screen:
             assert time.monotonic() < end, screen
-            _tmux("send-keys", "-t", session, "Enter")
+            tmux("send-keys", "-t", session, "Enter")
             for _ in range(20):
                 time.sleep(0.3)
-                screen = _tmux("capture-pane", "-p", "-t", session)
+                screen = tmux("capture-pane", "-p", "-t", session)
                 if "minus parent:" in screen:
                     break
         assert "branch of run 1" in screen and "after epoch 1 with:" in screen and "set lr=0.03" in screen
@@ -248,11 +200,7 @@ def test_live_loop_in_tmux(tmp_path: Path):
         assert len(values) == 6 and any(v != 0 for v in values), screen  # 3 metrics x 2 epochs
         assert "Traceback" not in screen
     finally:
-        subprocess.run(["tmux", "send-keys", "-t", session, "q"], capture_output=True)
-        time.sleep(1)
-        subprocess.run(["tmux", "send-keys", "-t", session, "s"], capture_output=True)
-        time.sleep(5)
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        quit_console(session)
         if branch:
             subprocess.run(["tmux", "kill-session", "-t", branch], capture_output=True)
 
@@ -267,19 +215,19 @@ def test_no_typed_or_pasted_command_is_lost_while_training(tmp_path: Path):
     data = make_image_folder(tmp_path / "img", n_train=160, size=16)
     extra = 'schedule = "constant"\n'
     (work / "busy.toml").write_text(tiny_config(data, name="busy", epochs=1000, extra=extra))
-    session = _start(f"cd {work} && PYTHONPATH={ROOT} {sys.executable} -m labcon open busy.toml; sleep 60")
+    session = start(f"cd {work} && PYTHONPATH={ROOT} {sys.executable} -m labcon open busy.toml; sleep 60")
     try:
-        _wait_for(session, "● idle", timeout=180)
-        _type_line(session, "fit 1000")
-        _wait_for(session, "● running", timeout=60)
+        wait_for(session, "● idle", timeout=180)
+        type_line(session, "fit 1000")
+        wait_for(session, "● running", timeout=60)
         typed = [f"set wd=0.0{i}" for i in range(1, 10)]
         for text in typed:  # no pause between commands: as fast as tmux delivers keys
-            _tmux("send-keys", "-t", session, "-l", f":{text}")
-            _tmux("send-keys", "-t", session, "Enter")
+            tmux("send-keys", "-t", session, "-l", f":{text}")
+            tmux("send-keys", "-t", session, "Enter")
         pasted = [f"set mom=0.9{i}" for i in range(1, 6)]
-        _tmux("set-buffer", "-b", "lc", "\n".join(pasted) + "\n")
-        _tmux("send-keys", "-t", session, "-l", ":")
-        _tmux("paste-buffer", "-p", "-b", "lc", "-t", session)  # -p: bracketed, as a terminal pastes
+        tmux("set-buffer", "-b", "lc", "\n".join(pasted) + "\n")
+        tmux("send-keys", "-t", session, "-l", ":")
+        tmux("paste-buffer", "-p", "-b", "lc", "-t", session)  # -p: bracketed, as a terminal pastes
         log = work / "sessions" / "busy" / "serve.log"
         want = [*typed, *pasted]
         end = time.monotonic() + 120
@@ -292,13 +240,7 @@ def test_no_typed_or_pasted_command_is_lost_while_training(tmp_path: Path):
             time.sleep(0.5)
         assert [a for a in applied if a in want] == want, (
             applied,
-            _tmux("capture-pane", "-p", "-t", session),
+            tmux("capture-pane", "-p", "-t", session),
         )
     finally:
-        subprocess.run(["tmux", "send-keys", "-t", session, "Escape"], capture_output=True)
-        time.sleep(0.5)
-        subprocess.run(["tmux", "send-keys", "-t", session, "q"], capture_output=True)
-        time.sleep(1)
-        subprocess.run(["tmux", "send-keys", "-t", session, "s"], capture_output=True)
-        time.sleep(5)
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        quit_console(session)

@@ -20,7 +20,7 @@ from labcon.tui.commandline import CommandLine
 from labcon.tui.journal import JournalPane
 from labcon.tui.training import TrainingPane
 from tests.helpers import make_image_folder, tiny_config
-from tests.pilot import type_line, until
+from tests.pilot import burst, type_line, until
 
 pytestmark = pytest.mark.anyio
 SIZE = (120, 36)
@@ -179,14 +179,14 @@ async def test_applied_change_marker_lr_find_and_typed_commands(tmp_path):
             # A burst while training: every key typed and every pasted line must arrive, in order.
             typed = [f"set wd=0.0{i}" for i in range(1, 8)]
             for t in typed:
-                await pilot.press("colon", *t, "enter")
+                await burst(pilot, "colon", *t, "enter")
             pasted = ["set mom=0.91", "set mom=0.92", "set mom=0.93"]
             app.query_one(CommandLine).focus()
             app.query_one(CommandLine).post_message(_paste(":" + "\n".join(pasted) + "\n"))
             want = ["set lr=0.003", *typed, *pasted]
             await until(pilot, lambda: all(w in seen for w in want), 120, lambda: f"applied so far: {seen}")
             assert [t for t in seen if t in want] == want
-            await pilot.press("escape", "s", "y")
+            await burst(pilot, "escape", "s", "y")
             await until(pilot, lambda: s.state == "idle" and s.jobs.wait_idle(0))
             await pilot.press("P")
             await until(pilot, lambda: list(s.dir.glob("screenshot-*.svg")), 10)

@@ -20,7 +20,7 @@ from labcon.tui.console import ConsolePane
 from labcon.tui.profile import bar, profile_text
 from tests.fakes import FakeSession, screen_text
 from tests.helpers import make_image_folder, tiny_config
-from tests.pilot import until
+from tests.pilot import type_line, until
 
 pytestmark = pytest.mark.anyio
 
@@ -122,12 +122,12 @@ async def test_status_bar_follows_a_real_fit_s_input_meter(data: Path, tmp_path:
     app = build_app(s, images="halfcell")
     try:
         async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.press("colon", *"fit 1000", "enter")
+            await type_line(pilot, "fit 1000")
             # The meter reads after 20 training batches; the status bar re-reads the status while a fit runs.
             await until(pilot, lambda: s.status()["bound"] is not None)
-            await until(pilot, lambda: "-bound" in screen_text(app).splitlines()[0])
-            st = s.status()
-            assert f"{st['bound']}-bound" in screen_text(app).splitlines()[0]
+            # The reading may flip between input and compute while the fit runs: wait for the bar to agree with
+            # the session at one moment, which a bar that never followed the session could not do.
+            await until(pilot, lambda: f"{s.status()['bound']}-bound" in screen_text(app).splitlines()[0])
             s.submit("stop")
             await until(pilot, lambda: s.state == "idle")
     finally:

@@ -14,7 +14,7 @@ from labcon.tui.app import build_app
 from labcon.tui.journal import JournalPane
 from tests.fakes import screen_text
 from tests.helpers import make_image_folder, tiny_config
-from tests.pilot import type_line, until
+from tests.pilot import burst, type_line, until
 
 pytestmark = pytest.mark.anyio
 
@@ -31,24 +31,25 @@ async def test_console_drives_a_real_session(tmp_path):
         async with app.run_test(size=(100, 30)) as pilot:
             await type_line(pilot, "fit 1000")
             await until(pilot, lambda: s.runner.train_iter >= 3)
-            await pilot.press("escape", "space")  # pause key
+            await burst(pilot, "escape", "space")  # pause key
             await until(pilot, lambda: s.state == "paused")
             await type_line(pilot, "set lr=0.003")
             await until(pilot, lambda: s.runner.hyper("lr") == [0.003])
             await type_line(pilot, "cb add gradient_clip max_norm=0.5")
             await until(pilot, lambda: s.runner.cb("gradient_clip") is not None)
-            await pilot.press("escape", "space")  # resume
+            await burst(pilot, "escape", "space")  # resume
             await until(pilot, lambda: s.state == "running")
             # Hooks change while training (the grammar applies them at the next batch; no pause needed).
-            await pilot.press("escape", "3")
+            await burst(pilot, "escape", "3")
             await pilot.pause()
             app.query_one("#module-tree").focus()
+            # Key by key: `a` opens a dialog, which the Enter is for.
             await pilot.press("down", "a", "enter")
             await until(pilot, lambda: any(h["owner"] == USER_HOOK_OWNER for h in s.hooks_table()))
             assert s.state == "running"
             it = s.runner.train_iter
             await until(pilot, lambda: s.runner.train_iter > it + 2)
-            await pilot.press("escape", "s", "y")  # stop key, confirmed
+            await burst(pilot, "escape", "s", "y")  # stop key, confirmed
             await until(pilot, lambda: s.state == "idle" and s.jobs.wait_idle(0))
             await pilot.press("5")
             await type_line(pilot, "journal status:stopped")

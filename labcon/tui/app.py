@@ -344,11 +344,26 @@ def build_app(session: SessionAPI, journal: Any = None, *, images: str = "auto")
     return LabconApp(session, journal=journal, images=images)
 
 
+def follow_the_terminal_size() -> None:
+    """Forget COLUMNS and LINES when the terminal itself can tell its size.
+
+    Textual sizes the screen with shutil.get_terminal_size(), which believes those variables first: an exported or
+    inherited COLUMNS=80 (GNU readline sets both in programs that load it) pinned the console at 80x24 in a
+    larger window and through every resize."""
+    try:
+        os.get_terminal_size(sys.__stdout__.fileno())
+    except (AttributeError, OSError, ValueError):
+        return  # no terminal to ask: the variables are all there is
+    for name in ("COLUMNS", "LINES"):
+        os.environ.pop(name, None)
+
+
 def run_console(session: SessionAPI) -> bool:
     """Run the console in this terminal until the user quits; True when they chose to keep the run going.
 
     An in-process session kept running is waited for here (the terminal stays with it); a remote one is not.
     """
+    follow_the_terminal_size()
     app = build_app(session)
     # Python's default GIL switch interval (5 ms) is kept: 1 ms cost the trainer ~5 % of its steps in
     # bench/console_overhead.py --session and did not shorten key-to-screen latency once rendering got cheap.
@@ -359,4 +374,4 @@ def run_console(session: SessionAPI) -> bool:
     return app.detached
 
 
-__all__ = ["LabconApp", "build_app", "run_console"]
+__all__ = ["LabconApp", "build_app", "follow_the_terminal_size", "run_console"]
