@@ -122,3 +122,16 @@ def end_started() -> None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
+
+
+def write_labelled_texts(folder: Path, n: int) -> Path:
+    """`folder/texts.csv`: n labelled reviews of different lengths (padded classifier batches), some words in
+    capitals, every sixth row in the validation set."""
+    words = ["good", "bad", "FINE", "dull", "great", "poor"]
+    lines = ["label,text,is_valid"]
+    for i in range(n):
+        body = " ".join(f"The film was {words[(i + k) % 6]}." for k in range(1 + i % 9))
+        lines.append(f"{'pos' if i % 2 else 'neg'},{body},{i % 6 == 5}")
+    path = folder / "texts.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -37,7 +37,7 @@ from labcon.session.messages import (
     StateChanged,
 )
 from labcon.session.session import Session
-from tests.helpers import make_image_folder, tiny_config
+from tests.helpers import make_image_folder, tiny_config, write_labelled_texts
 
 TIMEOUT = 60.0
 
@@ -372,13 +372,7 @@ def test_a_profile_is_published_and_kept_for_clients_that_come_later(impl: Impl)
 def text_data() -> Iterator[Path]:
     """Labelled texts of different lengths (so classifier batches are padded)."""
     d = Path(tempfile.mkdtemp(prefix="lctxt", dir="/tmp"))
-    words = ["good", "bad", "FINE", "dull", "great", "poor"]
-    lines = ["label,text,is_valid"]
-    for i in range(48):
-        body = " ".join(f"The film was {words[(i + k) % 6]}." for k in range(1 + i % 9))
-        lines.append(f"{'pos' if i % 2 else 'neg'},{body},{i % 6 == 5}")
-    (d / "texts.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    yield d / "texts.csv"
+    yield write_labelled_texts(d, 48)
     shutil.rmtree(d, ignore_errors=True)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import make_image_folder, tiny_config
+from tests.helpers import make_image_folder, tiny_config, write_labelled_texts
 from tests.tmux import keys, quit_console, screen, start, type_line, wait_for, wait_for_row
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,12 +73,7 @@ def test_text_batch_in_tmux(tmp_path: Path):
     of each row) and `r` draws another."""
     work = tmp_path / "fresh"
     work.mkdir()
-    words = ["good", "bad", "FINE", "dull", "great", "poor"]
-    lines = ["label,text,is_valid"]
-    for i in range(60):
-        body = " ".join(f"The film was {words[(i + k) % 6]}." for k in range(1 + i % 9))
-        lines.append(f"{'pos' if i % 2 else 'neg'},{body},{i % 6 == 5}")
-    (work / "texts.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_labelled_texts(work, 60)
     (work / "lm.toml").write_text(
         'name = "lm"\nseed = 1\n[data]\nkind = "text_lm"\npath = "texts.csv"\nvalid_col = "is_valid"\n'
         "min_freq = 1\nbs = 8\nbptt = 10\nnum_workers = 0\n"

@@ -21,6 +21,7 @@ from labcon.tui.data import DataPane
 from labcon.tui.telemetry import TelemetryPane
 from labcon.tui.textbatch import PAD_STYLE, SPECIAL_STYLE, TextBatch, render_batch
 from tests.fakes import screen_text
+from tests.helpers import write_labelled_texts
 from tests.pilot import until
 
 pytestmark = pytest.mark.anyio
@@ -40,13 +41,7 @@ def one_thread() -> Iterator[None]:
 def texts() -> Iterator[Path]:
     """Labelled reviews of different lengths (so classifier batches are padded), some words in capitals."""
     d = Path(tempfile.mkdtemp(prefix="lctui", dir="/tmp"))
-    words = ["good", "bad", "FINE", "dull", "great", "poor"]
-    lines = ["label,text,is_valid"]
-    for i in range(60):
-        body = " ".join(f"The film was {words[(i + k) % 6]}." for k in range(1 + i % 9))
-        lines.append(f"{'pos' if i % 2 else 'neg'},{body},{i % 6 == 5}")
-    (d / "texts.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    yield d / "texts.csv"
+    yield write_labelled_texts(d, 60)
     shutil.rmtree(d, ignore_errors=True)
 
 
