@@ -52,14 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="how long a rank waits for the others before it reports a lost peer and stops (default: 2 minutes)",
     )
-    p.add_argument("--no-socket", action="store_true", help="do not serve sessions/<name>/control.sock")
-    p.add_argument("--every", type=float, default=10.0, help="seconds between progress lines (default 10)")
-    p.add_argument(
-        "--trust-code",
-        action="store_true",
-        help="re-run user callback files (cb add file.py:Class) the session's checkpoints/journal name, "
-        "if they still have the journaled hash",
-    )
+    headless_options(p, every=10.0)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -79,13 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help=f"end after this long with no fit and no console attached (default {IDLE_EXIT_S:g})",
     )
-    p.add_argument("--every", type=float, default=60.0, help="seconds between progress lines (default 60)")
-    p.add_argument(
-        "--trust-code",
-        action="store_true",
-        help="re-run user callback files (cb add file.py:Class) the session's checkpoints/journal name, "
-        "if they still have the journaled hash",
-    )
+    headless_options(p, every=60.0, socket=False)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
@@ -95,14 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "commands) and finish the fit it was in, headless, exactly where it stopped.",
     )
     p.add_argument("name", help="the session's name (its folder under the sessions directory)")
-    p.add_argument("--no-socket", action="store_true", help="do not serve sessions/<name>/control.sock")
-    p.add_argument("--every", type=float, default=10.0, help="seconds between progress lines (default 10)")
-    p.add_argument(
-        "--trust-code",
-        action="store_true",
-        help="re-run user callback files (cb add file.py:Class) the session's checkpoints/journal name, "
-        "if they still have the journaled hash",
-    )
+    headless_options(p, every=10.0)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser(
@@ -129,16 +109,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a branch's total length in epochs (default: the original's); more than --until",
     )
     p.add_argument("--session", help="name of the new session (default: <session>-replay<RUN>)")
-    p.add_argument("--no-socket", action="store_true", help="do not serve sessions/<name>/control.sock")
-    p.add_argument("--every", type=float, default=10.0, help="seconds between progress lines (default 10)")
     p.add_argument("--json", action="store_true", help="print the deviation report as JSON")
+    headless_options(p, every=10.0)
+    p.set_defaults(func=cmd_replay)
+
+
+def add_trust_code(p: argparse.ArgumentParser) -> None:
+    """--trust-code: the one way to let a session re-run user code its checkpoints and journal name."""
     p.add_argument(
         "--trust-code",
         action="store_true",
         help="re-run user callback files (cb add file.py:Class) the session's checkpoints/journal name, "
         "if they still have the journaled hash",
     )
-    p.set_defaults(func=cmd_replay)
+
+
+def headless_options(p: argparse.ArgumentParser, every: float, socket: bool = True) -> None:
+    """The options every headless command takes: --no-socket (unless it exists to serve one), --every and
+    --trust-code."""
+    if socket:
+        p.add_argument("--no-socket", action="store_true", help="do not serve sessions/<name>/control.sock")
+    p.add_argument(
+        "--every", type=float, default=every, help=f"seconds between progress lines (default {every:g})"
+    )
+    add_trust_code(p)
 
 
 # `labcon serve`: seconds a session with no fit and no console attached waits before its process ends.

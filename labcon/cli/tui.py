@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from labcon.cli.run import add_trust_code
 from labcon.errors import LabconError
 
 
@@ -32,11 +33,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="train in the console's own process (slower training: they share one interpreter)",
     )
-    p.add_argument(
-        "--trust-code",
-        action="store_true",
-        help="re-run user callback files the session's checkpoints name, if they still have the journaled hash",
-    )
+    add_trust_code(p)
     p.set_defaults(func=open_console)
 
 

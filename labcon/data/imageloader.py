@@ -349,14 +349,3 @@ class BlockDataLoaders(EpochPosition, DataLoaders):
         """Shut down the loaders' worker processes."""
         self.train.close()
         self.valid.close()
-
-    def one_batch(self, valid: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """The first batch of a pass (train pass does not advance the epoch)."""
-        dl = self.valid if valid else self.train
-        ep = dl.epoch
-        it = iter(dl)
-        try:
-            return next(it)
-        finally:
-            it.close()
-            dl.set_epoch(ep)

@@ -31,7 +31,8 @@ class DataLoaders:
 
 
 class EpochPosition:
-    """Loader position for checkpoints, kept by the training loader (validation always starts at epoch 0)."""
+    """Loader position for checkpoints, kept by the training loader (validation always starts at epoch 0), and
+    a first batch that leaves it where it was."""
 
     train: Any
     valid: Any
@@ -48,3 +49,14 @@ class EpochPosition:
         """Restore the loader position from a checkpoint."""
         self.train.load_state_dict(state)
         self.valid.load_state_dict({**state, "epoch": 0})
+
+    def one_batch(self, valid: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first batch of a pass, without advancing the loader's epoch."""
+        dl = self.valid if valid else self.train
+        ep = dl.epoch
+        it = iter(dl)
+        try:
+            return next(it)
+        finally:
+            it.close()
+            dl.set_epoch(ep)

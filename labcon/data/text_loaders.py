@@ -214,14 +214,3 @@ class TextDataLoaders(EpochPosition, DataLoaders):
 
     def close(self) -> None:
         """Nothing to shut down."""
-
-    def one_batch(self, valid: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """The first batch of a pass, without advancing the epoch."""
-        dl = self.valid if valid else self.train
-        ep = dl.epoch
-        it = iter(dl)
-        try:
-            return next(it)
-        finally:
-            it.close()
-            dl.set_epoch(ep)
