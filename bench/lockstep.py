@@ -1,9 +1,10 @@
-"""Lockstep timing: a raw PyTorch step runs right after each framework step, on its own copy of the model.
+"""Lockstep timing: a raw PyTorch step runs next to each framework step, on its own copy of the model.
 
 The framework reads its batches from a `Lockstep` iterable. Each time the framework asks for the next batch,
-its previous step has finished (every callback event included): the iterable records that step's time, then
-runs and times one hand-written step on the same batch, then hands the batch over. Both sides see the same
-machine state batch by batch, so drift from other processes on a shared machine hits them equally.
+its previous step has finished (every callback event included): the iterable records that step's time, and
+runs and times one hand-written step on the same batch, before the framework's step on even batches and after
+it on odd ones. Both sides see the same machine state batch by batch, so drift from other processes on a shared
+machine hits them equally, and neither side is always the one that runs second.
 """
 
 from __future__ import annotations
@@ -69,23 +70,39 @@ class Lockstep:
         # step of a pass is not timed: drop that batch's raw time, keeping the two lists paired batch by batch.
         del self.raw[len(self.framework) :]
 
+    def _run_raw(self, b: Batch) -> None:
+        self._sync()
+        t = self._now()
+        self.raw_step(b)
+        self._sync()
+        self.raw.append(self._now() - t)
+
     def __iter__(self) -> Iterator[Batch]:
         self._drop_unpaired()
         last: float | None = None
-        for b in self.batches:
+        after: Batch | None = None  # a batch whose raw step runs after the framework's step on it
+        for k, b in enumerate(self.batches):
             self._sync()
             t = self._now()
             if last is not None:
                 self.framework.append(t - last)
-            self.raw_step(b)
-            self._sync()
-            t1 = self._now()
-            self.raw.append(t1 - t)
+            if after is not None:
+                self._run_raw(after)
+            # The raw step runs before the framework's on even batches and after it on odd ones: whichever
+            # of two back-to-back steps runs second was measured ~2 % faster on long CPU steps (a raw loop in the
+            # framework's seat read 1.024), and alternating cancels that order effect.
+            if k % 2 == 0:
+                self._run_raw(b)
+                after = None
+            else:
+                after = b
             last = self._now()
             yield b
         self._sync()  # the framework asked for one more batch: its last step has ended
         if last is not None:
             self.framework.append(self._now() - last)
+        if after is not None:
+            self._run_raw(after)
 
     def reset(self) -> None:
         """Forget the timings (after a warm-up round)."""

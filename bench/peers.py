@@ -7,7 +7,7 @@ environment of their own with torch pinned (README.md: torch 2.13.0, torchvision
 lightning 2.6.6; torchvision must be the build made for that torch: PyPI's pair, or both `+cpu`). Not in CI.
 Prints JSON: per peer, steps/s and the ratio of the raw loop's step time over the peer's (1.0: no cost).
 Usage: python bench/peers.py [--model small_cnn|xresnet18] [--rounds 3] [--batches 30] [--threads N]
-       [--clock wall|cpu]
+       [--clock wall|cpu] [--size 64] [--bs 64]
        python bench/peers.py --pipeline [--data DIR] [--n 2560] [--workers 2]   (image pipelines,
        bench/peers_data.py)
 """
@@ -33,6 +33,18 @@ from labcon import DataLoaders, Runner
 from labcon.nn.models import simple_cnn
 
 Fit = Callable[[], None]
+
+
+def control_peer(model: torch.nn.Module, lock: Lockstep, valid: list, dev: torch.device) -> Fit:
+    """The control: a hand-written loop in the framework's seat. It reads 1.0 when the pairing is fair; what it
+    reads otherwise is the bench's own bias on this model and machine, to read the frameworks against."""
+    step = raw_step_fn(model, torch.optim.Adam(model.parameters(), lr=1e-3), F.cross_entropy)
+
+    def fit() -> None:
+        for batch in lock:
+            step(batch)
+
+    return fit
 
 
 def labcon_peer(model: torch.nn.Module, lock: Lockstep, valid: list, dev: torch.device) -> Fit:
@@ -109,6 +121,7 @@ def lightning_peer(model: torch.nn.Module, lock: Lockstep, valid: list, dev: tor
 
 
 PEERS: dict[str, tuple[str | None, Callable[..., Fit]]] = {
+    "control": (None, control_peer),
     "labcon": (None, labcon_peer),
     "fastai": ("fastai", fastai_peer),
     "lightning": ("lightning", lightning_peer),
@@ -131,6 +144,8 @@ def main() -> None:
     ap.add_argument("--model", choices=["small_cnn", "xresnet18"], default="small_cnn")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batches", type=int, default=30)
+    ap.add_argument("--size", type=int, default=64, help="xresnet18 picture size (px)")
+    ap.add_argument("--bs", type=int, default=64, help="xresnet18 batch size")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="cpu: this process's CPU time")
@@ -140,7 +155,18 @@ def main() -> None:
     )
     ap.add_argument("--n", type=int, default=2560, help="images per pipeline pass")
     ap.add_argument("--workers", type=int, default=2, help="loader worker processes (pipelines)")
+    ap.add_argument(
+        "--host-memory",
+        choices=["keep", "default"],
+        default="keep",
+        help="keep: freed host memory reused by every side (labcon/core/allocator.py), so no side's step pays page "
+        "faults that another's memory layout happens to avoid; default: glibc's own trimming",
+    )
     args = ap.parse_args()
+    if args.host_memory == "keep":
+        from labcon.core.allocator import keep_freed_memory
+
+        keep_freed_memory()
     if args.pipeline:
         from peers_data import run_pipelines
 
@@ -154,7 +180,9 @@ def main() -> None:
     if args.model == "xresnet18":
         from labcon.nn.xresnet import xresnet18
 
-        base, shape, bs = xresnet18(c_in=3, n_out=10), (3, 64, 64), 64
+        # A CPU step at 64 px bs 64 takes ~1.2 s: a framework's millisecond drowns in its noise, so a CPU
+        # ranking wants smaller steps (--size 32 --bs 16) on the same model.
+        base, shape, bs = xresnet18(c_in=3, n_out=10), (3, args.size, args.size), args.bs
     else:
         base, shape, bs = simple_cnn(1, 10), (1, 28, 28), 64
     train = make_batches(args.batches, bs, shape, dev)
@@ -163,9 +191,11 @@ def main() -> None:
         "bench": "peers (lockstep)",
         "model": args.model,
         "batch_size": bs,
+        "input": list(shape),
         "device": str(dev),
         "threads": torch.get_num_threads(),
         "clock": args.clock,
+        "host_memory": args.host_memory,
     }
     out["versions"] = {"torch": torch.__version__}
     fits: dict[str, tuple[Fit, Lockstep]] = {}

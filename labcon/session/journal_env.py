@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from labcon.core.allocator import host_memory
+
 
 @functools.cache
 def hostname() -> str:
@@ -54,6 +56,7 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "host": hostname(),
         "torch": _package_version("torch"),
+        "host_memory": host_memory(),
     }
     torch = sys.modules.get("torch")
     if torch is not None:

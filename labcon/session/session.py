@@ -14,6 +14,7 @@ import torch
 from labcon.commands import grammar as C
 from labcon.commands.apply import RunnerContext, apply_command
 from labcon.commands.usercode import code_sha256
+from labcon.core.allocator import keep_freed_memory
 from labcon.core.hypers import check_hyper
 from labcon.data.text_show import TextBatchView, sample_text_batch
 from labcon.errors import CommandError, LabconError
@@ -53,6 +54,8 @@ class Session:
         trust_code: bool = False,
     ):
         self.name = validate_session_name(name or config.name)
+        # A session's process trains: keep the memory each step frees for the next (labcon/core/allocator.py).
+        keep_freed_memory()
         # Consent to re-run user callback files named by checkpoints and journals (--trust-code).
         self.trust_code = trust_code
         self.home = sessions_home(home)
