@@ -41,6 +41,7 @@ print(json.dumps({"kept": kept, "faults": faults, "env": allocator.host_memory()
 
 
 def _child(mode: str, **env: str) -> dict:
+    """The child's report; its stderr rides along as "stderr"."""
     out = subprocess.run(
         [sys.executable, "-c", CHILD, mode],
         capture_output=True,
@@ -49,7 +50,7 @@ def _child(mode: str, **env: str) -> dict:
         env={**os.environ, **env},
         check=True,
     )
-    return json.loads(out.stdout)
+    return {**json.loads(out.stdout), "stderr": out.stderr}
 
 
 def test_freed_memory_is_reused_instead_of_faulted_in_again() -> None:
@@ -64,3 +65,9 @@ def test_the_environment_can_decline_it() -> None:
     declined = _child("keep", LABCON_KEEP_HOST_MEMORY="0")
     assert not declined["kept"] and "LABCON_KEEP_HOST_MEMORY=0" in declined["env"]
     assert declined["faults"] > 50_000
+
+
+def test_a_value_that_is_neither_yes_nor_no_is_named_not_guessed_silently() -> None:
+    kept = _child("keep", LABCON_KEEP_HOST_MEMORY="nope")
+    assert kept["kept"] and "LABCON_KEEP_HOST_MEMORY='nope' is neither 1 nor 0" in kept["stderr"]
+    assert "set it to 0" in kept["stderr"]

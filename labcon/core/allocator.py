@@ -16,12 +16,15 @@ import ctypes
 import os
 import sys
 import threading
+import warnings
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 # The largest mmap threshold glibc accepts on 64-bit: blocks below it come from the heap and are reused.
 _MMAP_THRESHOLD = 32 * 1024 * 1024
 _TRIM_THRESHOLD = 2**31 - 1  # mallopt takes a C int: free heap top up to ~2 GiB is kept
+_YES = ("1", "true", "yes", "on", "")
+_NO = ("0", "false", "no", "off")
 _lock = threading.Lock()
 _state: str | None = None  # "kept", "declined" or "unsupported" once decided
 
@@ -45,7 +48,14 @@ def keep_freed_memory() -> bool:
     global _state
     with _lock:
         if _state is None:
-            if os.environ.get("LABCON_KEEP_HOST_MEMORY", "1").strip().lower() in ("0", "false", "no", "off"):
+            said = os.environ.get("LABCON_KEEP_HOST_MEMORY", "1").strip().lower()
+            if said not in _YES + _NO:
+                warnings.warn(
+                    f"LABCON_KEEP_HOST_MEMORY={said!r} is neither 1 nor 0 (yes/no, on/off, true/false): keeping "
+                    "freed host memory for reuse, as when it is unset; set it to 0 to hand it back to the OS",
+                    stacklevel=2,
+                )
+            if said in _NO:
                 _state = "declined"
             else:
                 libc = _glibc()
