@@ -186,10 +186,9 @@ def make_snapshot(
         # Gradient norm and update ratio are measured on report batches only, so a fit's closing (partial)
         # report has none: the latest of those is the last one measured, not "unknown".
         for j in (FIELDS.index("grad_norm"), FIELDS.index("update_ratio")):
-            col = rows[:, :, j]
-            measured = ~np.isnan(col)
-            at = np.where(measured.any(0), hist.n - 1 - np.argmax(measured[::-1], axis=0), -1)
-            last[:, j] = [col[k, i] if k >= 0 else np.nan for i, k in enumerate(at)]
+            for i in range(len(hist.layers)):
+                measured = np.flatnonzero(~np.isnan(rows[:, i, j]))
+                last[i, j] = rows[measured[-1], i, j] if measured.size else np.nan
         for i, name in enumerate(hist.layers):
             latest[name] = LayerStats(*(float(v) for v in last[i]))
     return TelemetrySnapshot(
