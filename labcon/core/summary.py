@@ -12,8 +12,9 @@ from labcon.core.hooks import Hook
 
 
 @dataclass(frozen=True)
-class LayerRow:
-    """One leaf layer: its path, type, output shape (batch dim included), own parameters and multiply-adds."""
+class ModuleRow:
+    """One module: its path, type, (first) output shape with the batch dim, parameters (trainable among them) and
+    multiply-adds of the batch; a leaf layer's own in `model_summary`, over the whole subtree in `module_stats`."""
 
     path: str
     kind: str
@@ -48,12 +49,12 @@ def _observed_forward(model: nn.Module, xb: Tensor, hooks: list[Hook]) -> None:
             h.remove()
 
 
-def model_summary(model: nn.Module, xb: Tensor) -> list[LayerRow]:
+def model_summary(model: nn.Module, xb: Tensor) -> list[ModuleRow]:
     """Run xb through the model (eval mode, no grad; mode restored) and describe every leaf layer that ran.
 
     Layers called several times appear once per call, in call order.
     """
-    rows: list[LayerRow] = []
+    rows: list[ModuleRow] = []
     leaves = [(n, m) for n, m in model.named_modules() if not any(True for _ in m.children())]
 
     def grab(path: str) -> Any:
@@ -63,7 +64,7 @@ def model_summary(model: nn.Module, xb: Tensor) -> list[LayerRow]:
                 return
             own = list(m.parameters(recurse=False))
             rows.append(
-                LayerRow(
+                ModuleRow(
                     path,
                     type(m).__name__,
                     tuple(t.shape),
@@ -79,21 +80,8 @@ def model_summary(model: nn.Module, xb: Tensor) -> list[LayerRow]:
     return rows
 
 
-@dataclass(frozen=True)
-class ModuleStats:
-    """One module of the tree (containers included): its first output's shape, and over its whole subtree the
-    parameters (trainable among them) and the multiply-adds of the batch."""
-
-    path: str
-    kind: str
-    out_shape: tuple[int, ...]
-    params: int
-    trainable: int
-    macs: int
-
-
-def module_stats(model: nn.Module, xb: Tensor) -> list[ModuleStats]:
-    """Every module of the model (named_modules order, '' is the model) as ModuleStats, from one forward of xb
+def module_stats(model: nn.Module, xb: Tensor) -> list[ModuleRow]:
+    """Every module of the model (named_modules order, '' is the model) as ModuleRow, from one forward of xb
     (eval mode, no grad; mode restored). A module that did not run has an empty shape and no multiply-adds."""
     shapes: dict[str, tuple[int, ...]] = {}
     leaf_macs: dict[str, int] = {}
@@ -118,7 +106,7 @@ def module_stats(model: nn.Module, xb: Tensor) -> list[ModuleStats]:
         ps = list(m.parameters())  # shared parameters count once, as named_modules lists the module once
         under = [v for k, v in leaf_macs.items() if not path or k == path or k.startswith(path + ".")]
         out.append(
-            ModuleStats(
+            ModuleRow(
                 path,
                 type(m).__name__,
                 shapes.get(path, ()),
@@ -137,7 +125,7 @@ def _count(n: int) -> str:
     return str(n)
 
 
-def format_summary(rows: list[LayerRow], model: nn.Module, batch: int) -> str:
+def format_summary(rows: list[ModuleRow], model: nn.Module, batch: int) -> str:
     """A table as the course prints it, plus totals (multiply-adds per item)."""
     lines = [f"{'layer':<28} {'type':<20} {'output':<20} {'params':>9} {'MACs/item':>10}"]
     for r in rows:
