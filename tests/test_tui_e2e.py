@@ -13,7 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.tmux import escape, quit_console, start, tmux, type_line, wait_for, wait_for_row
+from tests.tmux import (
+    capture,
+    end_session,
+    escape,
+    keys,
+    quit_console,
+    start,
+    tmux,
+    type_line,
+    wait_for,
+    wait_for_row,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
@@ -26,40 +37,36 @@ def test_console_in_tmux(tmp_path: Path):
         screen = wait_for(session, "1 Training")
         assert "running" in screen
         wait_for(session, "ETA")  # live progress arrives through the pump
-        tmux("send-keys", "-t", session, "space")
+        keys(session, "space")
         wait_for(session, "● paused")
         # One burst, as a fast typist or a paste delivers it: every key after ':' must reach the command
         # line (a deferred focus once let 's' stop the run and '2' switch panes).
         tmux("send-keys", "-t", session, "-l", ":set lr=0.02")
-        tmux("send-keys", "-t", session, "Enter")
+        keys(session, "Enter")
         escape(session)
         # Applied: numbered in the plots' change legend (the status bar's lr then follows the rescaled schedule,
         # so its value depends on when the fake's next batches run).
         wait_for(session, "set lr=0.02 (epoch")
-        tmux("send-keys", "-t", session, "2")
+        keys(session, "2")
         wait_for(session, "layers.1.conv2 dead")
-        tmux("send-keys", "-t", session, "6")
+        keys(session, "6")
         wait_for(session, "› set lr=0.02")
-        tmux("send-keys", "-t", session, "q")
+        keys(session, "q")
         wait_for(session, "What should happen to it?")
         escape(session)  # cancel
-        tmux("send-keys", "-t", session, "space")  # resume
+        keys(session, "space")  # resume
         wait_for(session, "● running")
-        tmux("send-keys", "-t", session, "q")
+        keys(session, "q")
         wait_for(session, "What should happen to it?")
-        tmux("send-keys", "-t", session, "h")  # keep running headless
+        keys(session, "h")  # keep running headless
         end = time.monotonic() + 15
         while time.monotonic() < end and "exited" not in (log.read_text() if log.exists() else ""):
             time.sleep(0.2)
-        out = (
-            log.read_text()
-            if log.exists()
-            else "no output; screen:\n" + tmux("capture-pane", "-p", "-t", session)
-        )
+        out = log.read_text() if log.exists() else "no output; screen:\n" + capture(session)
         assert "received=['pause', 'set lr=0.02', 'resume']" in out, out[-2000:]
         assert "detached=True" in out
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        end_session(session)
 
 
 def test_labcon_in_tmux(tmp_path: Path):
@@ -72,15 +79,15 @@ def test_labcon_in_tmux(tmp_path: Path):
         wait_for(session, "1 Training", timeout=120)
         wait_for(session, "● idle", timeout=60)
         tmux("send-keys", "-t", session, "-l", ":fit 1")
-        tmux("send-keys", "-t", session, "Enter")
+        keys(session, "Enter")
         escape(session)
-        tmux("send-keys", "-t", session, "6")
+        keys(session, "6")
         wait_for(session, "fit done", timeout=180)
-        tmux("send-keys", "-t", session, "q")  # idle: quits at once, and the session process is shut down
+        keys(session, "q")  # idle: quits at once, and the session process is shut down
         screen = wait_for(session, "LABCON-EXIT=", timeout=120)
         assert "LABCON-EXIT=0" in screen, screen
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        end_session(session)
     assert not (home / "default" / "control.sock").exists()  # the child is gone and cleaned up
     log = (home / "default" / "serve.log").read_text()
     assert "applied 'fit 1'" in log and "fit done" in log, log
@@ -127,16 +134,16 @@ def test_live_loop_in_tmux(tmp_path: Path):
         type_line(session, "set lr=1e-3")
         screen = wait_for(session, "1 set lr=0.001 (epoch", timeout=120)  # the legend under the plots
         assert "changes" in screen
-        tmux("send-keys", "-t", session, "5")
+        keys(session, "5")
         screen = wait_for(session, "running", timeout=30)  # the run, listed while it trains
         assert "e+09" not in screen
-        tmux("send-keys", "-t", session, "1")
+        keys(session, "1")
         wait_for(session, "epochs done 3", timeout=300)
-        tmux("send-keys", "-t", session, "5")
+        keys(session, "5")
         # The run's row says done (the status bar's "epochs done" is not it).
         wait_for_row(session, r"^\s*1\s+done\s", timeout=60)
-        tmux("send-keys", "-t", session, "R")
-        tmux("send-keys", "-t", session, "6")
+        keys(session, "R")
+        keys(session, "6")
         # What R starts is the session's answer to `replay 1`; the console must send it and show the answer.
         wait_for(session, "› replay 1", timeout=30)
         screen = wait_for(session, "as session 'loop-replay1'", timeout=60)
@@ -165,31 +172,31 @@ def test_live_loop_in_tmux(tmp_path: Path):
         while not (replays := [r for r in _journal_rows(work) if r["session"] == "loop-replay1"]):
             assert time.monotonic() < end, "R's replay never journaled a run"
             time.sleep(2)
-        tmux("send-keys", "-t", session, "5")
+        keys(session, "5")
         wait_for_row(session, rf"^\s*{replays[0]['id']}\s+done\s", timeout=400)
         runs = {r["id"]: r for r in _journal_rows(work)}
         replays = [r for r in runs.values() if r["session"] == "loop-replay1"]
         assert [r["status"] for r in replays] == ["done"] and replays[0]["parent_id"] == 1, replays
         assert runs[branch_run]["status"] == "done" and runs[branch_run]["parent_id"] == 1
         # The branch in the pane: filtered to its run, Enter shows how far it went from its parent, per epoch.
-        tmux("send-keys", "-t", session, "/")
+        keys(session, "/")
         tmux("send-keys", "-t", session, "-l", f"run:{branch_run}")
-        tmux("send-keys", "-t", session, "Enter")
+        keys(session, "Enter")
         rows = r"^\s*(\d+)\s+(?:done|running|stopped|failed|crashed)\s"
         end = time.monotonic() + 60
-        screen = tmux("capture-pane", "-p", "-t", session)
+        screen = capture(session)
         while re.findall(rows, screen, re.M) != [str(branch_run)]:
             assert time.monotonic() < end, screen
             time.sleep(0.3)
-            screen = tmux("capture-pane", "-p", "-t", session)
+            screen = capture(session)
         # Enter on the row (the results take the focus once shown; an Enter that beat it re-ran the search).
         end = time.monotonic() + 60
         while "minus parent:" not in screen:
             assert time.monotonic() < end, screen
-            tmux("send-keys", "-t", session, "Enter")
+            keys(session, "Enter")
             for _ in range(20):
                 time.sleep(0.3)
-                screen = tmux("capture-pane", "-p", "-t", session)
+                screen = capture(session)
                 if "minus parent:" in screen:
                     break
         assert "branch of run 1" in screen and "after epoch 1 with:" in screen and "set lr=0.03" in screen
@@ -202,7 +209,7 @@ def test_live_loop_in_tmux(tmp_path: Path):
     finally:
         quit_console(session)
         if branch:
-            subprocess.run(["tmux", "kill-session", "-t", branch], capture_output=True)
+            end_session(branch)
 
 
 def test_no_typed_or_pasted_command_is_lost_while_training(tmp_path: Path):
@@ -223,7 +230,7 @@ def test_no_typed_or_pasted_command_is_lost_while_training(tmp_path: Path):
         typed = [f"set wd=0.0{i}" for i in range(1, 10)]
         for text in typed:  # no pause between commands: as fast as tmux delivers keys
             tmux("send-keys", "-t", session, "-l", f":{text}")
-            tmux("send-keys", "-t", session, "Enter")
+            keys(session, "Enter")
         pasted = [f"set mom=0.9{i}" for i in range(1, 6)]
         tmux("set-buffer", "-b", "lc", "\n".join(pasted) + "\n")
         tmux("send-keys", "-t", session, "-l", ":")
@@ -240,7 +247,7 @@ def test_no_typed_or_pasted_command_is_lost_while_training(tmp_path: Path):
             time.sleep(0.5)
         assert [a for a in applied if a in want] == want, (
             applied,
-            tmux("capture-pane", "-p", "-t", session),
+            capture(session),
         )
     finally:
         quit_console(session)

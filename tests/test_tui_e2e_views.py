@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import make_image_folder, tiny_config, write_labelled_texts
-from tests.tmux import keys, quit_console, screen, start, type_line, wait_for, wait_for_row
+from tests.tmux import capture, keys, quit_console, start, type_line, wait_for, wait_for_row
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
@@ -63,7 +63,7 @@ def test_console_views_in_tmux(tmp_path: Path):
         keys(session, "6")
         shown = wait_for(session, "profile of 10 steps", timeout=120)
         wait_for(session, "share of the step", timeout=10)
-        assert "forward" in screen(session) and "Traceback" not in shown
+        assert "forward" in capture(session) and "Traceback" not in shown
     finally:
         quit_console(session)
 
@@ -87,6 +87,6 @@ def test_text_batch_in_tmux(tmp_path: Path):
         assert "language model" in shown and "->" in shown, shown  # each row's next token
         keys(session, "r")
         wait_for(session, "draw #2", timeout=30)
-        assert "Traceback" not in screen(session)
+        assert "Traceback" not in capture(session)
     finally:
         quit_console(session)

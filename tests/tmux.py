@@ -13,7 +13,7 @@ def tmux(*args: str) -> str:
     return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True).stdout
 
 
-def screen(session: str) -> str:
+def capture(session: str) -> str:
     """What the session's window shows now."""
     return tmux("capture-pane", "-p", "-t", session)
 
@@ -23,7 +23,7 @@ def wait_for(session: str, needle: str, timeout: float = 20.0) -> str:
     end = time.monotonic() + timeout
     shown = ""
     while time.monotonic() < end:
-        shown = screen(session)
+        shown = capture(session)
         if needle in shown:
             return shown
         time.sleep(0.2)
@@ -35,7 +35,7 @@ def wait_for_row(session: str, pattern: str, timeout: float) -> str:
     end = time.monotonic() + timeout
     shown = ""
     while time.monotonic() < end:
-        shown = screen(session)
+        shown = capture(session)
         if re.search(pattern, shown, re.M):
             return shown
         time.sleep(0.3)
@@ -72,4 +72,9 @@ def quit_console(session: str) -> None:
     for key, pause in (("Escape", 0.5), ("q", 1.0), ("s", 5.0)):
         subprocess.run(["tmux", "send-keys", "-t", session, key], capture_output=True)
         time.sleep(pause)
+    end_session(session)
+
+
+def end_session(session: str) -> None:
+    """End the tmux session (and what runs in it); quiet if it has ended already."""
     subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
