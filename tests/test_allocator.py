@@ -71,3 +71,22 @@ def test_a_value_that_is_neither_yes_nor_no_is_named_not_guessed_silently() -> N
     kept = _child("keep", LABCON_KEEP_HOST_MEMORY="nope")
     assert kept["kept"] and "LABCON_KEEP_HOST_MEMORY='nope' is neither 1 nor 0" in kept["stderr"]
     assert "set it to 0" in kept["stderr"]
+
+
+def test_a_session_process_keeps_freed_memory_and_journals_it(tmp_path) -> None:
+    """The real Session turns it on in its process, and a run's environment record says so."""
+    code = (
+        "import sys, json\n"
+        "from labcon.session.config import parse_config\n"
+        "from labcon.session.session import Session\n"
+        "from labcon.session.journal_env import environment\n"
+        "before = environment()['host_memory']\n"
+        "s = Session(parse_config(''), sys.argv[1], journal=False)\n"
+        "s.close()\n"
+        "print(json.dumps([before, environment()['host_memory']]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=300, check=True
+    )
+    before, after = json.loads(out.stdout.strip().splitlines()[-1])
+    assert before == "returned to the OS (default)" and after == "kept for reuse (glibc)"
