@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,16 +57,3 @@ def _end_started_labcon():
 def anyio_backend() -> str:
     """The console's pilot tests run on asyncio (Textual's loop)."""
     return "asyncio"
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """One torch thread for tests of tiny models on a busy 2-core box (OpenMP hand-offs and spin-waits cost
-    several times the work); the thread count is restored afterwards. torch is imported here, not at the top, so
-    that collecting the suite does not load it."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)

@@ -18,7 +18,14 @@ from labcon.data.loaders import DataLoaders
 from labcon.session.session import Session
 from tests.helpers import make_image_folder, mlp, synthetic_dls, tiny_config
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread (conftest)
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a busy 2-core box: one thread avoids hand-off stalls."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 class Sleepy(Callback):

@@ -17,7 +17,14 @@ from labcon.data.loaders import DataLoaders
 from labcon.nn.models import simple_cnn
 from labcon.session.config import parse_config
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread (conftest)
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a busy 2-core box: one thread avoids hand-off stalls."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _runner(cbs, n: int = 8) -> Runner:

@@ -25,7 +25,14 @@ from labcon.data.loaders import DataLoaders
 from labcon.errors import LabconError
 from labcon.nn.models import simple_cnn
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread (conftest)
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a busy 2-core box: one thread avoids hand-off stalls."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def image_dls(n: int = 64, bs: int = 8, seed: int = 0) -> DataLoaders:

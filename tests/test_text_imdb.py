@@ -17,14 +17,14 @@ from __future__ import annotations
 import csv
 import math
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from labcon.session.config import parse_config
 from labcon.session.session import Session
-
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread (conftest)
 
 LM_WORDS = 60
 _COMMON = """
@@ -51,6 +51,15 @@ device = "cpu"
 [telemetry]
 enabled = false
 """
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    # On a shared 2-core box OpenMP spin-waiting makes two threads cost several times the CPU of one here.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _first_words(src: Path, dst: Path, n: int) -> Path:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from labcon.remote.client import RemoteSession
 from labcon.remote.server import ControlServer, control_socket_path
@@ -23,8 +24,17 @@ from tests.fakes import screen_text
 from tests.helpers import write_labelled_texts
 from tests.pilot import until
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("one_thread")]
+pytestmark = pytest.mark.anyio
 SIZE = (120, 40)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    # On a shared 2-core box OpenMP spin-waiting makes two threads cost several times the CPU of one here.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

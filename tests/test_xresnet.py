@@ -11,7 +11,13 @@ from labcon.nn.models import simple_cnn
 from labcon.nn.norms import RunningBatchNorm
 from labcon.nn.xresnet import ResBlock, xresnet18, xresnet34, xresnet50
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread (conftest)
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def n_params(m: nn.Module) -> int:
