@@ -35,6 +35,14 @@ def imdb_sample() -> Path:
     return shared_dataset("imdb_sample")
 
 
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small image folder (train/valid by grandparent folder, labelled by parent), one per test module."""
+    from tests.helpers import make_image_folder
+
+    return make_image_folder(tmp_path_factory.mktemp("img"))
+
+
 @pytest.fixture
 def labcon_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh sessions directory, also exported as LABCON_HOME."""

@@ -93,6 +93,23 @@ def tiny_config(data: Path, name: str = "t", epochs: int = 3, extra: str = "", t
     )
 
 
+def tiny_session(data: Path, home: Path, name: str = "t", epochs: int = 1, **kw):
+    """A real Session on tiny_config (telemetry off) under `home`; keyword arguments go to Session."""
+    from labcon.session.config import parse_config
+    from labcon.session.session import Session
+
+    return Session(parse_config(tiny_config(data, name, epochs, telemetry=False)), home, **kw)
+
+
+def checkpointed(data: Path, home: Path, name: str = "t") -> Path:
+    """A closed session with one checkpoint (after an epoch); returns its checkpoints folder."""
+    s = tiny_session(data, home, name)
+    s.start_fit()
+    assert s.wait(120)
+    s.close()
+    return home / name / "checkpoints"
+
+
 STARTED: list[subprocess.Popen] = []  # ended by conftest's autouse fixture after each test
 
 

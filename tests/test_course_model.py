@@ -21,12 +21,6 @@ from labcon.nn.xresnet import xresnet18
 from labcon.session.build import build
 from labcon.session.config import parse_config
 from labcon.session.session import Session
-from tests.helpers import make_image_folder
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_image_folder(tmp_path_factory.mktemp("img"))
 
 
 def _cfg(data, model: str = "", train: str = "", name: str = "c") -> str:

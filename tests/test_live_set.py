@@ -12,12 +12,7 @@ from labcon.core.schedules import one_cycle_scheds, sched_cos
 from labcon.session import messages as M
 from labcon.session.config import parse_config
 from labcon.session.session import Session
-from tests.helpers import make_image_folder, tiny_config
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_image_folder(tmp_path_factory.mktemp("img"))
+from tests.helpers import tiny_config
 
 
 class LrLog(Callback):

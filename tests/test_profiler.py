@@ -16,7 +16,7 @@ from labcon.core.profiler import Profiler, run_profile
 from labcon.core.runner import Runner
 from labcon.data.loaders import DataLoaders
 from labcon.session.session import Session
-from tests.helpers import make_image_folder, mlp, synthetic_dls, tiny_config
+from tests.helpers import mlp, synthetic_dls, tiny_config
 
 
 @pytest.fixture(autouse=True)
@@ -122,11 +122,6 @@ def test_a_failing_callback_is_named_under_the_profiler() -> None:
         r.fit(1, cbs=[Profiler(2)])
     assert e.value.cb_name == "boom"
     assert r._event_wrapper is None  # the profiler's after_fit ran on the crash
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return make_image_folder(tmp_path_factory.mktemp("img"))
 
 
 def test_profile_command_in_a_session_is_journaled(data: Path, tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ Each test is an attack that worked on an earlier labcon; what held then is pinne
 from __future__ import annotations
 
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -16,11 +15,10 @@ import torch
 
 from labcon.errors import LabconError
 from labcon.session.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
-from labcon.session.config import parse_config
 from labcon.session.journal import Journal
 from labcon.session.restore import UntrustedCodeError
 from labcon.session.session import Session
-from tests.helpers import make_image_folder, tiny_config
+from tests.helpers import checkpointed, tiny_config, tiny_session
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,24 +30,6 @@ Path({marker!r}).write_text("ran")
 class Mark(Callback):
     order = 5
 """
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_image_folder(tmp_path_factory.mktemp("img"), n_train=8, n_valid=4)
-
-
-def _session(data, home, name="t", epochs=1, **kw) -> Session:
-    return Session(parse_config(tiny_config(data, name, epochs, telemetry=False)), home, **kw)
-
-
-def _checkpointed(data, home, name="t") -> Path:
-    """A closed session with one checkpoint (after an epoch); returns its checkpoints folder."""
-    s = _session(data, home, name)
-    s.start_fit()
-    assert s.wait(120)
-    s.close()
-    return home / name / "checkpoints"
 
 
 def _code_file(tmp_path: Path, name: str = "cb.py") -> tuple[Path, Path]:
@@ -74,7 +54,7 @@ def _plant(ckpts: Path, structural: list[str]) -> None:
 
 def test_planted_checkpoint_does_not_run_code(data, tmp_path):
     home = tmp_path / "s"
-    ckpts = _checkpointed(data, home)
+    ckpts = checkpointed(data, home)
     evil, marker = _code_file(tmp_path, "evil.py")
     _plant(ckpts, [f"cb add {evil}:Mark"])
     with pytest.raises(UntrustedCodeError) as e:
@@ -90,7 +70,7 @@ def test_planted_checkpoint_does_not_run_code(data, tmp_path):
 def test_own_callback_file_resumes_only_with_consent_and_same_hash(data, tmp_path):
     home = tmp_path / "s"
     code, marker = _code_file(tmp_path)
-    s = _session(data, home, epochs=1)
+    s = tiny_session(data, home, epochs=1)
     assert s.submit(f"cb add {code}:Mark").ok
     assert marker.exists()
     s.start_fit()
@@ -118,7 +98,7 @@ def test_replay_runs_user_code_only_with_consent(data, tmp_path):
 
     home = tmp_path / "s"
     code, marker = _code_file(tmp_path)
-    s = _session(data, home, name="orig", epochs=1)
+    s = tiny_session(data, home, name="orig", epochs=1)
     assert s.submit(f"cb add {code}:Mark").ok
     s.start_fit()
     assert s.wait(120)
@@ -138,7 +118,7 @@ def test_replay_runs_user_code_only_with_consent(data, tmp_path):
 
 def test_group_writable_session_folder_is_refused(data, tmp_path):
     home = tmp_path / "s"
-    _checkpointed(data, home)
+    checkpointed(data, home)
     os.chmod(home / "t" / "checkpoints", 0o777)
     with pytest.raises(LabconError, match=r"chmod go-w .*checkpoints"):
         Session.resume("t", home)
@@ -147,7 +127,7 @@ def test_group_writable_session_folder_is_refused(data, tmp_path):
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to give a file to another user")
 def test_checkpoint_owned_by_another_user_is_refused(data, tmp_path):
     home = tmp_path / "s"
-    ckpts = _checkpointed(data, home)
+    ckpts = checkpointed(data, home)
     os.chown(list_checkpoints(ckpts)[-1], 12345, 12345)
     with pytest.raises(LabconError, match="belongs to user id 12345.*chown"):
         Session.resume("t", home)
@@ -157,7 +137,7 @@ def test_journal_and_sessions_folder_are_private(data, tmp_path):
     home = tmp_path / "s"
     old = os.umask(0o002)  # a common default: new files group-writable
     try:
-        _checkpointed(data, home)
+        checkpointed(data, home)
     finally:
         os.umask(old)
     mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
@@ -175,7 +155,7 @@ def test_headless_printer_shows_control_characters(data, tmp_path):
 
     from labcon.cli.printer import HeadlessPrinter
 
-    s = _session(data, tmp_path / "s")
+    s = tiny_session(data, tmp_path / "s")
     out = io.StringIO()
     printer = HeadlessPrinter(s, out=out, every=0)
     s.submit("set lr=\x1b]0;pwned\x07\x1b[2J")
@@ -190,7 +170,7 @@ def test_journal_show_shows_control_characters(data, tmp_path, capsys):
     from labcon.cli import main
 
     home = tmp_path / "s"
-    _checkpointed(data, home)
+    checkpointed(data, home)
     with Journal(home / "journal.db") as j:
         rid = j.resolve_run("t")
         j.add_note(rid, "look \x1b[31mred\x1b[0m \u202eevil\r")
@@ -215,7 +195,7 @@ def _flip_tensor_byte(path: Path, tensor: torch.Tensor) -> None:
 def test_flipped_bytes_in_a_tensor_are_detected(data, tmp_path):
     from labcon.errors import CheckpointError
 
-    ckpts = _checkpointed(data, tmp_path / "s")
+    ckpts = checkpointed(data, tmp_path / "s")
     newest = list_checkpoints(ckpts)[-1]
     weights = max(load_checkpoint(newest)["model"].values(), key=lambda t: t.numel())
     _flip_tensor_byte(newest, weights)
@@ -225,7 +205,7 @@ def test_flipped_bytes_in_a_tensor_are_detected(data, tmp_path):
 
 def test_bad_newest_checkpoint_is_said_journaled_and_moved_aside(data, tmp_path):
     home = tmp_path / "s"
-    s = _session(data, home, epochs=2)
+    s = tiny_session(data, home, epochs=2)
     s.start_fit()
     assert s.wait(120)
     s.close()
@@ -245,7 +225,7 @@ def test_bad_newest_checkpoint_is_said_journaled_and_moved_aside(data, tmp_path)
 
 def test_newest_checkpoint_that_does_not_fit_falls_back_loudly(data, tmp_path):
     home = tmp_path / "s"
-    ckpts = _checkpointed(data, home)
+    ckpts = checkpointed(data, home)
     state = load_checkpoint(list_checkpoints(ckpts)[-1])
     name, w = next(iter(state["model"].items()))
     state["model"][name] = torch.zeros(w.shape[0] + 1, *w.shape[1:])
@@ -258,11 +238,11 @@ def test_newest_checkpoint_that_does_not_fit_falls_back_loudly(data, tmp_path):
 
 
 def test_one_process_per_session_without_a_socket(data, tmp_path):
-    a = _session(data, tmp_path / "s", name="same")
+    a = tiny_session(data, tmp_path / "s", name="same")
     with pytest.raises(LabconError, match="in use by process"):
-        _session(data, tmp_path / "s", name="same")
+        tiny_session(data, tmp_path / "s", name="same")
     a.close()
-    _session(data, tmp_path / "s", name="same").close()  # released on close
+    tiny_session(data, tmp_path / "s", name="same").close()  # released on close
 
 
 def test_run_whose_process_died_is_marked_and_resume_says_what_it_can_do(data, tmp_path, capsys):
@@ -271,7 +251,7 @@ def test_run_whose_process_died_is_marked_and_resume_says_what_it_can_do(data, t
     home = tmp_path / "s"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    s = _session(data, home)
+    s = tiny_session(data, home)
     s.close()
     with Journal(home / "journal.db") as j:
         rid = j.start_run("t", "", 0, pid=dead.pid)
@@ -295,304 +275,3 @@ def test_damaged_journal_is_refused_at_start_with_recovery(data, tmp_path, capsy
     assert main(["--sessions-dir", str(home), "run", str(cfg), "--no-socket", "--every", "0"]) != 0
     err = capsys.readouterr().err
     assert "journal" in err and "mv " in err and "Traceback" not in err
-
-
-# ----- the control socket ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def served(data, tmp_path):
-    """A real session (no journal) served on a short socket path."""
-    import tempfile
-
-    from labcon.remote.server import ControlServer
-
-    s = _session(data, tmp_path / "s", journal=False)
-    sockdir = Path(tempfile.mkdtemp(prefix="lc", dir="/tmp"))
-    server = ControlServer(s, sockdir / "c.sock", idle_timeout=0.5, max_clients=2).start()
-    yield s, server
-    server.close()
-    s.close()
-    for p in sockdir.iterdir():
-        p.unlink()
-    sockdir.rmdir()
-
-
-def _raw(server) -> socket.socket:  # noqa: F821
-    import socket
-
-    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    c.connect(str(server.path))
-    c.settimeout(10)
-    return c
-
-
-def _read_reply(c) -> dict:
-    import json
-
-    buf = b""
-    while not buf.endswith(b"\n"):
-        chunk = c.recv(65536)
-        assert chunk, "connection closed without a reply"
-        buf += chunk
-    return json.loads(buf.splitlines()[0])
-
-
-def test_deeply_nested_json_gets_an_error_reply(served):
-    _, server = served
-    c = _raw(server)
-    c.sendall(b"[" * 50_000 + b"\n")
-    reply = _read_reply(c)
-    assert reply["ok"] is False and "nested" in reply["text"]
-    c.sendall(b'{"id": 2, "op": "ping"}\n')
-    assert _read_reply(c)["text"] == "pong"  # the connection (and the server) carry on
-    c.close()
-
-
-def test_over_long_command_gets_a_reply_with_its_id(served):
-    import json
-
-    from labcon.remote.client import ControlClient
-
-    _, server = served
-    c = _raw(server)
-    c.sendall(json.dumps({"id": 7, "op": "submit", "text": "x" * 70_000}).encode() + b"\n")
-    reply = _read_reply(c)
-    assert reply["id"] == 7 and not reply["ok"] and "over" in reply["text"]
-    c.close()
-    with ControlClient(server.path, timeout=5) as client, pytest.raises(LabconError, match="over the"):
-        client.submit("note " + "y" * 70_000)
-
-
-def test_idle_connections_time_out_so_attach_gets_in(served):
-    import time
-
-    from labcon.remote.client import ControlClient
-
-    _, server = served
-    idle = [_raw(server), _raw(server)]  # every slot taken by connections that say nothing
-    time.sleep(1.5)
-    with ControlClient(server.path, timeout=5) as client:
-        assert client.request("ping")["text"] == "pong"
-        time.sleep(1.5)  # a client that made a request may then wait for its user as long as it likes
-        assert client.request("ping")["text"] == "pong"
-    for c in idle:
-        c.close()
-
-
-def test_a_client_that_never_reads_is_disconnected(served, monkeypatch):
-    import time
-
-    from labcon.remote import server as server_mod
-
-    monkeypatch.setattr(server_mod, "MAX_QUEUED_BYTES", 256 * 1024)
-    _, server = served
-    c = _raw(server)
-    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    try:
-        for _ in range(4000):  # status replies pile up: ~1 KB each, never read
-            c.sendall(b'{"id": 1, "op": "status"}\n')
-    except OSError:
-        pass  # closed under us: what we want
-    deadline = time.monotonic() + 10
-    while server.n_clients and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.n_clients == 0
-    c.close()
-
-
-# ----- bad input refused up front, with the right words --------------------------------------------------
-
-
-def _config_file(tmp_path: Path, data: Path, **replace: str) -> Path:
-    text = tiny_config(data, "bad", 1, telemetry=False)
-    for old, new in replace.items():
-        assert old in text
-        text = text.replace(old, new)
-    path = tmp_path / "bad.toml"
-    path.write_text(text)
-    return path
-
-
-@pytest.mark.parametrize(
-    ("old", "new", "key"),
-    [
-        ("lr = 1e-2\n", 'lr = 1e-2\nmetrics = ["acuracy"]\n', "train.metrics[0]"),
-        ('item_tfms = ["flip"]', 'item_tfms = [{kind = "flip", p = "often"}]', "data.item_tfms[0].p"),
-        (
-            'item_tfms = ["flip"]',
-            'item_tfms = [{kind = "random_resized_crop", ratio = [0, 1]}]',
-            "data.item_tfms[0].ratio",
-        ),
-        (
-            'item_tfms = ["flip"]',
-            'batch_tfms = [{kind = "affine", max_rotate = "ten"}]',
-            "data.batch_tfms[0].max_rotate",
-        ),
-        ("channels = [8, 16]", "channels = [100000, 100000]", "model.channels"),
-        ("size = 16", "size = 200000", "data.size"),
-    ],
-)
-def test_config_values_that_would_fail_later_are_refused_when_read(data, tmp_path, old, new, key):
-    from labcon.errors import ConfigError
-    from labcon.session.config import load_config
-
-    path = _config_file(tmp_path, data, **{old: new})
-    with pytest.raises(ConfigError) as e:
-        load_config(path)
-    text = str(e.value)
-    assert text.startswith(f"{key} at {path}:"), text
-    if "channels" in key or "size" in key:
-        assert "GiB" in text and "this machine has" in text
-
-
-def test_a_bad_transform_setting_does_not_blame_the_image(data):
-    from labcon.data.transforms import Flip, ItemPipeline, RandomResizedCrop, TransformError
-
-    good = next((data / "train" / "red").iterdir())
-    import random
-
-    for tfms in ([RandomResizedCrop(16, ratio=(0, 1))], [Flip(p="often")]):
-        with pytest.raises(TransformError) as e:
-            ItemPipeline(tfms)(good, random.Random(0), train=True)
-        text = str(e.value)
-        assert "decoded fine" in text and "corrupt" not in text and "delete" not in text
-
-
-def test_bad_images_are_all_listed_before_training_and_skip_bad_skips_them(tmp_path):
-    from labcon.errors import DataError
-
-    img = make_image_folder(tmp_path / "img", n_train=8, n_valid=4)
-    broken = [img / "train" / "red" / "red_001.png", img / "valid" / "blue" / "blue_002.png"]
-    for p in broken:
-        p.write_bytes(p.read_bytes()[:60])
-    cfg = parse_config(tiny_config(img, "bad", 1, telemetry=False))
-    with pytest.raises(DataError) as e:
-        Session(cfg, tmp_path / "s", journal=False)
-    assert all(str(p) in str(e.value) for p in broken) and "skip_bad = true" in str(e.value)
-    cfg = parse_config(
-        tiny_config(img, "bad", 1, telemetry=False).replace("[model]", "skip_bad = true\n[model]")
-    )
-    with pytest.warns(UserWarning, match="leaving out 2 unreadable"):
-        s = Session(cfg, tmp_path / "s", journal=False)
-    s.start_fit()
-    assert s.wait(120) and s.last_error is None
-    s.close()
-
-
-def test_tracebacks_become_messages(data, tmp_path, capsys):
-    from labcon.cli import main
-
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(tiny_config(data, "p", 1, telemetry=False))
-    assert main(["data", "preview", str(cfg), "--out", str(tmp_path / "no" / "x.png")]) == 2
-    assert main(["data", "preview", str(cfg), "--out", str(tmp_path / "x.png"), "-n", "-5"]) == 2
-    (tmp_path / "file").write_text("not a folder")
-    assert main(["--sessions-dir", str(tmp_path / "file"), "run", str(cfg), "--no-socket"]) == 2
-    err = capsys.readouterr().err
-    assert "does not exist" in err and "-n must be" in err and "not a folder" in err
-    assert "Traceback" not in err
-
-
-def test_output_piped_into_head_is_not_a_traceback(data, tmp_path):
-    home = tmp_path / "s"
-    _checkpointed(data, home)
-    with Journal(home / "journal.db") as j:
-        rid = j.resolve_run("t")
-        for i in range(300):
-            j.add_note(rid, f"note {i}")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    out = subprocess.run(
-        f"{sys.executable} -m labcon --sessions-dir {home} journal show {rid} | head -1",
-        shell=True,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert (
-        out.stdout.startswith(f"run {rid}")
-        and "Traceback" not in out.stderr
-        and "BrokenPipe" not in out.stderr
-    )
-
-
-def test_first_progress_lines_never_say_loss_nan(data, tmp_path):
-    import io
-
-    from labcon.cli.printer import HeadlessPrinter
-
-    s = _session(data, tmp_path / "s", epochs=2)
-    out = io.StringIO()
-    printer = HeadlessPrinter(s, out=out, every=0)
-    s.start_fit()
-    assert s.wait(120)
-    printer.close()
-    s.close()
-    lines = [x for x in out.getvalue().splitlines() if x.startswith("epoch ") and " train " in x]
-    assert lines and not any("nan" in x for x in lines)
-
-
-@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pty")
-def test_a_zero_column_terminal_gets_a_message(tmp_path):
-    import fcntl
-    import struct
-    import termios
-
-    leader, follower = os.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
-    proc = subprocess.run(
-        [sys.executable, "-m", "labcon", "--sessions-dir", str(tmp_path), "open", "--in-process"],
-        stdout=follower,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        cwd=REPO,
-        text=True,
-        timeout=60,
-    )
-    os.close(follower)
-    os.close(leader)
-    assert proc.returncode == 2 and "0 columns" in proc.stderr and "Traceback" not in proc.stderr
-
-
-def test_journal_cli_marks_runs_whose_process_died(data, tmp_path, capsys):
-    from labcon.cli import main
-
-    home = tmp_path / "s"
-    _checkpointed(data, home)
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    with Journal(home / "journal.db") as j:
-        rid = j.start_run("t", "", 0, pid=dead.pid)
-    assert main(["--sessions-dir", str(home), "journal", "show", str(rid)]) == 0
-    assert f"run {rid}  session t  crashed" in capsys.readouterr().out
-
-
-def test_warnings_are_one_line_messages(tmp_path):
-    img = make_image_folder(tmp_path / "img", n_train=8, n_valid=4)
-    bad = img / "train" / "red" / "red_001.png"
-    bad.write_bytes(bad.read_bytes()[:60])
-    cfg = tmp_path / "w.toml"
-    cfg.write_text(tiny_config(img, "w", 1, telemetry=False).replace("[model]", "skip_bad = true\n[model]"))
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "labcon",
-            "--sessions-dir",
-            str(tmp_path / "s"),
-            "run",
-            str(cfg),
-            "--no-socket",
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        cwd=REPO,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    warned = [x for x in out.stderr.splitlines() if "leaving out 1 unreadable" in x]
-    assert warned and warned[0].startswith("labcon: warning: ")
-    assert "warnings.warn" not in out.stderr and ".py:" not in out.stderr

@@ -18,12 +18,7 @@ from labcon.session.fitplan import FitPlan
 from labcon.session.journal import Journal
 from labcon.session.replay import report, start_replay
 from labcon.session.session import Session
-from tests.helpers import make_image_folder, tiny_config
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_image_folder(tmp_path_factory.mktemp("img"))
+from tests.helpers import tiny_config
 
 
 def _session(data, home, name="t", epochs=2) -> Session:

@@ -15,12 +15,7 @@ from labcon.session.checkpoint import list_checkpoints
 from labcon.session.config import parse_config
 from labcon.session.journal import Journal
 from labcon.session.session import Session
-from tests.helpers import make_image_folder, tiny_config
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_image_folder(tmp_path_factory.mktemp("img"))
+from tests.helpers import tiny_config
 
 
 def _session(data, home, name="t", epochs=3, extra="", telemetry=True) -> Session:

@@ -90,13 +90,6 @@ def test_lr_range_is_geometric_from_max_over_mult() -> None:
 # ----- through a real Session: commands, fine_tune, body from another session ---------------------
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    from tests.helpers import make_image_folder
-
-    return make_image_folder(tmp_path_factory.mktemp("img"))
-
-
 def _cfg(data, name: str, model: str = "") -> str:
     return (
         f'name = "{name}"\nseed = 3\n'
