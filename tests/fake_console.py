@@ -8,12 +8,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fakes import FakeSession  # noqa: E402
-
 from labcon.tui.app import build_app  # noqa: E402
+from tests.fakes import FakeSession  # noqa: E402
 
 
 def main() -> int:

@@ -38,3 +38,15 @@ async def burst(pilot: Any, *keys: str) -> None:
 async def type_line(pilot: Any, text: str) -> None:
     """Leave whatever has focus, focus the command line with ':', type `text` and press Enter, as one burst."""
     await burst(pilot, "escape", "colon", *text, "enter")
+
+
+def screen_text(app: Any) -> str:
+    """The app's current screen as plain text (what a user would read), for assertions and debugging."""
+    import io
+
+    from rich.console import Console
+
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, record=True)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text()

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import N_TRAIN, FakeSession
 from PIL import Image
 
 from labcon.commands import grammar as C
@@ -36,6 +35,8 @@ from labcon.session.messages import (
     StateChanged,
 )
 from labcon.session.session import Session
+from tests.fake_data import N_TRAIN
+from tests.fakes import FakeSession
 from tests.helpers import make_image_folder, tiny_config
 
 TIMEOUT = 60.0

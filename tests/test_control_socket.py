@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-from fakes import LAYERS, FakeSession, fake_telemetry, make_history
 from PIL import Image
 
 from labcon.core.telemetry_history import LayerStats
@@ -22,6 +21,8 @@ from labcon.remote.client import ControlClient, RemoteSession
 from labcon.remote.server import MAX_LINE, ControlServer, control_socket_path
 from labcon.session.api import Reply
 from labcon.session.messages import EpochEnded, Log, Progress, StateChanged
+from tests.fake_data import LAYERS, fake_telemetry, make_history
+from tests.fakes import FakeSession
 
 
 @pytest.fixture

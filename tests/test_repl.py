@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 
-from fakes import FakeSession
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 from prompt_toolkit.input import create_pipe_input
@@ -26,6 +25,7 @@ from labcon.session.messages import (
     Progress,
     StateChanged,
 )
+from tests.fakes import FakeSession
 
 PROG = Progress(1, "train", 10, 100, 109, 0.51234, 0.6, (1e-3, 3e-3), (0.9,), 75.0, 30.0, 3725.0)
 
@@ -58,9 +58,8 @@ def test_messages_have_one_wording_for_every_front_end() -> None:
 def test_headless_printer_and_console_pane_use_the_same_words() -> None:
     import io
 
-    from fakes import FakeSession
-
     from labcon.cli.printer import HeadlessPrinter
+    from tests.fakes import FakeSession
 
     fake = FakeSession(state="idle")
     out = io.StringIO()

@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable
 
 import pytest
-from fakes import FakeSession, screen_text
 from textual.widgets import Input
 
 from labcon.session.messages import BatchStats, CommandFailed, Log, Progress
@@ -23,6 +22,8 @@ from labcon.tui.journal import JournalPane
 from labcon.tui.keyhints import KeyHints
 from labcon.tui.telemetry import TelemetryPane
 from labcon.tui.training import TrainingPane
+from tests.fakes import FakeSession
+from tests.pilot import screen_text
 
 SIZE = (100, 30)
 pytestmark = pytest.mark.anyio

@@ -49,7 +49,7 @@ def _wait(cond, timeout: float = 90.0) -> None:
 
 
 def _screen(app) -> str:
-    from fakes import screen_text
+    from tests.pilot import screen_text
 
     return screen_text(app)
 
@@ -332,9 +332,8 @@ async def test_journal_diff_shows_differences_and_marked_runs_are_charted(tmp_pa
 
 def test_attached_session_opens_the_journal_once_its_file_exists(short_dir):
     """A console attached before the sessions directory has a journal finds it later (it was None for good)."""
-    from fakes import FakeSession
-
     from labcon.session.journal import Journal
+    from tests.fakes import FakeSession
 
     home = short_dir / "home"
     path = control_socket_path(home, "fresh")

@@ -18,9 +18,9 @@ from labcon.session.session import Session
 from labcon.tui.app import build_app
 from labcon.tui.console import ConsolePane
 from labcon.tui.profile import bar, profile_text
-from tests.fakes import FakeSession, screen_text
+from tests.fakes import FakeSession
 from tests.helpers import make_image_folder, tiny_config
-from tests.pilot import type_line, until
+from tests.pilot import screen_text, type_line, until
 
 pytestmark = pytest.mark.anyio
 

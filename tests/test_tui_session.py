@@ -12,9 +12,8 @@ from labcon.session.config import parse_config
 from labcon.session.session import Session
 from labcon.tui.app import build_app
 from labcon.tui.journal import JournalPane
-from tests.fakes import screen_text
 from tests.helpers import make_image_folder, tiny_config
-from tests.pilot import burst, type_line, until
+from tests.pilot import burst, screen_text, type_line, until
 
 pytestmark = pytest.mark.anyio
 

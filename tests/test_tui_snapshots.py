@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from fakes import FakeSession
 
 from labcon.tui.app import build_app
+from tests.fakes import FakeSession
 
 PANE_KEYS = {"training": "1", "telemetry": "2", "hooks": "3", "data": "4", "journal": "5", "console": "6"}
 

@@ -14,9 +14,8 @@ from labcon.session.session import Session
 from labcon.tui.app import build_app
 from labcon.tui.hooks import HooksPane
 from labcon.tui.training import TrainingPane
-from tests.fakes import screen_text
 from tests.helpers import make_image_folder, tiny_config
-from tests.pilot import type_line, until
+from tests.pilot import screen_text, type_line, until
 
 pytestmark = pytest.mark.anyio
 

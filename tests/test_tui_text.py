@@ -20,9 +20,8 @@ from labcon.tui.app import build_app
 from labcon.tui.data import DataPane
 from labcon.tui.telemetry import TelemetryPane
 from labcon.tui.textbatch import PAD_STYLE, SPECIAL_STYLE, TextBatch, render_batch
-from tests.fakes import screen_text
 from tests.helpers import write_labelled_texts
-from tests.pilot import until
+from tests.pilot import screen_text, until
 
 pytestmark = pytest.mark.anyio
 SIZE = (120, 40)
