@@ -24,6 +24,7 @@ from labcon import (
     SaveBest,
 )
 from labcon.core.callbacks.guards import NonFiniteLossError
+from labcon.core.schedules import one_cycle_scheds, sched_lin
 from labcon.progress import ProgressReporter
 from tests.helpers import mlp, synthetic_dls
 
@@ -142,6 +143,48 @@ def test_early_stopping_and_reduce_lr_and_save_best(tmp_path):
     assert set(state) == set(r.model.state_dict())
     with pytest.raises(ValueError, match="comp must be"):
         EarlyStopping(comp="bigger")
+
+
+def test_reduce_lr_on_plateau_holds_under_a_scheduled_lr():
+    """The cut lasts: the one-cycle schedule's rest is scaled down, not restored at the next batch."""
+    lrs: list[tuple[int, float]] = []
+
+    class LrLog(Callback):
+        order = 5  # after the ParamScheduler (1) has set the batch's lr
+
+        def before_batch(self) -> None:
+            if self.runner.training:
+                lrs.append((self.runner.epoch, self.runner.opt.param_groups[0]["lr"]))
+
+    plateau = ReduceLROnPlateau(patience=0, min_delta=10.0, factor=10.0)
+    r = Runner(mlp(), synthetic_dls(), lr=1e-2, opt_func=SGD, device="cpu", cbs=[LrLog(), plateau])
+    r.fit_one_cycle(4)
+    f = one_cycle_scheds(1e-2)["lr"]
+    n = len(r.dls.train)
+    assert len(lrs) == 4 * n
+    for i, (epoch, lr) in enumerate(lrs):
+        # Epoch 0 sets the best; epochs 1 and 2 end without a 10.0 improvement on it: /10 after each.
+        cut = 10.0 ** -max(0, epoch - 1)
+        assert lr == pytest.approx(f(i / (4 * n)) * cut, rel=1e-6), (i, epoch)
+
+
+def test_dropout_schedule_sets_every_dropout_layer():
+    from torch import nn
+
+    seen: list[tuple[float, float]] = []
+
+    class PLog(Callback):
+        order = 5
+
+        def before_batch(self) -> None:
+            if self.runner.training:
+                seen.append((self.runner.pct_train, self.runner.model[1].p))
+
+    model = nn.Sequential(nn.Linear(10, 20), nn.Dropout(0.9), nn.ReLU(), nn.Linear(20, 3))
+    r = Runner(model, synthetic_dls(), lr=1e-2, opt_func=SGD, device="cpu", cbs=[PLog()])
+    r.schedules["dropout"] = sched_lin(0.5, 0.0)
+    r.fit(2)
+    assert seen and all(p == pytest.approx(0.5 * (1 - pos)) for pos, p in seen)
 
 
 def test_monitor_unknown_metric_is_named():

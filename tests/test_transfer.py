@@ -124,6 +124,28 @@ def test_freeze_commands_on_a_session(data, tmp_path) -> None:
         s.close()
 
 
+def test_freeze_during_a_one_cycle_fit_keeps_it_training_on_schedule(data, tmp_path) -> None:
+    """freeze mid-fit rebuilds a one-group optimizer with two groups; the scheduler follows, the fit goes on."""
+    from labcon.core.schedules import one_cycle_scheds
+    from labcon.session.config import parse_config
+    from labcon.session.session import Session
+
+    s = Session(parse_config(_cfg(data, "fzlive")), tmp_path)
+    try:
+        assert s.submit("fit_one_cycle 3").ok
+        reply = s.submit("freeze")  # queued for the end of the first epoch
+        assert reply.ok, reply.text
+        assert s.wait(120)
+        assert s.last_error is None and s.status()["state"] == "idle", s.last_error
+        groups = s.runner.opt.param_groups
+        assert len(groups) == 2 and s.runner.epoch == 3
+        # Both groups ended where the one-cycle schedule ends (the last batch set pct_train just under 1).
+        end = one_cycle_scheds(1e-2)["lr"](1 - 1 / (3 * len(s.runner.dls.train)))
+        assert all(g["lr"] == pytest.approx(end, rel=0.05) for g in groups)
+    finally:
+        s.close()
+
+
 def test_fine_tune_runs_frozen_then_unfrozen_with_discriminative_lrs(data, tmp_path) -> None:
     from labcon.session.config import parse_config
     from labcon.session.journal import Journal

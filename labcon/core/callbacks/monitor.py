@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from labcon.core.callbacks.schedule import active_scheduler
 from labcon.core.distributed import unwrap_model
 from labcon.core.events import Callback, CancelFitException
 
@@ -104,6 +105,13 @@ class ReduceLROnPlateau(_Monitor):
 
     def after_epoch(self) -> None:
         if not self._improved() and self.wait >= self.patience:
-            for g in self.runner.opt.param_groups:
-                g["lr"] = max(g["lr"] / self.factor, self.min_lr)
+            r, groups = self.runner, self.runner.opt.param_groups
+            sched = active_scheduler(r)
+            if sched is not None and "lr" in sched.scheds:
+                # A scheduled lr would be set back at the next batch: scale the rest of its schedule instead.
+                now = [s(r.pct_train) for s in sched.per_group("lr", len(groups))]
+                sched.rescale("lr", [max(v / self.factor, self.min_lr) for v in now], r.pct_train)
+            else:
+                for g in groups:
+                    g["lr"] = max(g["lr"] / self.factor, self.min_lr)
             self.wait = 0

@@ -71,17 +71,35 @@ class ParamScheduler(Callback):
     ):
         self.scheds = dict(scheds)
         self.edits: list[dict[str, Any]] = edits if edits is not None else []
+        self._n_groups = 0
+        self._dropouts: list[nn.Module] = []
 
     def before_fit(self) -> None:
         n_groups = len(self.runner.opt.param_groups)
         for name, s in self.scheds.items():
             if isinstance(s, (list, tuple)) and len(s) != n_groups:
                 raise ValueError(f"schedule for '{name}' has {len(s)} entries for {n_groups} param groups")
+        self._n_groups = n_groups
         earlier = list(self.edits)
         self.edits.clear()
         for e in earlier:  # each re-applied change records itself again
             self.apply_edit(e)
+        self.before_epoch()
         self._set(self.runner.pct_train)
+
+    def before_epoch(self) -> None:
+        # Layers are swapped only between epochs, so the dropout layers a schedule sets are found once here.
+        self._dropouts = [
+            m for m in self.runner.model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)
+        ]
+
+    def _follow_groups(self, n: int) -> None:
+        """Per-group schedules after the optimizer was rebuilt with n groups (freeze/unfreeze on a one-group
+        optimizer): like the new groups' hyper-parameters, every group takes the old last group's schedule."""
+        for name, s in self.scheds.items():
+            if isinstance(s, (list, tuple)) and len(s) != n:
+                self.scheds[name] = s[-1]
+        self._n_groups = n
 
     def apply_edit(self, e: dict[str, Any]) -> None:
         """Re-apply one recorded change."""
@@ -103,12 +121,13 @@ class ParamScheduler(Callback):
 
     def _set(self, pos: float) -> None:
         groups = self.runner.opt.param_groups
+        if len(groups) != self._n_groups:
+            self._follow_groups(len(groups))
         for name, s in self.scheds.items():
             if name == "dropout":
                 value = (s[0] if isinstance(s, (list, tuple)) else s)(pos)
-                for m in self.runner.model.modules():
-                    if isinstance(m, nn.modules.dropout._DropoutNd):
-                        m.p = value
+                for m in self._dropouts:
+                    m.p = value
                 continue
             for i, g in enumerate(groups):
                 f = s[i] if isinstance(s, (list, tuple)) else s
