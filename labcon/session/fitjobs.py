@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import traceback
@@ -15,7 +16,16 @@ from labcon.core.events import CallbackError
 from labcon.errors import LabconError
 from labcon.session.api import Reply
 from labcon.session.fitplan import FitPlan, plan_for
-from labcon.session.messages import CommandApplied, FitEnded, FitStarted, Log, LrFound, Profiled
+from labcon.session.journal import JournalError
+from labcon.session.messages import (
+    CommandApplied,
+    CommandFailed,
+    FitEnded,
+    FitStarted,
+    Log,
+    LrFound,
+    Profiled,
+)
 from labcon.session.runstate import RunState
 
 if TYPE_CHECKING:
@@ -99,7 +109,10 @@ class FitJobs:
                 self._idle.set()
                 return
             try:
-                self._run(job)
+                # The thread outlives any job: a failure the job's own boundary missed is said, and the
+                # session goes back to idle instead of staying 'running' with nobody to run its queue.
+                if self._guarded("the job", lambda job=job: self._run(job)) is not None:
+                    self.run_state.set_state("idle", self.s.last_error or "")
             finally:
                 if self._q.empty():
                     self._idle.set()
@@ -173,11 +186,11 @@ class FitJobs:
         s.publish(FitStarted(s.persist.run_id or 0, r.epoch, remaining, plan.n_train, n_valid))
         run.clock.start()
         run.set_state("running")
-        status, reason = "done", ""
         span = (plan.start_iter, plan.total)
         # Live schedule changes (set, sched) are recorded with the plan, so a continued fit keeps them.
         edits = s.persist.sched_edits = [dict(e) for e in plan.sched_edits]
-        try:
+
+        def train() -> None:
             if plan.kind == "fit_one_cycle":
                 kw = {"pct_start": plan.pct_start} if plan.pct_start is not None else {}
                 r.fit_one_cycle(remaining, lr_max=plan.lr_list(), span=span, sched_edits=edits, **kw)
@@ -186,25 +199,36 @@ class FitJobs:
                 # a continued plan keeps the optimizer's restored values.
                 lr = (plan.lr_list() if plan.lr is not None else r.lr) if new_run else None
                 r.fit(remaining, span=span, lr=lr, sched_edits=edits)
-            if r.stop_reason is not None:
-                status, reason = "stopped", r.stop_reason
-        except Exception as e:  # noqa: BLE001 - the worker's boundary: any failure ends this fit, not the session
-            status, reason = (
-                "failed",
-                f"{type(e).__name__}: {e}" if not isinstance(e, (CallbackError, LabconError)) else str(e),
-            )
-            if s.world_size > 1 and lost_peer(e):
-                reason = self._lost_peer()
-            s.last_error = reason
-            s.publish(Log(level="error", text=f"training failed: {reason}"))
-            s.persist.log("error", f"{reason}\n{traceback.format_exc(limit=8)}")
-        s.persist.fit_ended(status, reason, run.clock.seconds())
+
+        failure = self._guarded("training", train)
+        if failure is not None:
+            status, reason = "failed", failure
+        elif r.stop_reason is not None:
+            status, reason = "stopped", r.stop_reason
+        else:
+            status, reason = "done", ""
+        self._guarded(
+            "recording the fit's end in the journal",
+            lambda: s.persist.fit_ended(status, reason, run.clock.seconds()),
+        )
         # A stopped or failed fit keeps its plan so `resume` can finish it; its schedule changes stay live in
         # persist.sched_edits (a `set` while stopped adds to them) until it continues.
         s.persist.plan = None if status == "done" else plan
+        self._settle("the fit")
         run.set_state("idle", reason)
         s.publish(FitEnded(status=status, reason=reason))
         return status
+
+    def _settle(self, job: str) -> None:
+        """Commands queued for a safe point the ended job never reached (typed during its last validation, or
+        during lr_find / profile, which have none): pause, resume and stop are said not to apply; the rest
+        apply now, at the idle point, as if typed a moment later. None is carried into the next fit."""
+        for cmd in self.run_state.leftovers():
+            if isinstance(cmd, (C.Pause, C.Resume, C.Stop)) or self.s.world_size > 1:
+                error = f"'{cmd.text}' did not apply: {job} ended before it reached a batch"
+                self.s.publish(CommandFailed(text=cmd.text, error=error))
+            else:
+                self._apply(cmd, "idle")
 
     def _lost_peer(self) -> str:
         """One line for a collective that timed out or lost its peer; rank 0 checkpoints where training stood."""
@@ -229,17 +253,20 @@ class FitJobs:
 
     def _lr_find(self, cmd: C.LrFind) -> None:
         s = self.s
-        self.run_state.set_state("running", "lr_find")
-        try:
+
+        def find() -> None:
             res = s.runner.lr_find(**cmd.kwargs)
             text = f"lr_find: suggested lr {res.suggestion:.2e} (valley {res.valley:.2e}, steepest {res.steepest:.2e})"
             s.last_lr_find = res
             s.publish(LrFound(res.lrs, res.losses, res.suggestion, res.valley, res.steepest))
             s.publish(Log(level="info", text=text))
             s.persist.log_command(cmd.text, "idle", reply=text)
-        except Exception as e:  # noqa: BLE001 - the worker's boundary, as in _fit
-            s.publish(Log(level="error", text=f"lr_find failed: {type(e).__name__}: {e}"))
+
+        self.run_state.set_state("running", "lr_find")
+        try:
+            self._guarded("lr_find", find)
         finally:
+            self._settle("lr_find")
             self.run_state.set_state("idle")
 
     def _profile(self, cmd: C.Profile) -> None:
@@ -248,8 +275,8 @@ class FitJobs:
         from labcon.session.control import SessionBridge, SessionControl
 
         s = self.s
-        self.run_state.set_state("running", "profile")
-        try:
+
+        def profile() -> None:
             # The front ends' callbacks sit out: the profile is of the training step, and is not a fit to show.
             front = [
                 c for c in s.runner.cbs if isinstance(c, (SessionControl, SessionBridge, ProgressReporter))
@@ -263,7 +290,27 @@ class FitJobs:
                 cmd.text, "idle", reply=f"{rep.bound}-bound, {1e3 * rep.step_s:.2f} ms/step"
             )
             s.persist.log("info", text, data={"profile": rep.as_dict()})
-        except Exception as e:  # noqa: BLE001 - the worker's boundary, as in _fit
-            s.publish(Log(level="error", text=f"profile failed: {type(e).__name__}: {e}"))
+
+        self.run_state.set_state("running", "profile")
+        try:
+            self._guarded("profile", profile)
         finally:
+            self._settle("profile")
             self.run_state.set_state("idle")
+
+    def _guarded(self, what: str, work: Callable[[], None]) -> str | None:
+        """Run `work` at the worker's boundary; a failure becomes one line (returned, kept as last_error, said
+        on the bus) and its traceback goes to the journal. None when it succeeded."""
+        s = self.s
+        try:
+            work()
+            return None
+        except Exception as e:  # noqa: BLE001 - the worker's boundary: a failure ends this job, not the session
+            reason = str(e) if isinstance(e, (CallbackError, LabconError)) else f"{type(e).__name__}: {e}"
+            if s.world_size > 1 and lost_peer(e):
+                reason = self._lost_peer()
+            s.last_error = reason
+            s.publish(Log(level="error", text=f"{what} failed: {reason}"))
+            with contextlib.suppress(JournalError):  # the journal may be what failed; the bus has said it
+                s.persist.log("error", f"{what} failed: {reason}\n{traceback.format_exc(limit=8)}")
+            return reason

@@ -143,6 +143,16 @@ class RunState:
                 q.clear()
         return [C.parse(t) for t in broadcast_texts(mine)]
 
+    def leftovers(self) -> list[C.Command]:
+        """At the end of a job: the queued commands no safe point took (taken off the queues); a stop request
+        nobody took is forgotten, so neither reaches the next fit."""
+        with self.lock:
+            left = [*self._batch_q, *self._epoch_q]
+            self._batch_q.clear()
+            self._epoch_q.clear()
+            self._stop = False
+        return left
+
     # ----- reads at a safe point --------------------------------------------------------------------
     def call_at_batch(self, fn: Callable[[], None]) -> None:
         """Run `fn` at the next batch boundary of a live fit (or by `run_calls_if_idle` when there is none)."""

@@ -1,0 +1,74 @@
+"""The session's worker thread against a real Session: a failure ends the job, never the session, and nothing
+queued for a safe point that a job never reached is carried into the next fit."""
+
+from __future__ import annotations
+
+import pytest
+
+from labcon.session import messages as M
+from labcon.session.journal import JournalError
+from tests.helpers import tiny_session
+
+
+def _drain(sub) -> list[M.Message]:
+    out = []
+    while (m := sub.get(timeout=0.05)) is not None:
+        out.append(m)
+    return out
+
+
+def test_a_journal_failure_at_the_end_of_a_fit_leaves_the_session_usable(data, tmp_path, monkeypatch):
+    s = tiny_session(data, tmp_path)
+    try:
+        sub = s.subscribe()
+        real = s.persist.fit_ended
+
+        def disk_full(*a, **kw):
+            monkeypatch.setattr(s.persist, "fit_ended", real)  # once: the next fit's end is recorded
+            raise JournalError("journal writes failed: database or disk is full")
+
+        monkeypatch.setattr(s.persist, "fit_ended", disk_full)
+        assert s.submit("fit 1").ok
+        assert s.wait(120) and s.state == "idle"
+        msgs = _drain(sub)
+        ended = [m for m in msgs if isinstance(m, M.FitEnded)]
+        assert [m.status for m in ended] == ["done"]
+        said = [m.text for m in msgs if isinstance(m, M.Log) and m.level == "error"]
+        assert any("recording the fit's end in the journal failed" in t and "disk is full" in t for t in said)
+        assert "disk is full" in (s.last_error or "")
+        assert s.submit("fit 1").ok  # the worker is alive: the next fit runs
+        assert s.wait(120) and s.state == "idle" and s.runner.epoch == 2
+    finally:
+        s.close()
+
+
+def test_stop_typed_during_lr_find_does_not_stop_the_next_fit(data, tmp_path):
+    s = tiny_session(data, tmp_path)
+    try:
+        sub = s.subscribe()
+        assert s.submit("lr_find").ok
+        reply = s.submit("stop")  # lr_find has no safe point for it: queued, then said not to apply
+        assert reply.ok and "queued" in reply.text
+        assert s.wait(120)
+        failed = [m for m in _drain(sub) if isinstance(m, M.CommandFailed)]
+        assert [m.text for m in failed] == ["stop"] and "lr_find ended" in failed[0].error
+        assert s.submit("fit 1").ok
+        assert s.wait(120)
+        ended = [m for m in _drain(sub) if isinstance(m, M.FitEnded)]
+        assert [(m.status, m.reason) for m in ended] == [("done", "")]
+    finally:
+        s.close()
+
+
+def test_set_typed_during_lr_find_applies_when_it_ends(data, tmp_path):
+    s = tiny_session(data, tmp_path)
+    try:
+        sub = s.subscribe()
+        assert s.submit("lr_find").ok
+        assert s.submit("set wd=0.05").ok
+        assert s.wait(120)
+        applied = [m for m in _drain(sub) if isinstance(m, M.CommandApplied) and m.text == "set wd=0.05"]
+        assert len(applied) == 1
+        assert s.status()["hypers"]["wd"] == [pytest.approx(0.05)]
+    finally:
+        s.close()
