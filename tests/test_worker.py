@@ -72,3 +72,23 @@ def test_set_typed_during_lr_find_applies_when_it_ends(data, tmp_path):
         assert s.status()["hypers"]["wd"] == [pytest.approx(0.05)]
     finally:
         s.close()
+
+
+def test_batch_stats_and_journal_samples_go_on_after_a_long_history_is_thinned(data, tmp_path):
+    """The recorder halves its oldest batch history past max_batches; what is published and journaled is
+    counted by batches recorded, so it keeps coming (it used to stop once the history first shrank)."""
+    s = tiny_session(data, tmp_path, epochs=5)
+    try:
+        s.runner.recorder.max_batches = 12  # thinned several times over the fit
+        sub = s.subscribe()
+        assert s.submit("fit 5").ok
+        assert s.wait(120) and s.last_error is None
+        stats = [m for m in _drain(sub) if isinstance(m, M.BatchStats)]
+        iters = [m.start_iter + i for m in stats for i in range(len(m.losses))]
+        n = 5 * len(s.runner.dls.train)
+        assert iters == list(range(n))  # every batch once, in order
+        s.persist.writer.flush()
+        sampled = [it for it, _ in s.journal.batches(s.persist.run_id)["loss"]]
+        assert sampled == list(range(0, n, 10))  # every tenth batch, to the end
+    finally:
+        s.close()

@@ -76,7 +76,7 @@ class SessionBridge(Callback):
 
     def before_fit(self) -> None:
         self._t_fit = time.perf_counter()
-        self._sent = len(self.runner.recorder.losses)
+        self._sent = self.runner.recorder.recorded
 
     def before_epoch(self) -> None:
         self._t_epoch = time.perf_counter()
@@ -89,7 +89,8 @@ class SessionBridge(Callback):
             return
         self._last = now
         rec = r.recorder
-        new = len(rec.losses) - self._sent
+        # Counted by `recorded`, not len(losses): a long history is thinned, and its length then shrinks.
+        new = rec.fresh(self._sent)
         if new > 0:
             self.publish(
                 BatchStats(
@@ -100,7 +101,7 @@ class SessionBridge(Callback):
                     moms=tuple(x[-1] for x in rec.moms[-new:]),
                 )
             )
-            self._sent = len(rec.losses)
+            self._sent = rec.recorded
         done = r.iter + 1
         elapsed = now - self._t_epoch
         per = elapsed / max(1, done)

@@ -196,13 +196,13 @@ class Persistence:
         clean = {k: v for k, v in row.items() if k != "epoch" and isinstance(v, float) and math.isfinite(v)}
         self.writer.put_epoch(self.run_id, int(row["epoch"]), clean)
         rec, r = self.s.runner.recorder, self.s.runner
-        new = rec.losses[self._batches_logged :]
+        new = rec.losses_since(self._batches_logged)
         start = r.train_iter - len(new)
         rows = [
             (start + i, {"loss": v}) for i, v in enumerate(new) if (start + i) % 10 == 0 and math.isfinite(v)
         ]
         self.writer.put_batches(self.run_id, rows)
-        self._batches_logged = len(rec.losses)
+        self._batches_logged = rec.recorded
 
     def live_plan(self) -> FitPlan | None:
         """The current fit's plan with the schedule changes made so far (what a checkpoint stores)."""
@@ -336,7 +336,7 @@ class Persistence:
             )
             self.run_id = None
         self._pending = [_Pending(**p) for p in state.get("pending", [])]
-        self._batches_logged = len(r.recorder.losses)
+        self._batches_logged = r.recorder.recorded
 
     def close(self) -> None:
         """Flush and close the journal connections."""

@@ -31,11 +31,27 @@ class Recorder(Callback):
         self.n_flushes = 0
         self.nonfinite_at: int | None = None  # train_iter of the first non-finite loss seen
         self._avg, self._count = 0.0, 0
+        self._thinned = 0  # leading history entries that stand for more than one batch
         # Reduces on-device [sum, count] accumulators across processes (set by the DDP callback).
         self.reduce_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
         self._pending: list[torch.Tensor] = []
         self._pending_bs: list[int] = []
         self._epoch_start = 0.0
+
+    @property
+    def recorded(self) -> int:
+        """Batch losses recorded so far: never decreases (len(losses) does, once a long history is thinned)."""
+        return self._count
+
+    def fresh(self, mark: int) -> int:
+        """How many of the batches recorded after `mark` (an earlier `recorded`) sit, one per batch, at the
+        end of the history lists (all of them unless a thinning since has merged some)."""
+        return max(0, min(self._count - mark, len(self.losses) - self._thinned))
+
+    def losses_since(self, mark: int) -> list[float]:
+        """The batch losses recorded after `mark` (an earlier `recorded`), as fresh() counts them."""
+        k = self.fresh(mark)
+        return self.losses[len(self.losses) - k :] if k else []
 
     @property
     def metric_names(self) -> list[str]:
@@ -106,6 +122,7 @@ class Recorder(Callback):
         half = len(self.losses) // 2
         for seq in (self.losses, self.smooth_losses, self.lrs, self.moms):
             seq[:half] = seq[:half:2]
+        self._thinned = (half + 1) // 2  # the head no longer holds one entry per batch
 
     def after_train(self) -> None:
         self._flush()
