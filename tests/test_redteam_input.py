@@ -101,6 +101,43 @@ def test_idle_connections_time_out_so_attach_gets_in(served):
         c.close()
 
 
+def _assert_closed_by_server(c: socket.socket) -> None:
+    """The server closed this connection: end of stream, or a reset when a request of ours went unread."""
+    try:
+        assert c.recv(100) == b""
+    except ConnectionResetError:
+        pass
+
+
+def test_a_refused_client_is_told_why_and_never_served(served):
+    """Over max_clients: the client reads the reason in its error, and its request is not carried out."""
+    from labcon.remote.client import ControlClient
+
+    s, server = served
+    with ControlClient(server.path, timeout=5) as a, ControlClient(server.path, timeout=5) as b:
+        assert a.request("ping")["ok"] and b.request("ping")["ok"]  # both slots taken, and active
+        c = _raw(server)
+        c.sendall(b'{"id": 1, "op": "submit", "text": "set wd=0.123"}\n')
+        reply = _read_reply(c)
+        assert reply["id"] is None and "too many clients (max 2)" in reply["text"]
+        _assert_closed_by_server(c)
+        c.close()
+        third = ControlClient(server.path, timeout=5)
+        with pytest.raises(LabconError, match="closed the connection before answering 'status': too many"):
+            third.request("status")
+        third.close()
+    assert s.status()["hypers"].get("wd") != [0.123]  # the refused client's `set` was never carried out
+
+
+def test_an_idle_connection_is_told_before_it_is_closed(served):
+    _, server = served
+    c = _raw(server)
+    reply = _read_reply(c)  # after idle_timeout (0.5 s) without a request
+    assert reply["ok"] is False and "idle connection" in reply["text"]
+    _assert_closed_by_server(c)
+    c.close()
+
+
 def test_a_client_that_never_reads_is_disconnected(served, monkeypatch):
     import time
 

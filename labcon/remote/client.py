@@ -51,6 +51,7 @@ class ControlClient:
         self._messages: queue.Queue[Any] = queue.Queue()
         self._subscribed = False
         self.closed = False
+        self.refusal: str | None = None  # why the server closed the connection, when it said so
         self._reader = threading.Thread(target=self._read_loop, name="labcon-client-read", daemon=True)
         self._reader.start()
 
@@ -69,8 +70,9 @@ class ControlClient:
                         waiter = self._pending.pop(d.get("id"), None) if d.get("id") is not None else None
                     if waiter is not None:
                         waiter.put(d)
-                    else:
-                        self._messages.put(d)  # an unsolicited error reply (e.g. malformed input)
+                    elif not d.get("ok"):
+                        # Unsolicited: the server's last words before it closes (too many clients, idle).
+                        self.refusal = str(d.get("text", "")) or None
                 else:
                     self._messages.put(d)
         except (OSError, ValueError):
@@ -81,7 +83,7 @@ class ControlClient:
                 waiters, self._pending = list(self._pending.values()), {}
             for w in waiters:
                 w.put(
-                    {"type": "reply", "ok": False, "text": "connection closed", "data": None, "_closed": True}
+                    {"type": "reply", "ok": False, "text": self.refusal or "", "data": None, "_closed": True}
                 )
             self._messages.put(_CLOSED)
 
@@ -112,7 +114,8 @@ class ControlClient:
                 self._pending.pop(rid, None)
             raise LabconError(f"no reply to '{op}' from {self.path} within {self.timeout:g}s") from None
         if reply.get("_closed"):
-            raise LabconError(f"the session closed the connection before answering '{op}'")
+            why = f": {reply['text']}" if reply.get("text") else ""
+            raise LabconError(f"the session closed the connection before answering '{op}'{why}")
         return reply
 
     def submit(self, text: str) -> Reply:
@@ -142,8 +145,6 @@ class ControlClient:
             if d is _CLOSED:
                 self._messages.put(_CLOSED)  # stay closed for later callers
                 return None, True
-            if d.get("type") == "reply":
-                continue
             try:
                 return message_from_dict(d), False
             except (ValueError, TypeError):

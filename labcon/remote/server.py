@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import select
@@ -25,6 +26,8 @@ from labcon.errors import LabconError
 from labcon.remote.wire import answer_data, jsonable
 from labcon.session.api import POLL_S, SessionAPI, Subscription
 from labcon.session.messages import Message
+
+_log = logging.getLogger(__name__)
 
 MAX_LINE = 64 * 1024
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes including the terminating NUL
@@ -104,10 +107,19 @@ class _Client:
         self.active = False  # made a valid request: no longer subject to the idle timeout
         self._cond = threading.Condition()
         self._closed = False
+        self._ending = False  # close once the queued replies are written (a refusal's last words)
 
-    def start(self) -> None:
-        threading.Thread(target=self._read_loop, name="labcon-ctl-read", daemon=True).start()
+    def start(self, reading: bool = True) -> None:
+        """Serve the connection; without `reading` only queued replies go out (a refused client)."""
+        if reading:
+            threading.Thread(target=self._read_loop, name="labcon-ctl-read", daemon=True).start()
         threading.Thread(target=self._write_loop, name="labcon-ctl-write", daemon=True).start()
+
+    def end_after_replies(self) -> None:
+        """Close the connection as soon as the replies queued so far are sent."""
+        with self._cond:
+            self._ending = True
+            self._cond.notify()
 
     # ----- outgoing -------------------------------------------------------------------------------
     def reply(self, obj: dict[str, Any]) -> None:
@@ -139,17 +151,19 @@ class _Client:
     def _write_loop(self) -> None:
         while True:
             with self._cond:
-                while not self._replies and not self._events and not self._closed:
+                while not self._replies and not self._events and not self._closed and not self._ending:
                     self._cond.wait()
                 if self._closed:
                     return
+                if self._ending and not self._replies:
+                    break
                 line = self._replies.popleft() if self._replies else self._events.popleft()[1]
                 self._queued_bytes -= len(line)
             try:
                 self.sock.sendall(line)
             except OSError:
-                self.close()
-                return
+                break
+        self.close()
 
     # ----- incoming -------------------------------------------------------------------------------
     def _read_loop(self) -> None:
@@ -164,7 +178,8 @@ class _Client:
                         break
                     if not ready:
                         self.reply(_error(None, "no request since connecting; closing this idle connection"))
-                        break
+                        self.end_after_replies()
+                        return
                 try:
                     chunk = self.sock.recv(65536)
                 except OSError:
@@ -189,7 +204,8 @@ class _Client:
                         self._too_long(buf)
                     skipping, buf = True, b""
         finally:
-            self.close()
+            if not self._ending:  # an ending connection is closed by its writer, after its last reply
+                self.close()
 
     def _too_long(self, head: bytes) -> None:
         m = _HEAD_ID.match(head[:200])
@@ -221,6 +237,8 @@ class _Client:
         except LabconError as e:
             self.reply(_error(rid, str(e)))
         except Exception as e:  # noqa: BLE001 - one bad request must not take the server down
+            # A fault of labcon's, not of the request: its traceback goes to the serving process's log.
+            _log.exception("internal error answering %r", op)
             self.reply(_error(rid, f"internal error in {op}: {type(e).__name__}: {e}"))
 
     def close(self) -> None:
@@ -349,10 +367,11 @@ class ControlServer:
                 full = len(self._clients) >= self.max_clients
                 if not full:
                     self._clients.append(client)
-            client.start()
+            # A refused client is never read: it gets one reply saying why, then the connection closes.
+            client.start(reading=not full)
             if full:
                 client.reply(_error(None, f"too many clients (max {self.max_clients}); try again later"))
-                threading.Timer(0.5, client.close).start()
+                client.end_after_replies()
 
     def _follow_loop(self) -> None:
         assert self._sub is not None
