@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import math
+from collections.abc import Iterable
 
 
 def fmt_num(x: object, digits: int = 4) -> str:
@@ -48,3 +50,9 @@ def format_row(row: dict[str, float]) -> str:
         else:
             parts.append(f"{k} {fmt_num(v)}")
     return "  ".join(parts)
+
+
+def did_you_mean(word: str, choices: Iterable[str], n: int = 1, cutoff: float = 0.6) -> str:
+    """ "; did you mean 'x'?" (several: 'x', 'y') when `word` is close to some of `choices`; else ""."""
+    close = difflib.get_close_matches(word, list(choices), n=n, cutoff=cutoff)
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""

@@ -214,3 +214,16 @@ def test_progress_plain_lines_when_not_a_terminal():
     assert lines[0].startswith("fit 1 epoch(s)")
     assert any(line.startswith("epoch 0 batch 20/60") for line in lines)
     assert any("valid_loss" in line for line in lines) and lines[-1].startswith("fit finished")
+
+
+def test_a_misspelt_event_method_is_refused_with_the_near_event():
+    from labcon.core.events import check_callback
+
+    class Typo(Callback):
+        def after_bach(self) -> None:  # never called by the Runner: a silent no-op without the check
+            pass
+
+    with pytest.raises(
+        ValueError, match="'after_bach', which is not a training event; did you mean 'after_batch'"
+    ):
+        check_callback(Typo())

@@ -69,7 +69,7 @@ def test_registry_unknown_path_suggests_close_matches() -> None:
     model = nn.Sequential()
     model.add_module("body", nn.Sequential(nn.Linear(2, 2), nn.ReLU()))
     reg = HookRegistry(model)
-    with pytest.raises(LabconError, match=r"did you mean: body\.1"):
+    with pytest.raises(LabconError, match=r"did you mean 'body\.1"):
         reg.add("body.l", "forward", lambda m, i, o: None, owner="user")
     with pytest.raises(LabconError, match="kind"):
         reg.add("body.0", "sideways", lambda m, i, o: None, owner="user")

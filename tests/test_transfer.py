@@ -16,7 +16,6 @@ from labcon.nn.transfer import (
     freeze,
     freeze_to,
     load_body,
-    lr_range,
     unfreeze,
     with_new_head,
 )
@@ -81,10 +80,11 @@ def test_load_body_round_trip_and_mismatch() -> None:
         load_body(with_new_head(simple_cnn(3, 10, channels=(8, 32, 64, 64)), 2), src.state_dict())
 
 
-def test_lr_range_is_geometric_from_max_over_mult() -> None:
-    lrs = lr_range(1e-2, 3)
-    assert lrs == pytest.approx([1e-4, 1e-3, 1e-2])
-    assert lr_range(1e-2, 1) == [1e-2]
+def test_a_spread_is_geometric_from_lo_to_hi() -> None:
+    from labcon.commands.spread import Spread
+
+    assert Spread(1e-4, 1e-2).values(3) == pytest.approx([1e-4, 1e-3, 1e-2])
+    assert Spread(1e-4, 1e-2).values(1) == (1e-2,)
 
 
 # ----- through a real Session: commands, fine_tune, body from another session ---------------------

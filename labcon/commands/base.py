@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Protocol
 from labcon.commands.lex import Value, is_key, split_unquoted, unquote, value
 from labcon.core.hypers import HyperParamError, check_hyper
 from labcon.errors import CommandError
+from labcon.fmt import did_you_mean
 
 # When a command takes effect: read-only/immediate, at a batch boundary, at an epoch boundary,
 # or (starting work) only when nothing is running.
@@ -308,10 +309,7 @@ def hyper(name: str, v: Any) -> Any:
 
 def suggest(word: str, choices: Sequence[str], what: str) -> str:
     """One-line 'unknown X; did you mean Y? available: ...' message."""
-    import difflib
-
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    hint = f"; did you mean '{close[0]}'?" if close else ";"
+    hint = did_you_mean(word, choices) or ";"
     avail = ", ".join(choices) if choices else "(none)"
     label = "commands" if what == "command" else "available"
     return f"unknown {what} '{word}'{hint} {label}: {avail}"

@@ -55,12 +55,8 @@ class Set(Command):
                 if isinstance(v, bool) or not isinstance(v, int):
                     raise CommandError(f"group must be a whole number (param group index), got '{v}'")
                 group = v
-            elif k in OPT_HYPERS:
+            else:  # names the optimizer does not have are refused by check (it knows the optimizer)
                 values.append((k, group_value(v, k)))
-            else:
-                values.append(
-                    (k, group_value(v, k))
-                )  # unknown names are refused by check (it knows the optimizer)
         if not values:
             raise CommandError(f"set needs at least one name=value: usage: {cls.usage}")
         if group is not None and any(not isinstance(v, float) for _, v in values):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from labcon.fmt import did_you_mean
+
 if TYPE_CHECKING:
     from labcon.core.runner import Runner
 
@@ -143,22 +145,8 @@ def check_callback(cb: Callback) -> None:
         raise TypeError(f"{cb!r} is not a labcon Callback (subclass labcon.Callback)")
     for attr in dir(type(cb)):
         if _EVENT_LIKE.match(attr) and attr not in _EVENT_SET and callable(getattr(cb, attr, None)):
-            close = [e for e in EVENTS if e.split("_", 1)[1] == attr.split("_", 1)[1] or _near(attr, e)]
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(attr, EVENTS)
             raise ValueError(
                 f"callback '{cb.name}' defines {attr!r}, which is not a training event{hint} "
                 f"Events: {', '.join(EVENTS)}"
             )
-
-
-def _near(a: str, b: str) -> bool:
-    """True when a and b differ by at most two single-character edits (typo detection)."""
-    if abs(len(a) - len(b)) > 2:
-        return False
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb_ in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb_)))
-        prev = cur
-    return prev[-1] <= 2

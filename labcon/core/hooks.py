@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from torch import nn
 
 from labcon.errors import LabconError
+from labcon.fmt import did_you_mean
 
 HOOK_KINDS: tuple[str, ...] = ("forward", "backward")
 HOOK_SCOPES: tuple[str, ...] = ("fit", "session")
@@ -144,8 +144,7 @@ class HookRegistry:
         modules = dict(self.model.named_modules())
         if module_path in modules:
             return modules[module_path]
-        close = difflib.get_close_matches(module_path, [p for p in modules if p], n=5, cutoff=0.5)
-        hint = f"; did you mean: {', '.join(close)}?" if close else ""
+        hint = did_you_mean(module_path, [p for p in modules if p], n=5, cutoff=0.5)
         examples = ", ".join(p for p in list(modules)[1:6])
         raise LabconError(
             f"no module {module_path!r} in the model{hint} Module paths look like: {examples} "

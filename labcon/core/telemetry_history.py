@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +10,7 @@ import numpy as np
 import torch
 
 from labcon.errors import LabconError
+from labcon.fmt import did_you_mean
 
 # Per-layer scalar columns of a report row; the histogram bins follow them.
 FIELDS: tuple[str, ...] = ("mean", "std", "near_zero", "grad_norm", "update_ratio")
@@ -121,8 +121,7 @@ class TelemetrySnapshot:
     def _index(self, layer: str) -> int:
         if layer in self.layers:
             return self.layers.index(layer)
-        close = difflib.get_close_matches(layer, self.layers, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(layer, self.layers, n=3, cutoff=0.5)
         raise LabconError(f"telemetry has no layer {layer!r}{hint} Recorded layers: {', '.join(self.layers)}")
 
     def history(self, layer: str) -> dict[str, list[float]]:

@@ -31,7 +31,7 @@ from labcon.data.imageloader import BlockDataLoaders, ImageDataset, ImageLoader
 from labcon.data.items import FileGetter, Labeller, Splitter
 from labcon.data.processors import Category, MultiCategory
 from labcon.data.transforms import ItemPipeline, ItemTransform
-from labcon.errors import ConfigError, DataError
+from labcon.errors import DataError
 
 _PART_TYPES: tuple[tuple[type, str], ...] = (
     (Splitter, "splitter"),
@@ -337,8 +337,3 @@ def _empty_class_dirs(items: Sequence[Path]) -> list[Path]:
         except OSError:
             continue
     return sorted(out)
-
-
-def config_error(key: str, msg: str) -> ConfigError:
-    """A ConfigError whose message starts with the dotted key path (the config loader adds the line)."""
-    return ConfigError(f"{key}: {msg}")

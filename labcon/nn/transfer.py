@@ -192,11 +192,3 @@ def freeze(model: nn.Module, groups: list[list[nn.Parameter]]) -> int:
 def unfreeze(model: nn.Module, groups: list[list[nn.Parameter]]) -> int:
     """Train every group."""
     return freeze_to(model, groups, 0)
-
-
-def lr_range(lr_max: float, n_groups: int, mult: float = 100.0) -> list[float]:
-    """Discriminative lrs: lr_max/mult for the first group up to lr_max for the last, evenly on a log scale."""
-    if n_groups == 1:
-        return [lr_max]
-    lo = lr_max / mult
-    return [lo * (lr_max / lo) ** (i / (n_groups - 1)) for i in range(n_groups)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Callable
@@ -11,6 +10,7 @@ from typing import Any
 from labcon.core.callbacks.schedule import check_schedule_text
 from labcon.core.hypers import RULES, HyperParamError, check_hyper
 from labcon.errors import ConfigError
+from labcon.fmt import did_you_mean
 from labcon.session.toml_io import KeyPath, _line_of, dump_value
 
 ARCHS = ("simple_cnn", "xresnet18", "xresnet34", "xresnet50", "awd_lstm")
@@ -35,10 +35,9 @@ _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 def suggest(key: str, valid: Any, label: str = "") -> str:
     """'; did you mean X?' (and the valid names when a label is given) for an unknown key."""
-    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(key, valid)
     if label:
-        hint += f"{' ' if close else '; '}{label}: {', '.join(valid)}"
+        hint += f"{' ' if hint else '; '}{label}: {', '.join(valid)}"
     return hint
 
 
