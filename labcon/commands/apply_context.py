@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from labcon.core.hypers import TORCH_NAMES
+
 
 class RunnerContext:
     """A CommandContext read from a live Runner (for validation and completion)."""
@@ -56,10 +58,11 @@ class RunnerContext:
         opt = self.runner.opt
         if opt is None:
             return ["lr", "mom", "sqr_mom", "eps", "wd"]
-        alias = {"momentum": "mom", "weight_decay": "wd"}
         g = opt.param_groups[0]
         names = [
-            alias.get(k, k) for k, v in g.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+            TORCH_NAMES.get(k, k)
+            for k, v in g.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
         ]
         if "betas" in g:
             names += ["mom", "sqr_mom"]

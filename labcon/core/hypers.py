@@ -60,7 +60,9 @@ RULES: dict[str, Rule] = {
     "grad_clip": Rule(0.0, None, lo_open=True, example="1.0"),
     "dropout": Rule(0.0, 1.0, hi_open=True, example="0.1"),
 }
-ALIASES: dict[str, str] = {"momentum": "mom", "weight_decay": "wd", "n_epochs": "epochs", "n": "epochs"}
+# torch.optim's names for labcon's hyper-parameters (param groups of torch optimizers use them).
+TORCH_NAMES: dict[str, str] = {"momentum": "mom", "weight_decay": "wd"}
+ALIASES: dict[str, str] = {**TORCH_NAMES, "n_epochs": "epochs", "n": "epochs"}
 # Hyper-parameters that can live in an optimizer's param groups (what `set` and `sched` accept).
 OPT_HYPERS: tuple[str, ...] = ("lr", "mom", "sqr_mom", "wd", "eps")
 # What a schedule may set (`sched`, [train.schedule]): the optimizer's hyper-parameters and dropout's p.
@@ -115,6 +117,14 @@ def check_hypers(values: dict[str, Any], allow_zero: bool = False) -> dict[str, 
                 check_hyper(name, x, allow_zero)
         else:
             check_hyper(name, v, allow_zero)
+    return values
+
+
+def per_group(value: Any, n: int, what: str = "learning rates") -> list[Any]:
+    """One value per param group: a single value for all n, or a list of exactly n (ValueError otherwise)."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * n
+    if len(values) != n:
+        raise ValueError(f"got {len(values)} {what} for {n} param groups")
     return values
 
 

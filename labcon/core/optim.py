@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from labcon.core.hypers import OPT_HYPERS, check_hypers
+from labcon.core.hypers import OPT_HYPERS, TORCH_NAMES, check_hypers
 
 # A stepper gets (params, grads, states, group) and may return replacement grads for later steppers.
 Stepper = Callable[[list[Tensor], list[Tensor], list[dict[str, Any]], dict[str, Any]], "list[Tensor] | None"]
@@ -228,8 +228,10 @@ def LAMB(
 
 OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {"sgd": SGD, "adam": Adam, "lamb": LAMB}
 
-# Names used for the same hyper-parameter by torch.optim optimizers.
-HYPER_ALIASES: dict[str, tuple[str, ...]] = {"mom": ("mom", "momentum"), "wd": ("wd", "weight_decay")}
+# The keys a param group may hold each hyper-parameter under: labcon's name, then torch.optim's.
+HYPER_ALIASES: dict[str, tuple[str, ...]] = {
+    ours: (ours, torch_name) for torch_name, ours in TORCH_NAMES.items()
+}
 
 
 def get_hyper(group: dict[str, Any], name: str) -> Any:

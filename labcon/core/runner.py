@@ -22,6 +22,7 @@ from labcon.core.events import (
     CancelFitException,
 )
 from labcon.core.hooks import HookRegistry
+from labcon.core.hypers import check_hyper, per_group
 from labcon.core.losses import cross_entropy
 from labcon.core.optim import Adam, get_hyper, set_hyper
 from labcon.core.timing import InputMeter
@@ -222,9 +223,7 @@ class Runner(CallbackHost):
     def create_opt(self) -> torch.optim.Optimizer:
         """Build the optimizer from opt_func over the splitter's param groups (per-group lrs allowed)."""
         groups = self.splitter(self.model) if self.splitter else [list(self.model.parameters())]
-        lrs = list(self.lr) if isinstance(self.lr, (list, tuple)) else [self.lr] * len(groups)
-        if len(lrs) != len(groups):
-            raise ValueError(f"got {len(lrs)} learning rates for {len(groups)} param groups")
+        lrs = per_group(self.lr, len(groups))
         self.opt = self.opt_func([{"params": list(g)} for g in groups], lr=lrs[-1])
         for g, lr in zip(self.opt.param_groups, lrs, strict=True):
             g["lr"] = lr
@@ -252,7 +251,6 @@ class Runner(CallbackHost):
         the caller's list, re-applied when an interrupted fit continues).
         """
         from labcon.core.callbacks.schedule import ParamScheduler
-        from labcon.core.hypers import check_hyper
 
         check_hyper("epochs", n_epochs)
         if self.in_fit:
@@ -260,12 +258,7 @@ class Runner(CallbackHost):
         if self.opt is None or reset_opt:
             self.create_opt()
         if lr is not None:
-            lrs = list(lr) if isinstance(lr, (list, tuple)) else [lr] * len(self.opt.param_groups)
-            if len(lrs) != len(self.opt.param_groups):
-                raise ValueError(
-                    f"got {len(lrs)} learning rates for {len(self.opt.param_groups)} param groups"
-                )
-            for i, x in enumerate(lrs):
+            for i, x in enumerate(per_group(lr, len(self.opt.param_groups))):
                 self.set_hyper("lr", check_hyper("lr", x), i)
         cbs = list(cbs)
         if not any(isinstance(c, ParamScheduler) for c in cbs):
@@ -359,8 +352,6 @@ class Runner(CallbackHost):
         if group is not None and not -len(groups) <= group < len(groups):
             raise IndexError(f"param group {group} does not exist; there are {len(groups)}")
         self.hyper(name)  # raises a clear error for an unknown name
-        from labcon.core.hypers import check_hyper
-
         check_hyper(name, value, allow_zero=True)  # as torch.optim would refuse it (negative lr, mom >= 1)
         for i, g in enumerate(groups):
             if group is None or i == group % len(groups):

@@ -8,9 +8,7 @@ going, and "keep running headless" simply leaves the child be.
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from pathlib import Path
 from labcon.errors import LabconError
 from labcon.remote.client import ControlClient
 from labcon.remote.server import control_socket_path, server_is_live
+from labcon.session.replay_process import start_detached
 
 # How long a new session process may take to import torch, build its data and start serving.
 START_TIMEOUT_S = 180.0
@@ -105,25 +104,12 @@ def spawn_session(
     log = sock.parent / LOG_NAME
     log.parent.mkdir(parents=True, exist_ok=True)
     start = log.stat().st_size if log.exists() else 0
-    cmd = [sys.executable, "-m", "labcon", "--sessions-dir", str(home), "serve"]
-    cmd += [t.argument] if t.argument is not None else []
+    args = ["serve", *([t.argument] if t.argument is not None else [])]
     if idle_exit is not None:
-        cmd += ["--idle-exit", str(idle_exit)]
+        args += ["--idle-exit", str(idle_exit)]
     if trust_code:
-        cmd += ["--trust-code"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with log.open("ab") as out:
-        out.write(f"--- labcon serve {name} ({time.strftime('%Y-%m-%d %H:%M:%S')})\n".encode())
-        out.flush()
-        # Its own session: Ctrl-C or a hang-up in the console's terminal does not reach the training.
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
+        args += ["--trust-code"]
+    proc = start_detached(home, args, log, f"serve {name}")
     child = SessionProcess(proc, name, sock, log, start)
     try:
         _wait_until_served(child, timeout, on_line)

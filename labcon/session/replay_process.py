@@ -23,6 +23,22 @@ if TYPE_CHECKING:
 LOG_NAME = "replay.log"
 
 
+def start_detached(home: Path, args: list[str], log: Path, title: str) -> subprocess.Popen[bytes]:
+    """`python -m labcon --sessions-dir HOME ARGS` in its own session (so Ctrl-C or a hang-up in this terminal
+    never reaches it), its output appended to `log` after a dated `--- labcon TITLE` line."""
+    with log.open("ab") as out:
+        out.write(f"--- labcon {title} ({time.strftime('%Y-%m-%d %H:%M:%S')})\n".encode())
+        out.flush()
+        return subprocess.Popen(
+            [sys.executable, "-m", "labcon", "--sessions-dir", str(home), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
+        )
+
+
 def replay_name(home: Path, session_name: str, run_id: int) -> str:
     """`<session>-replay<RUN>`, or with -2, -3 ... when a replay of that run already has a folder."""
     base = f"{session_name}-replay{run_id}"
@@ -46,29 +62,7 @@ def launch_replay(session: Session, run: str) -> Answer:
     name = replay_name(home, str(info["session"]), run_id)
     log = home / name / LOG_NAME
     log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    argv = [
-        sys.executable,
-        "-m",
-        "labcon",
-        "--sessions-dir",
-        str(home),
-        "replay",
-        str(run_id),
-        "--session",
-        name,
-    ]
-    with log.open("ab") as out:
-        out.write(f"--- labcon replay {run_id} ({time.strftime('%Y-%m-%d %H:%M:%S')})\n".encode())
-        out.flush()
-        # Its own process group: closing the console (or Ctrl-C in its terminal) does not end the replay.
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            start_new_session=True,
-        )
+    proc = start_detached(home, ["replay", str(run_id), "--session", name], log, f"replay {run_id}")
     session.children.append(proc)
     return Answer(
         f"replaying run {run_id} as session '{name}' in process {proc.pid}: `labcon attach {name}` to watch it, "

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from labcon.core.events import Callback
-from labcon.core.hypers import SCHEDULABLE, HyperParamError, check_hyper
+from labcon.core.hypers import SCHEDULABLE, HyperParamError, check_hyper, per_group
 from labcon.core.optim import set_hyper
 from labcon.core.schedules import (
     Remainder,
@@ -218,19 +218,15 @@ def one_cycle(
         runner.create_opt()
     n = len(runner.opt.param_groups)
     lr_max = runner.lr if lr_max is None else lr_max
-    lrs: list[Any] = list(lr_max) if isinstance(lr_max, (list, tuple)) else [lr_max] * n
-    if len(lrs) != n:
-        raise ValueError(f"got {len(lrs)} lr_max values for {n} param groups")
+    lrs = per_group(lr_max, n, "lr_max values")
     for lr in lrs:
         check_hyper("lr", lr)
-    per_group = [one_cycle_scheds(lr, pct_start, div, div_final, moms) for lr in lrs]
-    scheds: dict[str, Any] = {
-        k: v for k, v in getattr(runner, "schedules", {}).items() if k not in ("lr", "mom")
-    }
-    scheds["lr"] = [p["lr"] for p in per_group]
+    cycles = [one_cycle_scheds(lr, pct_start, div, div_final, moms) for lr in lrs]
+    scheds: dict[str, Any] = {k: v for k, v in runner.schedules.items() if k not in ("lr", "mom")}
+    scheds["lr"] = [c["lr"] for c in cycles]
     has_mom = all(any(k in g for k in ("mom", "momentum", "betas")) for g in runner.opt.param_groups)
     if has_mom:
-        scheds["mom"] = [p["mom"] for p in per_group]
+        scheds["mom"] = [c["mom"] for c in cycles]
     return ParamScheduler(scheds, edits)
 
 
