@@ -52,6 +52,14 @@ def format_row(row: dict[str, float]) -> str:
     return "  ".join(parts)
 
 
+def fmt_count(n: int) -> str:
+    """A count in a short form: 1234567 -> '1.23M', 13824 -> '13.8k' (parameters, multiply-adds)."""
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= div:
+            return f"{n / div:.3g}{unit}"
+    return str(n)
+
+
 def did_you_mean(word: str, choices: Iterable[str], n: int = 1, cutoff: float = 0.6) -> str:
     """ "; did you mean 'x'?" (several: 'x', 'y') when `word` is close to some of `choices`; else ""."""
     close = difflib.get_close_matches(word, list(choices), n=n, cutoff=cutoff)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from labcon.core.hooks import Hook
+from labcon.fmt import fmt_count
 
 
 @dataclass(frozen=True)
@@ -49,62 +50,53 @@ def _observed_forward(model: nn.Module, xb: Tensor, hooks: list[Hook]) -> None:
             h.remove()
 
 
-def model_summary(model: nn.Module, xb: Tensor) -> list[ModuleRow]:
-    """Run xb through the model (eval mode, no grad; mode restored) and describe every leaf layer that ran.
+def _first_tensor(out: object) -> Tensor | None:
+    """A module's output tensor, or the first tensor of a tuple/list output (an LSTM's); None otherwise."""
+    if isinstance(out, Tensor):
+        return out
+    if isinstance(out, (tuple, list)):
+        return next((o for o in out if isinstance(o, Tensor)), None)
+    return None
 
-    Layers called several times appear once per call, in call order.
-    """
-    rows: list[ModuleRow] = []
-    leaves = [(n, m) for n, m in model.named_modules() if not any(True for _ in m.children())]
 
-    def grab(path: str) -> Any:
+def _observe(model: nn.Module, xb: Tensor) -> tuple[list[ModuleRow], dict[str, tuple[int, ...]]]:
+    """One forward of xb (eval mode, no grad; mode restored): a row per call of a leaf layer, in call order,
+    with the layer's own parameters and multiply-adds; and every module's first output shape by path."""
+    calls: list[ModuleRow] = []
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def grab(path: str, leaf: bool) -> Any:
         def fn(m: nn.Module, _inp: object, out: object) -> None:
-            t = out if isinstance(out, Tensor) else next((o for o in out if isinstance(o, Tensor)), None)
+            t = _first_tensor(out)
             if t is None:
                 return
-            own = list(m.parameters(recurse=False))
-            rows.append(
-                ModuleRow(
-                    path,
-                    type(m).__name__,
-                    tuple(t.shape),
-                    sum(p.numel() for p in own),
-                    sum(p.numel() for p in own if p.requires_grad),
-                    _macs(m, t),
-                )
-            )
+            shapes.setdefault(path, tuple(t.shape))  # a module called again keeps its first shape
+            if leaf:
+                own = list(m.parameters(recurse=False))
+                n, trainable = sum(p.numel() for p in own), sum(p.numel() for p in own if p.requires_grad)
+                calls.append(ModuleRow(path, type(m).__name__, tuple(t.shape), n, trainable, _macs(m, t)))
 
         return fn
 
-    _observed_forward(model, xb, [Hook(m, grab(n or "(model)")) for n, m in leaves])
-    return rows
+    named = list(model.named_modules())
+    _observed_forward(model, xb, [Hook(m, grab(n, not any(True for _ in m.children()))) for n, m in named])
+    return calls, shapes
+
+
+def model_summary(model: nn.Module, xb: Tensor) -> list[ModuleRow]:
+    """Run xb through the model and describe every leaf layer that ran (a layer called several times appears
+    once per call, in call order)."""
+    return [r if r.path else replace(r, path="(model)") for r in _observe(model, xb)[0]]
 
 
 def module_stats(model: nn.Module, xb: Tensor) -> list[ModuleRow]:
     """Every module of the model (named_modules order, '' is the model) as ModuleRow, from one forward of xb
     (eval mode, no grad; mode restored). A module that did not run has an empty shape and no multiply-adds."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    leaf_macs: dict[str, int] = {}
-    named = list(model.named_modules())
-
-    def grab(path: str, leaf: bool) -> Any:
-        def fn(m: nn.Module, _inp: object, out: object) -> None:
-            t = out if isinstance(out, Tensor) else None
-            if t is None and isinstance(out, (tuple, list)):
-                t = next((o for o in out if isinstance(o, Tensor)), None)
-            if t is None:
-                return
-            shapes.setdefault(path, tuple(t.shape))  # a module called again keeps its first shape
-            if leaf:
-                leaf_macs[path] = leaf_macs.get(path, 0) + _macs(m, t)
-
-        return fn
-
-    _observed_forward(model, xb, [Hook(m, grab(n, not any(True for _ in m.children()))) for n, m in named])
+    calls, shapes = _observe(model, xb)
     out = []
-    for path, m in named:
+    for path, m in model.named_modules():
         ps = list(m.parameters())  # shared parameters count once, as named_modules lists the module once
-        under = [v for k, v in leaf_macs.items() if not path or k == path or k.startswith(path + ".")]
+        under = [c.macs for c in calls if not path or c.path == path or c.path.startswith(path + ".")]
         out.append(
             ModuleRow(
                 path,
@@ -118,13 +110,6 @@ def module_stats(model: nn.Module, xb: Tensor) -> list[ModuleRow]:
     return out
 
 
-def _count(n: int) -> str:
-    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= div:
-            return f"{n / div:.2f}{unit}"
-    return str(n)
-
-
 def format_summary(rows: list[ModuleRow], model: nn.Module, batch: int) -> str:
     """A table as the course prints it, plus totals (multiply-adds per item)."""
     lines = [f"{'layer':<28} {'type':<20} {'output':<20} {'params':>9} {'MACs/item':>10}"]
@@ -132,10 +117,12 @@ def format_summary(rows: list[ModuleRow], model: nn.Module, batch: int) -> str:
         shape = "x".join(str(d) for d in r.out_shape[1:])
         frozen = "" if r.trainable == r.params else " (frozen)"
         lines.append(
-            f"{r.path:<28} {r.kind:<20} {shape:<20} {r.params:>9,} {_count(r.macs // max(batch, 1)):>10}{frozen}"
+            f"{r.path:<28} {r.kind:<20} {shape:<20} {r.params:>9,} {fmt_count(r.macs // max(batch, 1)):>10}{frozen}"
         )
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     macs = sum(r.macs for r in rows) // max(batch, 1)
-    lines.append(f"total: {total:,} params ({trainable:,} trainable), {_count(macs)} multiply-adds per item")
+    lines.append(
+        f"total: {total:,} params ({trainable:,} trainable), {fmt_count(macs)} multiply-adds per item"
+    )
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Label, Static, Tree
 
+from labcon.fmt import fmt_count
 from labcon.session.messages import CommandApplied, FitEnded
 from labcon.tui.bridge import UpdateBatch
 from labcon.tui.fmt import fmt_num
@@ -19,14 +20,6 @@ from labcon.tui.pane import Pane
 
 # Commands after which the module tree or its counts may differ (fine_tune's fits freeze and unfreeze groups).
 _MODEL_CHANGES = ("norm", "model", "cb", "freeze", "unfreeze", "unfreeze_to", "fine_tune")
-
-
-def count_text(n: int) -> str:
-    """1234567 -> '1.23M' (params, multiply-adds)."""
-    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= div:
-            return f"{n / div:.3g}{unit}"
-    return str(n)
 
 
 def shape_text(shape: list[int]) -> str:
@@ -144,7 +137,7 @@ class HooksPane(Pane):
             row = self.summary.get(key)
             label = Text(key.rsplit(".", 1)[-1] if key else "model")
             if row is not None:
-                params = f" {count_text(row['params'])}p" if row["params"] else ""
+                params = f" {fmt_count(row['params'])}p" if row["params"] else ""
                 label.append(f" {shape_text(row['shape'])}{params}", style="dim")
             n = counts.get(key, 0)
             if n:
@@ -168,10 +161,10 @@ class HooksPane(Pane):
             if row["trainable"] != row["params"]:
                 text.append(f" ({row['trainable']:,} trainable)")
             share = row["macs"] / total["macs"] if total["macs"] else 0.0
-            text.append(f", {count_text(row['macs'])} MACs/item ({100 * share:.0f}%)\n")
+            text.append(f", {fmt_count(row['macs'])} MACs/item ({100 * share:.0f}%)\n")
         text.append("model: ", style="bold")
         text.append(f"{total['params']:,} params ({total['trainable']:,} trainable), ")
-        text.append(f"{count_text(total['macs'])} MACs/item, out {shape_text(total['shape'])}")
+        text.append(f"{fmt_count(total['macs'])} MACs/item, out {shape_text(total['shape'])}")
         label.update(text)
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[str]) -> None:
