@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from labcon.core.summary import format_summary, model_summary
+from labcon.core.summary import format_summary, model_summary, module_stats
 
 
 def test_model_summary_shapes_params_macs() -> None:
@@ -33,3 +33,23 @@ def test_model_summary_shapes_params_macs() -> None:
     model[0].weight.requires_grad_(False)
     text = format_summary(model_summary(model, torch.randn(2, 3, 16, 16)), model, 2)
     assert "(frozen)" in text and "268 params (52 trainable)" in text
+
+
+def test_summaries_skip_a_layer_whose_output_is_not_a_tensor() -> None:
+    class Probe(nn.Module):
+        def forward(self, x: torch.Tensor) -> None:  # a side-effect layer (a logger, a counter)
+            return None
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.probe, self.lin = Probe(), nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.probe(x)
+            return self.lin(x)
+
+    xb = torch.randn(3, 4)
+    assert [r.path for r in model_summary(Net(), xb)] == ["lin"]
+    stats = {r.path: r for r in module_stats(Net(), xb)}
+    assert stats["probe"].out_shape == () and stats["lin"].out_shape == (3, 2) and stats[""].macs == 3 * 2 * 4
