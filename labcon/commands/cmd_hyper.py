@@ -118,17 +118,19 @@ class Set(Command):
 
     def _for_stopped_fit(self, host: CommandHost, name: str, vals: tuple[float, ...]) -> str:
         """Idle with a stopped fit that can continue: record the change in its plan, so that fit keeps it."""
+        from labcon.core.callbacks.schedule import drop_edit, fix_edit, rescale_edit
+
         pending = host.interrupted_fit()
         if pending is None:
             return ""
         edits, pos = pending
         group = None if self.group is None else self.group % len(vals)
         if self.fixed and group is not None:
-            edits.append({"op": "fix", "name": name, "value": vals[group], "group": group, "n": len(vals)})
+            edits.append(fix_edit(name, vals[group], group, len(vals)))
         elif self.fixed:
-            edits.append({"op": "drop", "name": name})
+            edits.append(drop_edit(name))
         else:
-            edits.append({"op": "rescale", "name": name, "values": list(vals), "pos": pos, "group": group})
+            edits.append(rescale_edit(name, vals, pos, group))
         how = "holds it" if self.fixed else "is rescaled to it"
         return f"; the stopped fit's {name} schedule {how} when it continues"
 
@@ -228,7 +230,7 @@ class Sched(Command):
         return ["cos:", "lin:", "exp:", "no:", "off"]
 
     def apply(self, host: CommandHost) -> str:
-        from labcon.core.callbacks.schedule import active_scheduler
+        from labcon.core.callbacks.schedule import active_scheduler, drop_edit, replace_edit
         from labcon.core.schedules import describe, parse_sched
 
         r = host.runner
@@ -241,20 +243,20 @@ class Sched(Command):
                 gone = sched.drop(name) if sched is not None else r.schedules.pop(name, None) is not None
                 pending = host.interrupted_fit() if sched is None else None
                 if pending is not None:
-                    pending[0].append({"op": "drop", "name": name})
+                    pending[0].append(drop_edit(name))
                 out.append(f"{name}: not scheduled{'' if gone else ' (it was not)'}")
                 continue
             s = parse_sched(raw)
             if sched is not None:
                 sched.replace(name, raw, r.pct_train)
-                sched._set(r.pct_train)  # the new value holds from this batch on
+                sched.set_now(r.pct_train)
                 out.append(f"{name}: {describe(s)} over the rest of this fit")
             else:
                 r.schedules[name] = s
                 out.append(f"{name}: {describe(s)} in every later fit (fit_one_cycle keeps its own lr, mom)")
                 pending = host.interrupted_fit()
                 if pending is not None:  # and over the rest of the stopped fit, when it continues
-                    pending[0].append({"op": "replace", "name": name, "text": raw, "pos": pending[1]})
+                    pending[0].append(replace_edit(name, raw, pending[1]))
                     out[-1] += " and in the rest of the stopped fit"
         return "sched " + "; ".join(out)
 

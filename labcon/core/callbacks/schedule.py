@@ -48,6 +48,28 @@ def check_schedule_text(name: str, text: Any) -> str:
     return str(text)
 
 
+# Schedule changes as plain records (a ParamScheduler's `edits`, a stopped fit's plan): built only here, read
+# back by ParamScheduler.apply_edit.
+def rescale_edit(name: str, values: Sequence[float], pos: float, group: int | None) -> dict[str, Any]:
+    """The record of `rescale`."""
+    return {"op": "rescale", "name": name, "values": [float(v) for v in values], "pos": pos, "group": group}
+
+
+def replace_edit(name: str, text: str, pos: float) -> dict[str, Any]:
+    """The record of `replace`."""
+    return {"op": "replace", "name": name, "text": text, "pos": pos}
+
+
+def fix_edit(name: str, value: float, group: int, n: int) -> dict[str, Any]:
+    """The record of `fix`."""
+    return {"op": "fix", "name": name, "value": float(value), "group": group, "n": n}
+
+
+def drop_edit(name: str) -> dict[str, Any]:
+    """The record of `drop`."""
+    return {"op": "drop", "name": name}
+
+
 class ParamScheduler(Callback):
     """Sets hyper-parameters from schedules before every training batch.
 
@@ -85,7 +107,7 @@ class ParamScheduler(Callback):
         for e in earlier:  # each re-applied change records itself again
             self.apply_edit(e)
         self.before_epoch()
-        self._set(self.runner.pct_train)
+        self.set_now(self.runner.pct_train)
 
     def before_epoch(self) -> None:
         # Layers are swapped only between epochs, so the dropout layers a schedule sets are found once here.
@@ -117,9 +139,10 @@ class ParamScheduler(Callback):
 
     def before_batch(self) -> None:
         if self.runner.training:
-            self._set(self.runner.pct_train)
+            self.set_now(self.runner.pct_train)
 
-    def _set(self, pos: float) -> None:
+    def set_now(self, pos: float) -> None:
+        """Set every scheduled hyper-parameter to its value at `pos` (a change then holds from this batch on)."""
         groups = self.runner.opt.param_groups
         if len(groups) != self._n_groups:
             self._follow_groups(len(groups))
@@ -160,16 +183,14 @@ class ParamScheduler(Callback):
                 per[i] = Remainder(lambda p, v=v: v, pos)
                 done.append(False)
         self.scheds[name] = per if any(x != per[0] for x in per) else per[0]
-        self.edits.append(
-            {"op": "rescale", "name": name, "values": [float(v) for v in values], "pos": pos, "group": group}
-        )
+        self.edits.append(rescale_edit(name, values, pos, group))
         return done
 
     def replace(self, name: str, sched: str, pos: float) -> None:
         """Run the schedule written `sched` (parse_sched's text) over the rest of the fit from `pos`."""
         s = parse_sched(sched)
         self.scheds[name] = Remainder(s, pos) if pos > 0 else s
-        self.edits.append({"op": "replace", "name": name, "text": sched, "pos": pos})
+        self.edits.append(replace_edit(name, sched, pos))
 
     def fix(self, name: str, value: float, group: int, n: int) -> None:
         """Hold `name` at `value` in one param group (of n); the others keep their schedule."""
@@ -178,11 +199,11 @@ class ParamScheduler(Callback):
         per = self.per_group(name, n)
         per[group] = sched_no(value)
         self.scheds[name] = per
-        self.edits.append({"op": "fix", "name": name, "value": float(value), "group": group, "n": n})
+        self.edits.append(fix_edit(name, value, group, n))
 
     def drop(self, name: str) -> bool:
         """Stop scheduling `name` (its value stays where it is); False if it was not scheduled."""
-        self.edits.append({"op": "drop", "name": name})
+        self.edits.append(drop_edit(name))
         return self.scheds.pop(name, None) is not None
 
     def describe(self) -> list[str]:
