@@ -89,3 +89,29 @@ async def test_hooks_pane_summary_refreshes_after_norm_and_works_attached(tmp_pa
         remote.close()
         server.close()
         s.close()
+
+
+async def test_hooks_pane_shows_a_layer_s_gradient_norm_after_a_fit(tmp_path):
+    """The module statistics line after a fit has ended: the gradient norm is the last one measured (a fit's
+    closing report has none of its own; the pane used to say `grad norm nan` after every fit)."""
+    data = make_image_folder(tmp_path / "img")
+    s = Session(parse_config(tiny_config(data, name="gn", epochs=2)), tmp_path / "s")
+    app = build_app(s, images="halfcell")
+    try:
+        async with app.run_test(size=(200, 34)) as pilot:  # wide: the statistics line in full
+            await type_line(pilot, "fit 2")
+            await until(pilot, lambda: s.state == "idle" and s.jobs.wait_idle(0) and s.runner.epoch == 2)
+            await pilot.press("3")
+            pane = app.query_one(HooksPane)
+            tree = pane.query_one("Tree")
+            tree.focus()
+            for _ in range(12):  # down the module tree to the first layer with telemetry
+                await pilot.press("down")
+                await pilot.pause()
+                if "latest stats of" in screen_text(app):
+                    break
+            line = next(x for x in screen_text(app).splitlines() if "latest stats of" in x)
+            grad = line.split("grad norm ")[1].split()[0]
+            assert grad != "nan" and float(grad) > 0, line
+    finally:
+        s.close()
