@@ -468,3 +468,11 @@ class FakeSession:
         if self._live is not None:
             self._live.join(2)
             self._live = None
+
+
+def fake_app(**kw: Any) -> tuple[FakeSession, Any]:
+    """A FakeSession (kw as its constructor's) and the console built on it (half-cell images)."""
+    from labcon.tui.app import build_app
+
+    fake = FakeSession(**kw)
+    return fake, build_app(fake, images="halfcell")

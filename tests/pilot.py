@@ -50,3 +50,12 @@ def screen_text(app: Any) -> str:
     console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, record=True)
     console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
     return console.export_text()
+
+
+async def command(pilot, app: Any, text: str) -> None:
+    """Type a command on the command line and wait for its reply in the console."""
+    n = len(app.console_pane.lines)
+    await pilot.press("escape", "colon")
+    await pilot.press(*text)
+    await pilot.press("enter")
+    await until(pilot, lambda: len(app.console_pane.lines) >= n + 2 and app.sender.idle)
