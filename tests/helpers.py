@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -108,6 +109,13 @@ def checkpointed(data: Path, home: Path, name: str = "t") -> Path:
     assert s.wait(120)
     s.close()
     return home / name / "checkpoints"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (a rendezvous or a test server takes it next)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 STARTED: list[subprocess.Popen] = []  # ended by conftest's autouse fixture after each test

@@ -15,6 +15,7 @@ import pytest
 
 from labcon.data.downloads import REGISTRY, DatasetEntry, download, extract, fetch
 from labcon.errors import DataError
+from tests.helpers import free_port
 
 
 def _tarball(files: dict[str, bytes]) -> bytes:
@@ -127,10 +128,7 @@ def test_server_without_range_support_restarts_cleanly(server: ThreadingHTTPServ
 
 
 def test_offline_gives_clear_error(tmp_path: Path) -> None:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()  # nothing listens there now
+    port = free_port()  # nothing listens there now
     with pytest.raises(DataError, match="cannot reach 127.0.0.1.*are you offline"):
         fetch(f"http://127.0.0.1:{port}/x.tgz", tmp_path / "x.tgz", timeout=5)
 
