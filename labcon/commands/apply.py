@@ -7,7 +7,6 @@ returns the one-line reply (multi-line only for tables) or raises CommandError.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
@@ -15,6 +14,7 @@ import torch
 from labcon.commands.apply_context import RunnerContext
 from labcon.commands.apply_opt import swap_optimizer
 from labcon.commands.base import Answer, Command
+from labcon.commands.options import check_options
 from labcon.commands.usercode import load_callback_class
 from labcon.core.events import Callback
 from labcon.errors import CommandError, LabconError
@@ -116,22 +116,7 @@ def build_callback(name: str, kwargs: dict[str, Any], sha256: str | None = None)
             raise CommandError(suggest(name, sorted(reg), "callback"))
         cls = reg[name]
     label = name.rpartition(":")[2]
-    try:
-        sig = inspect.signature(cls)
-    except (TypeError, ValueError):
-        sig = None
-    if sig is not None:
-        try:
-            sig.bind(**kwargs)
-        except TypeError as e:
-            valid = [
-                f"{p.name}="
-                for p in sig.parameters.values()
-                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-            ]
-            raise CommandError(
-                f"bad options for callback '{label}': {e}; valid: {', '.join(valid) or 'none'}"
-            ) from e
+    check_options(label, cls, kwargs)
     kwargs = {k: list(v) if isinstance(v, tuple) and k == "layers" else v for k, v in kwargs.items()}
     try:
         cb = cls(**kwargs)

@@ -26,6 +26,7 @@ class CallbackHost:
                 raise ValueError(f"a callback named '{cb.name}' is already installed; remove it first")
             if any(cb is c for c in self.cbs):
                 continue
+            cb.check_runner(self)  # type: ignore[arg-type]
             cb.runner = self
             self.cbs.append(cb)
         self._rebuild()

@@ -125,8 +125,11 @@ class Callback:
 
     @property
     def name(self) -> str:
-        """Snake-case name derived from the class name, used by `runner.cbs_by_name` and commands."""
+        """Snake-case name derived from the class name, used by `runner.cb(name)` and commands."""
         return self.cb_name or _snake(type(self).__name__)
+
+    def check_runner(self, runner: Runner) -> None:
+        """Raise ValueError when this callback cannot work on `runner` (called as it is added, before any fit)."""
 
     def state_dict(self) -> dict[str, Any]:
         """State to checkpoint (tensors and plain data only); default: nothing."""

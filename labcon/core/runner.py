@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -57,6 +58,8 @@ class Runner(CallbackHost):
         self.device = torch.device(device) if device is not None else default_device()
         self.model, self.dls, self.loss_func, self.opt_func = model.to(self.device), dls, loss_func, opt_func
         self.lr, self.splitter, self.metrics = lr, splitter, list(metrics)
+        # Where callbacks put the files they write (SaveBest's model): a session sets its own folder.
+        self.path = Path(".")
         self.opt: torch.optim.Optimizer | None = None
         # Schedules every fit runs (config [train.schedule], `sched` while idle); fit_one_cycle keeps lr/mom.
         self.schedules: dict[str, Any] = {}

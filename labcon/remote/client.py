@@ -90,7 +90,8 @@ class ControlClient:
     def request(self, op: str, **kw: Any) -> dict[str, Any]:
         """Send one request and return the server's reply dict (ok, text, data)."""
         if self.closed:
-            raise LabconError(f"connection to {self.path} is closed (the session ended?)")
+            why = f"the session closed it: {self.refusal}" if self.refusal else "the session ended?"
+            raise LabconError(f"connection to {self.path} is closed ({why})")
         rid = next(self._ids)
         waiter: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=1)
         with self._lock:

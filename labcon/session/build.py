@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from labcon.commands.apply import build_callback
+from labcon.commands.base import suggest
 from labcon.core.callbacks.guards import GradientAccumulation, GradientClip, NaNGuard
 from labcon.core.callbacks.precision import MixedPrecision
 from labcon.core.callbacks.registry import CALLBACKS
@@ -23,7 +25,7 @@ from labcon.core.optim import OPTIMIZERS
 from labcon.core.runner import Runner, default_device
 from labcon.core.schedules import parse_sched
 from labcon.data.block import DataBlock
-from labcon.errors import ConfigError, LabconError
+from labcon.errors import CommandError, ConfigError, LabconError
 from labcon.session.build_text import build_text, is_text
 from labcon.session.config import Config, add_location
 
@@ -201,18 +203,14 @@ def build_callbacks(config: Config, device: torch.device) -> list[Callback]:
             kw["layers"] = list(config.telemetry.layers)
         cbs.append(Telemetry(**kw))
     for i, c in enumerate(config.callbacks):
-        cls = CALLBACKS.get(c.name)
-        if cls is None:
+        if c.name not in CALLBACKS:
             raise add_location(
-                ConfigError(
-                    f"callbacks.{i}.name: unknown callback '{c.name}'; available: {', '.join(CALLBACKS)}"
-                ),
-                config,
+                ConfigError(f"callbacks.{i}.name: {suggest(c.name, sorted(CALLBACKS), 'callback')}"), config
             )
         try:
-            cbs.append(cls(**c.params))
-        except (TypeError, ValueError) as e:
-            raise add_location(ConfigError(f"callbacks.{i}: {c.name}: {e}"), config) from None
+            cbs.append(build_callback(c.name, dict(c.params)))
+        except CommandError as e:
+            raise add_location(ConfigError(f"callbacks.{i}: {e}"), config) from None
     return cbs
 
 
@@ -296,5 +294,8 @@ def build(
     )
     if isinstance(t.schedule, tuple):  # [train.schedule]: run in every fit (fit_one_cycle keeps its lr, mom)
         runner.schedules = {k: parse_sched(v) for k, v in t.schedule if k != "policy"}
-    runner.add_cbs([*build_callbacks(config, device), *text_kw["cbs"]])
+    try:
+        runner.add_cbs([*build_callbacks(config, device), *text_kw["cbs"]])
+    except ValueError as e:  # a callback that cannot work on this runner (e.g. monitors a metric it lacks)
+        raise add_location(ConfigError(f"callbacks: {e}"), config) from None
     return Built(block, dls, model, runner, notes)

@@ -67,6 +67,7 @@ class Session:
             config, rank=rank, world_size=world_size, device=device, home=self.home, session_dir=self.dir
         )
         self.block, self.dls, self.runner = built.block, built.dls, built.runner
+        self.runner.path = self.dir  # files callbacks write (SaveBest's best.pt) stay with the session
         self.build_notes = list(built.notes)
         guard = self.runner.cb("nan_guard")
         if guard is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -12,6 +12,12 @@ import torch
 from labcon.core.callbacks.basics import find_bs
 from labcon.core.events import Callback
 from labcon.core.optim import get_hyper
+
+
+def epoch_columns(metrics: Iterable[Any]) -> list[str]:
+    """Column names of the epoch rows a Recorder writes for these metrics, in order."""
+    names = [getattr(m, "__name__", type(m).__name__) for m in metrics]
+    return ["epoch", "train_loss", "valid_loss", *names, "time"]
 
 
 class Recorder(Callback):
@@ -56,8 +62,7 @@ class Recorder(Callback):
     @property
     def metric_names(self) -> list[str]:
         """Column names of an epoch row, in order."""
-        names = [getattr(m, "__name__", type(m).__name__) for m in self.runner.metrics]
-        return ["epoch", "train_loss", "valid_loss", *names, "time"]
+        return epoch_columns(self.runner.metrics)
 
     def before_fit(self) -> None:
         if self.flush_every is None:
