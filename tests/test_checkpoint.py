@@ -83,10 +83,43 @@ def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch
         raise OSError("disk full")
 
     monkeypatch.setattr(ck.torch, "save", crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CheckpointError, match=r"could not write checkpoint .*ckpt-00001-10.pt \(disk full\)"):
         save_checkpoint(tmp_path, _state(1, 10))
     assert sorted(p.name for p in tmp_path.iterdir()) == [first.name]
     assert load_latest(tmp_path)[1] == first
+
+
+def test_a_full_disk_is_named_with_the_space_needed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch's zip writer reports a full disk as 'unexpected pos': the message says what happened instead."""
+    from collections import namedtuple
+
+    def crash(obj: object, f: object) -> None:
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 451712 vs 451600")
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(ck.torch, "save", crash)
+    monkeypatch.setattr(ck.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(
+        CheckpointError, match="no space left on the device of .* MB needed, 0.0 MB free"
+    ) as e:
+        save_checkpoint(tmp_path, _state(0, 5))
+    assert "earlier checkpoints are intact" in str(e.value) and "resume" in str(e.value)
+    assert not list(tmp_path.iterdir())  # the partial file is gone
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"garbage\n", "not the archive torch.save writes (8 bytes"),
+        (bytes(4000), "not the archive torch.save writes (4,000 bytes"),
+    ],
+)
+def test_a_file_that_is_not_a_checkpoint_is_called_that(tmp_path: Path, content: bytes, said: str) -> None:
+    bad = tmp_path / "ckpt-00000-1.pt"
+    bad.write_bytes(content)
+    with pytest.raises(CheckpointError, match="truncated or corrupt") as e:
+        load_checkpoint(bad)
+    assert said in str(e.value) and "pickled" not in str(e.value)
 
 
 def test_truncated_newest_falls_back_to_the_previous(tmp_path: Path) -> None:

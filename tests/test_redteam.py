@@ -223,6 +223,31 @@ def test_bad_newest_checkpoint_is_said_journaled_and_moved_aside(data, tmp_path)
     assert (ckpts / (newest.name + ".bad")).exists()
 
 
+def test_a_finished_run_whose_last_checkpoint_is_bad_is_not_reopened(data, tmp_path):
+    """Falling back to an older checkpoint of a run that finished must not train that run again (its record
+    would be rewritten as failed): nothing to resume, said, and the record stays done."""
+    home = tmp_path / "s"
+    s = tiny_session(data, home, epochs=2)
+    s.start_fit()
+    assert s.wait(120)
+    rid = s.persist.run_id
+    s.close()
+    older, newest = list_checkpoints(home / "t" / "checkpoints")
+    newest.write_bytes(b"junk\n")
+    r = Session.resume("t", home)
+    try:
+        assert r.persist.restored_from == older and r.runner.epoch == 1
+        assert any(f"run {rid} finished, so its fit is not continued" in n for n in r.persist.notices)
+        assert not r.resume_fit()
+        assert r.journal.get_run(rid)["status"] == "done"
+    finally:
+        r.close()
+    with Journal(home / "journal.db") as j:
+        assert j.get_run(rid)["status"] == "done"
+        with pytest.raises(Exception, match="finished; its record is never rewritten"):
+            j.end_run(rid, "failed")
+
+
 def test_newest_checkpoint_that_does_not_fit_falls_back_loudly(data, tmp_path):
     home = tmp_path / "s"
     ckpts = checkpointed(data, home)

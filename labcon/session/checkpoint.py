@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import pickle
 import random
 import re
+import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +62,9 @@ def save_checkpoint(directory: str | Path, state: dict[str, Any], keep: int = 2)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)
+    except (OSError, RuntimeError) as e:
+        tmp.unlink(missing_ok=True)
+        raise _save_failed(final, state, e) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -68,6 +74,35 @@ def save_checkpoint(directory: str | Path, state: dict[str, Any], keep: int = 2)
     for old in older[: max(0, len(older) + 1 - keep)]:
         old.unlink(missing_ok=True)
     return final
+
+
+def _save_failed(final: Path, state: dict[str, Any], e: BaseException) -> CheckpointError:
+    """Why a checkpoint could not be written, in words: a full disk is the usual cause (torch's zip writer
+    reports it as 'unexpected pos'), so the free space is compared with what the state needs."""
+    need = sum(t.numel() * t.element_size() for t in _tensors(state))
+    free = shutil.disk_usage(final.parent).free
+    full = getattr(e, "errno", None) == errno.ENOSPC or free < need + (1 << 20)
+    if full:
+        return CheckpointError(
+            f"no space left on the device of {final.parent} while saving checkpoint {final.name} "
+            f"(~{need / 1e6:.1f} MB needed, {free / 1e6:.1f} MB free); the earlier checkpoints are intact. "
+            "Free some space, then `labcon resume` the session"
+        )
+    first = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return CheckpointError(
+        f"could not write checkpoint {final} ({first}); the earlier checkpoints are intact"
+    )
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    """Every tensor in a nested state (dicts and lists)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    return []
 
 
 def _fsync_dir(d: Path) -> None:
@@ -87,6 +122,12 @@ def _fsync_dir(d: Path) -> None:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint (tensors and plain data only) onto the CPU; CheckpointError when unreadable or unsafe."""
     p = Path(path)
+    if p.is_file() and not zipfile.is_zipfile(p):
+        # torch.save writes a zip archive: anything else was cut short, overwritten or never a checkpoint.
+        raise CheckpointError(
+            f"checkpoint {p} is truncated or corrupt: not the archive torch.save writes "
+            f"({p.stat().st_size:,} bytes: cut short, overwritten, or another kind of file)"
+        )
     try:
         state = torch.load(p, weights_only=True, map_location="cpu")
     except FileNotFoundError:
@@ -163,7 +204,7 @@ def load_latest(directory: str | Path) -> tuple[dict[str, Any], Path, list[str]]
         warnings = [f"{msg}; fell back to the previous checkpoint {p.name}" for msg in problems]
         return state, p, warnings
     raise CheckpointError(
-        f"no loadable checkpoint in {directory}: " + "; ".join(problems) + ". Start the session afresh."
+        f"no loadable checkpoint in {directory}: " + "; ".join(x.rstrip(".") for x in problems)
     )
 
 

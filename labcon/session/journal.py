@@ -198,6 +198,8 @@ class Journal(JournalReads):
         metrics = {str(k): to_float(v) for k, v in (final_metrics or {}).items()}
         with self.transaction() as conn:
             rid = self._check_run(conn, run_id)
+            if conn.execute("SELECT status FROM runs WHERE id = ?", (rid,)).fetchone()[0] == "done":
+                raise JournalError(f"run {rid} is finished; its record is never rewritten")
             conn.execute(
                 "UPDATE runs SET status = ?, ended = ?, final_metrics = ?, "
                 "train_time = CASE WHEN ? IS NULL THEN train_time ELSE ifnull(train_time, 0) + ? END WHERE id = ?",

@@ -293,9 +293,14 @@ class Persistence:
 
     def load_state(self, state: dict[str, Any], path: Path) -> None:
         """Apply a checkpoint's state to the runner (structural commands first, then the tensors)."""
-        if state.get("format") != FORMAT:
+        if "format" not in state:
             raise CheckpointError(
-                f"{path} has checkpoint format {state.get('format')!r}; this labcon reads {FORMAT}"
+                f"{path} is not a labcon checkpoint (it holds {', '.join(map(str, list(state)[:6]))}; a labcon "
+                "checkpoint holds the model, optimizer, counters and plan of a session)"
+            )
+        if state["format"] != FORMAT:
+            raise CheckpointError(
+                f"{path} has checkpoint format {state['format']!r}; this labcon reads {FORMAT}"
             )
         from labcon.session.restore import structural_commands
 
@@ -311,8 +316,8 @@ class Persistence:
             r.opt.load_state_dict(state["opt"])
         except (RuntimeError, ValueError, KeyError) as e:
             raise CheckpointError(
-                f"{path} does not fit this session's model/optimizer ({e}); was session.toml edited after saving? "
-                "Start a new session name, or restore the config the checkpoint was made with."
+                f"{path} does not fit this session's model/optimizer ({_mismatch(e)}); was session.toml edited "
+                "after saving? Restore the config the checkpoint was made with, or start a new session name"
             ) from None
         r.recorder.load_state_dict(state["recorder"])
         for name, cb_state in state.get("callbacks", {}).items():
@@ -335,6 +340,19 @@ class Persistence:
                 f"{path.name} goes on as a new run"
             )
             self.run_id = None
+        elif (
+            self.plan is not None
+            and self.plan.remaining(r.epoch) > 0
+            and self.enabled
+            and self.journal.get_run(self.run_id)["status"] == "done"
+        ):
+            # An older checkpoint of a run that finished (its last one did not load): that run is a record, never
+            # continued; the session holds this checkpoint's weights and trains on in a new run.
+            self.notices.append(
+                f"run {self.run_id} finished, so its fit is not continued from {path.name} (epoch {r.epoch}): "
+                "the session holds that checkpoint's weights, and a new fit starts a new run"
+            )
+            self.plan, self.sched_edits = None, []
         self._pending = [_Pending(**p) for p in state.get("pending", [])]
         self._batches_logged = r.recorder.recorded
 
@@ -349,3 +367,12 @@ class Persistence:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+
+def _mismatch(e: BaseException) -> str:
+    """torch's load_state_dict error in one line: its first two differences and how many more."""
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    details = [x for x in lines[1:] if x]
+    if len(details) <= 2:
+        return "; ".join(lines) or type(e).__name__
+    return f"{lines[0]} {details[0]}; {details[1]}; and {len(details) - 2} more"

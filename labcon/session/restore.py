@@ -105,8 +105,9 @@ def restore_latest(persist: Persistence) -> Path | None:
         return p
     raise CheckpointError(
         f"no usable checkpoint in {d}: "
-        + "; ".join(problems)
-        + ". Start the session afresh under a new name."
+        + "; ".join(x.rstrip(".") for x in problems)
+        + f". Nothing to resume from: `labcon run {persist.s.dir / 'session.toml'}` trains the session again "
+        "from the start"
     )
 
 
