@@ -97,3 +97,14 @@ def test_sessions_dir_option_and_missing_journal(runs, tmp_path, capsys):
     assert main(["--sessions-dir", str(tmp_path / "empty"), "journal", "search"]) == 2
     assert "no journal at" in capsys.readouterr().err
     assert not (tmp_path / "empty").exists()  # reading never creates a journal
+
+
+def test_export_to_a_path_that_cannot_be_written_is_one_line(runs, capsys, tmp_path):
+    assert main(["journal", "export", "-o", str(tmp_path / "no" / "x.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "folder" in err and "does not exist" in err and "choose another -o/--output" in err
+    assert "Traceback" not in err
+    assert main(["journal", "export", "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "it is a folder" in err and "give a file name" in err and "Traceback" not in err
+

@@ -227,7 +227,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     with open_journal(args) as j:
         text = j.export(args.format, args.query)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        _write_output(Path(args.output), text)
         _emit(f"wrote {args.output}")
     else:
         # Data for a file or a pipe stays exact; only a terminal gets control characters shown as escapes.
@@ -237,6 +237,20 @@ def cmd_export(args: argparse.Namespace) -> int:
         else:
             print(shown, end="" if shown.endswith("\n") else "\n")
     return 0
+
+
+def _write_output(out: Path, text: str) -> None:
+    """Write an export file; a path that cannot be written is a one-line error naming it and the fix."""
+    if out.is_dir():
+        raise LabconError(f"cannot write {out}: it is a folder; give a file name, e.g. -o {out / 'runs.csv'}")
+    if not out.parent.is_dir():
+        raise LabconError(
+            f"cannot write {out}: folder {out.parent} does not exist; create it or choose another -o/--output"
+        )
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise LabconError(f"cannot write {out}: {e.strerror or e}; choose another -o/--output") from None
 
 
 # -- formatting --------------------------------------------------------------------------------------
