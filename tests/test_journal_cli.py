@@ -108,3 +108,25 @@ def test_export_to_a_path_that_cannot_be_written_is_one_line(runs, capsys, tmp_p
     err = capsys.readouterr().err
     assert "it is a folder" in err and "give a file name" in err and "Traceback" not in err
 
+
+def test_a_journal_locked_by_another_process_says_so_and_what_to_do(runs, labcon_home, capsys, monkeypatch):
+    import functools
+    import sqlite3
+
+    import labcon.cli.journal as journal_cli
+
+    # A short wait on the lock; the holder keeps it until the assertions are done.
+    monkeypatch.setattr(journal_cli, "Journal", functools.partial(Journal, timeout=0.1))
+    path = labcon_home / "journal.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        assert main(["journal", "note", str(runs[0]), "hi"]) == 2
+        err = capsys.readouterr().err
+        assert f"the journal {path} is locked by another process" in err
+        assert "wait for it to finish" in err and f"fuser {path}" in err and "Traceback" not in err
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert main(["journal", "note", str(runs[0]), "hi"]) == 0  # the writer is usable once the lock is gone
+
