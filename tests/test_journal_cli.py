@@ -130,3 +130,11 @@ def test_a_journal_locked_by_another_process_says_so_and_what_to_do(runs, labcon
         holder.close()
     assert main(["journal", "note", str(runs[0]), "hi"]) == 0  # the writer is usable once the lock is gone
 
+
+def test_a_home_with_an_unknown_user_is_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("LABCON_HOME", "~nosuchuser-labcon/x")
+    assert main(["journal"]) == 2
+    err = capsys.readouterr().err
+    assert "LABCON_HOME is '~nosuchuser-labcon/x'" in err and "give a full path" in err
+    assert "Traceback" not in err
+
