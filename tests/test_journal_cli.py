@@ -138,3 +138,27 @@ def test_a_home_with_an_unknown_user_is_one_line(monkeypatch, capsys):
     assert "LABCON_HOME is '~nosuchuser-labcon/x'" in err and "give a full path" in err
     assert "Traceback" not in err
 
+
+def test_an_unexpected_os_error_is_one_line_and_a_bug_stays_a_traceback(runs, monkeypatch, capsys):
+    import sqlite3
+
+    import labcon.cli.journal as journal_cli
+
+    def fail(exc: BaseException):
+        def raiser(args):
+            raise exc
+
+        return raiser
+
+    monkeypatch.setattr(
+        journal_cli, "open_journal", fail(PermissionError(13, "Permission denied", "/x/j.db"))
+    )
+    assert main(["journal"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("labcon: error: cannot use /x/j.db: Permission denied; check the path")
+    monkeypatch.setattr(journal_cli, "open_journal", fail(sqlite3.OperationalError("disk I/O error")))
+    assert main(["journal"]) == 2
+    assert "labcon: error: a database operation failed: disk I/O error" in capsys.readouterr().err
+    monkeypatch.setattr(journal_cli, "open_journal", fail(TypeError("a bug")))
+    with pytest.raises(TypeError):
+        main(["journal"])
