@@ -162,3 +162,23 @@ def test_an_unexpected_os_error_is_one_line_and_a_bug_stays_a_traceback(runs, mo
     monkeypatch.setattr(journal_cli, "open_journal", fail(TypeError("a bug")))
     with pytest.raises(TypeError):
         main(["journal"])
+
+
+def test_search_minus_word_excludes(runs, capsys):
+    a, b = runs
+    assert main(["journal", "search", "--json", "--", "-mixup"]) == 0
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)] == [a]
+    assert main(["journal", "search", "--json", "mixup"]) == 0
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)] == [b]
+    assert main(["journal", "search", "--", "--mixup"]) == 2
+    err = capsys.readouterr().err
+    assert "starts with '-'" in err and "exclude a term with -word or NOT word" in err
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "many"])
+def test_search_limit_below_one_is_refused(runs, capsys, limit):
+    with pytest.raises(SystemExit) as e:
+        main(["journal", "search", f"--limit={limit}"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --limit: must be a whole number of 1 or more" in err and "Traceback" not in err

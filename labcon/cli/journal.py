@@ -10,13 +10,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from labcon.cli.argtypes import at_least
 from labcon.errors import LabconError
 from labcon.fmt import fmt_duration, fmt_num
 from labcon.session.journal import Journal
 from labcon.session.paths import journal_path
 
 QUERY_HELP = """\
-Runs matching a query, newest first. Terms are ANDed; use OR, NOT and (...) to combine them.
+Runs matching a query, newest first. Terms are ANDed; use OR, NOT and (...) to combine them; -TERM is NOT TERM.
 
   WORD, WORD*, "a phrase"   free text in a run's notes, commands, config and tags
   NAME>NUMBER               a final metric or numeric config value: lr>1e-3, valid_loss<0.4, accuracy>=0.9 (operators > >= < <= = !=; quote them for the shell)
@@ -31,6 +32,7 @@ Runs matching a query, newest first. Terms are ANDed; use OR, NOT and (...) to c
 examples:
   labcon journal search mixup status:done 'lr>1e-3'
   labcon journal search 'NOT tag:baseline' since:2026-11-01
+  labcon journal search -- mixup -cutout     (-- ends the options, so -cutout is a query word)
 """
 
 
@@ -53,7 +55,9 @@ def register(subparsers: Any) -> None:
     )
     s.add_argument("query", nargs="*", help="query words (quote comparisons for the shell: 'lr>1e-3')")
     s.add_argument("--json", action="store_true", help="print the runs as JSON")
-    s.add_argument("--limit", type=int, default=50, help="at most this many runs (default 50)")
+    s.add_argument(
+        "--limit", type=at_least(1), default=50, metavar="N", help="at most this many runs (default 50)"
+    )
     s.set_defaults(func=cmd_search)
 
     sh = sub.add_parser(
