@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from labcon.cli.argtypes import session_name
 from labcon.errors import LabconError
 
 # On a small shared machine torch's threads can wait on each other for longer than a small product takes.
@@ -137,7 +138,7 @@ def register(subparsers: Any) -> None:
         help="CONFIG.toml, a preset, a data folder or a saved session; default: built-in shapes",
     )
     p.add_argument("--steps", type=int, default=20, help="steps to time, after one warm-up step (default 20)")
-    p.add_argument("--session", help="session name (default: the config's name)")
+    p.add_argument("--session", type=session_name, help="session name (default: the config's name)")
     p.add_argument("--no-chart", action="store_true", help="the table only")
     p.set_defaults(func=cmd_profile)
 
