@@ -6,6 +6,7 @@ patch_stdout) and the bottom toolbar shows the live position, so the prompt stay
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -66,20 +67,31 @@ class Repl:
         history: History,
         *,
         printer: Callable[[str], None] = print,
+        errors: Callable[[str], None] | None = None,
         progress_interval: float = 5.0,
         **prompt_kwargs: Any,
     ):
         self.session, self.printer, self.progress_interval = session, printer, progress_interval
+        self.errors = errors or printer  # where refusals go (stderr when reading a pipe)
         self.latest: Progress | None = None
         self._stop = threading.Event()
         self._last_progress_print = 0.0
-        self.prompt = PromptSession(
-            history=history,
-            completer=CommandCompleter(session.context()),
-            bottom_toolbar=self.toolbar,
-            refresh_interval=0.5,
-            **prompt_kwargs,
-        )
+        self._history, self._prompt_kwargs = history, prompt_kwargs
+        self._prompt: PromptSession[str] | None = None
+
+    @property
+    def prompt(self) -> PromptSession[str]:
+        """The prompt-toolkit session, made on first use: reading a pipe never creates one (it warns when
+        its input is not a terminal)."""
+        if self._prompt is None:
+            self._prompt = PromptSession(
+                history=self._history,
+                completer=CommandCompleter(self.session.context()),
+                bottom_toolbar=self.toolbar,
+                refresh_interval=0.5,
+                **self._prompt_kwargs,
+            )
+        return self._prompt
 
     def toolbar(self) -> str:
         """Live position for the bottom toolbar."""
@@ -109,25 +121,31 @@ class Repl:
         if line is not None:
             self.printer(line)
 
-    def handle(self, text: str) -> None:
-        """Run one line: help locally, everything else through session.submit."""
+    def handle(self, text: str, where: str = "") -> bool:
+        """Run one line: help locally, everything else through session.submit; False when it was refused.
+        `where` ("line 3: ") goes before an error, to say which input line it is about."""
         try:
             cmd = parse(text)
         except CommandError as e:
-            self.printer(f"error: {e}")
-            return
+            self.errors(f"error: {where}{e}")
+            return False
         if isinstance(cmd, Help):
             try:
                 self.printer(help_text(cmd.topic))
             except CommandError as e:
-                self.printer(f"error: {e}")
-            return
+                self.errors(f"error: {where}{e}")
+                return False
+            return True
         try:
             reply = self.session.submit(text)
         except Exception as e:  # noqa: BLE001 - a failed submit is reported, the prompt stays
-            self.printer(f"error: {type(e).__name__}: {e}")
-            return
-        self.printer(reply.text if reply.ok else f"error: {reply.text}")
+            self.errors(f"error: {where}{type(e).__name__}: {e}")
+            return False
+        if not reply.ok:
+            self.errors(f"error: {where}{reply.text}")
+            return False
+        self.printer(reply.text)
+        return True
 
     def _live(self) -> bool:
         try:
@@ -175,9 +193,48 @@ class Repl:
             self._stop.set()
             reader.join(timeout=2.0)
 
+    def run_lines(self, lines: Iterable[str]) -> int:
+        """Run commands read from a pipe or file, in order, without a prompt; returns how many were refused.
 
-def run_repl(session: SessionAPI, history_path: str | Path | None, **kwargs: Any) -> None:
-    """Run the REPL on `session` (local or RemoteSession) with history kept in `history_path`."""
+        At the end of the input (or `quit`) a local fit still running is waited for, as `labcon run` does."""
+        sub = self.session.subscribe()
+        reader = threading.Thread(target=self._follow, args=(sub,), name="labcon-repl-follow", daemon=True)
+        reader.start()
+        refused = 0
+        try:
+            for number, raw in enumerate(lines, 1):
+                line = raw.strip()
+                if line in QUIT_WORDS:
+                    break
+                if line and not self.handle(line, where=f"line {number}: "):
+                    refused += 1
+            if not self.session.remote and self._live():
+                self.printer("end of input: waiting for the running fit to end (Ctrl-C stops it)")
+                self.session.wait()
+        finally:
+            self._stop.set()
+            reader.join(timeout=2.0)
+        return refused
+
+
+def _say(stream: Any) -> Callable[[str], None]:
+    def say(text: str) -> None:
+        # Flushed line by line: replies and errors (stdout, stderr) stay in order when both reach one terminal.
+        print(text, file=stream, flush=True)
+
+    return say
+
+
+def run_repl(session: SessionAPI, history_path: str | Path | None, **kwargs: Any) -> int:
+    """Run the REPL on `session` (local or RemoteSession) with history kept in `history_path`; the exit
+    status: 0, or 1 when commands read from a pipe (stdin not a terminal) were refused."""
+    if "input" not in kwargs and not sys.stdin.isatty():
+        repl = Repl(session, InMemoryHistory(), printer=_say(sys.stdout), errors=_say(sys.stderr), **kwargs)
+        try:
+            return 1 if repl.run_lines(sys.stdin) else 0
+        finally:
+            if session.remote:
+                session.detach()
     if history_path is not None:
         Path(history_path).parent.mkdir(parents=True, exist_ok=True)
         history: History = FileHistory(str(history_path))
@@ -193,3 +250,4 @@ def run_repl(session: SessionAPI, history_path: str | Path | None, **kwargs: Any
     finally:
         if session.remote:
             session.detach()
+    return 0

@@ -119,7 +119,7 @@ def test_not_a_socket_and_too_long_path(short_dir) -> None:
 
 
 def test_client_without_server_gives_clear_error(short_dir) -> None:
-    with pytest.raises(LabconError, match="no live session listening"):
+    with pytest.raises(LabconError, match=r"no session 'nobody' in .*start one with `labcon run"):
         ControlClient(short_dir / "nobody" / "control.sock")
 
 
@@ -339,6 +339,30 @@ def test_cli_send(short_dir, capsys) -> None:
         assert json.loads(capsys.readouterr().out) == {"ok": True, "text": text, "data": None}
     assert session.received == ["set lr=0.01", "bad thing", "resume"]
     assert main(["--sessions-dir", str(short_dir), "send", "cli", "status"]) == 2
-    assert "no live session listening" in capsys.readouterr().err
+    assert "no session 'cli' in" in capsys.readouterr().err
     assert main(["--sessions-dir", str(short_dir), "send", "../etc", "status"]) == 2
     assert "invalid session name" in capsys.readouterr().err
+
+
+def test_send_and_attach_say_why_a_session_cannot_be_reached(short_dir, capsys) -> None:
+    """Training with --no-socket: say so (advising `labcon run` led to 'in use by process N'); a saved
+    session that is not running: open or serve it."""
+    from labcon.cli import main
+    from labcon.session.safety import SessionLock
+
+    folder = short_dir / "ns"
+    folder.mkdir()
+    lock = SessionLock(folder, "ns")  # what a `labcon run --no-socket` process holds while it trains
+    try:
+        for argv in (["send", "ns", "status"], ["attach", "ns"]):
+            assert main(["--sessions-dir", str(short_dir), *argv]) == 2
+            err = capsys.readouterr().err
+            assert f"session 'ns' is training in process {os.getpid()} without a control socket" in err
+            assert "(started with --no-socket); it cannot be attached" in err and "labcon run" not in err
+    finally:
+        lock.release()
+    (folder / "session.toml").write_text('name = "ns"\n')
+    assert main(["--sessions-dir", str(short_dir), "send", "ns", "status"]) == 2
+    err = capsys.readouterr().err
+    assert "session 'ns' is saved but not running" in err
+    assert "`labcon open ns`" in err and "`labcon serve ns`" in err and "Traceback" not in err

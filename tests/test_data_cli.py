@@ -83,3 +83,18 @@ def test_preview_scale(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFix
     assert sizes[1][0] == 2 * (16 + pad) + pad and sizes[2][0] == 2 * (32 + pad) + pad, sizes
     assert main(["data", "preview", str(folder), "--scale", "0"]) == 2
     assert "--scale must be between 1 and 32" in capsys.readouterr().err
+
+
+def test_a_data_folder_that_is_a_file_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["data", "get", "shapes", "--root", str(afile / "x")]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot use {afile / 'x'} as the data folder" in err and "is a file" in err
+    assert "point --root or LABCON_DATA at a folder you can write" in err and "Traceback" not in err
+    monkeypatch.setenv("LABCON_DATA", str(afile))
+    assert main(["data", "summary", "shapes"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot use {afile} as the data folder" in err and "Traceback" not in err

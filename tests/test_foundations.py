@@ -84,3 +84,28 @@ def test_cli_bench_refuses_bad_sizes(capsys: pytest.CaptureFixture[str]) -> None
     assert "--size takes N or M K N" in capsys.readouterr().err
     assert main(["bench", "backprop", "--sizes", "8"]) == 2
     assert "at least two" in capsys.readouterr().err
+
+
+def test_cli_bench_refuses_sizes_that_do_not_fit_in_memory_before_allocating(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A million-square product needs tens of terabytes: refused from the estimate, nothing is allocated.
+    assert main(["bench", "matmul", "--size", "1000000", "--max-seconds", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "matmul 1000000x1000000" in err and "TB of memory, more than the" in err
+    assert "choose a smaller --size" in err and "Traceback" not in err
+    assert main(["bench", "backprop", "--sizes", "1000000", "1000000", "--n", "1000000"]) == 2
+    err = capsys.readouterr().err
+    assert "of memory, more than the" in err and "choose smaller --sizes or --n" in err
+
+
+def test_a_failed_allocation_is_one_line_and_other_runtime_errors_pass() -> None:
+    from labcon.cli.bench import _out_of_memory
+    from labcon.errors import LabconError
+
+    with pytest.raises(LabconError, match=r"matmul: out of memory \(.*\); choose a smaller --size"):
+        with _out_of_memory("matmul", "choose a smaller --size"):
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 bytes")
+    with pytest.raises(RuntimeError, match="a bug"):
+        with _out_of_memory("matmul", "choose a smaller --size"):
+            raise RuntimeError("a bug")

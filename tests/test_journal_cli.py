@@ -97,3 +97,88 @@ def test_sessions_dir_option_and_missing_journal(runs, tmp_path, capsys):
     assert main(["--sessions-dir", str(tmp_path / "empty"), "journal", "search"]) == 2
     assert "no journal at" in capsys.readouterr().err
     assert not (tmp_path / "empty").exists()  # reading never creates a journal
+
+
+def test_export_to_a_path_that_cannot_be_written_is_one_line(runs, capsys, tmp_path):
+    assert main(["journal", "export", "-o", str(tmp_path / "no" / "x.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "folder" in err and "does not exist" in err and "choose another -o/--output" in err
+    assert "Traceback" not in err
+    assert main(["journal", "export", "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "it is a folder" in err and "give a file name" in err and "Traceback" not in err
+
+
+def test_a_journal_locked_by_another_process_says_so_and_what_to_do(runs, labcon_home, capsys, monkeypatch):
+    import functools
+    import sqlite3
+
+    import labcon.cli.journal as journal_cli
+
+    # A short wait on the lock; the holder keeps it until the assertions are done.
+    monkeypatch.setattr(journal_cli, "Journal", functools.partial(Journal, timeout=0.1))
+    path = labcon_home / "journal.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        assert main(["journal", "note", str(runs[0]), "hi"]) == 2
+        err = capsys.readouterr().err
+        assert f"the journal {path} is locked by another process" in err
+        assert "wait for it to finish" in err and f"fuser {path}" in err and "Traceback" not in err
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert main(["journal", "note", str(runs[0]), "hi"]) == 0  # the writer is usable once the lock is gone
+
+
+def test_a_home_with_an_unknown_user_is_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("LABCON_HOME", "~nosuchuser-labcon/x")
+    assert main(["journal"]) == 2
+    err = capsys.readouterr().err
+    assert "LABCON_HOME is '~nosuchuser-labcon/x'" in err and "give a full path" in err
+    assert "Traceback" not in err
+
+
+def test_an_unexpected_os_error_is_one_line_and_a_bug_stays_a_traceback(runs, monkeypatch, capsys):
+    import sqlite3
+
+    import labcon.cli.journal as journal_cli
+
+    def fail(exc: BaseException):
+        def raiser(args):
+            raise exc
+
+        return raiser
+
+    monkeypatch.setattr(
+        journal_cli, "open_journal", fail(PermissionError(13, "Permission denied", "/x/j.db"))
+    )
+    assert main(["journal"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("labcon: error: cannot use /x/j.db: Permission denied; check the path")
+    monkeypatch.setattr(journal_cli, "open_journal", fail(sqlite3.OperationalError("disk I/O error")))
+    assert main(["journal"]) == 2
+    assert "labcon: error: a database operation failed: disk I/O error" in capsys.readouterr().err
+    monkeypatch.setattr(journal_cli, "open_journal", fail(TypeError("a bug")))
+    with pytest.raises(TypeError):
+        main(["journal"])
+
+
+def test_search_minus_word_excludes(runs, capsys):
+    a, b = runs
+    assert main(["journal", "search", "--json", "--", "-mixup"]) == 0
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)] == [a]
+    assert main(["journal", "search", "--json", "mixup"]) == 0
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)] == [b]
+    assert main(["journal", "search", "--", "--mixup"]) == 2
+    err = capsys.readouterr().err
+    assert "starts with '-'" in err and "exclude a term with -word or NOT word" in err
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "many"])
+def test_search_limit_below_one_is_refused(runs, capsys, limit):
+    with pytest.raises(SystemExit) as e:
+        main(["journal", "search", f"--limit={limit}"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --limit: must be a whole number of 1 or more" in err and "Traceback" not in err

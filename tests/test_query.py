@@ -49,6 +49,16 @@ def test_not_and_nesting():
     assert parse_query("NOT (a OR b)") == Not(Or((Text("a"), Text("b"))))
 
 
+def test_a_leading_minus_excludes_like_not():
+    assert parse_query("-a") == Not(Text("a"))
+    assert parse_query("a -b") == And((Text("a"), Not(Text("b"))))
+    assert parse_query('-tag:x -"a b" -(c OR d)') == And(
+        (Not(Field("tag", "x")), Not(Text("a b", phrase=True)), Not(Or((Text("c"), Text("d")))))
+    )
+    assert parse_query("a-b") == Text("a-b")  # only a minus that starts a term excludes
+    assert parse_query("lr>-1") == Compare("lr", ">", -1.0)
+
+
 def test_lowercase_keywords_are_words():
     assert parse_query("not and or") == And((Text("not"), Text("and"), Text("or")))
 
@@ -129,6 +139,7 @@ def test_combined_query():
         (">1", "unexpected '>'", 1),
         ("a +++", "has no letters or digits", 3),
         ("has:warning", "unknown event kind", 5),
+        ("a --b", "search term '--b' starts with '-'", 3),
     ],
 )
 def test_errors_point_at_the_token(query, message, col):

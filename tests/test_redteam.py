@@ -264,8 +264,11 @@ def test_newest_checkpoint_that_does_not_fit_falls_back_loudly(data, tmp_path):
 
 def test_one_process_per_session_without_a_socket(data, tmp_path):
     a = tiny_session(data, tmp_path / "s", name="same")
-    with pytest.raises(LabconError, match="in use by process"):
+    with pytest.raises(LabconError, match="in use by process") as info:
         tiny_session(data, tmp_path / "s", name="same")
+    assert "It serves no control socket (started with --no-socket), so it cannot be attached" in str(
+        info.value
+    )
     a.close()
     tiny_session(data, tmp_path / "s", name="same").close()  # released on close
 

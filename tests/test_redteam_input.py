@@ -357,3 +357,62 @@ def test_warnings_are_one_line_messages(tmp_path):
     warned = [x for x in out.stderr.splitlines() if "leaving out 1 unreadable" in x]
     assert warned and warned[0].startswith("labcon: warning: ")
     assert "warnings.warn" not in out.stderr and ".py:" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (
+            ["data", "summary", "shapes", "--size", "0"],
+            "argument --size: must be a size in pixels of 1 or more, got 0",
+        ),
+        (
+            ["data", "preview", "shapes", "--size", "-5"],
+            "argument --size: must be a size in pixels of 1 or more",
+        ),
+        (["run", "--nproc", "0"], "argument --nproc: must be a whole number of 1 or more, got 0"),
+        (["run", "--nproc", "-1"], "argument --nproc: must be a whole number of 1 or more, got -1"),
+        (["run", "--nnodes", "0"], "argument --nnodes: must be a whole number of 1 or more"),
+        (["run", "--node-rank", "-1"], "argument --node-rank: must be a whole number of 0 or more"),
+        (
+            ["run", "--peer-timeout", "-1"],
+            "argument --peer-timeout: must be a number of seconds, more than 0",
+        ),
+        (["run", "--peer-timeout", "inf"], "argument --peer-timeout: must be a number of seconds"),
+        (["run", "--every", "-5"], "argument --every: must be a number of seconds, 0 or more (0: a line for"),
+        (["resume", "x", "--every", "nan"], "argument --every: must be a number of seconds"),
+        (["run", "--session", ""], "argument --session: invalid session name ''"),
+        (["run", "--session", "a/b"], "invalid session name 'a/b': use 1-64 characters"),
+        (["serve", "x", "--idle-exit", "-1"], "argument --idle-exit: must be a number of seconds, 0 or more"),
+        (["profile", "--session", ".."], "argument --session: invalid session name"),
+    ],
+)
+def test_option_values_out_of_range_are_refused_while_parsing(argv, fragment, capsys, tmp_path):
+    from labcon.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--sessions-dir", str(tmp_path / "s"), *argv])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err
+    assert not (tmp_path / "s").exists()  # refused before anything was created
+
+
+def test_documented_zero_values_are_accepted():
+    from labcon.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["run", "--every", "0"]).every == 0  # a line for every progress update
+    assert parser.parse_args(["serve", "x", "--idle-exit", "0"]).idle_exit == 0
+    assert parser.parse_args(["run", "--nnodes", "2", "--node-rank", "1"]).node_rank == 1
+
+
+def test_a_node_rank_without_enough_nodes_is_refused(tmp_path, capsys):
+    from labcon.cli import main
+
+    assert main(["--sessions-dir", str(tmp_path / "s"), "run", "--node-rank", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "--node-rank 3 needs --nnodes 4 or more" in err and "give --nnodes" in err
+    assert main(["--sessions-dir", str(tmp_path / "s"), "run", "--rdzv", "h:1"]) == 2
+    assert "give --nnodes N too, or drop --rdzv" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

@@ -156,3 +156,31 @@ def test_repl_prints_progress_throttled(tmp_path) -> None:
     printed = drive(s, ["quit\n"], tmp_path, wait_for="done", publish=(*msgs, Log("info", "done")))
     progress_lines = [p for p in printed if p.startswith("epoch 0 train")]
     assert len(progress_lines) == 1  # 50 updates in well under progress_interval: one line
+
+
+def test_piped_input_runs_each_line_in_order_without_a_prompt(monkeypatch, capsys) -> None:
+    import io
+
+    s = FakeSession(state="idle")
+    monkeypatch.setattr(
+        "sys.stdin", io.StringIO('set lr=1e-2\n"unbalanced\n\nstatus\ncb add nope\nquit\nstatus\n')
+    )
+    assert run_repl(s, None) == 1  # two lines were refused: the exit status says so
+    out, err = capsys.readouterr()
+    assert s.received == ["set lr=1e-2", "status", "cb add nope"]  # nothing after quit
+    assert out.splitlines()[0] == "set lr=0.01; later fits start from this lr"
+    assert out.splitlines()[1].startswith("session fake: idle")
+    errors = err.splitlines()
+    assert errors[0].startswith('error: line 2: unterminated " quote') and "'nope'" in errors[1]
+    assert errors[1].startswith("error: line 5: ") and len(errors) == 2
+    for text in (out, err):
+        assert "labcon>" not in text and "\r" not in text and "not a terminal" not in text
+
+
+def test_piped_input_with_no_refusals_exits_zero(monkeypatch, capsys) -> None:
+    import io
+
+    s = FakeSession(state="idle")
+    monkeypatch.setattr("sys.stdin", io.StringIO("status\n"))
+    assert run_repl(s, None) == 0
+    assert capsys.readouterr().err == ""

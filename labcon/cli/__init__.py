@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import re
+import sqlite3
 import sys
 import textwrap
 import warnings
@@ -101,9 +102,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141  # as a process killed by SIGPIPE
+    except OSError as e:
+        # The last line of defence for a file problem no command anticipated: one line, never a traceback.
+        print(f"labcon: error: {os_problem(e)}", file=sys.stderr)
+        return 2
+    except sqlite3.OperationalError as e:
+        print(f"labcon: error: a database operation failed: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("labcon: interrupted", file=sys.stderr)
         return 130
+
+
+def os_problem(e: OSError) -> str:
+    """An OSError as a sentence naming the file(s) and the operating system's reason."""
+    reason = e.strerror or str(e)
+    files = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+    if not files:
+        return f"{reason}"
+    return f"cannot use {files}: {reason}; check the path (does the folder exist, is it a file, may you write there?)"
 
 
 def _one_line_warning(

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from labcon.cli.argtypes import session_name
 from labcon.errors import LabconError
 
 # On a small shared machine torch's threads can wait on each other for longer than a small product takes.
@@ -21,6 +25,54 @@ def _threads(n: int) -> None:
         import torch
 
         torch.set_num_threads(n)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory free for a new allocation (Linux's MemAvailable, else physical memory); None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass  # not Linux: fall back to the total below
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _check_memory(need: int, what: str, fix: str) -> None:
+    """Refuse a benchmark before it allocates more memory than the machine has free."""
+    free = available_memory()
+    if free is not None and need > free:
+        raise LabconError(
+            f"{what} needs about {_fmt_bytes(need)} of memory, more than the {_fmt_bytes(free)} available; {fix}"
+        )
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} TB"
+
+
+@contextmanager
+def _out_of_memory(what: str, fix: str) -> Iterator[None]:
+    """An allocation that fails anyway (the estimate is rough; the GPU has its own memory) as one line."""
+    import torch
+
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        raise LabconError(f"{what}: the GPU ran out of memory; {fix}") from None
+    except RuntimeError as e:
+        # torch reports a failed CPU allocation as a plain RuntimeError; anything else is a real failure.
+        if "allocate" not in str(e):
+            raise
+        raise LabconError(f"{what}: out of memory ({str(e).split(':')[-1].strip()}); {fix}") from None
 
 
 def register(subparsers: Any) -> None:
@@ -86,7 +138,7 @@ def register(subparsers: Any) -> None:
         help="CONFIG.toml, a preset, a data folder or a saved session; default: built-in shapes",
     )
     p.add_argument("--steps", type=int, default=20, help="steps to time, after one warm-up step (default 20)")
-    p.add_argument("--session", help="session name (default: the config's name)")
+    p.add_argument("--session", type=session_name, help="session name (default: the config's name)")
     p.add_argument("--no-chart", action="store_true", help="the table only")
     p.set_defaults(func=cmd_profile)
 
@@ -116,7 +168,7 @@ def bar_chart(labels: list[str], values: list[float], title: str, width: int = 7
 
 def cmd_matmul(args: argparse.Namespace) -> int:
     """Print the matmul ladder: time per product, speed-up, error vs a float64 reference."""
-    from labcon.foundations.matmul import bench_matmul
+    from labcon.foundations.matmul import bench_matmul, matmul_bytes
 
     _threads(args.threads)
     if len(args.size) not in (1, 3):
@@ -124,7 +176,10 @@ def cmd_matmul(args: argparse.Namespace) -> int:
     m, k, n = args.size * 3 if len(args.size) == 1 else args.size
     if min(m, k, n) < 1 or args.max_seconds <= 0:
         raise LabconError("--size values and --max-seconds must be positive")
-    rows = bench_matmul(m, k, n, max_seconds=args.max_seconds, gpu=False if args.no_gpu else None)
+    what, fix = f"matmul {m}x{k} @ {k}x{n}", "choose a smaller --size"
+    _check_memory(matmul_bytes(m, k, n), what, fix)
+    with _out_of_memory(what, fix):
+        rows = bench_matmul(m, k, n, max_seconds=args.max_seconds, gpu=False if args.no_gpu else None)
     print(f"matmul {m}x{k} @ {k}x{n}  (every result checked against a float64 product)")
     print(f"{'variant':<10} {'time':>10} {'speed-up':>10} {'max error':>10}  note")
     for r in rows:
@@ -140,14 +195,20 @@ def cmd_matmul(args: argparse.Namespace) -> int:
 
 def cmd_backprop(args: argparse.Namespace) -> int:
     """Print hand-written vs autograd gradients (largest difference) and times, for MSE and cross-entropy."""
-    from labcon.foundations.backprop import bench_backprop
+    from labcon.foundations.backprop import backprop_bytes, bench_backprop
 
     _threads(args.threads)
     if args.n < 1 or len(args.sizes) < 2 or min(args.sizes) < 1:
         raise LabconError(
             "--n must be positive and --sizes needs at least two positive sizes (input ... output)"
         )
-    rows = bench_backprop(n=args.n, sizes=tuple(args.sizes))
+    what, fix = (
+        f"an MLP {' -> '.join(map(str, args.sizes))} on a batch of {args.n}",
+        "choose smaller --sizes or --n",
+    )
+    _check_memory(backprop_bytes(args.n, tuple(args.sizes)), what, fix)
+    with _out_of_memory(what, fix):
+        rows = bench_backprop(n=args.n, sizes=tuple(args.sizes))
     print(
         f"MLP {' -> '.join(map(str, args.sizes))}, batch {args.n}, float64: hand-written backward vs autograd"
     )

@@ -79,7 +79,7 @@ def send_command(args: argparse.Namespace) -> int:
     return 0 if reply.ok else 1
 
 
-def _run_front_end(session: Any, history: Path, want_repl: bool) -> None:
+def _run_front_end(session: Any, history: Path, want_repl: bool) -> int:
     from labcon.cli.tui import terminal_problem
     from labcon.repl import run_repl
 
@@ -87,11 +87,11 @@ def _run_front_end(session: Any, history: Path, want_repl: bool) -> None:
     if problem:
         print(f"labcon: {problem}; using the line console", file=sys.stderr)
     if want_repl or problem:
-        run_repl(session, history)
-        return
+        return run_repl(session, history)
     from labcon.tui.app import run_console
 
     run_console(session)
+    return 0
 
 
 def attach(args: argparse.Namespace) -> int:
@@ -101,10 +101,9 @@ def attach(args: argparse.Namespace) -> int:
     path = _socket_for(getattr(args, "sessions_dir", None), args.name)
     session = RemoteSession(path)
     try:
-        _run_front_end(session, path.parent / HISTORY_FILE, args.repl)
+        return _run_front_end(session, path.parent / HISTORY_FILE, args.repl)
     finally:
         session.close()
-    return 0
 
 
 def repl(args: argparse.Namespace) -> int:
@@ -129,9 +128,8 @@ def repl(args: argparse.Namespace) -> int:
                 server = ControlServer(session, _socket_for(sessions_dir, session.name)).start()
             except LabconError as e:
                 print(f"labcon: not serving the control socket: {e}", file=sys.stderr)
-        run_repl(session, Path(session.dir) / HISTORY_FILE)
+        return run_repl(session, Path(session.dir) / HISTORY_FILE)
     finally:
         if server is not None:
             server.close()
         session.close()
-    return 0

@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from labcon.cli.argtypes import at_least
 from labcon.errors import DataError, LabconError
 
 
@@ -54,7 +55,9 @@ def register(subparsers: Any) -> None:
             name, parents=[common], help=helptext, description=helptext[0].upper() + helptext[1:] + "."
         )
         q.add_argument("target", help="config.toml with a [data] table, a preset name, or a data folder")
-        q.add_argument("--size", type=int, help="image size (presets and folders)")
+        q.add_argument(
+            "--size", type=at_least(1, "a size in pixels"), help="image size (presets and folders)"
+        )
         if name == "preview":
             q.add_argument("--out", default="grid.png", help="output PNG (default grid.png)")
             q.add_argument("-n", type=int, default=16, help="number of samples (default 16)")

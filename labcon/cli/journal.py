@@ -10,13 +10,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from labcon.cli.argtypes import at_least
 from labcon.errors import LabconError
 from labcon.fmt import fmt_duration, fmt_num
 from labcon.session.journal import Journal
 from labcon.session.paths import journal_path
 
 QUERY_HELP = """\
-Runs matching a query, newest first. Terms are ANDed; use OR, NOT and (...) to combine them.
+Runs matching a query, newest first. Terms are ANDed; use OR, NOT and (...) to combine them; -TERM is NOT TERM.
 
   WORD, WORD*, "a phrase"   free text in a run's notes, commands, config and tags
   NAME>NUMBER               a final metric or numeric config value: lr>1e-3, valid_loss<0.4, accuracy>=0.9 (operators > >= < <= = !=; quote them for the shell)
@@ -31,6 +32,7 @@ Runs matching a query, newest first. Terms are ANDed; use OR, NOT and (...) to c
 examples:
   labcon journal search mixup status:done 'lr>1e-3'
   labcon journal search 'NOT tag:baseline' since:2026-11-01
+  labcon journal search -- mixup -cutout     (-- ends the options, so -cutout is a query word)
 """
 
 
@@ -53,7 +55,9 @@ def register(subparsers: Any) -> None:
     )
     s.add_argument("query", nargs="*", help="query words (quote comparisons for the shell: 'lr>1e-3')")
     s.add_argument("--json", action="store_true", help="print the runs as JSON")
-    s.add_argument("--limit", type=int, default=50, help="at most this many runs (default 50)")
+    s.add_argument(
+        "--limit", type=at_least(1), default=50, metavar="N", help="at most this many runs (default 50)"
+    )
     s.set_defaults(func=cmd_search)
 
     sh = sub.add_parser(
@@ -227,7 +231,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     with open_journal(args) as j:
         text = j.export(args.format, args.query)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        _write_output(Path(args.output), text)
         _emit(f"wrote {args.output}")
     else:
         # Data for a file or a pipe stays exact; only a terminal gets control characters shown as escapes.
@@ -237,6 +241,20 @@ def cmd_export(args: argparse.Namespace) -> int:
         else:
             print(shown, end="" if shown.endswith("\n") else "\n")
     return 0
+
+
+def _write_output(out: Path, text: str) -> None:
+    """Write an export file; a path that cannot be written is a one-line error naming it and the fix."""
+    if out.is_dir():
+        raise LabconError(f"cannot write {out}: it is a folder; give a file name, e.g. -o {out / 'runs.csv'}")
+    if not out.parent.is_dir():
+        raise LabconError(
+            f"cannot write {out}: folder {out.parent} does not exist; create it or choose another -o/--output"
+        )
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise LabconError(f"cannot write {out}: {e.strerror or e}; choose another -o/--output") from None
 
 
 # -- formatting --------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import threading
 import time
 from typing import Any
 
+from labcon.cli.argtypes import at_least, seconds, session_name
 from labcon.cli.printer import HeadlessPrinter
 from labcon.core.hypers import parse_cli_hyper
 from labcon.errors import LabconError
@@ -31,15 +32,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="CONFIG.toml, a dataset preset (shapes, mnist_tiny, imagenette, imagewoof; text: pydoc, pydoc_cls), a saved session or a "
         "data folder; default: built-in shapes",
     )
-    p.add_argument("--session", help="session name (default: the config's name, or 'default')")
+    p.add_argument(
+        "--session", type=session_name, help="session name (default: the config's name, or 'default')"
+    )
     p.add_argument("--epochs", type=parse_cli_hyper("epochs"), help="override [train] epochs (>= 1)")
     p.add_argument("--lr", type=parse_cli_hyper("lr"), help="override [train] lr (> 0)")
-    p.add_argument("--nproc", type=int, default=1, help="processes (GPUs) to train on via torch.distributed")
     p.add_argument(
-        "--nnodes", type=int, default=1, help="machines in a multi-node run (as torchrun's --nnodes)"
+        "--nproc", type=at_least(1), default=1, help="processes (GPUs) to train on via torch.distributed"
     )
     p.add_argument(
-        "--node-rank", type=int, default=0, help="this machine's index, 0..nnodes-1 (node 0 journals)"
+        "--nnodes", type=at_least(1), default=1, help="machines in a multi-node run (as torchrun's --nnodes)"
+    )
+    p.add_argument(
+        "--node-rank", type=at_least(0), default=0, help="this machine's index, 0..nnodes-1 (node 0 journals)"
     )
     p.add_argument(
         "--rdzv",
@@ -48,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--peer-timeout",
-        type=float,
+        type=seconds(),
         metavar="SECONDS",
         help="how long a rank waits for the others before it reports a lost peer and stops (default: 2 minutes)",
     )
@@ -67,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--idle-exit",
-        type=float,
+        type=seconds(zero="end as soon as it is idle"),
         default=IDLE_EXIT_S,
         metavar="SECONDS",
         help=f"end after this long with no fit and no console attached (default {IDLE_EXIT_S:g})",
@@ -104,11 +109,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--epochs",
-        type=int,
+        type=int,  # checked with --until by start_replay, which says how they relate
         metavar="N",
         help="a branch's total length in epochs (default: the original's); more than --until",
     )
-    p.add_argument("--session", help="name of the new session (default: <session>-replay<RUN>)")
+    p.add_argument(
+        "--session", type=session_name, help="name of the new session (default: <session>-replay<RUN>)"
+    )
     p.add_argument("--json", action="store_true", help="print the deviation report as JSON")
     headless_options(p, every=10.0)
     p.set_defaults(func=cmd_replay)
@@ -130,7 +137,11 @@ def headless_options(p: argparse.ArgumentParser, every: float, socket: bool = Tr
     if socket:
         p.add_argument("--no-socket", action="store_true", help="do not serve sessions/<name>/control.sock")
     p.add_argument(
-        "--every", type=float, default=every, help=f"seconds between progress lines (default {every:g})"
+        "--every",
+        type=seconds(zero="a line for every progress update"),
+        default=every,
+        metavar="SECONDS",
+        help=f"seconds between progress lines (default {every:g}; 0: every update)",
     )
     add_trust_code(p)
 
@@ -221,14 +232,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     from labcon.core.distributed import dist_env
 
     env = dist_env()
+    if args.node_rank >= args.nnodes:
+        raise LabconError(
+            f"--node-rank {args.node_rank} needs --nnodes {args.node_rank + 1} or more (a node's rank is "
+            f"0..nnodes-1); give --nnodes with the number of machines"
+        )
+    if args.rdzv and args.nnodes == 1:
+        raise LabconError(
+            "--rdzv is node 0's address for a multi-node run; give --nnodes N too, or drop --rdzv"
+        )
     if (args.nproc > 1 or args.nnodes > 1) and not env.is_distributed:
         from labcon.cli.launch import launch
         from labcon.core.distributed import PEER_TIMEOUT_ENV
 
         extra = {}
         if args.peer_timeout is not None:
-            if not args.peer_timeout > 0:
-                raise LabconError(f"--peer-timeout must be > 0 seconds, got {args.peer_timeout:g}")
             extra[PEER_TIMEOUT_ENV] = f"{args.peer_timeout:g}"
         try:
             return launch(
@@ -285,7 +303,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     session = Session.open_or_create(args.target, sessions_dir=args.sessions_dir, trust_code=args.trust_code)
     print(f"session '{session.name}' ready", flush=True)
-    return serve_headless(session, True, args.every, lambda: None, idle_exit=max(0.0, args.idle_exit))
+    return serve_headless(session, True, args.every, lambda: None, idle_exit=args.idle_exit)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

@@ -38,6 +38,24 @@ def data_root(root: str | Path | None = None) -> Path:
     return Path(env) if env else Path.cwd() / "data"
 
 
+def make_data_root(base: Path) -> Path:
+    """Create the data folder `base` if needed; a DataError naming it and the fix when that is impossible."""
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        # FileExistsError here means `base` (or a folder above it) is a file.
+        reason = (
+            "it (or a folder above it) is a file"
+            if isinstance(e, (FileExistsError, NotADirectoryError))
+            else e.strerror
+        )
+        raise DataError(
+            f"cannot use {base} as the data folder: {reason or e}; point --root or LABCON_DATA at a folder "
+            "you can write"
+        ) from None
+    return base
+
+
 def _poly(
     cx: float, cy: float, r: float, ang: float, pts: list[tuple[float, float]]
 ) -> list[tuple[float, float]]:
@@ -125,8 +143,7 @@ def ensure_builtin(root: str | Path | None = None) -> Path:
             return dest
         # Made by an older generator (labcon's own files): regenerate rather than train on different data.
         stale = dest
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".shapes-", dir=base))
+    tmp = Path(tempfile.mkdtemp(prefix=".shapes-", dir=make_data_root(base)))
     try:
         _generate(tmp / "shapes", seed=0)
         if stale is not None:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from labcon.data.datasets import data_root
+from labcon.data.datasets import data_root, make_data_root
 from labcon.errors import DataError
 
 Progress = Callable[[int, int | None], None]
@@ -272,6 +272,7 @@ def download(
     dest = base / entry.folder
     if dest.is_dir():
         return dest
+    make_data_root(base)
     archive = fetch(entry.url, base / entry.filename, entry.md5, entry.sha256, entry.size, progress, timeout)
     out = extract(archive, base, entry.folder)
     if not keep_archive:

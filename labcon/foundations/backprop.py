@@ -188,6 +188,13 @@ def _best(fn: Callable[[], object], reps: int) -> float:
     return best
 
 
+def backprop_bytes(n: int, sizes: tuple[int, ...]) -> int:
+    """About the most memory bench_backprop holds at once (float64): weights, two sets of gradients and
+    autograd's copy, and each layer's saved activations and their gradients for a batch of n."""
+    weights = sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
+    return 8 * (4 * weights + 6 * n * sum(sizes))
+
+
 def bench_backprop(
     n: int = 256, sizes: tuple[int, ...] = (64, 50, 10), reps: int = 20, seed: int = 0
 ) -> list[BackpropRow]:

@@ -94,6 +94,12 @@ def _time(fn: Callable[[], Tensor], sync: Callable[[], None], budget: float) -> 
     return best, out
 
 
+def matmul_bytes(m: int, k: int, n: int) -> int:
+    """About the most memory bench_matmul holds at once: float32 inputs, their float64 copies and reference,
+    a result and its float64 error check, and the broadcast variant's k x n temporary."""
+    return 12 * (m * k + k * n) + 28 * m * n + 4 * k * n
+
+
 def bench_matmul(
     m: int = 64, k: int = 64, n: int = 64, max_seconds: float = 5.0, gpu: bool | None = None
 ) -> list[MatmulRow]:

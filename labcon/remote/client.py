@@ -26,6 +26,30 @@ _CLOSED = object()
 TELEMETRY_TAIL = 16
 
 
+def not_listening(path: Path, reason: str) -> str:
+    """Why nothing answers on a session's control socket, and what to do: it depends on whether the session
+    is training without a socket, saved but not running, or not there at all."""
+    from labcon.session.safety import lock_holder
+
+    folder, name = path.parent, path.parent.name
+    holder = lock_holder(folder)
+    if holder is not None:
+        return (
+            f"session '{name}' is training in {holder} without a control socket (started with --no-socket); "
+            "it cannot be attached: wait for it to end (`labcon journal show "
+            f"{name}` shows its epochs so far) or stop that process"
+        )
+    if (folder / "session.toml").is_file():
+        return (
+            f"session '{name}' is saved but not running (nothing listens on {path}: {reason}); open it with "
+            f"`labcon open {name}`, or serve it for send/attach with `labcon serve {name}`"
+        )
+    return (
+        f"no session '{name}' in {folder.parent} (nothing listens on {path}: {reason}); start one with "
+        f"`labcon run ... --session {name}`, or check the name and --sessions-dir"
+    )
+
+
 class ControlClient:
     """One connection to a control socket: `request(op, **kw)` waits for the matching reply."""
 
@@ -37,10 +61,7 @@ class ControlClient:
             self._sock.connect(str(self.path))
         except (FileNotFoundError, ConnectionRefusedError) as e:
             self._sock.close()
-            raise LabconError(
-                f"no live session listening on {self.path} ({e.strerror}); start one with "
-                "`labcon run ... --session NAME`, or check the name with --sessions-dir"
-            ) from None
+            raise LabconError(not_listening(self.path, e.strerror or str(e))) from None
         except OSError as e:
             self._sock.close()
             raise LabconError(f"cannot connect to {self.path}: {e}") from None

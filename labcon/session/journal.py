@@ -13,7 +13,7 @@ from typing import Any
 
 from labcon.errors import LabconError
 from labcon.session import journal_env
-from labcon.session.journal_files import create_private, recovery
+from labcon.session.journal_files import create_private, db_problem, recovery
 from labcon.session.journal_read import JournalError, JournalReads
 from labcon.session.journal_schema import configure, migrate
 from labcon.session.journal_values import config_params, to_float, to_json
@@ -40,6 +40,8 @@ class Journal(JournalReads):
             self._conn.row_factory = sqlite3.Row
             configure(self._conn, int(timeout * 1000))
             migrate(self._conn)
+        except sqlite3.OperationalError as e:  # locked or unreadable: the file is not damaged
+            raise JournalError(db_problem(p, e, "opening")) from e
         except sqlite3.DatabaseError as e:
             raise JournalError(f"cannot open the journal {p}: {e}. {recovery(p)}") from e
 
@@ -50,7 +52,10 @@ class Journal(JournalReads):
         """A write transaction; nested calls become savepoints so one bad item rolls back alone."""
         with self._lock:
             sp = f"sp{self._depth}" if self._depth else None
-            self._conn.execute(f"SAVEPOINT {sp}" if sp else "BEGIN IMMEDIATE")
+            try:
+                self._conn.execute(f"SAVEPOINT {sp}" if sp else "BEGIN IMMEDIATE")
+            except sqlite3.DatabaseError as e:  # another process holds the write lock past busy_timeout
+                raise JournalError(db_problem(self.path, e, "write")) from e
             self._depth += 1
             try:
                 yield self._conn
@@ -60,17 +65,22 @@ class Journal(JournalReads):
                 if sp:
                     self._conn.execute(f"RELEASE {sp}")
                 if isinstance(e, sqlite3.DatabaseError):
-                    raise JournalError(f"journal write failed ({self.path}): {e}") from e
+                    raise JournalError(db_problem(self.path, e, "write")) from e
                 raise
             self._depth -= 1
-            self._conn.execute(f"RELEASE {sp}" if sp else "COMMIT")
+            try:
+                self._conn.execute(f"RELEASE {sp}" if sp else "COMMIT")
+            except sqlite3.DatabaseError as e:
+                if self._conn.in_transaction and not sp:  # leave no half transaction for the next write
+                    self._conn.execute("ROLLBACK")
+                raise JournalError(db_problem(self.path, e, "write")) from e
 
     def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             try:
                 return self._conn.execute(sql, tuple(params)).fetchall()
             except sqlite3.DatabaseError as e:
-                raise JournalError(f"journal read failed ({self.path}): {e}") from e
+                raise JournalError(db_problem(self.path, e, "read")) from e
 
     def _check_run(self, conn: sqlite3.Connection, run_id: int) -> int:
         rid = int(run_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 from labcon.errors import LabconError
@@ -30,3 +31,14 @@ def recovery(p: Path) -> str:
         f"training continues under new run ids); or restore {p.name} from a backup; `sqlite3 {p}.damaged .recover` "
         "may rescue old rows"
     )
+
+
+def db_problem(p: Path, e: sqlite3.Error, doing: str) -> str:
+    """A database failure while `doing` (e.g. "write") as one sentence; a lock held elsewhere says what to do."""
+    text = str(e)
+    if "locked" in text or "busy" in text:
+        return (
+            f"the journal {p} is locked by another process ({text}): wait for it to finish and try again, or "
+            f"find it with `fuser {p}`"
+        )
+    return f"journal {doing} failed ({p}): {text}"

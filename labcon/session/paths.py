@@ -20,11 +20,22 @@ NAME_RULE = "1-64 characters from letters, digits, '.', '_' and '-', starting wi
 def sessions_home(arg: str | os.PathLike[str] | None = None) -> Path:
     """The sessions directory: `arg` (--sessions-dir) if given, else $LABCON_HOME, else ./sessions."""
     if arg:
-        return Path(arg).expanduser()
+        return expand_user(arg, "--sessions-dir")
     env = os.environ.get("LABCON_HOME")
     if env:
-        return Path(env).expanduser()
+        return expand_user(env, "LABCON_HOME")
     return Path("sessions")
+
+
+def expand_user(path: str | os.PathLike[str], what: str) -> Path:
+    """`path` with a leading ~ or ~user expanded; a LabconError naming `what` when that home is unknown."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:  # pathlib's "Could not determine home directory"
+        raise LabconError(
+            f"{what} is {str(path)!r}, but its '~' names no home directory on this machine (no such user, or "
+            "HOME unset); give a full path instead"
+        ) from None
 
 
 def journal_path(arg: str | os.PathLike[str] | None = None) -> Path:

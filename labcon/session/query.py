@@ -5,7 +5,7 @@ Grammar (AND binds tighter than OR; juxtaposition means AND; keywords are upper 
     query   := or?
     or      := and ("OR" and)*
     and     := unary ("AND"? unary)*
-    unary   := "NOT" unary | atom
+    unary   := ("NOT" | "-") unary | atom          (-word, -tag:x, -"a phrase": a leading minus excludes)
     atom    := "(" or ")" | WORD | WORD* | "PHRASE" | FIELD:VALUE | FIELD:"VALUE" | NAME OP NUMBER
 
 Free text matches a run when any of its notes, commands, config text or tags contains it.
@@ -131,6 +131,10 @@ class _Lexer:
                 out.append(
                     Token("ATOM", start + 1, self.i - start, q[start : self.i], self.text(text, start))
                 )
+            elif c == "-" and start + 1 < len(q) and q[start + 1] not in " \t\r\n\f\v)-":
+                # -word excludes, as in web search: the same as NOT word (it used to be dropped silently).
+                self.i += 1
+                out.append(Token("NOT", start + 1, 1, "-"))
             elif c in _OP_CHARS:
                 raise self.error(
                     start, f"unexpected {c!r}", "comparisons look like lr>1e-3 or valid_acc>=0.9"
@@ -162,6 +166,11 @@ class _Lexer:
                 else f"search term {text!r} has no letters or digits"
             )
             raise self.error(start, what, _HELP)
+        if not phrase and text.startswith("-"):
+            # '--x' would search for x (the tokenizer drops the minus signs): say what exclusion looks like.
+            raise self.error(
+                start, f"search term {text!r} starts with '-'", "exclude a term with -word or NOT word"
+            )
         return Text(text, phrase=phrase, prefix=prefix)
 
     def field(self, start: int, word: str) -> Token:

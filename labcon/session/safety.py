@@ -101,10 +101,16 @@ class SessionLock:
         except OSError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
+            if (directory / "control.sock").exists():
+                how = f"`labcon attach {name}` to work with it, or stop that process first"
+            else:  # no socket to attach to: advising attach would only lead to another error
+                how = (
+                    "It serves no control socket (started with --no-socket), so it cannot be attached: wait "
+                    "for it to end, or stop that process first"
+                )
             raise LabconError(
                 f"session '{name}' is in use by {holder}: one process trains a session at a time (its "
-                f"checkpoints and journal rows have one writer). `labcon attach {name}` to work with it, or "
-                "stop that process first"
+                f"checkpoints and journal rows have one writer). {how}"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"process {os.getpid()}".encode(), 0)
@@ -115,3 +121,21 @@ class SessionLock:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor releases the flock
             self._fd = None
+
+
+def lock_holder(directory: Path) -> str | None:
+    """Who holds the session lock in `directory` ("process N"), or None when no live process does."""
+    import fcntl
+
+    try:
+        fd = os.open(directory / "lock", os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        # A shared lock conflicts only with a holder's exclusive one; taken for an instant and dropped.
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+    finally:
+        os.close(fd)  # also drops the shared lock when it was granted
+    return None

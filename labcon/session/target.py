@@ -13,7 +13,13 @@ from pathlib import Path
 
 from labcon.errors import LabconError
 from labcon.session.config import Config, load_config, parse_config
-from labcon.session.paths import DEFAULT_SESSION, config_file, sessions_home, validate_session_name
+from labcon.session.paths import (
+    DEFAULT_SESSION,
+    config_file,
+    expand_user,
+    sessions_home,
+    validate_session_name,
+)
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,7 @@ def resolve_target(
     if path is not None:
         config = load_config(path)
         return Target("config", config.name, config, path)
-    folder = Path(text).expanduser()
+    folder = expand_user(text, "the target")
     if text in TEXT_RUN_PRESETS and not folder.is_dir():
         return Target("preset", text, parse_config(TEXT_RUN_PRESETS[text], source=f"<preset {text}>"))
     if text in PRESETS and not folder.is_dir():
