@@ -18,7 +18,8 @@ from PIL import Image
 from labcon.core.telemetry_history import LayerStats
 from labcon.errors import LabconError
 from labcon.remote.client import ControlClient, RemoteSession
-from labcon.remote.server import MAX_LINE, ControlServer, control_socket_path
+from labcon.remote.connection import MAX_LINE
+from labcon.remote.server import ControlServer, control_socket_path
 from labcon.session.api import Reply
 from labcon.session.messages import EpochEnded, Log, Progress, StateChanged
 from tests.fake_data import LAYERS, fake_telemetry, make_history

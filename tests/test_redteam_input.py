@@ -144,9 +144,9 @@ def test_an_idle_connection_is_told_before_it_is_closed(served):
 def test_a_client_that_never_reads_is_disconnected(served, monkeypatch):
     import time
 
-    from labcon.remote import server as server_mod
+    from labcon.remote import connection
 
-    monkeypatch.setattr(server_mod, "MAX_QUEUED_BYTES", 256 * 1024)
+    monkeypatch.setattr(connection, "MAX_QUEUED_BYTES", 256 * 1024)
     _, server = served
     c = _raw(server)
     c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

@@ -16,7 +16,8 @@ from typing import Any
 
 from labcon.data.text_show import TextBatchView
 from labcon.errors import LabconError
-from labcon.remote.server import MAX_LINE, check_socket_path
+from labcon.remote.connection import MAX_LINE
+from labcon.remote.server import check_socket_path
 from labcon.remote.wire import RemoteTelemetrySnapshot, image_from_b64
 from labcon.session.api import JournalView, Reply, SnapshotContext
 from labcon.session.messages import LIVE_STATES, Message, message_from_dict

@@ -12,35 +12,28 @@ import contextlib
 import json
 import logging
 import os
-import re
-import select
 import socket
 import stat
 import threading
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from labcon.errors import LabconError
+from labcon.remote.connection import Connection, error_reply, ok_reply
 from labcon.remote.wire import answer_data, jsonable
 from labcon.session.api import POLL_S, SessionAPI, Subscription
 from labcon.session.messages import Message
 
 _log = logging.getLogger(__name__)
 
-MAX_LINE = 64 * 1024
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes including the terminating NUL
 MAX_CLIENTS = 32
 QUEUE_SIZE = 2048
-# A client that does not read: once this much is waiting for it (replies + messages), it is disconnected.
-MAX_QUEUED_BYTES = 16 * 1024 * 1024
 # A connection that has not made one request within this long is closed, so connections that say nothing cannot
 # hold every client slot. A real client (one that made a request) may then stay quiet as long as it likes: a
 # REPL waits for its user, a suspended console stops reading (its messages are dropped, never its connection).
 IDLE_TIMEOUT_S = 30.0
-# The "id" at the head of a request line, recovered from a line too long to parse so its reply matches.
-_HEAD_ID = re.compile(rb'^\s*\{\s*"id"\s*:\s*(-?\d{1,18}|"[^"\\]{0,64}")\s*[,}]')
 # Requests answered by one argument-free SessionAPI read (the data ops with fields are in wire.answer_data).
 SNAPSHOT_OPS: dict[str, Callable[[SessionAPI], Any]] = {
     "status": lambda h: h.status(),
@@ -93,176 +86,10 @@ def server_is_live(path: Path, timeout: float = 0.5) -> bool:
     return True
 
 
-class _Client:
-    """One connection: a reader thread (requests) and a writer thread (replies first, then messages)."""
-
-    def __init__(self, server: ControlServer, sock: socket.socket, queue_size: int):
-        self.server, self.sock = server, sock
-        self.subscribed = False
-        self.dropped = 0
-        self._replies: deque[bytes] = deque()
-        self._events: deque[tuple[bool, bytes]] = deque()  # (is_progress, line)
-        self._queue_size = queue_size
-        self._queued_bytes = 0
-        self.active = False  # made a valid request: no longer subject to the idle timeout
-        self._cond = threading.Condition()
-        self._closed = False
-        self._ending = False  # close once the queued replies are written (a refusal's last words)
-
-    def start(self, reading: bool = True) -> None:
-        """Serve the connection; without `reading` only queued replies go out (a refused client)."""
-        if reading:
-            threading.Thread(target=self._read_loop, name="labcon-ctl-read", daemon=True).start()
-        threading.Thread(target=self._write_loop, name="labcon-ctl-write", daemon=True).start()
-
-    def end_after_replies(self) -> None:
-        """Close the connection as soon as the replies queued so far are sent."""
-        with self._cond:
-            self._ending = True
-            self._cond.notify()
-
-    # ----- outgoing -------------------------------------------------------------------------------
-    def reply(self, obj: dict[str, Any]) -> None:
-        line = json.dumps(obj, default=jsonable).encode() + b"\n"
-        with self._cond:
-            if self._queued_bytes + len(line) > MAX_QUEUED_BYTES:
-                overflow = True
-            else:
-                overflow = False
-                self._replies.append(line)
-                self._queued_bytes += len(line)
-                self._cond.notify()
-        if overflow:
-            self.close()  # it sends requests but never reads the replies: its memory would be ours
-
-    def push(self, line: bytes, is_progress: bool) -> None:
-        with self._cond:
-            while self._events and (
-                len(self._events) >= self._queue_size or self._queued_bytes + len(line) > MAX_QUEUED_BYTES
-            ):
-                victim = next((i for i, (p, _) in enumerate(self._events) if p), 0)
-                self._queued_bytes -= len(self._events[victim][1])
-                del self._events[victim]
-                self.dropped += 1
-            self._events.append((is_progress, line))
-            self._queued_bytes += len(line)
-            self._cond.notify()
-
-    def _write_loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._replies and not self._events and not self._closed and not self._ending:
-                    self._cond.wait()
-                if self._closed:
-                    return
-                if self._ending and not self._replies:
-                    break
-                line = self._replies.popleft() if self._replies else self._events.popleft()[1]
-                self._queued_bytes -= len(line)
-            try:
-                self.sock.sendall(line)
-            except OSError:
-                break
-        self.close()
-
-    # ----- incoming -------------------------------------------------------------------------------
-    def _read_loop(self) -> None:
-        buf = b""
-        skipping = False  # inside an oversized line: discard until its newline
-        try:
-            while not self._closed:
-                if not self.active:
-                    try:
-                        ready, _, _ = select.select([self.sock], [], [], self.server.idle_timeout)
-                    except (OSError, ValueError):
-                        break
-                    if not ready:
-                        self.reply(_error(None, "no request since connecting; closing this idle connection"))
-                        self.end_after_replies()
-                        return
-                try:
-                    chunk = self.sock.recv(65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                buf += chunk
-                while True:
-                    nl = buf.find(b"\n")
-                    if nl < 0:
-                        break
-                    line, buf = buf[:nl], buf[nl + 1 :]
-                    if skipping:
-                        skipping = False
-                        continue
-                    if len(line) > MAX_LINE:
-                        self._too_long(line)
-                        continue
-                    self._handle_line(line)
-                if len(buf) > MAX_LINE:
-                    if not skipping:
-                        self._too_long(buf)
-                    skipping, buf = True, b""
-        finally:
-            if not self._ending:  # an ending connection is closed by its writer, after its last reply
-                self.close()
-
-    def _too_long(self, head: bytes) -> None:
-        m = _HEAD_ID.match(head[:200])
-        rid = json.loads(m.group(1)) if m else None  # the client waits for this id: answer it, not None
-        self.reply(_error(rid, f"request over {MAX_LINE} bytes; dropped (send one JSON object per line)"))
-
-    def _handle_line(self, line: bytes) -> None:
-        if not line.strip():
-            return
-        try:
-            req = json.loads(line)
-        except (ValueError, UnicodeDecodeError) as e:
-            self.reply(_error(None, f"malformed JSON ({e}); dropped"))
-            return
-        except RecursionError:
-            self.reply(_error(None, "JSON nested too deeply; dropped (a request is one flat JSON object)"))
-            return
-        if not isinstance(req, dict):
-            self.reply(_error(None, 'a request must be a JSON object like {"id": 1, "op": "status"}'))
-            return
-        rid = req.get("id")
-        op = req.get("op")
-        if op not in OPS:
-            self.reply(_error(rid, f"unknown op {op!r}; ops: {', '.join(OPS)}"))
-            return
-        self.active = True
-        try:
-            self.reply(self.server.dispatch(self, rid, op, req))
-        except LabconError as e:
-            self.reply(_error(rid, str(e)))
-        except Exception as e:  # noqa: BLE001 - one bad request must not take the server down
-            # A fault of labcon's, not of the request: its traceback goes to the serving process's log.
-            _log.exception("internal error answering %r", op)
-            self.reply(_error(rid, f"internal error in {op}: {type(e).__name__}: {e}"))
-
-    def close(self) -> None:
-        with self._cond:
-            if self._closed:
-                return
-            self._closed = True
-            self._cond.notify_all()
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-        self.server._forget(self)
-
-
-def _error(rid: Any, text: str) -> dict[str, Any]:
-    return {"id": rid, "type": "reply", "ok": False, "text": text, "data": None}
-
-
-def _ok(rid: Any, text: str = "", data: Any = None) -> dict[str, Any]:
-    return {"id": rid, "type": "reply", "ok": True, "text": text, "data": data}
-
-
 class ControlServer:
     """Serves a session (labcon.session.api.SessionAPI) on a Unix socket; see module doc."""
+
+    ops = OPS  # what a request may ask (its connections check it)
 
     def __init__(
         self,
@@ -280,7 +107,7 @@ class ControlServer:
         self.on_shutdown = on_shutdown
         self.follow, self.queue_size, self.max_clients = follow, queue_size, max_clients
         self.idle_timeout = idle_timeout
-        self._clients: list[_Client] = []
+        self._clients: list[Connection] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._sock: socket.socket | None = None
@@ -362,7 +189,7 @@ class ControlServer:
                     return
                 continue
             conn.settimeout(None)
-            client = _Client(self, conn, self.queue_size)
+            client = Connection(self, conn, self.queue_size)
             with self._lock:
                 full = len(self._clients) >= self.max_clients
                 if not full:
@@ -370,7 +197,7 @@ class ControlServer:
             # A refused client is never read: it gets one reply saying why, then the connection closes.
             client.start(reading=not full)
             if full:
-                client.reply(_error(None, f"too many clients (max {self.max_clients}); try again later"))
+                client.reply(error_reply(None, f"too many clients (max {self.max_clients}); try again later"))
                 client.end_after_replies()
 
     def _follow_loop(self) -> None:
@@ -380,7 +207,7 @@ class ControlServer:
             if msg is not None:
                 self.publish(msg)
 
-    def _forget(self, client: _Client) -> None:
+    def _forget(self, client: Connection) -> None:
         with self._lock:
             if client in self._clients:
                 self._clients.remove(client)
@@ -396,24 +223,24 @@ class ControlServer:
         for c in subs:
             c.push(line, is_progress)
 
-    def dispatch(self, client: _Client, rid: Any, op: str, req: dict[str, Any]) -> dict[str, Any]:
+    def dispatch(self, client: Connection, rid: Any, op: str, req: dict[str, Any]) -> dict[str, Any]:
         """Answer one request (called on the client's reader thread)."""
         h = self.handler
         if op == "ping":
-            return _ok(rid, "pong")
+            return ok_reply(rid, "pong")
         if op == "shutdown":
             if self.on_shutdown is None:
-                return _error(rid, "this process does not take shutdown requests; submit 'stop' instead")
-            return _ok(rid, self.on_shutdown())
+                return error_reply(rid, "this process does not take shutdown requests; submit 'stop' instead")
+            return ok_reply(rid, self.on_shutdown())
         if op == "subscribe":
             client.subscribed = True
-            return _ok(rid, "subscribed")
+            return ok_reply(rid, "subscribed")
         if op == "submit":
             text = req.get("text")
             if not isinstance(text, str):
-                return _error(rid, 'submit needs "text": the command line, e.g. "set lr=1e-3"')
+                return error_reply(rid, 'submit needs "text": the command line, e.g. "set lr=1e-3"')
             return {"id": rid, "type": "reply", **h.submit(text).to_dict()}
         if op in SNAPSHOT_OPS:
-            return _ok(rid, data=SNAPSHOT_OPS[op](h))
+            return ok_reply(rid, data=SNAPSHOT_OPS[op](h))
         text, data = answer_data(h, op, req)  # sample_batch, text_batch, telemetry
-        return _ok(rid, text, data)
+        return ok_reply(rid, text, data)
