@@ -233,6 +233,8 @@ def test_from_config(tmp_path: Path) -> None:
             r"^data\.item_tfms\[0\]\.q: unknown setting",
         ),
         "path": ({**table, "path": "nowhere"}, r"^data\.path: folder .* does not exist"),
+        # The missing folder is the problem named, not the splitter a config without one would also lack.
+        "path first": ({"path": "nowhere"}, r"^data\.path: folder .* does not exist"),
         "regex": (
             {**table, "labeller": {"kind": "regex", "pattern": "("}},
             r"^data\.labeller: labeller regex",
@@ -243,6 +245,15 @@ def test_from_config(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=pat):
             DataBlock.from_config(t, tmp_path)
             pytest.fail(name)
+
+
+def test_an_incomplete_download_is_called_that(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABCON_DATA", str(tmp_path / "data"))
+    (tmp_path / "data" / "mnist_tiny").mkdir(parents=True)  # an unpack that stopped before any file
+    with pytest.raises(
+        ConfigError, match="download looks incomplete: remove .*mnist_tiny and run `labcon data get"
+    ):
+        DataBlock.from_config({"preset": "mnist_tiny"}, tmp_path)
 
 
 def test_from_config_preset_shapes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

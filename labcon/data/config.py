@@ -284,19 +284,25 @@ def _list(key: str, specs: Any, table: dict, extra: dict[str, Any], want: type) 
 
 
 def _check_disk(block: DataBlock, preset: str | None) -> None:
+    downloaded = preset is not None and preset != "shapes"
+    root = block.path
+    # The folder first: with no folder, every other setting is beside the point.
+    if root is None or not root.is_dir():
+        hint = f" — download it with `labcon data get {preset}`" if downloaded else ""
+        raise _err("data.path", f"folder {root} does not exist{hint}")
     if block.splitter is None:
         raise _err(
             "data.splitter",
             'missing: e.g. splitter = {kind = "grandparent", train = "train", valid = "valid"}',
         )
-    root = block.path
-    if root is None or not root.is_dir():
-        hint = f" — download it with `labcon data get {preset}`" if preset and preset != "shapes" else ""
-        raise _err("data.path", f"folder {root} does not exist{hint}")
     if isinstance(block.splitter, GrandparentSplitter):
         for role in ("train", "valid"):
             prob = block.splitter.role_problem(role, root)
             if prob:
+                if downloaded:  # a preset's folders are known: a missing one is an incomplete download
+                    prob += (
+                        f"; the download looks incomplete: remove {root} and run `labcon data get {preset}`"
+                    )
                 raise _err(f"data.splitter.{role}", prob)
     probs = block.static_problems()
     if probs:
