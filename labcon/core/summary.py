@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from labcon.core.hooks import Hook
+from labcon.core.telemetry_layers import first_tensor
 from labcon.fmt import fmt_count
 
 
@@ -50,15 +51,6 @@ def _observed_forward(model: nn.Module, xb: Tensor, hooks: list[Hook]) -> None:
             h.remove()
 
 
-def _first_tensor(out: object) -> Tensor | None:
-    """A module's output tensor, or the first tensor of a tuple/list output (an LSTM's); None otherwise."""
-    if isinstance(out, Tensor):
-        return out
-    if isinstance(out, (tuple, list)):
-        return next((o for o in out if isinstance(o, Tensor)), None)
-    return None
-
-
 def _observe(model: nn.Module, xb: Tensor) -> tuple[list[ModuleRow], dict[str, tuple[int, ...]]]:
     """One forward of xb (eval mode, no grad; mode restored): a row per call of a leaf layer, in call order,
     with the layer's own parameters and multiply-adds; and every module's first output shape by path."""
@@ -67,7 +59,7 @@ def _observe(model: nn.Module, xb: Tensor) -> tuple[list[ModuleRow], dict[str, t
 
     def grab(path: str, leaf: bool) -> Any:
         def fn(m: nn.Module, _inp: object, out: object) -> None:
-            t = _first_tensor(out)
+            t = first_tensor(out)
             if t is None:
                 return
             shapes.setdefault(path, tuple(t.shape))  # a module called again keeps its first shape
