@@ -184,3 +184,32 @@ def test_piped_input_with_no_refusals_exits_zero(monkeypatch, capsys) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("status\n"))
     assert run_repl(s, None) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_the_real_labcon_repl_reads_a_pipe_in_order_and_exits_1_on_a_refusal(tmp_path) -> None:
+    """`printf ... | labcon repl CONFIG` on a real session in a fresh directory: replies in order on stdout,
+    each refusal on stderr with its line number, no prompt-toolkit warning, exit status 1."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.helpers import make_image_folder, tiny_config
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = tmp_path / "p.toml"
+    cfg.write_text(tiny_config(make_image_folder(tmp_path / "img"), "piped", 1, telemetry=False))
+    out = subprocess.run(
+        [sys.executable, "-m", "labcon", "--sessions-dir", str(tmp_path / "s"), "repl", str(cfg)],
+        input="set lr=abc\nset wd=0.01\nquit\n",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        timeout=120,
+    )
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert "error: line 1:" in out.stderr and "abc" in out.stderr
+    assert "set wd=0.01" in out.stdout
+    both = out.stdout + out.stderr
+    assert "not a terminal" not in both and "\r" not in both and "Traceback" not in both
