@@ -107,6 +107,14 @@ def test_a_full_disk_is_named_with_the_space_needed(tmp_path: Path, monkeypatch:
     assert not list(tmp_path.iterdir())  # the partial file is gone
 
 
+def test_a_weights_file_in_torch_s_old_format_still_loads(tmp_path: Path) -> None:
+    """Not a zip archive (torch < 1.6, or _use_new_zipfile_serialization=False), yet plain tensors: loads."""
+    old = tmp_path / "old.pt"
+    weights = nn.Linear(3, 2).state_dict()
+    torch.save(dict(weights), old, _use_new_zipfile_serialization=False)
+    assert _equal(load_checkpoint(old), weights)
+
+
 @pytest.mark.parametrize(
     ("content", "said"),
     [

@@ -358,8 +358,9 @@ def test_send_and_attach_say_why_a_session_cannot_be_reached(short_dir, capsys) 
         for argv in (["send", "ns", "status"], ["attach", "ns"]):
             assert main(["--sessions-dir", str(short_dir), *argv]) == 2
             err = capsys.readouterr().err
-            assert f"session 'ns' is training in process {os.getpid()} without a control socket" in err
-            assert "(started with --no-socket); it cannot be attached" in err and "labcon run" not in err
+            assert f"session 'ns' is held by process {os.getpid()}, which serves no control socket" in err
+            assert "starting (try again in a moment) or was started with --no-socket" in err
+            assert "labcon run" not in err
     finally:
         lock.release()
     (folder / "session.toml").write_text('name = "ns"\n')
@@ -367,3 +368,12 @@ def test_send_and_attach_say_why_a_session_cannot_be_reached(short_dir, capsys) 
     err = capsys.readouterr().err
     assert "session 'ns' is saved but not running" in err
     assert "`labcon open ns`" in err and "`labcon serve ns`" in err and "Traceback" not in err
+    # A process killed while it held the lock leaves its record behind: a dead process holds nothing.
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (folder / "lock").write_text(f"process {dead.pid}")
+    assert main(["--sessions-dir", str(short_dir), "send", "ns", "status"]) == 2
+    assert "session 'ns' is saved but not running" in capsys.readouterr().err

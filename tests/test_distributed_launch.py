@@ -109,7 +109,7 @@ def test_launch_command_for_a_node_of_a_multi_node_job() -> None:
     assert cmd[cmd.index("-m", 3) :] == ["-m", "labcon", "run", "c.toml"]
     with pytest.raises(ValueError, match="HOST:PORT"):
         launch_command([], 1, nnodes=2, node_rank=0)
-    with pytest.raises(ValueError, match="node rank"):
+    with pytest.raises(ValueError, match="--node-rank 2 needs --nnodes 3"):
         launch_command([], 1, nnodes=2, node_rank=2, rdzv="h:1")
 
 

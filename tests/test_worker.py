@@ -58,7 +58,7 @@ def test_commands_typed_during_lr_find_apply_when_it_ends_and_never_reach_the_ne
             "set wd=0.05"
         ]
         failed = [m for m in msgs if isinstance(m, M.CommandFailed)]
-        assert [m.text for m in failed] == ["stop"] and "lr_find ended" in failed[0].error
+        assert [m.text for m in failed] == ["stop"] and "'lr_find' ended" in failed[0].error
         assert s.status()["hypers"]["wd"] == [pytest.approx(0.05)]
         assert s.submit("fit 1").ok
         assert s.wait(120)
@@ -84,5 +84,34 @@ def test_batch_stats_and_journal_samples_go_on_after_a_long_history_is_thinned(d
         s.persist.writer.flush()
         sampled = [it for it, _ in s.journal.batches(s.persist.run_id)["loss"]]
         assert sampled == list(range(0, n, 10))  # every tenth batch, to the end
+    finally:
+        s.close()
+
+
+def test_stop_typed_in_fine_tune_s_first_phase_last_validation_stops_the_job(data, tmp_path):
+    """fine_tune is one job of two fits: a stop that arrives after the frozen phase's last batch (during its
+    validation) stops the unfrozen phase at its first batch, instead of being dropped between the two."""
+    from labcon import Callback
+
+    s = tiny_session(data, tmp_path)
+
+    class TypeStop(Callback):
+        order = 100
+        run_in_probe = False
+        sent = False
+
+        def after_validate(self) -> None:
+            if not TypeStop.sent:
+                TypeStop.sent = True
+                assert s.submit("stop").ok  # as if typed now: queued for the next batch
+
+    try:
+        s.runner.add_cbs([TypeStop()])
+        sub = s.subscribe()
+        assert s.submit("fine_tune 2 freeze_epochs=1").ok
+        assert s.wait(120) and s.last_error is None
+        ended = [m for m in _drain(sub) if isinstance(m, M.FitEnded)]
+        assert [m.status for m in ended] == ["done", "stopped"]
+        assert s.runner.epoch == 1  # the unfrozen phase trained no epoch
     finally:
         s.close()

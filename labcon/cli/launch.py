@@ -31,6 +31,29 @@ def _whole(name: str, value: object, low: int) -> int:
     return value
 
 
+def check_nodes(nproc: int, nnodes: int = 1, node_rank: int = 0, rdzv: str | None = None) -> None:
+    """The launcher's settings, each refused with what is allowed (ValueError): counts, the node's rank among
+    the nodes, and a rendezvous only (and always) for several nodes."""
+    _whole("--nproc", nproc, 1)
+    _whole("--nnodes", nnodes, 1)
+    _whole("--node-rank", node_rank, 0)
+    if node_rank >= nnodes:
+        raise ValueError(
+            f"--node-rank {node_rank} needs --nnodes {node_rank + 1} or more (a node's rank is 0..nnodes-1); "
+            "give --nnodes with the number of machines"
+        )
+    if rdzv and nnodes == 1:
+        raise ValueError(
+            "--rdzv is node 0's address for a multi-node run; give --nnodes N too, or drop --rdzv"
+        )
+    if nnodes > 1:
+        host, _, port = (rdzv or "").rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(
+                f"--rdzv must be HOST:PORT of node 0 (e.g. 10.0.0.1:29500) for --nnodes {nnodes}, got {rdzv!r}"
+            )
+
+
 def launch_command(
     argv: Sequence[str],
     nproc: int,
@@ -44,19 +67,11 @@ def launch_command(
 
     With `nnodes` > 1 this is node `node_rank` of a static rendezvous at `rdzv` (HOST:PORT of node 0), as
     torchrun's --nnodes/--node-rank/--master-addr/--master-port."""
-    _whole("nproc", nproc, 1)
-    _whole("nnodes", nnodes, 1)
-    _whole("node rank", node_rank, 0)
-    if node_rank >= nnodes:
-        raise ValueError(f"node rank {node_rank} is not below --nnodes {nnodes}")
+    check_nodes(nproc, nnodes, node_rank, rdzv)
     if nnodes == 1:
         where = ["--standalone", "--nnodes=1"]
     else:
         host, _, port = (rdzv or "").rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(
-                f"--rdzv must be HOST:PORT of node 0 (e.g. 10.0.0.1:29500) for --nnodes {nnodes}, got {rdzv!r}"
-            )
         where = [
             f"--nnodes={nnodes}",
             f"--node-rank={node_rank}",

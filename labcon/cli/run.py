@@ -229,18 +229,14 @@ def _serve(session: Any, server: Any, shutdown: threading.Event, idle_exit: floa
 
 def cmd_run(args: argparse.Namespace) -> int:
     """labcon run."""
+    from labcon.cli.launch import check_nodes
     from labcon.core.distributed import dist_env
 
     env = dist_env()
-    if args.node_rank >= args.nnodes:
-        raise LabconError(
-            f"--node-rank {args.node_rank} needs --nnodes {args.node_rank + 1} or more (a node's rank is "
-            f"0..nnodes-1); give --nnodes with the number of machines"
-        )
-    if args.rdzv and args.nnodes == 1:
-        raise LabconError(
-            "--rdzv is node 0's address for a multi-node run; give --nnodes N too, or drop --rdzv"
-        )
+    try:
+        check_nodes(args.nproc, args.nnodes, args.node_rank, args.rdzv)
+    except ValueError as e:
+        raise LabconError(str(e)) from None
     if (args.nproc > 1 or args.nnodes > 1) and not env.is_distributed:
         from labcon.cli.launch import launch
         from labcon.core.distributed import PEER_TIMEOUT_ENV

@@ -116,6 +116,8 @@ def build_callback(name: str, kwargs: dict[str, Any], sha256: str | None = None)
             raise CommandError(suggest(name, sorted(reg), "callback"))
         cls = reg[name]
     label = name.rpartition(":")[2]
+    if isinstance(kwargs.get("layers"), str):  # `cb add telemetry layers=body.0`: one layer is a list of one
+        kwargs = {**kwargs, "layers": [kwargs["layers"]]}
     check_options(label, cls, kwargs)
     kwargs = {k: list(v) if isinstance(v, tuple) and k == "layers" else v for k, v in kwargs.items()}
     try:

@@ -50,7 +50,10 @@ def _describe(hint: Any) -> str:
         parts = [_describe(h) for h in typing.get_args(hint) if h is not type(None)]
         return " or ".join(parts) + (" (or left out)" if type(None) in typing.get_args(hint) else "")
     return words.get(
-        hint, "a list" if typing.get_origin(hint) in (list, tuple) else getattr(hint, "__name__", str(hint))
+        hint,
+        "a list"
+        if typing.get_origin(hint) in (list, tuple, Sequence)
+        else getattr(hint, "__name__", str(hint)),
     )
 
 

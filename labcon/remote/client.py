@@ -36,9 +36,9 @@ def not_listening(path: Path, reason: str) -> str:
     holder = lock_holder(folder)
     if holder is not None:
         return (
-            f"session '{name}' is training in {holder} without a control socket (started with --no-socket); "
-            "it cannot be attached: wait for it to end (`labcon journal show "
-            f"{name}` shows its epochs so far) or stop that process"
+            f"session '{name}' is held by {holder}, which serves no control socket: it is starting (try again "
+            "in a moment) or was started with --no-socket, and then cannot be attached: wait for it to end "
+            f"(`labcon journal show {name}` shows its epochs so far) or stop that process"
         )
     if (folder / "session.toml").is_file():
         return (
@@ -92,8 +92,8 @@ class ControlClient:
                         waiter = self._pending.pop(d.get("id"), None) if d.get("id") is not None else None
                     if waiter is not None:
                         waiter.put(d)
-                    elif not d.get("ok"):
-                        # Unsolicited: the server's last words before it closes (too many clients, idle).
+                    elif d.get("closing"):
+                        # The server's last words before it closes this connection (too many clients, idle).
                         self.refusal = str(d.get("text", "")) or None
                 else:
                     self._messages.put(d)
@@ -129,6 +129,11 @@ class ControlClient:
         except OSError as e:
             with self._lock:
                 self._pending.pop(rid, None)
+            self._reader.join(1.0)  # the server may have said why it closed before our request reached it
+            if self.refusal:
+                raise LabconError(
+                    f"the session closed the connection before answering '{op}': {self.refusal}"
+                ) from None
             raise LabconError(f"lost the connection to {self.path}: {e}") from None
         try:
             reply = waiter.get(timeout=self.timeout)

@@ -112,9 +112,7 @@ class Connection:
                     except (OSError, ValueError):
                         break
                     if not ready:
-                        self.reply(
-                            error_reply(None, "no request since connecting; closing this idle connection")
-                        )
+                        self.reply(closing_reply("no request since connecting; closing this idle connection"))
                         self.end_after_replies()
                         return
                 try:
@@ -196,6 +194,11 @@ class Connection:
 
 def error_reply(rid: Any, text: str) -> dict[str, Any]:
     return {"id": rid, "type": "reply", "ok": False, "text": text, "data": None}
+
+
+def closing_reply(text: str) -> dict[str, Any]:
+    """The server's last words on a connection it is about to close (the client keeps them as the reason)."""
+    return {**error_reply(None, text), "closing": True}
 
 
 def ok_reply(rid: Any, text: str = "", data: Any = None) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from labcon.errors import LabconError
-from labcon.remote.connection import Connection, error_reply, ok_reply
+from labcon.remote.connection import Connection, closing_reply, error_reply, ok_reply
 from labcon.remote.wire import answer_data, jsonable
 from labcon.session.api import POLL_S, SessionAPI, Subscription
 from labcon.session.messages import Message
@@ -197,7 +197,7 @@ class ControlServer:
             # A refused client is never read: it gets one reply saying why, then the connection closes.
             client.start(reading=not full)
             if full:
-                client.reply(error_reply(None, f"too many clients (max {self.max_clients}); try again later"))
+                client.reply(closing_reply(f"too many clients (max {self.max_clients}); try again later"))
                 client.end_after_replies()
 
     def _follow_loop(self) -> None:

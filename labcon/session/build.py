@@ -203,6 +203,7 @@ def build_callbacks(config: Config, device: torch.device) -> list[Callback]:
             kw["layers"] = list(config.telemetry.layers)
         cbs.append(Telemetry(**kw))
     for i, c in enumerate(config.callbacks):
+        # Registry names only: a config (re-read on every resume) never names code to import.
         if c.name not in CALLBACKS:
             raise add_location(
                 ConfigError(f"callbacks.{i}.name: {suggest(c.name, sorted(CALLBACKS), 'callback')}"), config

@@ -122,27 +122,20 @@ def _fsync_dir(d: Path) -> None:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint (tensors and plain data only) onto the CPU; CheckpointError when unreadable or unsafe."""
     p = Path(path)
-    if p.is_file() and not zipfile.is_zipfile(p):
-        # torch.save writes a zip archive: anything else was cut short, overwritten or never a checkpoint.
-        raise CheckpointError(
-            f"checkpoint {p} is truncated or corrupt: not the archive torch.save writes "
-            f"({p.stat().st_size:,} bytes: cut short, overwritten, or another kind of file)"
-        )
     try:
         state = torch.load(p, weights_only=True, map_location="cpu")
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {p} not found") from None
     except pickle.UnpicklingError as e:
-        if "weights_only" in str(e) or "Unsupported global" in str(e) or "GLOBAL" in str(e):
+        if "Unsupported global" in str(e) or "GLOBAL" in str(e):
             raise CheckpointError(
                 f"checkpoint {p} contains pickled Python objects; labcon loads only tensors and plain data, "
                 "because unpickling can run arbitrary code and it may be unsafe. Re-save it with "
                 "torch.save() of a dict of tensors/numbers/strings (e.g. model.state_dict())"
             ) from None
-        raise CheckpointError(f"checkpoint {p} is corrupt ({e}); delete it or restore a backup") from None
+        raise _unreadable(p, e) from None
     except Exception as e:  # noqa: BLE001 - a damaged file can fail anywhere in torch's reader
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CheckpointError(f"checkpoint {p} is truncated or corrupt ({first})") from None
+        raise _unreadable(p, e) from None
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {p} holds a {type(state).__name__}, expected a dict of state")
     saved = state.pop("checksum", None)
@@ -152,6 +145,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             "(flipped bytes on disk or in transit)"
         )
     return state
+
+
+def _unreadable(p: Path, e: BaseException) -> CheckpointError:
+    """A file torch could not read, in words: not torch.save's archive at all (cut short, overwritten, another kind
+    of file), or an archive that is damaged inside. (Old torch's non-archive files load before this is asked.)"""
+    if not zipfile.is_zipfile(p):
+        return CheckpointError(
+            f"checkpoint {p} is truncated or corrupt: not the archive torch.save writes "
+            f"({p.stat().st_size:,} bytes: cut short, overwritten, or another kind of file)"
+        )
+    first = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return CheckpointError(f"checkpoint {p} is truncated or corrupt ({first}); delete it or restore a backup")
 
 
 def state_digest(state: Any) -> str:

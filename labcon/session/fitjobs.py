@@ -113,6 +113,7 @@ class FitJobs:
                 # session goes back to idle instead of staying 'running' with nobody to run its queue.
                 if self._guarded("the job", lambda job=job: self._run(job)) is not None:
                     self.run_state.set_state("idle", self.s.last_error or "")
+                self._settle(job)
             finally:
                 if self._q.empty():
                     self._idle.set()
@@ -175,13 +176,13 @@ class FitJobs:
         if remaining < 1:
             run.set_state("idle")
             return "done"
-        s.persist.plan = plan
         if new_run:
             s.persist.begin_run()
             s.persist.log_command(plan.text, "idle")
             s.publish(CommandApplied(text=plan.text, epoch=r.epoch, iter=r.train_iter, reply="started"))
         else:
             s.persist.continue_run()
+        s.persist.plan = plan  # only now: a fit whose run could not begin leaves no plan to resume
         n_valid = len(r.dls.valid) if hasattr(r.dls.valid, "__len__") else 0
         s.publish(FitStarted(s.persist.run_id or 0, r.epoch, remaining, plan.n_train, n_valid))
         run.clock.start()
@@ -214,21 +215,27 @@ class FitJobs:
         # A stopped or failed fit keeps its plan so `resume` can finish it; its schedule changes stay live in
         # persist.sched_edits (a `set` while stopped adds to them) until it continues.
         s.persist.plan = None if status == "done" else plan
-        self._settle("the fit")
         run.set_state("idle", reason)
         s.publish(FitEnded(status=status, reason=reason))
         return status
 
-    def _settle(self, job: str) -> None:
-        """Commands queued for a safe point the ended job never reached (typed during its last validation, or
-        during lr_find / profile, which have none): pause, resume and stop are said not to apply; the rest
-        apply now, at the idle point, as if typed a moment later. None is carried into the next fit."""
-        for cmd in self.run_state.leftovers():
-            if isinstance(cmd, (C.Pause, C.Resume, C.Stop)) or self.s.world_size > 1:
-                error = f"'{cmd.text}' did not apply: {job} ended before it reached a batch"
-                self.s.publish(CommandFailed(text=cmd.text, error=error))
-            else:
-                self._apply(cmd, "idle")
+    def _settle(self, job: Any) -> None:
+        """Commands queued for a safe point the ended job never reached (typed during a fit's last validation, or
+        during lr_find / profile, which have none): pause, resume and stop are said not to apply; the rest apply
+        now, at the idle point, as if typed a moment later. None is carried into the next job. Under the run
+        state's lock, as a command typed while idle is applied, so the two never interleave."""
+        run = self.run_state
+        with run.lock:
+            left = run.leftovers(keep_stop=self._closing)
+            if not left:
+                return
+            name = getattr(getattr(job, "cmd", job), "text", "the job")
+            for cmd in left:
+                if isinstance(cmd, (C.Pause, C.Resume, C.Stop)) or self.s.world_size > 1:
+                    error = f"'{cmd.text}' did not apply: '{name}' ended before it reached a batch"
+                    self.s.publish(CommandFailed(text=cmd.text, error=error))
+                else:
+                    self._apply(cmd, "idle")
 
     def _lost_peer(self) -> str:
         """One line for a collective that timed out or lost its peer; rank 0 checkpoints where training stood."""
@@ -266,7 +273,6 @@ class FitJobs:
         try:
             self._guarded("lr_find", find)
         finally:
-            self._settle("lr_find")
             self.run_state.set_state("idle")
 
     def _profile(self, cmd: C.Profile) -> None:
@@ -295,7 +301,6 @@ class FitJobs:
         try:
             self._guarded("profile", profile)
         finally:
-            self._settle("profile")
             self.run_state.set_state("idle")
 
     def _guarded(self, what: str, work: Callable[[], None]) -> str | None:

@@ -341,7 +341,8 @@ class Persistence:
             )
             self.run_id = None
         elif (
-            self.plan is not None
+            self.run_id is not None
+            and self.plan is not None
             and self.plan.remaining(r.epoch) > 0
             and self.enabled
             and self.journal.get_run(self.run_id)["status"] == "done"

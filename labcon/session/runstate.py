@@ -143,14 +143,14 @@ class RunState:
                 q.clear()
         return [C.parse(t) for t in broadcast_texts(mine)]
 
-    def leftovers(self) -> list[C.Command]:
+    def leftovers(self, keep_stop: bool = False) -> list[C.Command]:
         """At the end of a job: the queued commands no safe point took (taken off the queues); a stop request
-        nobody took is forgotten, so neither reaches the next fit."""
+        nobody took is forgotten (unless `keep_stop`: the session is closing), so neither reaches the next job."""
         with self.lock:
             left = [*self._batch_q, *self._epoch_q]
             self._batch_q.clear()
             self._epoch_q.clear()
-            self._stop = False
+            self._stop = self._stop and keep_stop
         return left
 
     # ----- reads at a safe point --------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -119,23 +120,27 @@ class SessionLock:
     def release(self) -> None:
         """Let another process open the session (idempotent)."""
         if self._fd is not None:
+            os.ftruncate(self._fd, 0)  # the record says who holds it: nobody, from now on (see lock_holder)
             os.close(self._fd)  # closing the descriptor releases the flock
             self._fd = None
 
 
 def lock_holder(directory: Path) -> str | None:
-    """Who holds the session lock in `directory` ("process N"), or None when no live process does."""
-    import fcntl
+    """Who holds the session lock in `directory` ("process N"), or None when no live process does.
 
+    Read from the lock file's record, never by taking the lock: a probe would, for an instant, make a session
+    starting at that moment fail with 'in use'. The record outlives its process, so the process is checked."""
     try:
-        fd = os.open(directory / "lock", os.O_RDONLY)
+        text = (directory / "lock").read_text(errors="replace").strip()
     except OSError:
         return None
+    m = re.fullmatch(r"process (\d+)", text)
+    if m is None:
+        return None
     try:
-        # A shared lock conflicts only with a holder's exclusive one; taken for an instant and dropped.
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-    finally:
-        os.close(fd)  # also drops the shared lock when it was granted
-    return None
+        os.kill(int(m.group(1)), 0)  # signal 0: is it alive
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, another user's
+    return text
