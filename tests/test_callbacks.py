@@ -179,8 +179,10 @@ def test_dropout_schedule_sets_every_dropout_layer():
         def before_batch(self) -> None:
             if self.runner.training:
                 seen.append((self.runner.pct_train, self.runner.model[1].p))
+                assert self.runner.model[4].p == self.runner.model[1].p
 
-    model = nn.Sequential(nn.Linear(10, 20), nn.Dropout(0.9), nn.ReLU(), nn.Linear(20, 3))
+    model = nn.Sequential(nn.Linear(10, 20), nn.Dropout(0.9), nn.ReLU(), nn.Linear(20, 20), nn.Dropout(0.1))
+    model.append(nn.Linear(20, 3))
     r = Runner(model, synthetic_dls(), lr=1e-2, opt_func=SGD, device="cpu", cbs=[PLog()])
     r.schedules["dropout"] = sched_lin(0.5, 0.0)
     r.fit(2)
