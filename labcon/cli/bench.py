@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from labcon.cli.argtypes import session_name
+from labcon.core.allocator import ram_bytes
 from labcon.errors import LabconError
 
 # On a small shared machine torch's threads can wait on each other for longer than a small product takes.
@@ -27,25 +27,10 @@ def _threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
-def available_memory() -> int | None:
-    """Bytes of memory free for a new allocation (Linux's MemAvailable, else physical memory); None if unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass  # not Linux: fall back to the total below
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def _check_memory(need: int, what: str, fix: str) -> None:
     """Refuse a benchmark before it allocates more memory than the machine has free."""
-    free = available_memory()
-    if free is not None and need > free:
+    free = ram_bytes(free=True)
+    if need > free:
         raise LabconError(
             f"{what} needs about {_fmt_bytes(need)} of memory, more than the {_fmt_bytes(free)} available; {fix}"
         )

@@ -75,3 +75,20 @@ def host_memory() -> str:
         "declined": "returned to the OS (LABCON_KEEP_HOST_MEMORY=0)",
         "unsupported": "returned to the OS (not glibc)",
     }.get(_state or "", "returned to the OS (default)")
+
+
+def ram_bytes(free: bool = False) -> float:
+    """This machine's RAM in bytes; with `free`, what a new allocation can still get (Linux's MemAvailable,
+    else the total). inf when the platform will not say."""
+    if free:
+        try:
+            with open("/proc/meminfo", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        return float(int(line.split()[1]) * 1024)
+        except (OSError, ValueError, IndexError):
+            pass  # not Linux: the total below
+    try:
+        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError, AttributeError):
+        return float("inf")

@@ -3,9 +3,9 @@ settings, a model and batch that cannot fit in memory) is refused naming file, l
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
+from labcon.core.allocator import ram_bytes
 from labcon.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -61,10 +61,7 @@ def available_memory(device: str) -> tuple[float, str]:
         index = int(device.split(":")[1]) if ":" in device else 0
         if index < torch.cuda.device_count():
             return float(torch.cuda.get_device_properties(index).total_memory), f"GPU {index} memory"
-    try:
-        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")), "RAM"
-    except (ValueError, OSError, AttributeError):
-        return float("inf"), "RAM"
+    return ram_bytes(), "RAM"
 
 
 def _check_memory(config: Config) -> None:

@@ -269,11 +269,7 @@ class FitJobs:
             s.publish(Log(level="info", text=text))
             s.persist.log_command(cmd.text, "idle", reply=text)
 
-        self.run_state.set_state("running", "lr_find")
-        try:
-            self._guarded("lr_find", find)
-        finally:
-            self.run_state.set_state("idle")
+        self._probe("lr_find", find)
 
     def _profile(self, cmd: C.Profile) -> None:
         from labcon.core.profiler import run_profile
@@ -297,9 +293,13 @@ class FitJobs:
             )
             s.persist.log("info", text, data={"profile": rep.as_dict()})
 
-        self.run_state.set_state("running", "profile")
+        self._probe("profile", profile)
+
+    def _probe(self, what: str, work: Callable[[], None]) -> None:
+        """A short job that is not a fit (lr_find, profile): running while it works, idle after, whatever happens."""
+        self.run_state.set_state("running", what)
         try:
-            self._guarded("profile", profile)
+            self._guarded(what, work)
         finally:
             self.run_state.set_state("idle")
 
